@@ -1,0 +1,127 @@
+r"""Symbolic expressions shared by every backend.
+
+Rate functions and conductances are written once, as strings, and parsed here into
+`sympy` expressions. Each backend prints them in its own language: Brian2 equation
+strings (:mod:`hh_plugin.brian2`), torch and numpy callables (:func:`to_callable`).
+
+The one special function is the relative exponential
+
+.. math::
+    \operatorname{exprel}(x) = \frac{e^x - 1}{x}, \qquad \operatorname{exprel}(0) = 1,
+
+which writes rates such as :math:`\alpha_m = 1/\operatorname{exprel}(-(V+40)/10)` without
+the removable singularity of :math:`(V+40)/(1-e^{-(V+40)/10})` at :math:`V = -40` mV.
+"""
+
+from __future__ import annotations
+
+
+from typing import Callable, Iterable, Mapping
+
+import numpy as np
+import sympy
+
+#: Name of the membrane potential symbol in every expression (its value in mV).
+VOLTAGE_SYMBOL = "V"
+
+
+class exprel(sympy.Function):
+    r"""Symbolic :math:`\operatorname{exprel}(x) = (e^x - 1)/x` with its removable point at 0."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, arg):
+        if arg.is_zero:
+            return sympy.S.One
+        return None
+
+    def fdiff(self, argindex=1):
+        x = self.args[0]
+        return (sympy.exp(x) * (x - 1) + 1) / x**2
+
+
+#: Functions allowed in model expressions, by name.
+ALLOWED_FUNCTIONS = {"exp": sympy.exp, "exprel": exprel, "log": sympy.log,
+                     "sqrt": sympy.sqrt, "tanh": sympy.tanh, "cosh": sympy.cosh}
+
+
+def parse(text: str, allowed_symbols: Iterable[str]) -> sympy.Expr:
+    """Parse one model expression, refusing names that are neither allowed symbols nor functions."""
+    allowed_symbols = set(allowed_symbols)
+    local = {name: sympy.Symbol(name, real=True) for name in allowed_symbols}
+    local.update(ALLOWED_FUNCTIONS)
+    try:
+        expr = sympy.sympify(text, locals=local, rational=False)
+    except (sympy.SympifyError, SyntaxError, TypeError) as exc:
+        raise ValueError(f"cannot parse model expression {text!r}: {exc}") from None
+    unknown = {s.name for s in expr.free_symbols} - allowed_symbols
+    if unknown:
+        raise ValueError(
+            f"model expression {text!r} uses unknown name(s) {sorted(unknown)}; "
+            f"allowed: {sorted(allowed_symbols)}")
+    for func in expr.atoms(sympy.Function):
+        if type(func) not in ALLOWED_FUNCTIONS.values():
+            raise ValueError(f"model expression {text!r} uses unsupported function {func.func}")
+    return expr
+
+
+# --------------------------------------------------------------------------- numerics
+def exprel_numpy(x):
+    r"""Vectorised :math:`(e^x-1)/x` with value 1 at 0, accurate to round-off everywhere."""
+    x = np.asarray(x, dtype=np.result_type(x, np.float64))
+    small = np.abs(x) < 1e-8
+    safe = np.where(small, 1.0, x)
+    return np.where(small, 1.0 + 0.5 * x, np.expm1(safe) / safe)
+
+
+def exprel_torch(x):
+    r"""Differentiable :math:`(e^x-1)/x` for torch tensors.
+
+    Near 0 the quotient and, worse, its autograd derivative
+    :math:`(x e^x - e^x + 1)/x^2` cancel catastrophically, so within
+    :math:`|x| < \epsilon` the Taylor series :math:`1 + x/2 + x^2/6 + x^3/24 + x^4/120`
+    is used (truncation error :math:`|x|^5/720`); :math:`\epsilon` is :math:`10^{-3}`
+    in float64 and :math:`5\cdot10^{-2}` in lower precision. Both branches stay
+    finite (the unused one sees a safe argument), so gradients are finite at the
+    removable point.
+    """
+    import torch
+
+    eps = 1e-3 if x.dtype == torch.float64 else 5e-2
+    small = x.abs() < eps
+    safe = torch.where(small, torch.ones_like(x), x)
+    taylor = 1.0 + x * (0.5 + x * (1.0 / 6.0 + x * (1.0 / 24.0 + x * (1.0 / 120.0))))
+    return torch.where(small, taylor, torch.expm1(safe) / safe)
+
+
+def _torch_module():
+    import torch
+
+    return {"exp": torch.exp, "exprel": exprel_torch, "log": torch.log,
+            "sqrt": torch.sqrt, "tanh": torch.tanh, "cosh": torch.cosh}
+
+
+_NUMPY_MODULE = {"exp": np.exp, "exprel": exprel_numpy, "log": np.log,
+                 "sqrt": np.sqrt, "tanh": np.tanh, "cosh": np.cosh}
+
+
+def to_callable(expr: sympy.Expr, args: Iterable[str], backend: str) -> Callable:
+    """Compile an expression to a Python function of ``args`` for ``'numpy'`` or ``'torch'``."""
+    args = tuple(args)
+    if backend == "numpy":
+        modules = [_NUMPY_MODULE, "numpy"]
+    elif backend == "torch":
+        modules = [_torch_module()]
+    else:
+        raise ValueError(f"unknown expression backend {backend!r}; use 'numpy' or 'torch'")
+    symbols = [sympy.Symbol(a, real=True) for a in args]
+    return sympy.lambdify(symbols, expr, modules=modules, cse=True, docstring_limit=0)
+
+
+def substitute_symbol_names(expr: sympy.Expr, names: Mapping[str, str]) -> sympy.Expr:
+    """Rename symbols (for printers that need, e.g., ``V`` written as ``(V/mV)``)."""
+    return expr.xreplace({sympy.Symbol(old, real=True): sympy.Symbol(new, real=True)
+                          for old, new in names.items()})
+
+

@@ -1,0 +1,227 @@
+r"""`HHSpec`: the immutable, validated specification every backend is built from.
+
+Units are the plugin's (and the reference model's): V in mV, g in mS, C in uF,
+I in uA, t in ms. Brian2 quantities are accepted and converted; plain numbers are
+taken to be in those units. A parameter may be a scalar or a 1-D array with one
+value per neuron (a heterogeneous population); all arrays of one specification
+have the same length.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Mapping, Optional
+
+import numpy as np
+
+from .definition import ModelDefinition, get_model
+from .hodgkin_huxley import HODGKIN_HUXLEY
+
+RESET_MODES = ("soft", "hard")
+_OPTION_NAMES = ("spk_reset", "alpha", "width", "V_reset")
+
+
+def _brian2_unit(unit: str):
+    import brian2
+
+    return {"mV": brian2.mV, "mS": brian2.msiemens, "uF": brian2.ufarad,
+            "uA": brian2.uA, "ms": brian2.ms, "1": brian2.Unit(1)}[unit]
+
+
+def to_plain(value: Any, unit: str, name: str) -> Any:
+    """Convert ``value`` (number, sequence, array or Brian2 quantity) to float(s) in ``unit``.
+
+    Raises ``TypeError`` for a quantity of the wrong dimension, naming the parameter.
+    """
+    if hasattr(value, "dim") and hasattr(value, "has_same_dimensions"):  # a Brian2 Quantity
+        target = _brian2_unit(unit)
+        if not value.has_same_dimensions(target):
+            raise TypeError(f"{name}: expected a quantity in {unit}, got {value!r} "
+                            f"(wrong physical dimension)")
+        value = np.asarray(value / target, dtype=np.float64)
+    elif hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor
+        value = value.detach().cpu().double().numpy()
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: expected a number or array in {unit}, got {value!r}") from None
+    if array.ndim == 0:
+        return float(array)
+    if array.ndim != 1:
+        raise ValueError(f"{name}: expected a scalar or a 1-D per-neuron array, "
+                         f"got shape {array.shape}")
+    array = array.copy()
+    array.setflags(write=False)
+    return array
+
+
+def _check_values(name: str, value, unit: str, constraint: Optional[str]) -> None:
+    arr = np.asarray(value)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    checks = {"positive": (arr > 0, "> 0"), "nonnegative": (arr >= 0, ">= 0"),
+              "nonzero": (arr != 0, "!= 0")}
+    if constraint in checks:
+        ok, text = checks[constraint]
+        if not np.all(ok):
+            bad = arr if arr.ndim == 0 else arr[~ok][0]
+            raise ValueError(f"{name} must be {text} (got {float(bad)} {unit})")
+
+
+class HHSpec:
+    r"""Specification of a Hodgkin-Huxley population (the reference model by default).
+
+    Parameters (keyword only; defaults from the model definition, for the reference model
+    ``ENa=50, gNa=120, EK=-77, gK=36, EL=-54.387, gL=0.03, V_th=20`` mV/mS, ``C=1`` uF):
+    each a float, a 1-D per-neuron array, or a Brian2 quantity.
+
+    Options:
+        spk_reset: ``'soft'`` (default) or ``'hard'``; matters only when ``V_reset`` is set.
+        alpha, width: the ReLU surrogate :math:`\partial z/\partial x \approx
+            \alpha \max(0, \text{width} - |x|)` with :math:`x = (V - V_{th})/V_{th}`.
+        V_reset: ``None`` (default, the reference model: a spike changes no state) or a
+            potential in mV. Then the step that emits a spike also resets the membrane:
+            soft subtracts :math:`z (V_{th} - V_{reset})`, hard sets :math:`V_{reset}`.
+        model: the :class:`~hh_plugin.model.definition.ModelDefinition` (default
+            :data:`~hh_plugin.model.hodgkin_huxley.HODGKIN_HUXLEY`).
+
+    Example:
+        >>> spec = HHSpec(gL=0.3, V_reset=-70.0)
+        >>> spec.gL, spec.spk_reset
+        (0.3, 'soft')
+    """
+
+    __slots__ = ("model", "_values", "spk_reset", "alpha", "width", "V_reset", "size")
+
+    def __init__(self, *, model: ModelDefinition = HODGKIN_HUXLEY, spk_reset: str = "soft",
+                 alpha: float = 0.3, width: float = 1.0, V_reset=None, **parameters):
+        if not isinstance(model, ModelDefinition):
+            raise TypeError(f"model must be a ModelDefinition, got {type(model).__name__}")
+        unknown = set(parameters) - set(model.parameter_names)
+        if unknown:
+            raise TypeError(f"unknown parameter(s) {sorted(unknown)} for model {model.name!r}; "
+                            f"known: {list(model.parameter_names)} and options {list(_OPTION_NAMES)}")
+        if spk_reset not in RESET_MODES:
+            raise ValueError(f"spk_reset must be one of {RESET_MODES}, got {spk_reset!r}")
+        values: Dict[str, Any] = {}
+        for p in model.parameters:
+            value = to_plain(parameters.get(p.name, p.default), p.unit, p.name)
+            _check_values(p.name, value, p.unit, p.constraint)
+            values[p.name] = value
+        alpha = to_plain(alpha, "1", "alpha")
+        width = to_plain(width, "1", "width")
+        for name, v in (("alpha", alpha), ("width", width)):
+            if np.ndim(v) != 0:
+                raise ValueError(f"{name} must be a scalar")
+        _check_values("alpha", alpha, "", "nonnegative")
+        _check_values("width", width, "", "positive")
+        if V_reset is not None:
+            V_reset = to_plain(V_reset, "mV", "V_reset")
+            _check_values("V_reset", V_reset, "mV", None)
+        sizes = {len(v) for v in list(values.values()) + [V_reset] if isinstance(v, np.ndarray)}
+        if len(sizes) > 1:
+            raise ValueError(f"per-neuron parameter arrays have different lengths {sorted(sizes)}")
+        set_ = object.__setattr__
+        set_(self, "model", model)
+        set_(self, "_values", values)
+        set_(self, "spk_reset", spk_reset)
+        set_(self, "alpha", alpha)
+        set_(self, "width", width)
+        set_(self, "V_reset", V_reset)
+        set_(self, "size", sizes.pop() if sizes else None)
+
+    # ------------------------------------------------------------------ access
+    def __getattr__(self, name):
+        values = object.__getattribute__(self, "_values")
+        if name in values:
+            return values[name]
+        raise AttributeError(f"HHSpec has no attribute {name!r}")
+
+    def __setattr__(self, name, value):
+        raise AttributeError("HHSpec is immutable; use spec.replace(...)")
+
+    def __dir__(self):
+        return sorted(set(super().__dir__()) | set(self._values))
+
+    @property
+    def parameters(self) -> Dict[str, Any]:
+        """Model parameters by name (floats or read-only per-neuron arrays)."""
+        return dict(self._values)
+
+    @property
+    def options(self) -> Dict[str, Any]:
+        return {"spk_reset": self.spk_reset, "alpha": self.alpha, "width": self.width,
+                "V_reset": self.V_reset}
+
+    @property
+    def units(self) -> Dict[str, str]:
+        """Unit of every parameter and of ``V_reset``."""
+        return {**self.model.units, "V_reset": "mV"}
+
+    @property
+    def is_heterogeneous(self) -> bool:
+        return self.size is not None
+
+    def replace(self, **changes) -> "HHSpec":
+        """A copy with some parameters or options changed (validated again)."""
+        kwargs = {**self._values, **self.options, "model": self.model}
+        kwargs.update(changes)
+        return HHSpec(**kwargs)
+
+    def check_size(self, n: int) -> None:
+        """Raise if per-neuron arrays do not match a population of ``n`` neurons."""
+        if self.size is not None and self.size != n:
+            raise ValueError(f"the specification has per-neuron parameters for {self.size} "
+                             f"neurons, but the population has {n}")
+
+    # ------------------------------------------------------------ conversion
+    def to_dict(self) -> Dict[str, Any]:
+        """A JSON-compatible, lossless description (arrays become lists of floats)."""
+        def plain(v):
+            return v.tolist() if isinstance(v, np.ndarray) else v
+
+        return {"model": self.model.name,
+                "parameters": {k: plain(v) for k, v in self._values.items()},
+                "units": self.units,
+                "spk_reset": self.spk_reset, "alpha": self.alpha, "width": self.width,
+                "V_reset": plain(self.V_reset)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "HHSpec":
+        """Inverse of :meth:`to_dict`. Refuses unknown keys and units other than the model's."""
+        if not isinstance(data, Mapping):
+            raise TypeError(f"expected a mapping, got {type(data).__name__}")
+        allowed = {"model", "parameters", "units", *_OPTION_NAMES}
+        extra = set(data) - allowed
+        if extra:
+            raise ValueError(f"unknown key(s) in specification: {sorted(extra)}")
+        model = get_model(data.get("model", HODGKIN_HUXLEY.name))
+        units = data.get("units")
+        if units is not None:
+            expected = {**model.units, "V_reset": "mV"}
+            for name, unit in units.items():
+                if expected.get(name) != unit:
+                    raise ValueError(f"unit of {name!r} is {unit!r}; this model expects "
+                                     f"{expected.get(name)!r}")
+        options = {k: data[k] for k in _OPTION_NAMES if k in data}
+        return cls(model=model, **dict(data.get("parameters", {})), **options)
+
+    # --------------------------------------------------------------- dunder
+    def __eq__(self, other):
+        if not isinstance(other, HHSpec):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    __hash__ = None
+
+    def __repr__(self):
+        def fmt(v):
+            if isinstance(v, np.ndarray):
+                return f"array[{len(v)}]"
+            return repr(v)
+
+        parts = [f"{k}={fmt(v)}" for k, v in self._values.items()]
+        parts += [f"{k}={fmt(v)}" for k, v in self.options.items()]
+        if self.model is not HODGKIN_HUXLEY:
+            parts.append(f"model={self.model.name!r}")
+        return f"HHSpec({', '.join(parts)})"
+
