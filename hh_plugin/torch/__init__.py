@@ -1,0 +1,14 @@
+"""PyTorch / Norse backend of hh_plugin.
+
+Functional layer (:mod:`hh_plugin.torch.functional`): pure ``hh_step`` and the
+NamedTuples ``HHParameters`` and ``HHState``. Module layer (:mod:`hh_plugin.torch.module`):
+``HHCell``, ``HH``, ``HHRecurrentCell``, ``HHRecurrent`` (Norse ``SNNCell``/``SNN`` subclasses).
+"""
+
+from .functional import (HHParameters, HHRecurrentState, HHState, ReLUSurrogate, hh_step,
+                         initial_state, parameters_type, state_type)
+from .module import HH, HHCell, HHRecurrent, HHRecurrentCell
+
+__all__ = ["HHParameters", "HHRecurrentState", "HHState", "ReLUSurrogate", "hh_step",
+           "initial_state", "parameters_type", "state_type", "HH", "HHCell", "HHRecurrent",
+           "HHRecurrentCell"]

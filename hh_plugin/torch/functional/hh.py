@@ -1,0 +1,142 @@
+r"""Pure step functions of the HH model (Norse's functional layer).
+
+One step of size :math:`\Delta t` updates every variable from the *old* state
+(exponential Euler, a Jacobi update), exactly as the reference model:
+
+.. math::
+    \begin{align*}
+    G &= \sum_c g_c(m, h, n), \qquad
+    f = \frac{1}{C}\Big(I - \sum_c g_c (V - E_c)\Big), \\
+    V' &= V + \Delta t \,\operatorname{exprel}\!\Big(-\frac{G \Delta t}{C}\Big) f, \\
+    x' &= x + \Delta t\,\operatorname{exprel}\big(-(\alpha_x + \beta_x)\Delta t\big)
+          \big(\alpha_x (1 - x) - \beta_x x\big), \quad x \in \{m, h, n\},
+    \end{align*}
+
+with rates evaluated at the old :math:`V`. This is the exact solution of each
+equation with the other variables frozen. The spike output is the rising edge
+:math:`z = H(x')(1 - H(x))`, :math:`x = (V - V_{th})/|V_{th}|`
+(:mod:`.surrogate`). With ``V_reset`` set, the same step then resets the membrane:
+
+.. math::
+    V' \leftarrow V' - z (V_{th} - V_{reset}) \ \text{(soft)}, \qquad
+    V' \leftarrow (1 - \bar z) V' + \bar z V_{reset} \ \text{(hard, } \bar z
+    \text{ detached)}.
+
+Units: V in mV, I in uA, g in mS, C in uF; ``dt`` in **seconds** as everywhere in
+Norse (the rates are in 1/ms, so the step uses :math:`\Delta t = 10^3 dt` ms).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Tuple
+
+import torch
+
+from ...model.expressions import exprel_torch
+from .parameters import _ParametersMixin, state_type
+from .surrogate import rising_edge
+
+
+def check_dt(dt) -> float:
+    """``dt`` (seconds) as a float; a positive finite number or a clear error."""
+    try:
+        value = float(dt)
+    except (TypeError, ValueError):
+        raise TypeError(f"dt must be a number of seconds, got {dt!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"dt must be a positive, finite number of seconds, got {dt!r}")
+    if value > 1e-2:
+        raise ValueError(f"dt = {value} s is longer than 10 ms; dt is in seconds "
+                         f"(0.01 ms is dt=1e-5)")
+    return value
+
+
+def _cast(p: _ParametersMixin, like: torch.Tensor) -> dict:
+    """Parameters as tensors of ``like``'s dtype and device (no copy when they match)."""
+    out = {}
+    for key, value in p._asdict().items():
+        if isinstance(value, torch.Tensor):
+            if value.dtype != like.dtype or value.device != like.device:
+                value = value.to(dtype=like.dtype, device=like.device)
+        elif value is not None and key != "spk_reset":
+            value = torch.as_tensor(value, dtype=like.dtype, device=like.device)
+        out[key] = value
+    return out
+
+
+def hh_step(input_current: torch.Tensor, state, p: _ParametersMixin,
+            dt: float = 1e-5) -> Tuple[torch.Tensor, object]:
+    r"""Advance an HH population by one step.
+
+    Arguments:
+        input_current: external current in uA, broadcastable to the state's shape.
+        state: an ``HHState`` (``V`` mV, gates), any shape.
+        p: ``HHParameters`` (or the parameters type of another model definition).
+        dt: step in seconds (default :math:`10^{-5}` s = 0.01 ms).
+
+    Returns:
+        ``(z, new_state)``: spikes (0/1 in the input's dtype, with surrogate gradient)
+        and the state after the step.
+    """
+    model = type(p).model
+    compiled = model.compiled("torch")
+    values = _cast(p, state.V)
+    dt_ms = dt * 1e3
+    V = state.V
+    gates = {name: getattr(state, name) for name in model.gate_names}
+    symbols = {**values, **gates, "V": V}
+
+    conductance_total = 0.0
+    ionic_current = 0.0
+    for channel in model.channels:
+        args = compiled.conductance_args[channel.name]
+        g = compiled.conductances[channel.name](*(symbols[a] for a in args))
+        conductance_total = conductance_total + g
+        ionic_current = ionic_current + g * (V - values[channel.reversal])
+    C = values[model.capacitance]
+    drive = (input_current - ionic_current) / C
+    V_new = V + dt_ms * exprel_torch(-conductance_total * (dt_ms / C)) * drive
+
+    new_gates = []
+    for name in model.gate_names:
+        alpha_fn, beta_fn = compiled.rates[name]
+        a, b = alpha_fn(V), beta_fn(V)
+        x = gates[name]
+        new_gates.append(x + dt_ms * exprel_torch(-(a + b) * dt_ms) * (a * (1.0 - x) - b * x))
+
+    V_th = values[model.threshold]
+    z = rising_edge(V_new, V, V_th, values["alpha"], values["width"])
+    V_reset = values["V_reset"]
+    if V_reset is not None:
+        if p.spk_reset == "soft":
+            V_new = V_new - z * (V_th - V_reset)
+        else:
+            z_detached = z.detach()
+            V_new = (1.0 - z_detached) * V_new + z_detached * V_reset
+    return z, state_type(model)(V_new, *new_gates)
+
+
+def hh_feed_forward_step(input_current: torch.Tensor, state, p, dt: float = 1e-5):
+    """Norse's feed-forward activation signature: ``(input, state, p, dt) -> (z, state)``."""
+    return hh_step(input_current, state, p, dt)
+
+
+class HHRecurrentState(NamedTuple):
+    """State of a recurrent HH layer: the neuron state and the last step's spikes ``z``."""
+
+    neuron: object
+    z: torch.Tensor
+
+
+def hh_recurrent_step(input_tensor: torch.Tensor, state: HHRecurrentState,
+                      input_weights: torch.Tensor, recurrent_weights: torch.Tensor, p,
+                      dt: float = 1e-5) -> Tuple[torch.Tensor, HHRecurrentState]:
+    r"""Recurrent step (Norse's recurrent activation signature).
+
+    The current (uA) is :math:`I = W_{in} x + W_{rec} z_{t-1}`; then :func:`hh_step`.
+    """
+    current = (torch.nn.functional.linear(input_tensor, input_weights)
+               + torch.nn.functional.linear(state.z, recurrent_weights))
+    z, neuron = hh_step(current, state.neuron, p, dt)
+    return z, HHRecurrentState(neuron, z)

@@ -1,0 +1,5 @@
+"""Thin Norse modules of the torch backend."""
+
+from .hh import HH, HHCell, HHRecurrent, HHRecurrentCell
+
+__all__ = ["HH", "HHCell", "HHRecurrent", "HHRecurrentCell"]
