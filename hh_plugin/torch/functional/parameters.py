@@ -24,7 +24,7 @@ _CACHE: dict = {}
 def _tensor(value, dtype=None, device=None):
     if isinstance(value, torch.Tensor):
         return value.to(dtype=dtype or value.dtype, device=device or value.device)
-    return torch.as_tensor(np.asarray(value), dtype=dtype or torch.float64, device=device)
+    return torch.as_tensor(np.array(value), dtype=dtype or torch.float64, device=device)
 
 
 class _ParametersMixin:

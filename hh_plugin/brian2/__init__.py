@@ -1,0 +1,21 @@
+r"""Brian2 backend: equations and ``NeuronGroup`` generated from a model definition.
+
+Importing this subpackage imports Brian2 and registers the fast ``hh_exprel`` function
+(:mod:`hh_plugin.brian2.functions`). The rest of :mod:`hh_plugin` never imports Brian2.
+
+Example:
+    >>> from brian2 import run, ms, uA, SpikeMonitor
+    >>> from hh_plugin import HHSpec
+    >>> from hh_plugin.brian2 import neuron_group
+    >>> group = neuron_group(10, HHSpec(), current=10 * uA, seed=0)
+    >>> spikes = SpikeMonitor(group)
+    >>> run(50 * ms)  # doctest: +SKIP
+"""
+
+from . import functions
+from .equations import equations
+from .group import neuron_group
+
+functions.register()
+
+__all__ = ["equations", "neuron_group", "functions"]

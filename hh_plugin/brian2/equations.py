@@ -1,0 +1,147 @@
+r"""Brian2 equations generated from a :class:`~hh_plugin.model.ModelDefinition`.
+
+Nothing model-specific is written here: gates, rates, channels and parameters are all
+read from ``spec.model``. For a model with gates :math:`x` and channels :math:`c` the
+equations are
+
+.. math::
+    \begin{align*}
+    \frac{dV}{dt} &= \frac{-\sum_c g_c\,(V - E_c) + I}{C}, \\
+    \frac{dx}{dt} &= \alpha_x(V)\,(1 - x) - \beta_x(V)\,x,
+    \end{align*}
+
+with Brian2 units: ``V`` in volt, each gate dimensionless, ``I`` in amp,
+conductances ``g_<channel>`` in siemens, rates ``alpha_<gate>``/``beta_<gate>`` in Hz.
+The model's expressions are in plugin units (V in mV, rates in 1/ms, g in mS), so each is
+printed with ``V`` written as ``(V/mV)`` and a parameter ``p`` of unit ``u`` as ``(p/u)``,
+and multiplied by its unit (``/ms`` for rates, ``msiemens`` for conductances).
+
+Scalar parameters are substituted as values with units through Brian2's
+``Equations(text, name=value)`` mechanism (written as ``(value*unit)`` text, so that no
+digits are lost); per-neuron arrays become ``name : <unit> (constant)`` parameters.
+``exprel`` is printed as ``hh_exprel`` (see :mod:`hh_plugin.brian2.functions`).
+"""
+
+from __future__ import annotations
+
+from typing import Dict
+
+import numpy as np
+import sympy
+
+from hh_plugin.model.expressions import VOLTAGE_SYMBOL, exprel, substitute_symbol_names
+from hh_plugin.model.spec import HHSpec
+
+from . import functions
+
+#: Brian2 unit name for each plugin unit of a model parameter.
+UNIT_NAMES = {"mV": "mV", "mS": "msiemens", "uF": "ufarad", "1": "1"}
+#: Brian2 dimension name (for parameter declarations) for each plugin unit.
+DIMENSION_NAMES = {"mV": "volt", "mS": "siemens", "uF": "farad", "1": "1"}
+
+PARAMETER_CURRENT = "parameter"
+
+
+def _scalar_text(value: float, unit: str) -> str:
+    """Exact text of a scalar with its Brian2 unit, e.g. ``(0.03*msiemens)``."""
+    if unit == "1":
+        return f"({float(value)!r})"
+    return f"({float(value)!r}*{UNIT_NAMES[unit]})"
+
+
+def _print(expr: sympy.Expr, units: Dict[str, str]) -> str:
+    """Print a model expression (plugin units) with every symbol made dimensionless."""
+    names = {VOLTAGE_SYMBOL: "(V/mV)"}
+    for s in expr.free_symbols:
+        unit = units.get(s.name)
+        if unit is not None and unit != "1":
+            names[s.name] = f"({s.name}/{UNIT_NAMES[unit]})"
+    expr = substitute_symbol_names(expr, names)
+    expr = expr.replace(lambda e: type(e) is exprel,
+                        lambda e: functions.hh_exprel(*e.args))
+    return sympy.sstr(expr)
+
+
+def _check_current(current) -> str:
+    if not isinstance(current, str):
+        raise TypeError(f"current must be 'parameter' or a Brian2 expression string, "
+                        f"got {type(current).__name__}")
+    current = current.strip()
+    if not current:
+        raise ValueError("current expression is empty")
+    return current
+
+
+def variable_names(spec: HHSpec) -> Dict[str, str]:
+    """Names of the generated subexpressions: ``{'alpha_m': 'rate', 'g_Na': 'conductance', ...}``."""
+    model = spec.model
+    names = {}
+    for gate in model.gate_names:
+        names[f"alpha_{gate}"] = names[f"beta_{gate}"] = "rate"
+    for ch in model.channels:
+        names[f"g_{ch.name}"] = "conductance"
+    return names
+
+
+def equations(spec: HHSpec = None, current: str = PARAMETER_CURRENT):
+    r"""The Brian2 ``Equations`` of ``spec.model`` with the values of ``spec``.
+
+    Args:
+        spec: an :class:`~hh_plugin.model.HHSpec` (default: the reference model's defaults).
+        current: ``'parameter'`` (default): ``I : amp``, a per-neuron parameter;
+            otherwise a Brian2 expression in amp, e.g. ``'I_stim(t, i)'`` for a
+            ``TimedArray`` or ``'I0 + I_syn'``, which defines ``I = <expr> : amp``.
+
+    Returns:
+        ``brian2.Equations`` with the state ``V`` (volt), one dimensionless variable per
+        gate, ``I`` (amp), subexpressions ``alpha_x``, ``beta_x`` (Hz) and ``g_c``
+        (siemens), and one ``name : <unit> (constant)`` parameter per per-neuron array
+        (including ``V_reset`` when ``spec.V_reset`` is an array).
+    """
+    import brian2
+
+    functions.ensure_registered()
+    spec = HHSpec() if spec is None else spec
+    if not isinstance(spec, HHSpec):
+        raise TypeError(f"spec must be an HHSpec, got {type(spec).__name__}")
+    current = _check_current(current)
+    model = spec.model
+    units = model.units
+    taken = set(model.state_names) | set(model.parameter_names) | {"I"}
+    clash = taken & set(variable_names(spec))
+    if clash:
+        raise ValueError(f"model {model.name!r}: names {sorted(clash)} clash with the "
+                         f"generated subexpressions of the Brian2 backend")
+    if "I" in model.parameter_names or "I" in model.gate_names:
+        raise ValueError(f"model {model.name!r}: 'I' is reserved for the input current")
+
+    lines = []
+    cap = model.capacitance
+    currents = " + ".join(f"g_{ch.name}*(V - {ch.reversal})" for ch in model.channels)
+    lines.append(f"dV/dt = (-({currents}) + I)/{cap} : volt")
+    for gate, (alpha, beta) in model.rate_expressions.items():
+        lines.append(f"d{gate}/dt = alpha_{gate}*(1 - {gate}) - beta_{gate}*{gate} : 1")
+        lines.append(f"alpha_{gate} = ({_print(alpha, units)})/ms : Hz")
+        lines.append(f"beta_{gate} = ({_print(beta, units)})/ms : Hz")
+    for ch, g in model.conductance_expressions.items():
+        lines.append(f"g_{ch} = ({_print(g, units)})*msiemens : siemens")
+    if current == PARAMETER_CURRENT:
+        lines.append("I : amp")
+    else:
+        lines.append(f"I = {current} : amp")
+
+    replacements = {}
+    for name, value in spec.parameters.items():
+        if isinstance(value, np.ndarray):
+            lines.append(f"{name} : {DIMENSION_NAMES[units[name]]} (constant)")
+        else:
+            replacements[name] = _scalar_text(value, units[name])
+    if isinstance(spec.V_reset, np.ndarray):
+        if "V_reset" in taken:
+            raise ValueError(f"model {model.name!r}: 'V_reset' is reserved for the reset option")
+        lines.append("V_reset : volt (constant)")
+    # Brian2 refuses to substitute names that the equations do not use.
+    text = "\n".join(lines)
+    used = brian2.Equations(text).identifiers
+    replacements = {k: v for k, v in replacements.items() if k in used}
+    return brian2.Equations(text, **replacements)

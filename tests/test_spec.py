@@ -1,0 +1,95 @@
+"""HHSpec and the model definition: defaults, units, validation, round trips, other models."""
+
+import numpy as np
+import pytest
+
+from hh_plugin import HHSpec
+from hh_plugin.model import (HODGKIN_HUXLEY, ChannelDefinition, GateDefinition, ModelDefinition,
+                             ParameterDefinition, initial_state, steady_state_gates)
+
+
+def test_defaults_are_the_reference_models():
+    spec = HHSpec()
+    assert spec.parameters == {"ENa": 50.0, "gNa": 120.0, "EK": -77.0, "gK": 36.0,
+                               "EL": -54.387, "gL": 0.03, "V_th": 20.0, "C": 1.0}
+    assert (spec.spk_reset, spec.alpha, spec.width, spec.V_reset) == ("soft", 0.3, 1.0, None)
+
+
+def test_dict_round_trip_is_lossless_with_arrays():
+    spec = HHSpec(gL=np.linspace(0.01, 0.05, 7), ENa=55.5, V_reset=-70.0, spk_reset="hard")
+    back = HHSpec.from_dict(spec.to_dict())
+    assert back == spec
+    np.testing.assert_array_equal(back.gL, spec.gL)
+    assert back.size == 7
+
+
+def test_brian2_quantities_are_converted():
+    b2 = pytest.importorskip("brian2")
+    spec = HHSpec(ENa=0.05 * b2.volt, gL=3e-5 * b2.siemens, C=1e-6 * b2.farad)
+    assert spec.ENa == pytest.approx(50.0) and spec.gL == pytest.approx(0.03)
+    assert spec.C == pytest.approx(1.0)
+    with pytest.raises(TypeError, match="ENa.*mV"):
+        HHSpec(ENa=5 * b2.ms)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(C=-1.0), "C must be > 0"),
+    (dict(V_th=0.0), "V_th must be != 0"),
+    (dict(gNa=float("nan")), "gNa contains NaN"),
+    (dict(spk_reset="sometimes"), "spk_reset must be one of"),
+    (dict(gK=-1.0), "gK must be >= 0"),
+    (dict(foo=1.0), "unknown parameter"),
+    (dict(gL=np.ones(3), ENa=np.ones(4)), "different lengths"),
+    (dict(gL=np.ones((2, 2))), "1-D"),
+    (dict(width=0.0), "width must be > 0"),
+])
+def test_bad_parameters_name_the_problem(kwargs, message):
+    with pytest.raises((TypeError, ValueError), match=message):
+        HHSpec(**kwargs)
+
+
+def test_immutable_and_replace():
+    spec = HHSpec()
+    with pytest.raises(AttributeError):
+        spec.gL = 0.3
+    assert spec.replace(gL=0.3).gL == 0.3 and spec.gL == 0.03
+
+
+def test_from_dict_refuses_foreign_units_and_keys():
+    data = HHSpec().to_dict()
+    data["units"]["ENa"] = "V"
+    with pytest.raises(ValueError, match="unit of 'ENa'"):
+        HHSpec.from_dict(data)
+    with pytest.raises(ValueError, match="unknown key"):
+        HHSpec.from_dict({**HHSpec().to_dict(), "colour": "blue"})
+    with pytest.raises(ValueError, match="unknown model"):
+        HHSpec.from_dict({**HHSpec().to_dict(), "model": "nope"})
+
+
+def test_steady_state_is_finite_at_removable_singularities():
+    gates = steady_state_gates(HODGKIN_HUXLEY, np.array([-40.0, -55.0, -40.0 + 1e-12]))
+    for values in gates.values():
+        assert np.all(np.isfinite(values)) and np.all((values > 0) & (values < 1))
+    # alpha_m(-40) = 1 and alpha_n(-55) = 0.1 exactly (the limits of x/(1-exp(-x)))
+    am, _ = HODGKIN_HUXLEY.compiled("numpy").rates["m"]
+    an, _ = HODGKIN_HUXLEY.compiled("numpy").rates["n"]
+    assert am(np.array(-40.0)) == pytest.approx(1.0, rel=1e-15)
+    assert an(np.array(-55.0)) == pytest.approx(0.1, rel=1e-15)
+
+
+def test_uniform_initial_voltage_is_seeded_and_in_range():
+    a = initial_state(HODGKIN_HUXLEY, (100,), seed=3)
+    b = initial_state(HODGKIN_HUXLEY, (100,), seed=3)
+    np.testing.assert_array_equal(a["V"], b["V"])
+    assert a["V"].min() >= -70 and a["V"].max() <= -60
+
+
+def test_model_definition_rejects_bad_expressions():
+    with pytest.raises(ValueError, match="unknown name"):
+        ModelDefinition("bad", HODGKIN_HUXLEY.parameters,
+                        (GateDefinition("m", "1/exprel(-(U + 40)/10)", "1"),),
+                        (ChannelDefinition("L", "gL", "EL"),))
+    with pytest.raises(ValueError, match="not a parameter"):
+        ModelDefinition("bad2", (ParameterDefinition("C", 1.0, "uF", "cap"),
+                                 ParameterDefinition("V_th", 20.0, "mV", "th")),
+                        (), (ChannelDefinition("L", "1", "EL"),))
