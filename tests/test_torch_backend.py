@@ -114,7 +114,8 @@ def test_reset_matches_numpy_reference_step(reset):
     gates = {k: getattr(state, k).numpy().copy() for k in "mhn"}
     ref_spikes = []
     for k in range(I.shape[0]):
-        V, gates, z = reference_step(V, gates, I[k], spec, 0.01)
+        V, gates, z = reference_step(V, gates, I[k], spec.parameters, 0.01,
+                                     V_reset=spec.V_reset, spk_reset=spec.spk_reset)
         ref_spikes.append(z)
     np.testing.assert_array_equal(spikes.numpy(), np.array(ref_spikes))
     assert np.abs(states.V[-1].numpy() - V).max() < 1e-8
