@@ -209,7 +209,7 @@ def test_timed_array_current(numpy_target):
     t = np.arange(steps) * dt
     I = np.stack([np.where(t > 5.0, 10.0, 0.0), 4.0 * np.sin(t / 3.0) + 6.0,
                   np.where((t > 10.0) & (t < 20.0), 20.0, 0.0)], axis=1)
-    I_stim = TimedArray(I * uA, dt=dt * ms)  # noqa: F841 (found by name in the namespace)
+    I_stim = TimedArray(I * uA, dt=dt * ms)
     V0 = np.full(n, -65.0)
     group = neuron_group(n, HHSpec(), current="I_stim(t, i)", V_init=V0,
                          namespace={"I_stim": I_stim})
