@@ -1,0 +1,18 @@
+r"""Portable export of hh_plugin models and runs: one HDF5 format (version 1.0).
+
+- :func:`save`, :func:`load`, :class:`HHRecord`: the file format (``export/FORMAT.md``).
+- :mod:`.torch_adapter`, :mod:`.brian2_adapter`: states, parameters and recordings of
+  each backend to and from records (importing them imports torch / Brian2).
+- :mod:`.runner`: run a case file on a backend; :mod:`.crosscheck`: compare two runs.
+
+Units everywhere: V in mV, t and dt in ms, I in uA, g in mS, C in uF (the torch adapter
+additionally takes the torch backend's ``dt`` in seconds where it says so).
+"""
+
+from .errors import CrosscheckError, FormatError
+from .io import load, save
+from .record import HHRecord
+from .schema import FORMAT_VERSION, SCHEMA
+
+__all__ = ["CrosscheckError", "FormatError", "HHRecord", "load", "save", "FORMAT_VERSION",
+           "SCHEMA"]

@@ -1,0 +1,97 @@
+"""Layout of format 1.0 (see ``export/FORMAT.md``): names, units, dtypes, array checks.
+
+Everything here is pure numpy; :mod:`.io` does the HDF5 reading and writing.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .errors import FormatError
+from .schema import FORMAT_NAME, FORMAT_VERSION
+
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "INTEGRATOR", "SPIKE_RULE", "FLOAT_DTYPES",
+           "SPIKES", "TIME", "parse_version", "check_version", "float_array", "spike_array",
+           "check_shape", "state_units", "trace_units"]
+
+INTEGRATOR = "exponential_euler (Jacobi)"
+SPIKE_RULE = "rising_edge"
+#: Float dtypes allowed for state, input and trace arrays (parameters are always float64).
+FLOAT_DTYPES = (np.dtype("float16"), np.dtype("float32"), np.dtype("float64"))
+#: Names of the spike raster and the time axis inside ``/traces``.
+SPIKES = "spikes"
+TIME = "time"
+#: Root members; ``spec`` is required, the others are present iff the metadata says so.
+ROOT_GROUPS = ("spec", "state", "input", "traces")
+
+
+def parse_version(text) -> Tuple[int, int]:
+    """``'1.0'`` -> ``(1, 0)``; FormatError for anything else."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    try:
+        major, minor = str(text).split(".")
+        return int(major), int(minor)
+    except ValueError:
+        raise FormatError(f"format_version {text!r} is not of the form MAJOR.MINOR") from None
+
+
+def check_version(text, path=None) -> str:
+    """Refuse a version newer than :data:`FORMAT_VERSION` (or malformed)."""
+    try:
+        version = parse_version(text)
+    except FormatError as exc:
+        raise FormatError(str(exc), path) from None
+    if version > parse_version(FORMAT_VERSION):
+        raise FormatError(f"format version {text} is newer than the newest this reader "
+                          f"supports ({FORMAT_VERSION}); upgrade hh_plugin", path)
+    if version < (1, 0):
+        raise FormatError(f"format version {text} is not supported", path)
+    return f"{version[0]}.{version[1]}"
+
+
+def state_units(model) -> Dict[str, str]:
+    """Canonical unit of each state variable: ``{'V': 'mV', 'm': '1', ...}``."""
+    return {name: ("mV" if name == "V" else "1") for name in model.state_names}
+
+
+def trace_units(model) -> Dict[str, str]:
+    """Canonical unit of each trace: state variables, ``spikes`` ('1'), ``time`` ('ms')."""
+    return {**state_units(model), SPIKES: "1", TIME: "ms"}
+
+
+def float_array(values, where: str, path=None, finite: bool = True) -> np.ndarray:
+    """A native-byte-order float array of the same precision; refuses other dtypes, NaN, inf."""
+    array = np.asarray(values)
+    if array.dtype.kind != "f" or array.dtype.newbyteorder("=") not in FLOAT_DTYPES:
+        raise FormatError(f"{where} has dtype {array.dtype}, expected float16, float32 or "
+                          f"float64", path)
+    if not array.dtype.isnative:
+        array = array.astype(array.dtype.newbyteorder("="))
+    if finite and not np.all(np.isfinite(array)):
+        bad = np.argwhere(~np.isfinite(array))[0]
+        raise FormatError(f"{where} contains NaN or infinite values (first at index "
+                          f"{tuple(int(i) for i in bad)})", path)
+    return array
+
+
+def spike_array(values, where: str, path=None) -> np.ndarray:
+    """A 0/1 spike raster as uint8; refuses non-integer dtypes and other values."""
+    array = np.asarray(values)
+    if array.dtype.kind not in "biu":
+        raise FormatError(f"{where} has dtype {array.dtype}, expected uint8 (0/1)", path)
+    if array.size and not np.all((array == 0) | (array == 1)):
+        raise FormatError(f"{where} must contain only 0 and 1", path)
+    return array.astype(np.uint8, copy=False)
+
+
+def check_shape(array: np.ndarray, expected: Sequence[Optional[int]], where: str,
+                path=None) -> None:
+    """Raise unless ``array.shape`` matches ``expected`` (``None`` matches any length)."""
+    shape = tuple(array.shape)
+    if len(shape) != len(expected) or any(e is not None and s != e
+                                          for s, e in zip(shape, expected)):
+        text = tuple("any" if e is None else e for e in expected)
+        raise FormatError(f"{where} has shape {shape}, expected {text}".replace("'", ""), path)
