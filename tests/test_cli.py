@@ -133,3 +133,4 @@ def test_progress_bar_path(runs, backend, capsys):
     result = run_case(short, backend, progress=True)
     assert result.traces["V"].shape == (50, 200)
     assert backend in capsys.readouterr().err  # tqdm wrote its bar to stderr
+
