@@ -75,6 +75,22 @@ def exprel_numpy(x):
     return np.where(small, 1.0 + 0.5 * x, np.expm1(safe) / safe)
 
 
+#: Below these |x| the relative exponential is evaluated by its Taylor polynomial
+#: (float64, and every lower precision). Shared by the torch, C++ and Triton code.
+EXPREL_TAYLOR_CUTOFF_FLOAT64 = 1e-3
+EXPREL_TAYLOR_CUTOFF_FLOAT32 = 5e-2
+#: Taylor coefficients of exprel at 0: 1, 1/2!, 1/3!, 1/4!, 1/5! (error |x|^5/720).
+EXPREL_TAYLOR_COEFFICIENTS = (1.0, 1.0 / 2.0, 1.0 / 6.0, 1.0 / 24.0, 1.0 / 120.0)
+
+
+def horner(x, coefficients):
+    """Evaluate :math:`\\sum_k c_k x^k` by Horner's rule (tensors, arrays or floats)."""
+    result = coefficients[-1]
+    for c in reversed(coefficients[:-1]):
+        result = c + x * result
+    return result
+
+
 def exprel_torch(x):
     r"""Differentiable :math:`(e^x-1)/x` for torch tensors.
 
@@ -88,10 +104,11 @@ def exprel_torch(x):
     """
     import torch
 
-    eps = 1e-3 if x.dtype == torch.float64 else 5e-2
+    eps = (EXPREL_TAYLOR_CUTOFF_FLOAT64 if x.dtype == torch.float64
+           else EXPREL_TAYLOR_CUTOFF_FLOAT32)
     small = x.abs() < eps
     safe = torch.where(small, torch.ones_like(x), x)
-    taylor = 1.0 + x * (0.5 + x * (1.0 / 6.0 + x * (1.0 / 24.0 + x * (1.0 / 120.0))))
+    taylor = horner(x, EXPREL_TAYLOR_COEFFICIENTS)
     return torch.where(small, taylor, torch.expm1(safe) / safe)
 
 

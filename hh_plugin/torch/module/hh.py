@@ -113,15 +113,35 @@ class HH(_HHMixin, SNN):
 
     Returns ``(spikes, state)`` where ``state`` is the final ``HHState``, or, with
     ``record_states=True``, an ``HHState`` of stacked ``(T, ...)`` trajectories.
-    Arguments as :class:`HHCell`.
+    Arguments as :class:`HHCell`, and:
+
+    path: how the time loop runs (:mod:`hh_plugin.torch.fused`); every path gives the
+        same spikes and states. ``'auto'`` (default): the fused C++ kernel for CPU
+        float32/float64 inputs when a C++ compiler is available (compiled at first
+        use and cached), the Triton kernel for CUDA inputs without gradients when
+        Triton is installed, else ``'naive'``; ``'naive'``: a Python loop over
+        :func:`~hh_plugin.torch.functional.hh.hh_step` (the reference);
+        ``'compiled'``: chunks of steps under :func:`torch.compile`; ``'fused_cpp'``,
+        ``'triton'``: force a kernel. A forced path that cannot run raises
+        :class:`~hh_plugin.torch.fused.PathUnavailable`.
+    checkpoint: the fused C++ backward stores the state every ``checkpoint`` steps and
+        recomputes in between (default ``None``: every :math:`\lceil\sqrt T\rceil` steps;
+        ``1``: every step). Gradients do not depend on it.
     """
 
     def __init__(self, p=None, dt: float = 1e-5, V_init=UNIFORM, seed: Optional[int] = None,
-                 record_states: bool = False):
+                 record_states: bool = False, path: str = "auto", checkpoint=None):
+        from ..fused.sequence import PATHS, checkpoint_interval
+
         p = as_parameters(HHSpec() if p is None else p)
+        if path not in PATHS:
+            raise ValueError(f"unknown path {path!r}; choose one of {PATHS}")
+        checkpoint_interval(checkpoint, 1)  # validate early
         super().__init__(activation=hh_feed_forward_step, state_fallback=self.initial_state,
                          p=p, dt=check_dt(dt), record_states=record_states)
         self._setup(p, V_init, seed)
+        self.path = path
+        self.checkpoint = checkpoint
 
     def forward(self, input_tensor: torch.Tensor, state=None):
         self._check_input(input_tensor)
@@ -134,6 +154,12 @@ class HH(_HHMixin, SNN):
         else:
             self._check_state(state, step_shape)
         p = self.parameters_like(input_tensor)
+        if getattr(self, "path", "naive") != "naive":
+            from ..fused.sequence import hh_sequence
+
+            return hh_sequence(input_tensor, state, p, self.dt,
+                               record_states=self.record_states, path=self.path,
+                               checkpoint=self.checkpoint)
         outputs, states = [], []
         for t in range(input_tensor.shape[0]):
             z, state = hh_step(input_tensor[t], state, p, self.dt)

@@ -1,0 +1,188 @@
+r"""The fused CPU path: a C++ extension generated from the model definition.
+
+The source comes from :func:`.codegen.generate_cpp`; it is compiled with PyTorch's own
+tooling (:func:`torch.utils.cpp_extension.load_inline`, which needs a C++ compiler and
+``ninja``) **at first use**, and cached in a per-user directory keyed by a hash of the
+source, the compiler flags, the torch and Python versions and the CPU:
+
+* ``$HH_PLUGIN_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/hh_plugin``, else
+  ``~/.cache/hh_plugin``; the extension lives under ``torch_extensions/<name>/``.
+
+Later processes load the cached build in well under a second. Each neuron's whole time
+loop runs inside the kernel with its state in an L1-resident block (64 neurons in float,
+32 in double) that the compiler vectorises; blocks are spread over PyTorch's intra-op
+threads (``torch.set_num_threads``).
+
+Training: :class:`FusedHHFunction` stores the four state variables at every
+``checkpoint``-th step (every step by default) and, in the backward pass, recomputes
+each segment from its checkpoint inside the kernel and runs the adjoint step backwards
+through it. Gradients reach the input current, the initial state and every model
+parameter and ``V_reset`` (not the surrogate's ``alpha``, ``width``, as in the reference).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import sys
+import threading
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from ...model.definition import ModelDefinition
+from .codegen import generate_cpp, source_hash
+
+
+class PathUnavailable(RuntimeError):
+    """A requested computation path (fused C++, Triton, torch.compile) cannot run here."""
+
+
+_LOCK = threading.Lock()
+_EXTENSIONS: dict = {}
+_FAILURES: dict = {}
+
+
+def cache_dir() -> Path:
+    """Where compiled kernels are cached (see the module docstring)."""
+    env = os.environ.get("HH_PLUGIN_CACHE_DIR")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "hh_plugin"
+
+
+def _cpu_flags() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def compile_flags() -> list:
+    """Compiler flags of the CPU kernel (native code for this CPU; no -ffast-math)."""
+    flags = ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
+    if platform.machine() in ("x86_64", "AMD64"):
+        flags.append("-march=native")
+        if " avx512f" in " " + _cpu_flags():
+            flags.append("-mprefer-vector-width=512")
+    elif platform.machine() in ("aarch64", "arm64"):
+        flags.append("-mcpu=native")
+    return flags
+
+
+def compiler_available() -> Optional[str]:
+    """``None`` if a C++ compiler and ninja are found, else the reason."""
+    cxx = os.environ.get("CXX", "c++")
+    if shutil.which(cxx) is None:
+        return f"no C++ compiler ({cxx!r} not found on PATH; set CXX)"
+    try:
+        from torch.utils.cpp_extension import is_ninja_available
+        if not is_ninja_available():
+            return "ninja is not installed (pip install ninja)"
+    except ImportError:  # pragma: no cover
+        return "torch.utils.cpp_extension is unavailable"
+    return None
+
+
+def load_extension(model: ModelDefinition, verbose: bool = False):
+    """Compile (first use) or load (cached) the fused extension for ``model``."""
+    key = model.name, id(model)
+    ext = _EXTENSIONS.get(key)
+    if ext is not None:
+        return ext
+    with _LOCK:
+        ext = _EXTENSIONS.get(key)
+        if ext is not None:
+            return ext
+        if key in _FAILURES:
+            raise PathUnavailable(_FAILURES[key])
+        reason = compiler_available()
+        if reason is not None:
+            _FAILURES[key] = f"the fused C++ path needs a compiler: {reason}"
+            raise PathUnavailable(_FAILURES[key])
+        source = generate_cpp(model)
+        flags = compile_flags()
+        fingerprint = "\n".join([source, " ".join(flags), torch.__version__, sys.version,
+                                 platform.machine(), _cpu_flags()])
+        name = f"hh_fused_{model.name}_{source_hash(fingerprint)}"
+        build = cache_dir() / "torch_extensions" / name
+        build.mkdir(parents=True, exist_ok=True)
+        from torch.utils.cpp_extension import load_inline
+        try:
+            ext = load_inline(name=name, cpp_sources=[source],
+                              functions=["hh_forward", "hh_backward"],
+                              extra_cflags=flags, extra_ldflags=["-fopenmp"],
+                              build_directory=str(build), verbose=verbose)
+        except Exception as exc:  # compiler errors, missing headers, ...
+            _FAILURES[key] = f"building the fused C++ kernel failed: {exc}"
+            raise PathUnavailable(_FAILURES[key]) from exc
+        _EXTENSIONS[key] = ext
+        return ext
+
+
+class FusedHHFunction(torch.autograd.Function):
+    """Whole-sequence HH forward and recomputing backward (see the module docstring).
+
+    ``forward(ctx, ext, meta, I, *state0, *params)`` with ``I`` of shape ``(T, M)``,
+    states ``(M,)``, params of 1 or ``M`` elements. ``meta = (ns, dt_ms, reset, every,
+    record)``. Returns spikes and the final states, or spikes and recorded ``(T, M)``
+    trajectories when ``record``.
+    """
+
+    @staticmethod
+    def forward(ctx, ext, meta, I, *tensors):
+        ns, dt_ms, reset, every, record = meta
+        state0, params = list(tensors[:ns]), list(tensors[ns:])
+        needs_grad = any(ctx.needs_input_grad[2:])
+        out = ext.hh_forward(I, state0, params, dt_ms, reset, every if needs_grad else 0,
+                             record)
+        Z, final = out[0], out[1:1 + ns]
+        rest = out[1 + ns:]
+        ckpt = rest[:1] if needs_grad else []
+        rec = rest[1:] if needs_grad else rest
+        ctx.ext, ctx.meta = ext, meta
+        ctx.num_params = len(params)
+        if needs_grad:
+            ctx.save_for_backward(I, *params, *ckpt)
+        if record:
+            return (Z, *rec)
+        return (Z, *final)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, gZ, *gstates):
+        ns, dt_ms, reset, every, record = ctx.meta
+        saved = ctx.saved_tensors
+        I = saved[0]
+        params = list(saved[1:1 + ctx.num_params])
+        ckpt = saved[1 + ctx.num_params]
+        empty = I.new_empty(0)
+        gZ = empty if gZ is None else gZ.contiguous()
+        if record:
+            grec = ([empty if g is None else g.contiguous() for g in gstates]
+                    if any(g is not None for g in gstates) else [])
+            grec = [g if g.numel() else torch.zeros_like(I) for g in grec]
+            gfinal = []
+        else:
+            grec = []
+            gfinal = [empty if g is None else g.contiguous() for g in gstates]
+        needs = ctx.needs_input_grad
+        pgrad = any(needs[3 + ns:])
+        out = ctx.ext.hh_backward(I, ckpt, params, dt_ms, reset, every, gZ, gfinal, grec, pgrad)
+        gI, gs0 = out[0], out[1:1 + ns]
+        gparams = []
+        for q, p in enumerate(params):
+            if pgrad and needs[3 + ns + q]:
+                g = out[1 + ns + q]
+                gparams.append(g.sum().reshape(p.shape) if p.numel() == 1 else g.reshape(p.shape))
+            else:
+                gparams.append(None)
+        return (None, None, gI if needs[2] else None,
+                *[g if needs[3 + s] else None for s, g in enumerate(gs0)], *gparams)

@@ -1,0 +1,237 @@
+r"""Whole-sequence HH simulation on a chosen computation path.
+
+:func:`hh_sequence` runs ``T`` steps of :func:`hh_plugin.torch.functional.hh.hh_step` and
+returns the same spikes and states on every path:
+
+``'naive'``
+    the reference: a Python loop over ``hh_step`` (any device, dtype, autograd mode).
+``'compiled'``
+    the same loop with chunks of steps compiled by :func:`torch.compile`.
+``'fused_cpp'``
+    one generated C++ kernel for the whole time loop (CPU, float32/float64), with a
+    recomputing backward (:mod:`.cpp`).
+``'triton'``
+    a generated Triton kernel for the whole time loop (CUDA tensors; forward only, see
+    :mod:`.triton_kernel`).
+``'auto'``
+    ``'fused_cpp'`` for CPU float32/float64 tensors when a compiler is available,
+    ``'triton'`` for CUDA tensors without gradients when Triton is installed, else
+    ``'naive'``.
+
+A path requested explicitly that cannot run raises :class:`PathUnavailable` with the reason.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Optional, Tuple
+
+import torch
+
+from ..functional.hh import _cast, hh_step
+from ..functional.parameters import state_type
+from .codegen import RESET_CODES, kernel_parameters
+from .cpp import FusedHHFunction, PathUnavailable, compiler_available, load_extension
+
+PATHS = ("auto", "naive", "compiled", "fused_cpp", "triton")
+_FUSED_DTYPES = (torch.float32, torch.float64)
+
+
+def _check_path(path: str) -> str:
+    if path not in PATHS:
+        raise ValueError(f"unknown path {path!r}; choose one of {PATHS}")
+    return path
+
+
+def path_unavailable_reason(path: str, input_current: torch.Tensor,
+                            record_states: bool = False) -> Optional[str]:
+    """Why ``path`` cannot run for this input, or ``None`` if it can."""
+    _check_path(path)
+    if path in ("naive", "auto"):
+        return None
+    if path == "compiled":
+        if not hasattr(torch, "compile"):
+            return "torch.compile is not available in this torch version"
+        return None
+    if input_current.dtype not in _FUSED_DTYPES:
+        return f"the {path} path supports float32 and float64, got {input_current.dtype}"
+    if path == "fused_cpp":
+        if input_current.device.type != "cpu":
+            return (f"the fused_cpp path runs on the CPU; the input is on "
+                    f"{input_current.device} (use path='triton' or 'naive')")
+        return compiler_available()
+    if path == "triton":
+        from .triton_kernel import triton_unavailable_reason
+        return triton_unavailable_reason(input_current)
+    return None  # pragma: no cover
+
+
+def resolve_path(path: str, input_current: torch.Tensor, record_states: bool = False,
+                 needs_grad: bool = False) -> str:
+    """The concrete path for ``path`` (``'auto'`` resolved); raises if it cannot run."""
+    _check_path(path)
+    if path == "auto":
+        if path_unavailable_reason("fused_cpp", input_current, record_states) is None:
+            return "fused_cpp"
+        if (not needs_grad and input_current.device.type == "cuda"
+                and path_unavailable_reason("triton", input_current, record_states) is None):
+            return "triton"
+        return "naive"
+    reason = path_unavailable_reason(path, input_current, record_states)
+    if reason is not None:
+        raise PathUnavailable(f"path {path!r} is unavailable: {reason}")
+    if path == "triton" and needs_grad:
+        raise PathUnavailable("path 'triton' is unavailable: the Triton kernel is forward-only "
+                              "(no gradients); use path='fused_cpp' on the CPU or 'naive'")
+    return path
+
+
+def _naive(input_current, state, p, dt, record_states):
+    outputs, states = [], []
+    for t in range(input_current.shape[0]):
+        z, state = hh_step(input_current[t], state, p, dt)
+        outputs.append(z)
+        if record_states:
+            states.append(state)
+    if record_states:
+        cls = type(state)
+        return torch.stack(outputs), cls(*(torch.stack([getattr(s, f) for s in states])
+                                           for f in cls._fields))
+    return torch.stack(outputs), state
+
+
+# ------------------------------------------------------------------ torch.compile path
+_COMPILED: dict = {}
+
+
+def _chunk_fn(k: int):
+    def run(I_chunk, state, p, dt: float):
+        zs = []
+        for t in range(k):
+            z, state = hh_step(I_chunk[t], state, p, dt)
+            zs.append(z)
+        return torch.stack(zs), state
+    return run
+
+
+def _compiled(input_current, state, p, dt, record_states, chunk: int = 8):
+    """Chunks of ``chunk`` steps compiled with :func:`torch.compile` (the remainder
+    step by step, also compiled)."""
+    if record_states:
+        raise PathUnavailable("path 'compiled' does not record states; use 'naive' or "
+                              "'fused_cpp'")
+    T = input_current.shape[0]
+    outputs = []
+    t = 0
+    for k in (chunk, 1):
+        fn = _COMPILED.get(k)
+        if fn is None:
+            fn = _COMPILED[k] = torch.compile(_chunk_fn(k), dynamic=False)
+        while T - t >= k:
+            z, state = fn(input_current[t:t + k], state, p, dt)
+            outputs.append(z)
+            t += k
+    return torch.cat(outputs), state
+
+
+# ------------------------------------------------------------------ fused C++ path
+def checkpoint_interval(checkpoint, steps: int) -> int:
+    """Steps between stored states for the fused backward.
+
+    ``None`` or ``'sqrt'`` (default): :math:`\\lceil\\sqrt T\\rceil`, memory :math:`O(\\sqrt T)`
+    per neuron (the segments are recomputed in cache, which measures no slower than
+    storing every step); ``1``: the four state variables of every step; an integer
+    ``k``: every ``k``-th step.
+    """
+    if checkpoint is None or checkpoint == "sqrt":
+        return max(1, math.ceil(math.sqrt(steps)))
+    if isinstance(checkpoint, bool) or not isinstance(checkpoint, int) or checkpoint < 1:
+        raise ValueError(f"checkpoint must be None, 'sqrt' or a positive int, got {checkpoint!r}")
+    return checkpoint
+
+
+def _flat_parameters(p, like: torch.Tensor, step_shape) -> list:
+    model = type(p).model
+    values = _cast(p, like)
+    M = math.prod(step_shape)
+    flat = []
+    for name in kernel_parameters(model):
+        v = values[name]
+        if v is None:  # V_reset without reset
+            v = torch.zeros((), dtype=like.dtype, device=like.device)
+        if v.numel() == 1:
+            flat.append(v.reshape(1))
+            continue
+        try:
+            full = torch.broadcast_to(v, step_shape)
+        except RuntimeError:
+            raise ValueError(f"parameter {name} of shape {tuple(v.shape)} does not broadcast "
+                             f"to the population shape {tuple(step_shape)}") from None
+        flat.append(full.reshape(M).contiguous())
+    return flat
+
+
+def _fused_cpp(input_current, state, p, dt, record_states, checkpoint):
+    model = type(p).model
+    ext = load_extension(model)
+    T = input_current.shape[0]
+    step_shape = tuple(input_current.shape[1:])
+    M = math.prod(step_shape)
+    dtype = input_current.dtype
+    I = input_current.reshape(T, M).contiguous()
+    states = []
+    for name in model.state_names:
+        v = getattr(state, name)
+        if v.dtype != dtype:
+            v = v.to(dtype)
+        states.append(torch.broadcast_to(v, step_shape).reshape(M).contiguous())
+    params = _flat_parameters(p, input_current, step_shape)
+    reset = RESET_CODES[None if p.V_reset is None else p.spk_reset]
+    meta = (len(states), float(dt) * 1e3, reset, checkpoint_interval(checkpoint, T),
+            bool(record_states))
+    out = FusedHHFunction.apply(ext, meta, I, *states, *params)
+    Z = out[0].reshape(input_current.shape)
+    cls = state_type(model)
+    if record_states:
+        return Z, cls(*(r.reshape(input_current.shape) for r in out[1:]))
+    return Z, cls(*(s.reshape(step_shape) for s in out[1:]))
+
+
+def hh_sequence(input_current: torch.Tensor, state, p, dt: float = 1e-5, *,
+                record_states: bool = False, path: str = "auto",
+                checkpoint=None) -> Tuple[torch.Tensor, object]:
+    r"""Run ``T = input_current.shape[0]`` HH steps.
+
+    Arguments:
+        input_current: ``(T, ...)`` current in uA.
+        state: initial ``HHState`` of shape ``input_current.shape[1:]`` (broadcastable).
+        p: parameters NamedTuple (``HHParameters``).
+        dt: step in seconds.
+        record_states: return the ``(T, ...)`` trajectories instead of the final state.
+        path: see the module docstring.
+        checkpoint: fused C++ backward only: see :func:`checkpoint_interval`.
+
+    Returns ``(spikes, state)`` exactly as :class:`hh_plugin.torch.HH` does.
+    """
+    needs_grad = torch.is_grad_enabled() and (
+        input_current.requires_grad
+        or any(isinstance(t, torch.Tensor) and t.requires_grad for t in state)
+        or any(isinstance(t, torch.Tensor) and t.requires_grad for t in p))
+    explicit = path != "auto"
+    concrete = resolve_path(path, input_current, record_states, needs_grad)
+    if concrete == "fused_cpp":
+        try:
+            return _fused_cpp(input_current, state, p, dt, record_states, checkpoint)
+        except PathUnavailable:
+            if explicit:
+                raise
+            warnings.warn("hh_plugin: the fused C++ kernel could not be built; "
+                          "falling back to the naive path", RuntimeWarning, stacklevel=2)
+            return _naive(input_current, state, p, dt, record_states)
+    if concrete == "triton":
+        from .triton_kernel import hh_sequence_triton
+        return hh_sequence_triton(input_current, state, p, dt, record_states)
+    if concrete == "compiled":
+        return _compiled(input_current, state, p, dt, record_states)
+    return _naive(input_current, state, p, dt, record_states)
