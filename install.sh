@@ -14,5 +14,5 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
     "$PY" -m pip install "torch==2.13.0"
 fi
 "$PY" -m pip install --no-deps "norse==1.1.0"
-"$PY" -m pip install -e ".[brian2,torch,examples,test]"
+"$PY" -m pip install -e ".[brian2,torch,examples,test,docs]"
 "$PY" -c "import hh_plugin, hh_plugin.torch, hh_plugin.brian2; print('hh_plugin', hh_plugin.__version__, 'installed')"
