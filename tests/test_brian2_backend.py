@@ -191,7 +191,11 @@ def test_equations_content():
     assert eqs["I"].type == "subexpression" and str(eqs["I"].expr) == "I0 + I_syn"
     assert eqs["gL"].type == "parameter" and "constant" in eqs["gL"].flags
     assert "gNa" not in eqs.names  # scalar parameters are substituted as values
-    assert "hh_exprel" in str(eqs["alpha_m"].expr)
+    # default: the branch-free guarded form (fastest in compiled code), no function call
+    assert "exprel" not in str(eqs["alpha_m"].expr) and "abs" in str(eqs["alpha_m"].expr)
+    assert "hh_exprel" in str(equations(exprel_form="function")["alpha_m"].expr)
+    with pytest.raises(ValueError, match="exprel_form"):
+        equations(exprel_form="fastest")
     assert equations()["I"].type == "parameter"
 
 

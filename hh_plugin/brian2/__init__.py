@@ -10,12 +10,20 @@ Example:
     >>> group = neuron_group(10, HHSpec(), current=10 * uA, seed=0)
     >>> spikes = SpikeMonitor(group)
     >>> run(50 * ms)  # doctest: +SKIP
+
+C++ standalone or Brian2CUDA is one call away (:func:`use_device`)::
+
+    with use_device("cpp_standalone", directory="hh_cpp", threads=2):
+        group = neuron_group(10_000, HHSpec(), current=10 * uA, seed=0)
+        run(100 * ms)
 """
 
 from . import functions
+from .device import DEVICES, DeviceSession, use_device
 from .equations import equations
 from .group import neuron_group
 
 functions.register()
 
-__all__ = ["equations", "neuron_group", "functions"]
+__all__ = ["equations", "neuron_group", "functions", "use_device", "DeviceSession",
+           "DEVICES"]

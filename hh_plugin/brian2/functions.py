@@ -14,7 +14,11 @@ function under the name ``hh_exprel`` in ``brian2.core.functions.DEFAULT_FUNCTIO
   (vectorised, no unit checks: the argument of ``exprel`` is dimensionless);
 - cython and C++ (runtime and standalone) targets: ``expm1(x)/x``, 1 for
   :math:`|x| < 10^{-16}`, :math:`+\infty` above 717, as Brian2's own ``exprel``;
-- any other target (e.g. Brian2CUDA) reuses Brian2's ``exprel`` implementation, copied
+- Brian2CUDA (``cuda_standalone``): the same as a ``__host__ __device__`` function with
+  ``double`` and ``float`` overloads, registered for Brian2CUDA's code generator once
+  ``brian2cuda`` is imported (:func:`ensure_registered`; Brian2CUDA's own ``exprel`` code is
+  a template that only its generator knows to fill in, so it cannot be borrowed);
+- any other target added later reuses Brian2's ``exprel`` implementation, copied
   when the first group is built (:func:`ensure_registered`);
 - symbolic: :class:`hh_exprel` with its derivative
   :math:`\operatorname{exprel}'(x) = (e^x (x-1) + 1)/x^2`, so that exponential Euler can
@@ -49,6 +53,25 @@ static inline double _hh_exprel(double x)
     if (x > 717)
         return INFINITY;
     return expm1(x)/x;
+}
+"""
+
+_CUDA_CODE = """
+__host__ __device__ static inline double _hh_exprel(double x)
+{
+    if (fabs(x) < 1e-16)
+        return 1.0;
+    if (x > 717)
+        return INFINITY;
+    return expm1(x)/x;
+}
+__host__ __device__ static inline float _hh_exprel(float x)
+{
+    if (fabsf(x) < 1e-7f)
+        return 1.0f;
+    if (x > 88.7f)
+        return INFINITY;
+    return expm1f(x)/x;
 }
 """
 
@@ -105,10 +128,19 @@ def ensure_registered() -> None:
     Targets added after import (``import brian2cuda`` registers its generator and its
     ``exprel``) get Brian2's own implementation of ``exprel`` for ``hh_exprel``.
     """
+    import sys
+
     from brian2.core.functions import DEFAULT_FUNCTIONS
 
     register()
-    ours = DEFAULT_FUNCTIONS[FUNCTION_NAME].implementations._implementations
+    container = DEFAULT_FUNCTIONS[FUNCTION_NAME].implementations
+    ours = container._implementations
+    if "brian2cuda" in sys.modules:
+        from brian2cuda.cuda_generator import CUDACodeGenerator
+
+        if CUDACodeGenerator not in ours:
+            container.add_implementation(CUDACodeGenerator, code=_CUDA_CODE,
+                                         name="_hh_exprel")
     theirs = DEFAULT_FUNCTIONS["exprel"].implementations._implementations
     for key, implementation in list(theirs.items()):
         # string keys ('numpy') are Brian2's slow unit-checking fallback: never copy them
