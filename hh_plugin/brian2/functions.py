@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import sympy
 
+from hh_plugin.model.expressions import exprel
+
 #: Name of the function inside generated Brian2 equations.
 FUNCTION_NAME = "hh_exprel"
 
@@ -76,22 +78,12 @@ __host__ __device__ static inline float _hh_exprel(float x)
 """
 
 
-class hh_exprel(sympy.Function):
-    r"""Symbolic :math:`(e^x - 1)/x` as Brian2 sees it (printed as ``hh_exprel``)."""
+class hh_exprel(exprel):
+    r"""Symbolic :math:`(e^x - 1)/x` as Brian2 sees it (printed as ``hh_exprel``).
 
-    nargs = 1
-
-    @classmethod
-    def eval(cls, arg):
-        if arg.is_zero:
-            return sympy.S.One
-        return None
-
-    def fdiff(self, argindex=1):
-        if argindex != 1:
-            raise sympy.ArgumentIndexError(self, argindex)
-        x = self.args[0]
-        return (sympy.exp(x) * (x - 1) + 1) / x**2
+    The model's :class:`~hh_plugin.model.expressions.exprel` under the name of the Brian2
+    function registered here (same value at 0 and derivative).
+    """
 
     def _eval_is_real(self):
         return self.args[0].is_real
