@@ -82,7 +82,8 @@ def plot(I, gL, rate, output: Path) -> None:
     plt.close(fig)
 
 
-def main(argv=None) -> None:
+def main(argv=None):
+    """Run the example; returns ``(I, gL, rate)`` (uA, mS, Hz), one entry per neuron."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--target", default="cython", choices=["cython", "numpy"],
                         help="Brian2 code generation target (default: cython)")
@@ -110,6 +111,7 @@ def main(argv=None) -> None:
               f"max rate {rate[gL == value].max():6.1f} Hz")
     print(f"{len(I)} neurons, {args.duration:g} ms on {args.target}: {elapsed:.1f} s "
           f"(including code generation); wrote {args.output}")
+    return I, gL, rate
 
 
 if __name__ == "__main__":

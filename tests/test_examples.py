@@ -21,3 +21,15 @@ def test_norse_network_example_takes_a_training_step():
     before, after = load_example("norse_network").main(["--steps", "120"])
     assert math.isfinite(before) and math.isfinite(after)
     assert after < before
+
+
+def test_brian2_fi_curve_example(tmp_path):
+    pytest.importorskip("brian2")
+    out = tmp_path / "fi.png"
+    I, gL, rate = load_example("brian2_fi_curve").main(
+        ["--target", "numpy", "--duration", "120", "--transient", "20", "--currents", "8",
+         "--output", str(out)])
+    assert out.stat().st_size > 10_000
+    low = gL == 0.03
+    assert rate[low & (I < 2.0)].max() == 0.0  # below rheobase: silent
+    assert rate[low & (I > 10.0)].min() > 30.0  # well above: tonic firing
