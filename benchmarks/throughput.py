@@ -197,6 +197,11 @@ def machine():
 
 def main(argv=None):
     args = parse_args(argv)
+    try:  # one compiled graph per (N, dtype): more than dynamo's default 8 recompiles
+        import torch._dynamo
+        torch._dynamo.config.recompile_limit = 64
+    except (ImportError, AttributeError):
+        pass
     if args.threads:
         torch.set_num_threads(args.threads)
     sizes = [int(s) for s in (args.sizes or ([1e3, 1e4] if args.quick else [1e3, 1e4, 1e5]))]

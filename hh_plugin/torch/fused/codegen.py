@@ -29,6 +29,7 @@ branch and threshold), so that the fused paths round like the reference step.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from typing import Dict, List, Tuple
 
@@ -136,7 +137,7 @@ class Dialect:
     def func(self, name: str, *args: str) -> str:
         joined = ", ".join(args)
         if self.name == "cpp":
-            table = {"exprel": "hh_exprel", "exprel_d": "hh_exprel_d", "exp": "std::exp",
+            table = {"exprel": "hh_exprel", "exprel_d": "hh_exprel_d", "exp": "hh_exp",
                      "log": "std::log", "sqrt": "std::sqrt", "tanh": "std::tanh",
                      "cosh": "std::cosh", "pow": "std::pow", "fabs": "std::fabs",
                      "sign": "hh_sign", "heaviside": "hh_heaviside", "relu": "hh_relu"}
@@ -209,8 +210,9 @@ def step_program(model: ModelDefinition, dialect: Dialect) -> StepProgram:
         a(d.assign(f"f_g_{ch.name}", pr(conductances[ch.name])))
     a(d.assign("f_G", " + ".join(f"f_g_{ch.name}" for ch in channels)))
     a(d.assign("f_Iion", " + ".join(f"f_g_{ch.name}*(s_V - p_{ch.reversal})" for ch in channels)))
-    a(d.assign("f_drive", f"(I_in - f_Iion)/{C}"))
-    a(d.assign("f_uV", f"(-f_G)*(dt/{C})"))
+    a(d.assign("f_iC", f"{L(1.0)}/{C}"))  # one division; the rest multiply by it
+    a(d.assign("f_drive", "(I_in - f_Iion)*f_iC"))
+    a(d.assign("f_uV", "(-f_G)*(dt*f_iC)"))
     a(d.assign("f_eV", d.func("exprel", "f_uV")))
     a(d.assign("f_Vpre", "s_V + dt*f_eV*f_drive"))
     # -- gates: rates at the old V
@@ -226,8 +228,9 @@ def step_program(model: ModelDefinition, dialect: Dialect) -> StepProgram:
         a(d.assign(f"o_{g}", f"s_{g} + dt*f_e_{g}*f_r_{g}"))
     # -- rising-edge spike and reset
     a(d.assign("f_sc", d.func("fabs", Vth)))
-    a(d.assign("f_y1", f"(f_Vpre - {Vth})/f_sc"))
-    a(d.assign("f_y0", f"(s_V - {Vth})/f_sc"))
+    a(d.assign("f_isc", f"{L(1.0)}/f_sc"))
+    a(d.assign("f_y1", f"(f_Vpre - {Vth})*f_isc"))
+    a(d.assign("f_y0", f"(s_V - {Vth})*f_isc"))
     a(d.assign("f_H1", d.func("heaviside", "f_y1")))
     a(d.assign("f_H0", d.func("heaviside", "f_y0")))
     a(d.assign("o_z", f"f_H1*({L(1.0)} - f_H0)"))
@@ -246,13 +249,13 @@ def step_program(model: ModelDefinition, dialect: Dialect) -> StepProgram:
                         + d.func("relu", f"p_width - {d.func('fabs', 'f_y1')}")))
     b(d.assign("b_gy0", f"(-(b_gz*f_H1))*p_alpha*"
                         + d.func("relu", f"p_width - {d.func('fabs', 'f_y0')}")))
-    b(d.assign("b_gVp", "b_gVpre + b_gy1/f_sc"))
+    b(d.assign("b_gVp", "b_gVpre + b_gy1*f_isc"))
     b(d.assign("b_gdrive", "b_gVp*(dt*f_eV)"))
     b(d.assign("b_geV", "b_gVp*dt*f_drive"))
     b(d.assign("b_guV", "b_geV*" + d.func("exprel_d", "f_uV")))
-    b(d.assign("b_gG", f"(-b_guV)*(dt/{C})"))
-    b(d.assign("b_gIion", f"(-b_gdrive)/{C}"))
-    b(d.assign("g_I", f"b_gdrive/{C}"))
+    b(d.assign("b_gG", "(-b_guV)*(dt*f_iC)"))
+    b(d.assign("b_gIion", "(-b_gdrive)*f_iC"))
+    b(d.assign("g_I", "b_gdrive*f_iC"))
     for ch in channels:
         b(d.assign(f"b_gg_{ch.name}", f"b_gIion*(s_V - p_{ch.reversal}) + b_gG"))
     for g in gates:
@@ -271,10 +274,17 @@ def step_program(model: ModelDefinition, dialect: Dialect) -> StepProgram:
         return terms
 
     # old V: identity, spike factor, ionic current, V-dependent conductances, rates
-    v_terms = ["b_gVp", "b_gy0/f_sc", "b_gIion*f_G"] + partial_terms(V)
+    v_terms = ["b_gVp", "b_gy0*f_isc", "b_gIion*f_G"] + partial_terms(V)
     for g in gates:
         for which, expr in (("a", rates[g][0]), ("b", rates[g][1])):
             deriv = sympy.diff(expr, V)
+            if deriv != 0 and not expr.is_Atom:
+                # reuse the forward's rate value where the derivative contains the rate
+                # (d(1/f)/dV = -f'/f^2 -> -f' r^2): fewer divisions in the adjoint
+                rate = sympy.Symbol(f"f_{which}_{g}", real=True)
+                names[rate.name] = rate.name
+                coeff, core = expr.as_coeff_Mul()
+                deriv = deriv.subs(core, rate / coeff) if coeff != 1 else deriv.subs(expr, rate)
             if deriv != 0:
                 v_terms.append(f"b_g{which}_{g}*({pr(deriv)})")
     b(d.assign("go_V", " + ".join(v_terms)))
@@ -288,11 +298,11 @@ def step_program(model: ModelDefinition, dialect: Dialect) -> StepProgram:
         pterms[p] += partial_terms(sympy.Symbol(p, real=True))
     for ch in channels:
         pterms[ch.reversal].append(f"(-(b_gIion*f_g_{ch.name}))")
-    pterms[model.capacitance].append(f"b_guV*f_G*dt/({C}*{C})")
-    pterms[model.capacitance].append(f"(-(b_gdrive*f_drive/{C}))")
+    pterms[model.capacitance].append("b_guV*f_G*dt*(f_iC*f_iC)")
+    pterms[model.capacitance].append("(-(b_gdrive*f_drive*f_iC))")
     pterms[model.threshold].append(
-        f"(-(b_gy1 + b_gy0)/f_sc) - (b_gy1*(f_Vpre - {Vth}) + b_gy0*(s_V - {Vth}))"
-        f"/(f_sc*f_sc)*" + d.func("sign", Vth))
+        f"(-(b_gy1 + b_gy0)*f_isc) - (b_gy1*(f_Vpre - {Vth}) + b_gy0*(s_V - {Vth}))"
+        f"*(f_isc*f_isc)*" + d.func("sign", Vth))
     pterms[model.threshold].append(d.static_select("RESET == 1", "(-(gs_V*o_z))", zero))
     pterms["V_reset"].append(d.static_select("RESET == 0", zero, "gs_V*o_z"))
     pgrads = {p: " + ".join(t) for p, t in pterms.items() if t}
@@ -327,36 +337,148 @@ _CPP_HEADER = r"""
 #include <type_traits>
 #include <vector>
 #include <algorithm>
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
 
-// Vectorised exp/expm1 from glibc's libmvec (x86-64, glibc >= 2.35), so that the
-// per-neuron loops below vectorise without -ffast-math.
-#if defined(__x86_64__) && defined(__GLIBC__) && !defined(HH_NO_LIBMVEC)
+#define HH_INLINE inline __attribute__((always_inline))
+
+namespace {
+
+// Inline, vectorisable exp and expm1 (no calls into libm/libmvec, so that the simd loops
+// keep their registers). Range reduction x = k ln2 + r, |r| <= ln2/2 (Cody-Waite with a
+// short high part of ln2), expm1(r) by a polynomial to below half an ulp, then
+// exp(x) = (1 + expm1(r)) 2^k and expm1(x) = 2^k expm1(r) + (2^k - 1), the powers of two
+// built in the exponent bits. Max error about 1 ulp; exp flushes results below about
+// twice the smallest normal number (2.6e-38 in float, 5.5e-308 in double) to zero.
+template <typename T> struct HHMath;
+template <> struct HHMath<float> {
+  using I = int32_t;
+  static constexpr float shifter = 12582912.0f;            // 1.5 * 2^23
+  static constexpr float log2e = 1.44269504088896341f;
+  static constexpr float ln2_hi = 0.693145751953125f;      // 16 significant bits
+  static constexpr float ln2_lo = 1.42860682030941723212e-6f;
+  static constexpr float exp_hi = 88.7228317f;             // log(FLT_MAX)
+  static constexpr float exp_lo = -86.5f;                 // exp(x) < 2.6e-38 flushed to 0
+  static constexpr float expm1_lo = -86.0f;                // expm1 == -1 below
+  static constexpr int bias = 127, mant = 23;
+  static HH_INLINE float poly(float r) {
+    // expm1(r) = r + r^2 q(r), q a degree-4 minimax fit on |r| <= ln2/2 (relative error
+    // of expm1 below 1.4e-8, a quarter of an ulp)
+    float q = 1.38825164036e-3f;
+    q = std::fma(q, r, 8.36654726487e-3f);
+    q = std::fma(q, r, 4.16672007168e-2f);
+    q = std::fma(q, r, 1.66665434233e-1f);
+    q = std::fma(q, r, 4.99999981496e-1f);
+    return std::fma(r * r, q, r);
+  }
+};
+template <> struct HHMath<double> {
+  using I = int64_t;
+  static constexpr double shifter = 6755399441055744.0;     // 1.5 * 2^52
+  static constexpr double log2e = 1.4426950408889634074;
+  static constexpr double ln2_hi = 0.693147180559890330187;  // 32 significant bits
+  static constexpr double ln2_lo = 5.49792301870837115524e-14;
+  static constexpr double exp_hi = 709.782712893383973;       // log(DBL_MAX)
+  static constexpr double exp_lo = -707.5;                   // exp(x) < 5.5e-308 flushed to 0
+  static constexpr double expm1_lo = -700.0;
+  static constexpr int bias = 1023, mant = 52;
+  static HH_INLINE double poly(double r) {
+    // expm1(r) = r + r^2 (1/2 + r/6 + ... + r^11/13!)
+    double q = 1.60590438368216146e-10;
+    q = std::fma(q, r, 2.08767569878680990e-9);
+    q = std::fma(q, r, 2.50521083854417188e-8);
+    q = std::fma(q, r, 2.75573192239858907e-7);
+    q = std::fma(q, r, 2.75573192239858907e-6);
+    q = std::fma(q, r, 2.48015873015873016e-5);
+    q = std::fma(q, r, 1.98412698412698413e-4);
+    q = std::fma(q, r, 1.38888888888888889e-3);
+    q = std::fma(q, r, 8.33333333333333333e-3);
+    q = std::fma(q, r, 4.16666666666666667e-2);
+    q = std::fma(q, r, 1.66666666666666667e-1);
+    q = std::fma(q, r, 0.5);
+    return std::fma(r * r, q, r);
+  }
+};
+
+template <typename T> HH_INLINE T hh_pow2(typename HHMath<T>::I k) {
+  using M = HHMath<T>;
+  return __builtin_bit_cast(T, (typename M::I)((k + M::bias) << M::mant));
+}
+
+// k and expm1(r) for x = k ln2 + r
+template <typename T> HH_INLINE
+T hh_reduce(T x, typename HHMath<T>::I& k) {
+  using M = HHMath<T>;
+  const T t = std::fma(x, M::log2e, M::shifter);
+  const T kf = t - M::shifter;
+  k = __builtin_bit_cast(typename M::I, t) - __builtin_bit_cast(typename M::I, M::shifter);
+  T r = std::fma(kf, -M::ln2_hi, x);
+  r = std::fma(kf, -M::ln2_lo, r);
+  return M::poly(r);
+}
+
+template <typename T> HH_INLINE T hh_exp_inline(T x) {
+  using M = HHMath<T>;
+  T xc = x < M::exp_lo ? M::exp_lo : x;
+  xc = xc > M::exp_hi ? M::exp_hi : xc;
+  typename M::I k;
+  const T p = hh_reduce<T>(xc, k);
+  const T y = T(2) * ((p + T(1)) * hh_pow2<T>(k - 1));  // 2^(k-1) is normal for x >= exp_lo
+  return x > M::exp_hi ? T(INFINITY) : (x < M::exp_lo ? T(0) : y);
+}
+
+template <typename T> HH_INLINE T hh_expm1_inline(T x) {
+  using M = HHMath<T>;
+  T xc = x < M::expm1_lo ? M::expm1_lo : x;
+  xc = xc > M::exp_hi ? M::exp_hi : xc;
+  typename M::I k;
+  const T p = hh_reduce<T>(xc, k);
+  const T sh = hh_pow2<T>(k - 1);  // 2^k / 2 (normal for k >= 2 - bias)
+  const T y = T(2) * std::fma(sh, p, sh - T(0.5));
+  return x > M::exp_hi ? T(INFINITY) : y;
+}
+
+
+// exp/expm1 in the simd loops. Default: std::exp/std::expm1, which vectorise through
+// glibc's libmvec (x86-64, glibc >= 2.35; declared below) and measure faster than the
+// inline versions above on this AVX-512 CPU; without libmvec they stay scalar libm calls
+// (slow, but rounding like libm). HH_INLINE_EXP: the inline versions above (vectorised
+// everywhere; about 1-2 ulp, so float32 runs may shift a near-threshold spike more often).
+#if defined(__x86_64__) && defined(__GLIBC__) && !defined(HH_NO_LIBMVEC) && !defined(HH_INLINE_EXP)
 #if (__GLIBC__ > 2) || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35)
+}  // namespace
 extern "C" {
 __attribute__((simd("notinbranch"))) float expf(float) noexcept;
 __attribute__((simd("notinbranch"))) float expm1f(float) noexcept;
 __attribute__((simd("notinbranch"))) double exp(double) noexcept;
 __attribute__((simd("notinbranch"))) double expm1(double) noexcept;
 }
-#endif
-#endif
-
 namespace {
+#endif
+#endif
+#ifdef HH_INLINE_EXP
+template <typename T> HH_INLINE T hh_exp(T x) { return hh_exp_inline<T>(x); }
+template <typename T> HH_INLINE T hh_expm1(T x) { return hh_expm1_inline<T>(x); }
+#else
+template <typename T> HH_INLINE T hh_exp(T x) { return std::exp(x); }
+template <typename T> HH_INLINE T hh_expm1(T x) { return std::expm1(x); }
+#endif
 
 // exprel(x) = expm1(x)/x exactly as hh_plugin.model.expressions.exprel_torch computes it:
 // the Taylor polynomial within |x| < eps (EXPREL_EPS64 in double, EXPREL_EPS32 in float).
-template <typename T> inline T hh_eps() { return std::is_same<T, double>::value ? T(EXPREL_EPS64) : T(EXPREL_EPS32); }
+template <typename T> HH_INLINE T hh_eps() { return std::is_same<T, double>::value ? T(EXPREL_EPS64) : T(EXPREL_EPS32); }
 
-template <typename T> inline T hh_exprel(T x) {
+template <typename T> HH_INLINE T hh_exprel(T x) {
   const bool small = std::fabs(x) < hh_eps<T>();
   const T safe = small ? T(1) : x;
   const T taylor = EXPREL_TAYLOR;
-  const T quotient = std::expm1(safe) / safe;
+  const T quotient = hh_expm1<T>(safe) / safe;
   return small ? taylor : quotient;
 }
 
 // d exprel / dx, as autograd differentiates exprel_torch.
-template <typename T> inline T hh_exprel_d(T x) {
+template <typename T> HH_INLINE T hh_exprel_d(T x) {
   const bool small = std::fabs(x) < hh_eps<T>();
   const T safe = small ? T(1) : x;
   const T q3 = T(EXPREL_C3) + x * T(EXPREL_C4);
@@ -366,14 +488,15 @@ template <typename T> inline T hh_exprel_d(T x) {
   const T d2 = q3 + x * d3;
   const T d1 = q2 + x * d2;
   const T dpoly = q1 + x * d1;
-  const T em = std::expm1(safe);
-  const T dquot = (em + T(1)) / safe - em / (safe * safe);
+  const T em = hh_expm1<T>(safe);
+  const T inv = T(1) / safe;
+  const T dquot = (em + T(1)) * inv - em * (inv * inv);
   return small ? dpoly : dquot;
 }
 
-template <typename T> inline T hh_heaviside(T y) { return y >= T(0) ? T(1) : T(0); }
-template <typename T> inline T hh_relu(T y) { return y > T(0) ? y : T(0); }
-template <typename T> inline T hh_sign(T y) { return y > T(0) ? T(1) : (y < T(0) ? T(-1) : T(0)); }
+template <typename T> HH_INLINE T hh_heaviside(T y) { return y >= T(0) ? T(1) : T(0); }
+template <typename T> HH_INLINE T hh_relu(T y) { return y > T(0) ? y : T(0); }
+template <typename T> HH_INLINE T hh_sign(T y) { return y > T(0) ? T(1) : (y < T(0) ? T(-1) : T(0)); }
 
 template <typename T> struct BlockWidth { static constexpr int value = std::is_same<T, double>::value ? BLOCK_DOUBLE : BLOCK_FLOAT; };
 
@@ -403,30 +526,54 @@ template <typename T> struct Args {
 """
 
 
-def _cpp_block_code(program: StepProgram) -> str:
-    ns, np_ = len(program.states), len(program.parameters)
-    load_state = "\n".join(f"      const T s_{s} = SRC[{k}][i];" for k, s in enumerate(program.states))
-    load_param = "\n".join(f"      const T p_{p} = P[{k}][i];" for k, p in enumerate(program.parameters))
-    store_state = "\n".join(f"      DST[{k}][i] = o_{s};" for k, s in enumerate(program.states))
-    fwd = "\n".join("      " + line for line in program.forward)
-    bwd = "\n".join("      " + line for line in program.backward)
-    load_gs = "\n".join(f"      const T gs_{s} = GS[{k}][i];" for k, s in enumerate(program.states))
-    store_go = "\n".join(f"      GS[{k}][i] = go_{s};" for k, s in enumerate(program.states))
-    pgrad = "\n".join(f"        GP[{k}][i] += {program.parameter_gradients[p]};"
-                      for k, p in enumerate(program.parameters) if p in program.parameter_gradients)
+_LOCAL_NAME = re.compile(r"\b(?:(?:s|p|f|o|b|gs|go)_\w+|I_in|g_z|g_I)\b")
+
+
+def _interleave(lines, unroll: int, indent: str = "      ") -> str:
+    """Emit each statement ``unroll`` times, for the lane groups ``i + u*(W/unroll)``,
+    with the local names suffixed ``_u``: the groups are independent dependency chains
+    that the CPU overlaps (one step is a long chain of exp, division and polynomial
+    latencies)."""
+    out = []
+    for line in lines:
+        for u in range(unroll):
+            text = _LOCAL_NAME.sub(lambda m: f"{m.group(0)}_{u}", line)
+            text = text.replace("[i]", f"[i + {u}*(W/{unroll})]")
+            out.append(indent + text)
+    return "\n".join(out)
+
+
+def _cpp_block_code(program: StepProgram, unroll: int = 2) -> str:
+    U = unroll
+    states, params = program.states, program.parameters
+    load_state = [f"const T s_{s} = SRC[{k}][i];" for k, s in enumerate(states)]
+    load_param = [f"const T p_{p} = P[{k}][i];" for k, p in enumerate(params)]
+    store_state = [f"DST[{k}][i] = o_{s};" for k, s in enumerate(states)]
+    load_gs = [f"const T gs_{s} = GS[{k}][i];" for k, s in enumerate(states)]
+    store_go = [f"GS[{k}][i] = go_{s};" for k, s in enumerate(states)]
+    pgrad = [f"GP[{k}][i] += {program.parameter_gradients[p]};"
+             for k, p in enumerate(params) if p in program.parameter_gradients]
+    fwd_body = _interleave(load_state + load_param + ["const T I_in = It[i];"]
+                           + list(program.forward) + store_state, U)
+    fwd_z = _interleave(["Zt[i] = o_z;"], U, "        ")
+    bwd_body = _interleave(load_state + load_gs + load_param
+                           + ["const T I_in = It[i];", "const T g_z = gZt ? gZt[i] : T(0);"]
+                           + list(program.forward) + list(program.backward) + store_go
+                           + ["gIt[i] = g_I;"], U)
+    bwd_pg = _interleave(pgrad, U, "        ")
     return f"""
-// One step for the lanes [0, n) of a block: state SRC -> DST (may alias), spikes to Zt.
+// One step for the lanes [0, W) of a block: state SRC -> DST (may alias), spikes to Zt.
+// Each simd iteration advances {U} independent lane groups (see codegen._interleave).
 template <typename T, int RESET, int W>
 inline void step_lanes(int n, const T (&SRC)[NS][W], T (&DST)[NS][W], const T (&P)[NP][W],
                        const T* __restrict It, T* __restrict Zt, T dt) {{
+  static_assert(W % {U} == 0, "block width must be a multiple of the interleave factor");
 #pragma omp simd
-  for (int i = 0; i < n; ++i) {{
-{load_state}
-{load_param}
-      const T I_in = It[i];
-{fwd}
-{store_state}
-      if (Zt) Zt[i] = o_z;
+  for (int i = 0; i < W / {U}; ++i) {{
+{fwd_body}
+      if (Zt) {{
+{fwd_z}
+      }}
   }}
 }}
 
@@ -436,19 +583,12 @@ template <typename T, int RESET, int W, bool PG>
 inline void adjoint_lanes(int n, const T (&SRC)[NS][W], T (&GS)[NS][W], T (&GP)[NP][W],
                           const T (&P)[NP][W], const T* __restrict It,
                           const T* __restrict gZt, T* __restrict gIt, T dt) {{
+  static_assert(W % {U} == 0, "block width must be a multiple of the interleave factor");
 #pragma omp simd
-  for (int i = 0; i < n; ++i) {{
-{load_state}
-{load_gs}
-{load_param}
-      const T I_in = It[i];
-      const T g_z = gZt ? gZt[i] : T(0);
-{fwd}
-{bwd}
-{store_go}
-      gIt[i] = g_I;
+  for (int i = 0; i < W / {U}; ++i) {{
+{bwd_body}
       if constexpr (PG) {{
-{pgrad}
+{bwd_pg}
       }}
   }}
 }}
@@ -588,6 +728,21 @@ void run_backward(const Args<T>& a) {
   });
 }
 
+// Large (T, M) outputs are fresh memory; faulting it in 4 KiB pages inside the kernel
+// cost about a third of the forward time at N = 1e4, T = 1000 on the benchmark machine.
+// Where transparent huge pages are enabled in "madvise" mode, ask for them.
+inline torch::Tensor big_empty(at::IntArrayRef shape, const torch::TensorOptions& opts) {
+  torch::Tensor t = torch::empty(shape, opts);
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  const uintptr_t huge = uintptr_t(1) << 21;
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(t.data_ptr());
+  const uintptr_t end = begin + uintptr_t(t.numel()) * t.element_size();
+  const uintptr_t b = (begin + huge - 1) & ~(huge - 1), e = end & ~(huge - 1);
+  if (e > b) madvise(reinterpret_cast<void*>(b), e - b, MADV_HUGEPAGE);  // a hint: errors ignored
+#endif
+  return t;
+}
+
 void check_vector(const std::vector<torch::Tensor>& v, size_t n, const char* what) {
   TORCH_CHECK(v.size() == n, what, ": expected ", n, " tensors, got ", v.size());
 }
@@ -627,7 +782,7 @@ std::vector<torch::Tensor> hh_forward(torch::Tensor I, std::vector<torch::Tensor
   const int64_t steps = I.size(0), M = I.size(1);
   auto opts = I.options();
   std::vector<torch::Tensor> out;
-  out.push_back(torch::empty({steps, M}, opts));
+  out.push_back(big_empty({steps, M}, opts));
   for (int s = 0; s < NS; ++s) out.push_back(torch::empty({M}, opts));
   if (every > 0) {
     constexpr int Wf = BLOCK_FLOAT_V, Wd = BLOCK_DOUBLE_V;
@@ -635,7 +790,7 @@ std::vector<torch::Tensor> hh_forward(torch::Tensor I, std::vector<torch::Tensor
     out.push_back(torch::empty({(M + W - 1) / W, (steps + every - 1) / every, NS, W}, opts));
   }
   if (record)
-    for (int s = 0; s < NS; ++s) out.push_back(torch::empty({steps, M}, opts));
+    for (int s = 0; s < NS; ++s) out.push_back(big_empty({steps, M}, opts));
   AT_DISPATCH_FLOATING_TYPES(I.scalar_type(), "hh_forward", [&] {
     using T = scalar_t;
     Args<T> a{};
@@ -672,7 +827,7 @@ std::vector<torch::Tensor> hh_backward(torch::Tensor I, torch::Tensor ckpt,
   const int64_t steps = I.size(0), M = I.size(1);
   auto opts = I.options();
   std::vector<torch::Tensor> out;
-  out.push_back(torch::empty({steps, M}, opts));
+  out.push_back(big_empty({steps, M}, opts));
   for (int s = 0; s < NS; ++s) out.push_back(torch::empty({M}, opts));
   for (int q = 0; q < NP; ++q) out.push_back(torch::empty({M}, opts));
   AT_DISPATCH_FLOATING_TYPES(I.scalar_type(), "hh_backward", [&] {
@@ -703,6 +858,8 @@ std::vector<torch::Tensor> hh_backward(torch::Tensor I, torch::Tensor ckpt,
 }
 """
 
+#: Independent lane groups interleaved in each simd iteration (see :func:`_interleave`).
+INTERLEAVE = 1
 #: Neurons per block (lanes kept in L1 across the time loop), float and double.
 BLOCK_FLOAT = 64
 BLOCK_DOUBLE = 32
@@ -719,7 +876,7 @@ def generate_cpp(model: ModelDefinition) -> str:
               .replace("BLOCK_FLOAT", str(BLOCK_FLOAT)))
     driver = (_CPP_DRIVER.replace("BLOCK_FLOAT_V", str(BLOCK_FLOAT))
               .replace("BLOCK_DOUBLE_V", str(BLOCK_DOUBLE)))
-    return header + _cpp_block_code(program) + driver
+    return header + _cpp_block_code(program, INTERLEAVE) + driver
 
 
 def source_hash(text: str) -> str:

@@ -66,7 +66,11 @@ def _cpu_flags() -> str:
 
 
 def compile_flags() -> list:
-    """Compiler flags of the CPU kernel (native code for this CPU; no -ffast-math)."""
+    """Compiler flags of the CPU kernel (native code for this CPU; no -ffast-math).
+
+    ``HH_PLUGIN_INLINE_EXP=1`` builds with the kernel's own inline vectorisable
+    ``exp``/``expm1`` instead of libm/libmvec (for platforms without glibc's libmvec,
+    where the default kernel's loops do not vectorise)."""
     flags = ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
     if platform.machine() in ("x86_64", "AMD64"):
         flags.append("-march=native")
@@ -74,6 +78,9 @@ def compile_flags() -> list:
             flags.append("-mprefer-vector-width=512")
     elif platform.machine() in ("aarch64", "arm64"):
         flags.append("-mcpu=native")
+    if os.environ.get("HH_PLUGIN_INLINE_EXP"):
+        # the kernel's own inline exp/expm1 instead of libm/libmvec (see codegen)
+        flags.append("-DHH_INLINE_EXP")
     return flags
 
 
