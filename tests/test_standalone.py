@@ -193,7 +193,7 @@ def test_cpp_standalone_matches_runtime(clean_device, tmp_path):
         assert defaultclock.dt == dt * ms
         monitors = _simulate(n, spec, current, steps, dt)
         timings = session.build(with_output=False)
-        standalone = _results(*monitors)
+    standalone = _results(*monitors)  # results stay readable after the block
     assert timings["make"] > 0 and timings["simulation"] > 0
     assert get_device().__class__.__name__ == "RuntimeDevice"
     assert defaultclock.dt == dt * ms

@@ -146,7 +146,11 @@ class DeviceSession:
         return self.timings
 
     def close(self) -> None:
-        """Re-activate the previous device and restore preferences and ``defaultclock.dt``."""
+        """Re-activate the previous device and restore preferences and ``defaultclock.dt``.
+
+        The standalone device keeps its results, so monitors and state variables stay
+        readable after the ``with`` block, until the next :func:`use_device` of that
+        device re-initialises it."""
         if self._closed:
             return
         from brian2 import defaultclock, get_device, prefs, set_device
@@ -154,8 +158,6 @@ class DeviceSession:
 
         self._closed = True
         device, build_on_run, build_options = self._previous
-        if self.is_standalone:
-            self.device.reinit()  # free the arrays and code of the finished project
         for key, value in self._saved_prefs.items():
             prefs[key] = value
         if device is self.device and self.is_standalone:
