@@ -121,6 +121,10 @@ def load_extension(model: ModelDefinition, verbose: bool = False):
         name = f"hh_fused_{model.name}_{source_hash(fingerprint)}"
         build = cache_dir() / "torch_extensions" / name
         build.mkdir(parents=True, exist_ok=True)
+        if not any(build.glob("*.so")):
+            # a first build takes tens of seconds: say so rather than seem to hang
+            print(f"hh_plugin: compiling the fused HH kernel for model {model.name!r} "
+                  f"(first use, about 30 s; cached in {build})", file=sys.stderr, flush=True)
         from torch.utils.cpp_extension import load_inline
         try:
             ext = load_inline(name=name, cpp_sources=[source],
