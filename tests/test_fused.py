@@ -23,7 +23,7 @@ from hh_plugin.model import ChannelDefinition, GateDefinition, ModelDefinition, 
 from hh_plugin.torch import HH, HHState, initial_state
 from hh_plugin.torch.functional.parameters import as_parameters, parameters_type
 from hh_plugin.torch.fused import PathUnavailable, hh_sequence, path_unavailable_reason
-from hh_plugin.torch.fused import codegen
+from hh_plugin.torch.fused import codegen, cpp_source, triton_source
 from hh_plugin.torch.fused.cpp import compiler_available
 
 needs_compiler = pytest.mark.skipif(compiler_available() is not None,
@@ -241,15 +241,16 @@ def _other_model():
 
 
 def test_generated_code_comes_from_the_model_definition():
-    source = codegen.generate_cpp(_other_model())
+    source = cpp_source.generate_cpp(_other_model())
     assert "T(0.35)" in source and "T(0.625)" in source and "std::tanh" in source
-    hh_source = codegen.generate_cpp(__import__("hh_plugin").model.HODGKIN_HUXLEY)
+    hh_source = cpp_source.generate_cpp(__import__("hh_plugin").model.HODGKIN_HUXLEY)
     assert "T(0.07)" in hh_source and "T(0.35)" not in hh_source
     # no model constant is written in the generator itself
-    text = open(codegen.__file__).read()
-    for constant in ("0.07", "0.125", "54.387", "(V + 65)", "(V+40)", "gNa*m"):
-        assert constant not in text
-    triton_src = codegen.generate_triton(_other_model())
+    for generator in (codegen, cpp_source, triton_source):
+        text = open(generator.__file__).read()
+        for constant in ("0.07", "0.125", "54.387", "(V + 65)", "(V+40)", "gNa*m"):
+            assert constant not in text
+    triton_src = triton_source.generate_triton(_other_model())
     assert "0.35, DT)" in triton_src and "_tanh(" in triton_src
 
 

@@ -1,6 +1,6 @@
 r"""The fused CPU path: a C++ extension generated from the model definition.
 
-The source comes from :func:`.codegen.generate_cpp`; it is compiled with PyTorch's own
+The source comes from :func:`.cpp_source.generate_cpp`; it is compiled with PyTorch's own
 tooling (:func:`torch.utils.cpp_extension.load_inline`, which needs a C++ compiler and
 ``ninja``) **at first use**, and cached in a per-user directory keyed by a hash of the
 source, the compiler flags, the torch and Python versions and the CPU:
@@ -33,7 +33,8 @@ from typing import Optional
 import torch
 
 from ...model.definition import ModelDefinition
-from .codegen import generate_cpp, source_hash
+from .codegen import source_hash
+from .cpp_source import generate_cpp
 
 
 class PathUnavailable(RuntimeError):

@@ -1,6 +1,6 @@
 r"""The Triton path: a forward kernel generated from the model definition.
 
-:func:`.codegen.generate_triton` writes a ``@triton.jit`` kernel in which each program
+:func:`.triton_source.generate_triton` writes a ``@triton.jit`` kernel in which each program
 holds ``BLOCK`` neurons' state in registers for the whole time loop (one load of the input
 and one store of the spikes per step). The source is written to the cache directory
 (:func:`.cpp.cache_dir`) and imported from there, because Triton reads a kernel's source
@@ -26,7 +26,8 @@ import torch
 from ...model.definition import ModelDefinition
 from ...model.expressions import EXPREL_TAYLOR_CUTOFF_FLOAT32, EXPREL_TAYLOR_CUTOFF_FLOAT64
 from ..functional.parameters import state_type
-from .codegen import RESET_CODES, generate_triton, source_hash
+from .codegen import RESET_CODES, source_hash
+from .triton_source import generate_triton
 
 _MODULES: dict = {}
 
