@@ -60,7 +60,7 @@ def parse_args(argv=None):
 def main(argv=None) -> dict:
     args = parse_args(argv)
     import numpy as np
-    from brian2 import SpikeMonitor, defaultclock, ms, prefs, run, uA
+    from brian2 import SpikeMonitor, defaultclock, ms, prefs, run
 
     from hh_plugin import HHSpec
     from hh_plugin.brian2 import neuron_group, use_device

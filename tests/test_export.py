@@ -2,7 +2,6 @@
 and every bad-file case (one-line FormatError)."""
 
 import json
-import os
 from pathlib import Path
 
 import h5py
@@ -19,7 +18,7 @@ from hh_plugin.export.runner import run_case
 from hh_plugin.export.schema import SCHEMA, validate
 from hh_plugin.export.torch_adapter import (parameters_from_record, save_torch,
                                             state_from_record)
-from hh_plugin.torch import HH, HHParameters, HHState
+from hh_plugin.torch import HH, HHParameters
 
 pytest.importorskip("hh_plugin.brian2")
 import brian2  # noqa: E402

@@ -7,8 +7,6 @@ of the last step) and the traces of every step: ``V``, ``m``, ``h``, ``n`` and `
 from __future__ import annotations
 
 import contextlib
-import time as _time
-from typing import Optional
 
 import numpy as np
 
