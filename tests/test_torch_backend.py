@@ -15,14 +15,18 @@ def _initial(ref, dtype):
     return HHState(*(torch.tensor(ref[k + "0"], dtype=dtype) for k in "Vmhn"))
 
 
-def _run_reference_case(ref, dtype):
-    module = HH(p=HHSpec(), dt=float(ref["dt"]) * 1e-3, record_states=True)
+def _run_reference_case(ref, dtype, path):
+    module = HH(p=HHSpec(), dt=float(ref["dt"]) * 1e-3, record_states=True, path=path)
     with torch.no_grad():
         return module(torch.tensor(ref["I"], dtype=dtype), _initial(ref, dtype))
 
 
-def test_float64_reproduces_reference_to_round_off(reference):
-    spikes, states = _run_reference_case(reference, torch.float64)
+PATHS = pytest.mark.parametrize("path", ["naive", "auto"])  # the step loop and the default
+
+
+@PATHS
+def test_float64_reproduces_reference_to_round_off(reference, path):
+    spikes, states = _run_reference_case(reference, torch.float64, path)
     assert np.abs(states.V.numpy() - reference["V"]).max() <= 1e-6
     for gate in "mhn":
         assert np.abs(getattr(states, gate).numpy() - reference[gate]).max() <= 1e-9
@@ -30,23 +34,26 @@ def test_float64_reproduces_reference_to_round_off(reference):
     assert reference["spike"].sum() > 10  # the case really spikes
 
 
-def test_float32_same_spike_steps_and_close_voltage(reference):
-    spikes, states = _run_reference_case(reference, torch.float32)
+@PATHS
+def test_float32_same_spike_steps_and_close_voltage(reference, path):
+    spikes, states = _run_reference_case(reference, torch.float32, path)
     np.testing.assert_array_equal(spikes.numpy(), reference["spike"])
     assert np.abs(states.V.double().numpy() - reference["V"]).max() <= 0.1
 
 
-def _gradient_case(grad_reference):
+def _gradient_case(grad_reference, path):
     I = torch.tensor(grad_reference["I"], dtype=torch.float64, requires_grad=True)
     steps = int(grad_reference["steps"])
-    module = HH(p=HHSpec(), dt=float(grad_reference["dt"]) * 1e-3, record_states=True)
+    module = HH(p=HHSpec(), dt=float(grad_reference["dt"]) * 1e-3, record_states=True,
+                path=path)
     s0 = initial_state(module.p, (5,), V=torch.tensor(grad_reference["V0"]), dtype=torch.float64)
     spikes, states = module(I.expand(steps, 5), s0)
     return I, spikes, states
 
 
-def test_surrogate_gradient_matches_reference(grad_reference):
-    I, spikes, _ = _gradient_case(grad_reference)
+@PATHS
+def test_surrogate_gradient_matches_reference(grad_reference, path):
+    I, spikes, _ = _gradient_case(grad_reference, path)
     loss = spikes.sum()
     assert loss.item() == grad_reference["loss_spike_sum"]
     (grad,) = torch.autograd.grad(loss, I)
@@ -54,8 +61,9 @@ def test_surrogate_gradient_matches_reference(grad_reference):
                                rtol=1e-6, atol=1e-12)
 
 
-def test_smooth_gradient_matches_reference_and_finite_differences(grad_reference):
-    I, _, states = _gradient_case(grad_reference)
+@PATHS
+def test_smooth_gradient_matches_reference_and_finite_differences(grad_reference, path):
+    I, _, states = _gradient_case(grad_reference, path)
     loss = 1e-3 * states.V.sum()
     np.testing.assert_allclose(loss.item(), grad_reference["loss_V_sum_scaled"], rtol=1e-12)
     (grad,) = torch.autograd.grad(loss, I)

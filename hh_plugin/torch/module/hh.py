@@ -153,20 +153,11 @@ class HH(_HHMixin, SNN):
             state = self.initial_state(input_tensor, step_shape)
         else:
             self._check_state(state, step_shape)
-        p = self.parameters_like(input_tensor)
-        if getattr(self, "path", "naive") != "naive":
-            from ..fused.sequence import hh_sequence
+        from ..fused.sequence import hh_sequence  # the naive loop is one of its paths
 
-            return hh_sequence(input_tensor, state, p, self.dt,
-                               record_states=self.record_states, path=self.path,
-                               checkpoint=self.checkpoint)
-        outputs, states = [], []
-        for t in range(input_tensor.shape[0]):
-            z, state = hh_step(input_tensor[t], state, p, self.dt)
-            outputs.append(z)
-            if self.record_states:
-                states.append(state)
-        return torch.stack(outputs), (_merge_states(states) if self.record_states else state)
+        return hh_sequence(input_tensor, state, self.parameters_like(input_tensor), self.dt,
+                           record_states=self.record_states, path=self.path,
+                           checkpoint=self.checkpoint)
 
 
 class _RecurrentMixin(_HHMixin):
