@@ -43,6 +43,15 @@ class _ParametersMixin:
         return cls(**values, spk_reset=spec.spk_reset, alpha=_tensor(spec.alpha, dtype, device),
                    width=_tensor(spec.width, dtype, device), V_reset=V_reset)
 
+    @property
+    def size(self) -> Optional[int]:
+        """Number of neurons of the per-neuron (1-D) parameters, ``None`` if all are scalars.
+        (Consistent lengths are checked by :meth:`to_spec`, which :func:`as_parameters` runs.)"""
+        for value in self:
+            if isinstance(value, torch.Tensor) and value.ndim == 1:
+                return int(value.shape[0])
+        return None
+
     def to_spec(self) -> HHSpec:
         """The :class:`~hh_plugin.HHSpec` these parameters describe (validated)."""
         def plain(t):
@@ -115,7 +124,7 @@ HHState = state_type(HODGKIN_HUXLEY, "HHState")
 HHState.__doc__ = r"""State of an HH population: ``V`` (mV) and gates ``m, h, n`` (dimensionless)."""
 
 
-def as_parameters(p, model: Optional[ModelDefinition] = None):
+def as_parameters(p):
     """Accept an :class:`HHSpec` or a parameters NamedTuple; return the NamedTuple."""
     if isinstance(p, HHSpec):
         return parameters_type(p.model).from_spec(p)

@@ -35,8 +35,7 @@ class _HHMixin:
         self._cast_cache = {}
         self.V_init = V_init
         self.seed = seed
-        size = p.to_spec().size
-        self._n_neurons = size
+        self._n_neurons = p.size  # p was validated by as_parameters
 
     def parameters_like(self, tensor: torch.Tensor):
         """``self.p`` cast to ``tensor``'s dtype and device, cached (parameters that
