@@ -22,7 +22,7 @@ import numbers
 import numpy as np
 
 from hh_plugin.model.initial import UNIFORM, initial_state
-from hh_plugin.model.spec import HHSpec, to_plain
+from hh_plugin.model.spec import HHSpec, brian2_unit, to_plain
 
 from .equations import PARAMETER_CURRENT, _scalar_text, equations
 
@@ -159,7 +159,7 @@ def neuron_group(N, spec: HHSpec = None, current=PARAMETER_CURRENT, V_init=UNIFO
 
     for name, value in params.items():
         if isinstance(value, np.ndarray):
-            setattr(group, name, value * _unit(spec, name))
+            setattr(group, name, value * brian2_unit(spec.model.units[name]))
     if isinstance(spec.V_reset, np.ndarray):
         group.V_reset = spec.V_reset * brian2.mV
 
@@ -171,10 +171,3 @@ def neuron_group(N, spec: HHSpec = None, current=PARAMETER_CURRENT, V_init=UNIFO
     if constant_current is not None:
         group.I = constant_current * brian2.amp
     return group
-
-
-def _unit(spec: HHSpec, name: str):
-    import brian2
-
-    unit = spec.model.units[name]
-    return {"mV": brian2.mV, "mS": brian2.msiemens, "uF": brian2.ufarad, "1": 1}[unit]

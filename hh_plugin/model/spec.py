@@ -20,7 +20,8 @@ RESET_MODES = ("soft", "hard")
 _OPTION_NAMES = ("spk_reset", "alpha", "width", "V_reset")
 
 
-def _brian2_unit(unit: str):
+def brian2_unit(unit: str):
+    """The Brian2 unit of one of the plugin's unit names (``'mV'``, ``'mS'``, ``'uF'``, ...)."""
     import brian2
 
     return {"mV": brian2.mV, "mS": brian2.msiemens, "uF": brian2.ufarad,
@@ -33,7 +34,7 @@ def to_plain(value: Any, unit: str, name: str) -> Any:
     Raises ``TypeError`` for a quantity of the wrong dimension, naming the parameter.
     """
     if hasattr(value, "dim") and hasattr(value, "has_same_dimensions"):  # a Brian2 Quantity
-        target = _brian2_unit(unit)
+        target = brian2_unit(unit)
         if not value.has_same_dimensions(target):
             raise TypeError(f"{name}: expected a quantity in {unit}, got {value!r} "
                             f"(wrong physical dimension)")
