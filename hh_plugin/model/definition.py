@@ -75,7 +75,9 @@ class ModelDefinition:
 
     ``threshold`` and ``capacitance`` name the parameters used as spike threshold and
     membrane capacitance; ``initial_voltage_range`` (mV) is the uniform distribution
-    the membrane potential is drawn from when no initial value is given.
+    the membrane potential is drawn from when no initial value is given; ``max_dt`` (ms)
+    is the longest step for which the model's exponential Euler step is accurate (a
+    longer step is refused by every backend, naming the accuracy problem).
     """
 
     name: str
@@ -85,6 +87,7 @@ class ModelDefinition:
     threshold: str = "V_th"
     capacitance: str = "C"
     initial_voltage_range: Tuple[float, float] = (-70.0, -60.0)
+    max_dt: float = 0.1
     reference: str = ""
     _cache: dict = field(default_factory=dict, compare=False, repr=False, hash=False)
 
@@ -101,6 +104,9 @@ class ModelDefinition:
         for ch in self.channels:
             if ch.reversal not in names:
                 raise ValueError(f"channel {ch.name!r}: reversal {ch.reversal!r} is not a parameter")
+        if not (isinstance(self.max_dt, (int, float)) and 0 < self.max_dt < float("inf")):
+            raise ValueError(f"model {self.name!r}: max_dt must be a positive finite number "
+                             f"of ms, got {self.max_dt!r}")
         # Parse everything once so a broken definition fails at import, not mid-run.
         self.rate_expressions
         self.conductance_expressions
