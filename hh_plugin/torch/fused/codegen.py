@@ -323,7 +323,7 @@ def step_program(model: ModelDefinition, dialect: Dialect) -> StepProgram:
             b(d.assign(f"b_gb_{g}", f"(-({gr}*s_{g})) + {gs}"))
         else:
             b(d.assign(f"b_gxi_{g}", f"{gr}/f_tau_{g}"))
-            b(d.assign(f"b_gtau_{g}", f"(-({gr}*(f_xi_{g} - s_{g})/f_tau_{g} + {gs}))"
+            b(d.assign(f"b_gtau_{g}", f"(-({gr}*(f_xi_{g} - s_{g}) + {gs}))"
                                       f"/(f_tau_{g}*f_tau_{g})"))
 
     def reuse_value(expr: sympy.Expr, deriv: sympy.Expr, value_name: str) -> sympy.Expr:
