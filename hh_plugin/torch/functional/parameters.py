@@ -86,7 +86,7 @@ class _StateMixin:
 
 def parameters_type(model: ModelDefinition, name: Optional[str] = None):
     """The NamedTuple class of parameters for ``model`` (one class per model, cached)."""
-    key = ("parameters", model.name)
+    key = ("parameters", model)
     if key not in _CACHE:
         fields = list(model.parameter_names) + list(_OPTIONS)
         defaults = [torch.as_tensor(p.default, dtype=torch.float64) for p in model.parameters]
@@ -101,7 +101,7 @@ def parameters_type(model: ModelDefinition, name: Optional[str] = None):
 
 def state_type(model: ModelDefinition, name: Optional[str] = None):
     """The NamedTuple class of states (``V`` then the gates) for ``model`` (cached)."""
-    key = ("state", model.name)
+    key = ("state", model)
     if key not in _CACHE:
         base = collections.namedtuple((name or "State") + "Base", model.state_names)
         cls = type(name or f"{model.name.title().replace('_', '')}State",
