@@ -22,7 +22,7 @@ import torch
 from norse.torch.module.snn import SNN, SNNCell, SNNRecurrent, SNNRecurrentCell, _merge_states
 
 from ...model import HHSpec
-from ...model.initial import UNIFORM
+from ...model.initial import DEFAULT
 from ..functional.hh import (HHRecurrentState, check_dt, hh_feed_forward_step,
                              hh_recurrent_step, hh_step)
 from ..functional.parameters import as_parameters, initial_state
@@ -83,16 +83,18 @@ class HHCell(_HHMixin, SNNCell):
     Arguments:
         p: an :class:`~hh_plugin.HHSpec` or ``HHParameters`` (default: the reference model).
         dt: time step in seconds (default :math:`10^{-5}` s = 0.01 ms).
-        V_init: initial membrane potential when no state is given: ``'uniform'``
-            (the reference model's :math:`\mathcal U(-70,-60)` mV), a number or a tensor (mV).
-        seed: seed for the uniform draw (numpy generator, identical to the Brian2 backend's);
+        V_init: initial membrane potential when no state is given: ``'default'`` (the
+            model's default state; the reference model: :math:`\mathcal U(-70,-60)` mV,
+            gates at steady state), ``'uniform'`` (the model's range), a number or a tensor
+            (mV).
+        seed: seed for a random draw (numpy generator, identical to the Brian2 backend's);
             ``None`` uses torch's global generator.
 
     ``forward(input_tensor, state=None) -> (spikes, HHState)``; the input is a current in uA
     of any shape (batch, ..., neurons).
     """
 
-    def __init__(self, p=None, dt: float = 1e-5, V_init=UNIFORM, seed: Optional[int] = None):
+    def __init__(self, p=None, dt: float = 1e-5, V_init=DEFAULT, seed: Optional[int] = None):
         p = as_parameters(HHSpec() if p is None else p)
         super().__init__(activation=hh_feed_forward_step, state_fallback=self.initial_state,
                          p=p, dt=check_dt(dt))
@@ -128,7 +130,7 @@ class HH(_HHMixin, SNN):
         ``1``: every step). Gradients do not depend on it.
     """
 
-    def __init__(self, p=None, dt: float = 1e-5, V_init=UNIFORM, seed: Optional[int] = None,
+    def __init__(self, p=None, dt: float = 1e-5, V_init=DEFAULT, seed: Optional[int] = None,
                  record_states: bool = False, path: str = "auto", checkpoint=None):
         from ..fused.sequence import PATHS, checkpoint_interval
 
@@ -196,7 +198,7 @@ class HHRecurrentCell(_RecurrentMixin, SNNRecurrentCell):
     """
 
     def __init__(self, input_size: int, hidden_size: int, p=None, dt: float = 1e-5,
-                 V_init=UNIFORM, seed: Optional[int] = None, **kwargs):
+                 V_init=DEFAULT, seed: Optional[int] = None, **kwargs):
         p = as_parameters(HHSpec() if p is None else p)
         super().__init__(activation=hh_recurrent_step, state_fallback=self.recurrent_initial_state,
                          input_size=input_size, hidden_size=hidden_size, p=p,
@@ -216,7 +218,7 @@ class HHRecurrent(_RecurrentMixin, SNNRecurrent):
     """Recurrent HH layer over time: input ``(T, ..., input_size)``, spikes ``(T, ..., hidden)``."""
 
     def __init__(self, input_size: int, hidden_size: int, p=None, dt: float = 1e-5,
-                 V_init=UNIFORM, seed: Optional[int] = None, record_states: bool = False,
+                 V_init=DEFAULT, seed: Optional[int] = None, record_states: bool = False,
                  **kwargs):
         p = as_parameters(HHSpec() if p is None else p)
         super().__init__(activation=hh_recurrent_step, state_fallback=self.recurrent_initial_state,
