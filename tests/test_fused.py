@@ -242,7 +242,7 @@ def _other_model():
 
 def test_generated_code_comes_from_the_model_definition():
     source = cpp_source.generate_cpp(_other_model())
-    assert "T(0.35)" in source and "T(0.625)" in source and "std::tanh" in source
+    assert "T(0.35)" in source and "T(0.625)" in source and "hh_tanh(" in source
     hh_source = cpp_source.generate_cpp(__import__("hh_plugin").model.HODGKIN_HUXLEY)
     assert "T(0.07)" in hh_source and "T(0.35)" not in hh_source
     # no model constant is written in the generator itself
