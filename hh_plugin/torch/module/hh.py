@@ -80,6 +80,7 @@ class _HHMixin:
         self.V_init = _initial_voltage_option(V_init)
         self.seed = seed
         self._n_neurons = p.size  # p was validated by as_parameters
+        type(p).model.compiled("torch")  # build the rate functions now, not while traced
 
     def parameters_like(self, tensor: torch.Tensor):
         """``self.p`` cast to ``tensor``'s dtype and device, cached (parameters that
