@@ -32,3 +32,18 @@ def test_docs_build_without_warnings(tmp_path):
         assert f'id="{name}"' in api, f"{name} missing from the API reference"
     for figure in ("learning_curve.png", "hh_membrane.png", "fit_spike_train.png"):
         assert (html / "_images" / figure).is_file(), figure
+
+
+def test_help_of_the_package_shows_short_signatures():
+    # help(hh_plugin) printed the whole model definition (about 2,000 characters) as the
+    # default of HHSpec's ``model`` argument, twice
+    import pydoc
+
+    import hh_plugin
+
+    text = pydoc.render_doc(hh_plugin, renderer=pydoc.plaintext)
+    assert "ParameterDefinition(name=" not in text
+    signature = next(line for line in text.splitlines() if "HHSpec(*, model" in line)
+    assert len(signature) < 250 and "'hodgkin_huxley'" in signature
+    assert repr(hh_plugin.HODGKIN_HUXLEY) == (
+        "<ModelDefinition 'hodgkin_huxley': gates m, h, n; channels Na, K, L>")

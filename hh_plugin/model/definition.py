@@ -69,7 +69,7 @@ class ChannelDefinition:
     reversal: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class ModelDefinition:
     """A complete HH-type model. See the module docstring for the equations.
 
@@ -110,6 +110,11 @@ class ModelDefinition:
         # Parse everything once so a broken definition fails at import, not mid-run.
         self.rate_expressions
         self.conductance_expressions
+
+    def __repr__(self):
+        # short: it is the default of HHSpec's ``model`` and shows in every signature
+        return (f"<ModelDefinition {self.name!r}: gates {', '.join(self.gate_names)}; "
+                f"channels {', '.join(c.name for c in self.channels)}>")
 
     # ------------------------------------------------------------------ names
     @property
