@@ -2,9 +2,10 @@
 runtime target, several builds in one process, Brian2CUDA code generation for sm_90.
 
 The C++ and CUDA tests compile code and are marked ``slow``. Brian2CUDA pins its Brian2
-(brian2cuda 1.0a7: brian2==2.8.0), so the CUDA test builds a second virtual environment
-(once, in ``~/.cache/hh_plugin``; ``HH_PLUGIN_CUDA_ENV`` overrides the path) with
-Brian2CUDA, Brian2 2.8 and hh_plugin on its ``PYTHONPATH``, and runs
+(brian2cuda 1.0a7: brian2==2.8.0), so the CUDA test uses a second virtual environment
+(``tests/environments.py``: installed by ``HH_PLUGIN_TEST_ENVS=all bash install.sh`` in
+``~/.cache/hh_plugin``, never by the tests; ``HH_PLUGIN_CUDA_ENV`` overrides the path)
+with Brian2CUDA, Brian2 2.8 and hh_plugin on its ``PYTHONPATH``, and runs
 ``examples/gpu_large_run.py --generate-only`` there: generation and nvcc compilation of
 the plugin's group for sm_90, no GPU needed. The same environment checks the plugin on
 Brian2 2.8 against the reference data.
@@ -12,9 +13,7 @@ Brian2 2.8 against the reference data.
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -236,54 +235,19 @@ def test_two_standalone_builds_in_one_process(clean_device, tmp_path):
 
 
 # ------------------------------------------------------- Brian2CUDA in a second env
-CUDA_ENV_REQUIREMENTS = ["brian2cuda==1.0a7", "brian2==2.8.0", "numpy<2.4", "sympy", "h5py"]
-
-
-def _cuda_env_path() -> Path:
-    override = os.environ.get("HH_PLUGIN_CUDA_ENV")
-    if override:
-        return Path(override)
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    tag = f"py{sys.version_info.major}{sys.version_info.minor}"
-    return cache / "hh_plugin" / f"cuda-env-{tag}-brian2cuda-1.0a7"
-
-
-def _cuda_env(requirements) -> Path:
-    """A virtual environment with ``requirements``, created once and reused."""
-    env = _cuda_env_path()
-    python = env / "bin" / "python"
-    marker = env / ".hh_plugin_requirements.json"
-    wanted = json.dumps(sorted(requirements))
-    if python.exists() and marker.exists() and marker.read_text() == wanted:
-        return python
-    if env.exists():
-        shutil.rmtree(env)
-    env.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "venv", str(env)], check=True, timeout=300)
-    proc = subprocess.run([str(python), "-m", "pip", "install", "--quiet",
-                           "--disable-pip-version-check", *requirements],
-                          capture_output=True, text=True, timeout=900)
-    if proc.returncode != 0:
-        shutil.rmtree(env, ignore_errors=True)
-        pytest.fail(f"cannot build the Brian2CUDA environment: pip install {requirements} "
-                    f"failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    marker.write_text(wanted)
-    return python
-
-
 @pytest.fixture(scope="module")
 def cuda_env():
-    nvcc = device_module.find_nvcc()
-    if nvcc is None:
-        pytest.skip("nvcc is not installed: CUDA code cannot be compiled here "
-                    f"({device_module.NVCC_INSTALL_HINT})")
-    requirements = list(CUDA_ENV_REQUIREMENTS)
-    if device_module.find_curand(nvcc) is None:
-        wheel = device_module.curand_wheel(device_module.nvcc_version(nvcc))
-        if wheel is None:
-            pytest.skip(f"the CUDA toolkit of {nvcc} has no cuRAND and no wheel is known")
-        requirements.append(wheel)
-    python = _cuda_env(requirements)
+    """The Brian2CUDA environment of ``tests/environments.py`` (installed by ``install.sh``
+    with ``HH_PLUGIN_TEST_ENVS=all``, never by the tests)."""
+    import environments
+
+    requirements, why_not = environments.cuda_requirements()
+    if requirements is None:
+        pytest.skip(why_not)
+    python = environments.cuda_env_python(requirements)
+    if python is None:
+        pytest.skip(f"no Brian2CUDA environment at {environments.cuda_env_path()}: "
+                    + environments.INSTALL_HINT.format("cuda"))
     environ = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "VIRTUAL_ENV")}
     environ["PYTHONPATH"] = str(ROOT)
     return python, environ
