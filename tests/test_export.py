@@ -12,6 +12,7 @@ import torch
 from hh_plugin import HHSpec, initial_state
 from hh_plugin.export import FormatError, HHRecord, load, save
 from hh_plugin.export.case import make_case
+from hh_plugin.export.checksum import write_checksum
 from hh_plugin.export.crosscheck import Tolerances, compare
 from hh_plugin.export.report import plot, table
 from hh_plugin.export.runner import run_case
@@ -43,8 +44,10 @@ def _valid_file(path, n=5, dtype=np.float64):
 
 
 def _mutate(path, fn):
+    """Change a file with h5py and re-stamp its checksum: a crafted file, not a damaged one."""
     with h5py.File(path, "r+") as f:
         fn(f)
+    write_checksum(path)
 
 
 def _metadata(f):
@@ -66,7 +69,8 @@ def test_round_trip_bit_exact(tmp_path, dtype, shape):
              for k, v in _state(shape, dtype).items()}
     T = 5
     traces = {"time": 3.0 + 0.1 * np.arange(1, T + 1),
-              **{k: rng.normal(size=(T,) + shape).astype(dtype) for k in "Vmhn"},
+              "V": rng.normal(size=(T,) + shape).astype(dtype),
+              **{k: rng.random(size=(T,) + shape).astype(dtype) for k in "mhn"},
               "spikes": (rng.random((T,) + shape) < 0.2).astype(np.uint8)}
     current = rng.normal(size=(T,) + shape).astype(dtype)
     path = save(tmp_path / "f.h5", spec, state, time=3.0, dt=0.1, input=current,
@@ -131,8 +135,8 @@ def test_interrupted_save_keeps_old_file(tmp_path, monkeypatch):
     before = path.read_bytes()
     real_write = io._write
 
-    def broken(target, metadata, arrays, compression):
-        real_write(target, metadata, dict(list(arrays.items())[:2]), compression)
+    def broken(target, metadata, arrays, compression, check):
+        real_write(target, metadata, dict(list(arrays.items())[:2]), compression, check)
         raise KeyboardInterrupt  # interrupted half-way
 
     monkeypatch.setattr(io, "_write", broken)
@@ -220,7 +224,7 @@ def test_truncated_and_non_hdf5_files(tmp_path):
     _valid_file(path)
     data = path.read_bytes()
     (tmp_path / "t.h5").write_bytes(data[: len(data) // 2])
-    with pytest.raises(FormatError, match="truncated or corrupt"):
+    with pytest.raises(FormatError, match="truncated"):
         load(tmp_path / "t.h5")
     (tmp_path / "x.h5").write_text("V,m,h,n\n-65,0.05,0.6,0.3\n")
     with pytest.raises(FormatError, match="not an HDF5 file"):
