@@ -99,15 +99,19 @@ def probe_file(path: Path, verify: bool, limits: Limits) -> str:
 
 
 # ============================================================================ step 2
-def _text(value, where: str, path) -> str:
+def _text(value, where: str, path, limit: int = Limits.max_attribute_bytes) -> str:
+    """A string attribute's value (variable-length strings are only measured once read)."""
     if isinstance(value, (bytes, np.bytes_)):
         try:
-            return bytes(value).decode("utf-8")
+            value = bytes(value).decode("utf-8")
         except UnicodeDecodeError:
             raise FormatError(f"{where} is not valid UTF-8", path) from None
-    if isinstance(value, str):
-        return value
-    raise FormatError(f"{where} must be a string", path)
+    if not isinstance(value, str):
+        raise FormatError(f"{where} must be a string", path)
+    if len(value) > limit:
+        raise FormatError(f"{where} is {len(value)} characters, over the limit of {limit}",
+                          path)
+    return value
 
 
 def parse_metadata(text: str, path) -> dict:
@@ -150,7 +154,8 @@ def check_root(raw: RawFile, path) -> Tuple[dict, str]:
         raise FormatError(f"not an hh_plugin file (format {name[:40]!r})", path)
     version = fmt.check_version(_text(raw.format_version, "root attribute 'format_version'",
                                       path), path)
-    meta = parse_metadata(_text(raw.metadata, "root attribute 'metadata'", path), path)
+    meta = parse_metadata(_text(raw.metadata, "root attribute 'metadata'", path,
+                                Limits.max_metadata_bytes), path)
     if meta["format_version"] != version:
         raise FormatError(f"metadata format_version {meta['format_version']!r} differs from "
                           f"the root attribute {version!r}", path)

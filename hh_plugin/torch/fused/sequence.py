@@ -223,11 +223,12 @@ def hh_sequence(input_current: torch.Tensor, state, p, dt: float = 1e-5, *,
     if concrete == "fused_cpp":
         try:
             return _fused_cpp(input_current, state, p, dt, record_states, checkpoint)
-        except PathUnavailable:
+        except PathUnavailable as exc:
             if explicit:
                 raise
-            warnings.warn("hh_plugin: the fused C++ kernel could not be built; "
-                          "falling back to the naive path", RuntimeWarning, stacklevel=2)
+            warnings.warn(f"hh_plugin: the fused C++ kernel is unavailable ({exc}); "
+                          f"falling back to the naive path (the step loop)", RuntimeWarning,
+                          stacklevel=2)
             return _naive(input_current, state, p, dt, record_states)
     if concrete == "triton":
         from .triton_kernel import hh_sequence_triton
