@@ -390,8 +390,9 @@ def test_crosscheck_passes_on_both_backends(big_runs):
 
 def test_crosscheck_names_the_perturbed_neuron(big_runs):
     d, case, a, _ = big_runs
-    gNa = np.full(1000, 120.0)
-    gNa[417] = 120.5
+    gNa = np.array(case.spec.gNa, dtype=float)  # make_case draws gNa per neuron
+    before = float(gNa[417])
+    gNa[417] += 0.5
     perturbed = HHRecord(spec=case.spec.replace(gNa=gNa), dt=case.dt, state=case.state,
                          time=case.time, input=case.input, input_t_start=case.input_t_start)
     b = run_case(perturbed, "brian2")
@@ -401,7 +402,7 @@ def test_crosscheck_names_the_perturbed_neuron(big_runs):
     assert np.flatnonzero(result.failed).tolist() == [417]
     text = table(result)
     assert "FAIL: 1 of 1000" in text and "worst: neuron 417" in text
-    assert "gNa: neuron 417: 120.0 vs 120.5" in text
+    assert f"gNa: neuron 417: {before!r} vs {before + 0.5!r}" in text
     assert "first divergence: step" in text and "neuron(s) 417" in text
 
 

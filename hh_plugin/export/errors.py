@@ -18,3 +18,7 @@ class FormatError(ValueError):
 
 class CrosscheckError(ValueError):
     """Two files that cannot be compared (different shapes, time axes, missing traces)."""
+
+
+class SimulationError(ValueError):
+    """A case that the model cannot simulate: the state became NaN or infinite."""
