@@ -203,6 +203,5 @@ def neuron_group(N, spec: HHSpec = None, current=PARAMETER_CURRENT, V_init=UNIFO
     group.not_refractory = state["V"] < np.broadcast_to(params[th_name], (N,))
     if constant_current is not None:
         group.I = constant_current * brian2.amp
-        capacitance = np.min(np.asarray(params[model.capacitance], dtype=float))
-        warn_if_implausible(float(np.max(np.abs(constant_current))) * 1e6, capacitance, model)
+        warn_if_implausible(np.abs(constant_current) * 1e6, params[model.capacitance], model)
     return group

@@ -7,10 +7,11 @@ of the last step) and the traces of every step: ``V``, ``m``, ``h``, ``n`` and `
 from __future__ import annotations
 
 import contextlib
+import warnings
 
 import numpy as np
 
-from ..model.limits import step_problem, warn_if_implausible
+from ..model.limits import ImplausibleInputWarning, step_problem, warn_if_implausible
 from .errors import FormatError, SimulationError
 from .record import HHRecord
 
@@ -38,8 +39,8 @@ def check_case(case: HHRecord) -> None:
             or np.spacing(abs(end)) > 1e-6 * case.dt:
         raise FormatError(f"cannot run this case: at t = {case.time:g} ms a step of "
                           f"{case.dt:g} ms is below float64 resolution", case.path)
-    capacitance = float(np.min(case.spec.parameters[model.capacitance]))
-    warn_if_implausible(float(np.max(np.abs(case.input))), capacitance, model, stacklevel=3)
+    peak = np.abs(case.input).reshape(steps, -1, case.input.shape[-1]).max(axis=(0, 1))
+    warn_if_implausible(peak, case.spec.parameters[model.capacitance], model, stacklevel=3)
 
 
 def _check_finite(values: np.ndarray, start: int, dt: float, t0: float, path) -> None:
@@ -74,7 +75,9 @@ def run_torch(case: HHRecord, *, progress: bool = False, device: str = "cpu",
     module = HH(p=case.spec, dt=case.dt * 1e-3, record_states=True)
     steps = current.shape[0]
     spikes, rows = [], []
-    with torch.no_grad(), _progress(steps, progress, "torch") as bar:
+    with torch.no_grad(), _progress(steps, progress, "torch") as bar, \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore", ImplausibleInputWarning)  # check_case warned once
         for start in range(0, steps, chunk):
             z, states = module(current[start:start + chunk], state)
             _check_finite(states.V.cpu().numpy(), start, case.dt, case.time, case.path)

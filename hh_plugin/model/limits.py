@@ -10,7 +10,7 @@ behind its bound).
 
 **Input.** A current :math:`I` moves :math:`V` at up to :math:`I/C` mV/ms. The steepest
 spike upstroke of the reference model is about 300 mV/ms (350 mV/ms at 100 uA); an input with
-:math:`\max|I|/\min C` above :data:`MAX_PLAUSIBLE_RATE` = :math:`10^4` mV/ms (10 mA for
+:math:`\max_j \max_t |I_j(t)|/C_j` above :data:`MAX_PLAUSIBLE_RATE` = :math:`10^4` mV/ms (10 mA for
 :math:`C = 1` uF) drives the membrane to meaningless potentials (1e6 uA gives
 :math:`V \approx 27{,}680` mV), which is most often a unit mistake (uA expected, not nA or
 pA). Such inputs are run, with an :class:`ImplausibleInputWarning`.
@@ -21,6 +21,8 @@ from __future__ import annotations
 import math
 import warnings
 from typing import Optional
+
+import numpy as np
 
 #: mV/ms: an input with max|I| / min C above this draws :class:`ImplausibleInputWarning`.
 MAX_PLAUSIBLE_RATE = 1e4
@@ -63,8 +65,16 @@ def implausible_input(peak_uA: float, min_C_uF: float, model) -> Optional[str]:
             f"potential will be meaningless; currents are in uA (1 nA = 1e-3 uA)")
 
 
-def warn_if_implausible(peak_uA: float, min_C_uF: float, model, stacklevel: int = 3) -> None:
-    """Issue :class:`ImplausibleInputWarning` for an implausible input (see the module)."""
-    text = implausible_input(peak_uA, min_C_uF, model)
+def warn_if_implausible(peak_uA, C_uF, model, stacklevel: int = 3) -> None:
+    """Issue :class:`ImplausibleInputWarning` for an implausible input (see the module).
+
+    ``peak_uA``: the largest ``|I|`` of each neuron (or one number); ``C_uF``: the
+    capacitance, scalar or per neuron. The neuron with the largest ``|I|/C`` is judged."""
+    peak, C = np.broadcast_arrays(np.asarray(peak_uA, dtype=np.float64),
+                                  np.asarray(C_uF, dtype=np.float64))
+    if peak.size == 0:
+        return
+    worst = np.unravel_index(np.argmax(peak / C), peak.shape) if peak.ndim else ()
+    text = implausible_input(float(peak[worst]), float(C[worst]), model)
     if text:
         warnings.warn(text, ImplausibleInputWarning, stacklevel=stacklevel)
