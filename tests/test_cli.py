@@ -224,7 +224,6 @@ def test_run_device_that_is_not_there(runs, tmp_path):
 
 def test_run_case_that_blows_up_fails_early_without_output(tmp_path):
     # fault 14: a result containing NaN was found only when saving after the whole run
-    from hh_plugin import HHSpec
     from hh_plugin.export.case import make_case
 
     case = make_case(4, duration=50.0, dt=0.01, seed=0)
@@ -238,7 +237,6 @@ def test_run_case_that_blows_up_fails_early_without_output(tmp_path):
         assert "NaN or infinite in step" in line, line
         assert "warning: input current up to 1e+300 uA" in proc.stderr, proc.stderr
         assert not (tmp_path / f"{backend}.h5").exists()
-    del HHSpec
 
 
 def test_run_refuses_a_case_with_a_meaningless_dt(tmp_path):

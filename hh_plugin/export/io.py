@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime
 import json
 import math
-import os
 import platform
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -19,14 +18,12 @@ from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
 
-from ..model import HHSpec, get_model
+from ..model import HHSpec
 from . import checksum
 from . import format as fmt
 from .atomic import atomic_create
 from .errors import FormatError
-from .record import HHRecord
 from .schema import FORMAT_NAME, FORMAT_VERSION, validate
-from .units import convert
 
 _VERSION_PACKAGES = ("numpy", "h5py", "torch", "norse", "brian2")
 
