@@ -233,6 +233,18 @@ def _check_readable_size(n_bytes: int, what: str) -> None:
                          f"read back; make it smaller or raise HH_PLUGIN_MAX_READ_BYTES")
 
 
+def _check_environment() -> None:
+    """The reader's limits from the environment, refused as a usage error if malformed."""
+    from .export.layout import Limits
+    from .export.sandbox import default_timeout
+
+    try:
+        Limits.default()
+        default_timeout()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
 # ------------------------------------------------------------------ commands
 def _cmd_make_case(args, outputs) -> int:
     from .export.case import make_case
@@ -429,6 +441,7 @@ def main(argv=None) -> int:
         from .model.limits import StepTooLong
 
         try:
+            _check_environment()
             return _COMMANDS[command](args, outputs)
         except (UsageError, FormatError, CrosscheckError, SimulationError, StepTooLong,
                 FileExistsError, FileNotFoundError, PermissionError,

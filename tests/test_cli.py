@@ -359,3 +359,21 @@ def test_make_case_is_heterogeneous_and_seeded(tmp_path):
         assert np.array_equal(values, b.spec.parameters[name])
         assert np.ndim(h.spec.parameters[name]) == 0
     assert np.array_equal(a.input, b.input) and np.array_equal(a.input, h.input)
+
+
+def test_directory_and_device_inputs_are_named(tmp_path):
+    # fault 5: run on a directory or on an empty device file said "no such file"
+    for source, message in ((tmp_path, "is a directory, not a file"),
+                            ("/dev/null", "is not a regular file")):
+        proc = _cli("run", "--backend", "torch", source, "-o", tmp_path / "o.h5")
+        assert proc.returncode == 2
+        assert message in _one_error_line(proc.stderr, "run")
+        assert not (tmp_path / "o.h5").exists()
+
+
+@pytest.mark.parametrize("name, value", [("HH_PLUGIN_MAX_READ_BYTES", "lots"),
+                                         ("HH_PLUGIN_READ_TIMEOUT", "-1")])
+def test_malformed_limits_in_the_environment(runs, monkeypatch, capsys, name, value):
+    monkeypatch.setenv(name, value)
+    assert main(["inspect", str(runs / "case.h5")]) == 2
+    assert name in capsys.readouterr().err
