@@ -20,7 +20,6 @@ from hh_plugin import HHSpec
 from hh_plugin.export import FormatError, load, save
 from hh_plugin.export.case import make_case
 from hh_plugin.export.checksum import write_checksum
-from hh_plugin.export.layout import Limits
 
 N, T = 6, 8
 
@@ -256,6 +255,8 @@ def test_uncompressed_dataset_with_missing_storage_is_refused(tmp_path):
 
 
 def test_limit_is_configurable(tmp_path, monkeypatch):
+    from hh_plugin.export.layout import Limits
+
     path = _case_file(tmp_path / "f.h5", neurons=50, steps=100)
     with pytest.raises(FormatError, match="limit of 10000"):
         load(path, max_bytes=10_000)
