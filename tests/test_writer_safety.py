@@ -18,7 +18,8 @@ from hh_plugin.export import load, save
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
-# A save of about 190 MB (several seconds on a small machine): time to interrupt it.
+# A save of about 190 MB (several seconds on a small machine): time to interrupt it; with
+# a second argument, it then stays in its (interruptible) checksum phase that many seconds.
 BIG_SAVE = textwrap.dedent("""
     import sys, time
     import numpy as np
@@ -26,6 +27,15 @@ BIG_SAVE = textwrap.dedent("""
     from hh_plugin.export import save
     rows = np.random.default_rng(0).random((6000, 1000))
     traces = {"time": np.arange(1, 6001) * 0.01, "V": rows, "m": rows, "h": rows, "n": rows}
+    if len(sys.argv) > 2:  # a save that stays under way for a while after writing
+        from hh_plugin.export import checksum
+        real = checksum.stamp
+        def slow(fd, check=None):
+            real(fd, check)
+            for _ in range(int(float(sys.argv[2]) * 10)):  # like hashing a huge file
+                time.sleep(0.1)
+                check()
+        checksum.stamp = slow
     print("START", flush=True)
     save(sys.argv[1], HHSpec(), traces=traces)
     print("FINISHED", flush=True)
@@ -36,8 +46,8 @@ def _hidden(directory):
     return sorted(p.name for p in Path(directory).iterdir() if p.name.startswith("."))
 
 
-def _start_big_save(target):
-    proc = subprocess.Popen([sys.executable, "-c", BIG_SAVE, str(target)], env=ENV,
+def _start_big_save(target, *extra):
+    proc = subprocess.Popen([sys.executable, "-c", BIG_SAVE, str(target), *extra], env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "START"
     deadline = time.time() + 60
@@ -50,10 +60,11 @@ def _start_big_save(target):
 
 def test_killed_save_leaves_nothing_once_the_next_save_runs(tmp_path):
     # 25 kills left 18 temporary files (2.5 GB)
-    for _ in range(3):
-        proc = _start_big_save(tmp_path / "big.h5")
+    for slow in ("", "600", "600"):  # killed while writing, or while hashing
+        proc = _start_big_save(tmp_path / "big.h5", *([slow] if slow else []))
         proc.kill()
-        proc.wait()
+        if proc.wait() == 0:  # a fast machine finished the plain save before the kill
+            (tmp_path / "big.h5").unlink()
     assert not (tmp_path / "big.h5").exists()
     save(tmp_path / "small.h5", HHSpec())  # any later save into the directory reclaims them
     assert _hidden(tmp_path) == []
@@ -61,7 +72,7 @@ def test_killed_save_leaves_nothing_once_the_next_save_runs(tmp_path):
 
 
 def test_terminated_save_removes_its_temporary_file_at_once(tmp_path):
-    proc = _start_big_save(tmp_path / "big.h5")
+    proc = _start_big_save(tmp_path / "big.h5", "600")
     proc.terminate()
     proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGTERM
@@ -69,10 +80,12 @@ def test_terminated_save_removes_its_temporary_file_at_once(tmp_path):
 
 
 def test_running_save_is_not_reclaimed_by_another(tmp_path):
-    proc = _start_big_save(tmp_path / "big.h5")
+    proc = _start_big_save(tmp_path / "big.h5", "15")
     try:
         save(tmp_path / "small.h5", HHSpec())
-        assert len(_hidden(tmp_path)) == 1  # the live save's file is kept
+        hidden = _hidden(tmp_path)
+        assert proc.poll() is None  # still inside its save (15 s after writing)
+        assert len(hidden) == 1  # the live save's file is kept
     finally:
         proc.wait(timeout=120)
     assert proc.returncode == 0 and load(tmp_path / "big.h5").n_steps == 6000
