@@ -229,6 +229,10 @@ def walk(f, tree: Dict[str, Dict[str, str]], limits: Limits, path) -> Dict[str, 
             extra = [n for n in names if n not in members]
             _fail(f"unexpected field {_join(group_path, extra[0])} (not in format 1.0)", path)
         present = set(group)
+        for name in present:
+            if not isinstance(name, str):  # h5py hands back undecodable names as bytes
+                _fail(f"{group_path} has a member whose name is not valid UTF-8: {name[:40]!r}",
+                      path)
         for name in sorted(present):
             if name not in members:
                 _fail(f"unexpected field {_join(group_path, name)} (not in format 1.0)", path)
@@ -237,6 +241,8 @@ def walk(f, tree: Dict[str, Dict[str, str]], limits: Limits, path) -> Dict[str, 
             if name not in present:
                 _fail(f"missing field {where}", path)
             link = group.get(name, getlink=True)
+            if link is None:
+                _fail(f"the link {where} cannot be read (damaged file)", path)
             if isinstance(link, h5py.ExternalLink):
                 _fail(f"{where} is an external link to {link.filename!r}; refused", path)
             if not isinstance(link, h5py.HardLink):
