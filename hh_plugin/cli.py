@@ -1,125 +1,359 @@
 """The ``hh-plugin`` command: make, run, cross-check and inspect hh_plugin files.
 
-Exit status: 0 success; 1 cross-check tolerances exceeded; 2 usage error, bad or
-missing input file, or an output file that exists (use ``--force``).
+Exit status (scripts can rely on it):
+
+- 0: success (``crosscheck``: the runs agree within the tolerances);
+- 1: ``crosscheck`` only: some tolerance is exceeded;
+- 2: usage or input error: bad arguments, an unreadable, unsafe or invalid input file, an
+  output that exists (use ``--force``) or cannot be written, a case the model cannot run;
+- 3: internal error (a bug: please report it with the message);
+- 130: interrupted (Ctrl-C).
+
+Input files are read in a child process with a time and memory limit
+(:func:`hh_plugin.export.load` with ``isolate=True``); outputs are checked, and reserved,
+before any run starts, and written atomically.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
-from typing import List, Optional
 
-import numpy as np
-
+EXIT_OK = 0
 EXIT_FAIL = 1
 EXIT_ERROR = 2
+EXIT_INTERNAL = 3
+EXIT_INTERRUPTED = 130
+
+_EPILOG = ("exit status: 0 success (crosscheck: agreement), 1 crosscheck tolerances exceeded, "
+           "2 usage or input error, 3 internal error, 130 interrupted. Limits when reading "
+           "a file: HH_PLUGIN_MAX_READ_BYTES (declared data, default 1 GiB), "
+           "HH_PLUGIN_READ_TIMEOUT (seconds, default 120).")
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hh-plugin", description=(
-        "Portable HH files (format 1.0): run a case on torch or Brian2 and cross-check."))
-    sub = parser.add_subparsers(dest="command", required=True)
+class UsageError(Exception):
+    """A command-line mistake found after parsing (exit status 2)."""
 
-    p = sub.add_parser("make-case", help="write a random case file (spec, state, input)")
-    p.add_argument("--neurons", type=int, default=1000)
-    p.add_argument("--duration", type=float, default=50.0, help="ms")
-    p.add_argument("--dt", type=float, default=0.01, help="ms")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float64")
-    p.add_argument("--noise", type=float, default=3.0, help="uA, sd of the per-step noise")
-    p.add_argument("-o", "--output", required=True)
-    p.add_argument("--force", action="store_true", help="overwrite an existing output")
 
-    p = sub.add_parser("run", help="run a case file on a backend, write the traces")
-    p.add_argument("case")
-    p.add_argument("--backend", choices=("torch", "brian2"), required=True)
-    p.add_argument("-o", "--output", required=True)
-    p.add_argument("--force", action="store_true", help="overwrite an existing output")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+# ------------------------------------------------------------------ argument types
+def _number(text: str, kind):
+    import math
+
+    try:
+        value = kind(text)
+    except ValueError:
+        raise _argparse().ArgumentTypeError(f"{text!r} is not a valid "
+                                            f"{'integer' if kind is int else 'number'}")
+    if kind is float and not math.isfinite(value):
+        raise _argparse().ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _number(text, float)
+    if value <= 0:
+        raise _argparse().ArgumentTypeError(f"{text!r} must be > 0")
+    return value
+
+
+def _nonnegative_float(text: str) -> float:
+    value = _number(text, float)
+    if value < 0:
+        raise _argparse().ArgumentTypeError(f"{text!r} must be >= 0")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = _number(text, int)
+    if value < 1:
+        raise _argparse().ArgumentTypeError(f"{text!r} must be >= 1")
+    return value
+
+
+def _nonnegative_int(text: str) -> int:
+    value = _number(text, int)
+    if value < 0:
+        raise _argparse().ArgumentTypeError(f"{text!r} must be >= 0")
+    return value
+
+
+def _argparse():
+    import argparse
+
+    return argparse
+
+
+def _parser():
+    argparse = _argparse()
+    from . import __version__
+    from .model import HODGKIN_HUXLEY
+
+    parser = argparse.ArgumentParser(prog="hh-plugin", epilog=_EPILOG, description=(
+        "Portable HH files (format 1.0): make a test case, run it on torch or Brian2, "
+        "cross-check two runs, inspect a file."))
+    parser.add_argument("--version", action="version",
+                        version=f"hh-plugin {__version__} (file format 1.0)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("make-case", epilog=_EPILOG,
+                       help="write a random case file (spec, initial state, input current)",
+                       description=(
+                           "Write a runnable case of the reference HH model: per-neuron "
+                           "parameters drawn with the seed (gNa, gK, gL each uniform within "
+                           "+-10% of the default), initial V uniform in [-70, -60] mV with "
+                           "gates at steady state, and an input current I[k, j] = mu_j + "
+                           "noise * xi[k, j] (mu_j uniform in [0, 20] uA, xi standard "
+                           "normal)."))
+    p.add_argument("--neurons", type=_positive_int, default=1000,
+                   help="number of neurons (default 1000)")
+    p.add_argument("--duration", type=_positive_float, default=50.0,
+                   help="simulated time in ms (default 50)")
+    p.add_argument("--dt", type=_positive_float, default=0.01,
+                   help=f"time step in ms, at most the model's max_dt of "
+                        f"{HODGKIN_HUXLEY.max_dt:g} ms (default 0.01)")
+    p.add_argument("--seed", type=_nonnegative_int, default=0,
+                   help="seed of every random draw: parameters, initial state, input "
+                        "(default 0; the same seed gives the same case)")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float64",
+                   help="precision of the state and input arrays (default float64)")
+    p.add_argument("--noise", type=_nonnegative_float, default=3.0,
+                   help="standard deviation of the per-step input noise in uA (default 3)")
+    p.add_argument("--homogeneous", action="store_true",
+                   help="give every neuron the default parameters (only the initial state "
+                        "and the input differ between neurons)")
+    p.add_argument("-o", "--output", required=True, help="the case file to write (.h5)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output file")
+
+    p = sub.add_parser("run", epilog=_EPILOG,
+                       help="run a case file on a backend and write the result (traces)",
+                       description="Run a case (from make-case or any format 1.0 file with "
+                                   "a state, an input and dt) and write the traces of every "
+                                   "step and the final state.")
+    p.add_argument("case", help="the case file to run (read in an isolated child process)")
+    p.add_argument("--backend", choices=("torch", "brian2"), required=True,
+                   help="simulator: torch (hh_plugin.torch.HH) or brian2 (a NeuronGroup)")
+    p.add_argument("-o", "--output", required=True, help="the result file to write (.h5)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    p.add_argument("--device", help="torch only: device such as cpu or cuda:0 (default cpu)")
     p.add_argument("--dtype", choices=("float32", "float64"),
-                   help="torch dtype (default: the case's)")
-    p.add_argument("--target", default="numpy", choices=("numpy", "cython"),
-                   help="Brian2 code generation target (default numpy)")
+                   help="torch only: computation precision (default: the case's)")
+    p.add_argument("--target", choices=("numpy", "cython"),
+                   help="brian2 only: code generation target (default numpy)")
 
-    p = sub.add_parser("crosscheck", help="compare two result files")
-    p.add_argument("a")
-    p.add_argument("b")
-    p.add_argument("--plot", help="write a PNG overlay of the worst neurons")
-    p.add_argument("--atol-V", type=float, help="mV (default: 1e-6 float64, 0.5 float32)")
-    p.add_argument("--atol-gate", type=float, help="(default: 1e-8 float64, 1e-3 float32)")
-    p.add_argument("--spike-steps", type=int,
+    p = sub.add_parser("crosscheck", epilog=_EPILOG, help="compare two result files",
+                       description="Compare the traces of two results of the same case, "
+                                   "neuron by neuron; exit status 0 if they agree within "
+                                   "the tolerances, 1 if not.")
+    p.add_argument("a", help="first result file (reference, e.g. from --backend torch)")
+    p.add_argument("b", help="second result file (e.g. from --backend brian2)")
+    p.add_argument("--plot", metavar="FILE.png",
+                   help="also write a PNG overlay of V for the worst neurons")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --plot file")
+    p.add_argument("--atol-V", type=_nonnegative_float,
+                   help="tolerance on V in mV (default: 1e-6 float64, 0.5 float32)")
+    p.add_argument("--atol-gate", type=_nonnegative_float,
+                   help="tolerance on m, h, n (default: 1e-8 float64, 1e-3 float32)")
+    p.add_argument("--spike-steps", type=_nonnegative_int,
                    help="allowed spike shift in steps (default: 0 float64, 1 float32)")
-    p.add_argument("--worst", type=int, default=10, help="rows in the table (default 10)")
+    p.add_argument("--worst", type=_nonnegative_int, default=10,
+                   help="number of neurons listed in the table (default 10)")
 
-    p = sub.add_parser("inspect", help="print a summary of a file")
-    p.add_argument("file")
+    p = sub.add_parser("inspect", epilog=_EPILOG, help="print a summary of a file",
+                       description="Print the model, parameters, state, input, traces and "
+                                   "provenance of a file.")
+    p.add_argument("file", help="the file to describe (read in an isolated child process)")
     return parser
 
 
-def _check_output(path: str, force: bool) -> None:
-    import os
+# ------------------------------------------------------------------ outputs
+class _Output:
+    """An output path checked and reserved before the run: an empty placeholder created
+    exclusively (so a second command with the same ``-o`` fails at once, not after its
+    run), replaced atomically by the result, removed if the command fails."""
 
-    if os.path.exists(path) and not force:
-        raise FileExistsError(f"{path} exists; use --force to overwrite it")
+    def __init__(self, path: str, force: bool, inputs=(), suffix=None, option="-o"):
+        import os
+        from pathlib import Path
+
+        self.path = Path(path)
+        self.placeholder = None
+        if self.path.is_dir() or path.endswith(os.sep):
+            raise UsageError(f"{option} {path}: is a directory; give a file name")
+        if suffix and self.path.suffix.lower() != suffix:
+            raise UsageError(f"{option} {path}: the file is written as {suffix[1:].upper()}; "
+                             f"give a name ending in {suffix}")
+        directory = self.path.parent if str(self.path.parent) else Path(".")
+        if not directory.is_dir():
+            raise UsageError(f"{option} {path}: directory {directory} does not exist")
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise UsageError(f"{option} {path}: directory {directory} is not writable")
+        for name in inputs:
+            if os.path.exists(name) and os.path.exists(path) and os.path.samefile(name, path):
+                raise UsageError(f"{option} {path}: is an input file of this command; "
+                                 f"choose another name")
+        if force:
+            return
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            raise UsageError(f"{option} {path}: exists; use --force to overwrite it") from None
+        except OSError as exc:
+            raise UsageError(f"{option} {path}: cannot be created: {exc.strerror}") from None
+        os.close(fd)
+        self.placeholder = os.stat(self.path)
+
+    def release(self) -> None:
+        """Remove the placeholder (the command failed before writing)."""
+        import os
+
+        if self.placeholder is None:
+            return
+        try:
+            now = os.stat(self.path)
+            if (now.st_ino, now.st_dev, now.st_size) == (self.placeholder.st_ino,
+                                                          self.placeholder.st_dev, 0):
+                os.unlink(self.path)
+        except OSError:
+            pass
+        self.placeholder = None
 
 
-def _cmd_make_case(args) -> int:
+def _load(path: str):
+    from .export import load
+
+    return load(path, isolate=True)
+
+
+def _check_readable_size(n_bytes: int, what: str) -> None:
+    from .export.layout import Limits
+
+    limit = Limits.default().max_bytes
+    if n_bytes > limit:
+        raise UsageError(f"{what} would hold {n_bytes / 2**20:.0f} MiB of arrays, more than "
+                         f"the reader's limit of {limit / 2**20:.0f} MiB, so it could not be "
+                         f"read back; make it smaller or raise HH_PLUGIN_MAX_READ_BYTES")
+
+
+def _check_environment() -> None:
+    """The reader's limits from the environment, refused as a usage error if malformed."""
+    from .export.layout import Limits
+    from .export.sandbox import default_timeout
+
+    try:
+        Limits.default()
+        default_timeout()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+# ------------------------------------------------------------------ commands
+def _cmd_make_case(args, outputs) -> int:
     from .export.case import make_case
+    from .model import HHSpec
+    from .model.limits import step_problem
 
-    _check_output(args.output, args.force)
+    model = HHSpec().model
+    problem = step_problem(args.dt, model)
+    if problem:
+        raise UsageError(f"--dt {args.dt:g}: {problem}")
+    steps = int(round(args.duration / args.dt))
+    if steps < 1:
+        raise UsageError(f"--duration {args.duration:g} ms is shorter than one step of "
+                         f"{args.dt:g} ms")
+    itemsize = 4 if args.dtype == "float32" else 8
+    _check_readable_size(steps * args.neurons * itemsize, "the case")
+    out = _Output(args.output, args.force)
+    outputs.append(out)
     case = make_case(args.neurons, args.duration, args.dt, args.seed, args.dtype,
-                     noise=args.noise)
-    case.save(args.output, overwrite=args.force)
+                     noise=args.noise, heterogeneous=not args.homogeneous)
+    case.save(out.path, overwrite=True)  # replaces the placeholder
+    out.placeholder = None
     print(f"wrote {args.output}: {args.neurons} neurons, {len(case.input)} steps of "
-          f"{args.dt:g} ms, {args.dtype}")
-    return 0
+          f"{args.dt:g} ms, {args.dtype}, "
+          f"{'homogeneous' if args.homogeneous else 'heterogeneous'} parameters")
+    return EXIT_OK
 
 
-def _cmd_run(args) -> int:
+def _torch_device(name: str):
+    import torch
+
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError) as exc:
+        raise UsageError(f"--device {name}: not a torch device ({exc})") from None
+    try:
+        torch.empty(1, device=device)
+    except (RuntimeError, AssertionError, ValueError) as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UsageError(f"--device {name}: not available on this machine ({detail})") from None
+    return device
+
+
+def _cmd_run(args, outputs) -> int:
     import time
 
-    from .export import load
-    from .export.runner import run_case
+    from .export.runner import check_case, run_case
 
-    _check_output(args.output, args.force)
-    case = load(args.case)
     options = {}
     if args.backend == "torch":
-        options["device"] = args.device
-        if args.dtype:
-            import torch
+        if args.target:
+            raise UsageError("--target applies to --backend brian2")
+        import torch
 
+        options["device"] = _torch_device(args.device or "cpu")
+        if args.dtype:
             options["dtype"] = getattr(torch, args.dtype)
     else:
-        options["target"] = args.target
+        for name in ("device", "dtype"):
+            if getattr(args, name):
+                raise UsageError(f"--{name} applies to --backend torch (Brian2 computes in "
+                                 f"float64 on the CPU)")
+        options["target"] = args.target or "numpy"
+    out = _Output(args.output, args.force, inputs=[args.case])
+    outputs.append(out)
+    case = _load(args.case)
+    check_case(case)
+    steps, neurons = len(case.input), case.input[0].size
+    itemsize = 4 if (args.dtype or str(case.dtype)) == "float32" else 8
+    _check_readable_size(steps * neurons * (4 * itemsize + 1) + 8 * steps, "the result")
     start = time.perf_counter()
     result = run_case(case, args.backend, progress=sys.stderr.isatty(), **options)
     elapsed = time.perf_counter() - start
-    result.save(args.output, overwrite=args.force)
+    result.save(out.path, overwrite=True)
+    out.placeholder = None
     spikes = int(result.traces["spikes"].sum())
     print(f"wrote {args.output}: {args.backend}, {result.n_steps} steps, {spikes} spikes, "
           f"{elapsed:.2f} s")
-    return 0
+    return EXIT_OK
 
 
-def _cmd_crosscheck(args) -> int:
-    from .export import load
+def _cmd_crosscheck(args, outputs) -> int:
     from .export.crosscheck import compare
     from .export.report import plot, table
 
-    a, b = load(args.a), load(args.b)
+    out = None
+    if args.plot:
+        out = _Output(args.plot, args.force, inputs=[args.a, args.b], suffix=".png",
+                      option="--plot")
+        outputs.append(out)
+    a, b = _load(args.a), _load(args.b)
     result = compare(a, b, atol_V=args.atol_V, atol_gate=args.atol_gate,
                      spike_steps=args.spike_steps)
     print(table(result, worst=args.worst, backends=(a.backend, b.backend)))
-    if args.plot:
-        plot(result, a, b, args.plot)
+    if out is not None:
+        from .export.atomic import atomic_create
+
+        def fill(tmp, fd, check):
+            with open(tmp, "wb") as handle:  # a file object: PNG whatever the temporary name
+                plot(result, a, b, handle)
+        atomic_create(out.path, fill, overwrite=True)
+        out.placeholder = None
         print(f"plot: {args.plot}")
-    return 0 if result.passed else EXIT_FAIL
+    return EXIT_OK if result.passed else EXIT_FAIL
 
 
-def _describe(name: str, array: np.ndarray, unit: str) -> str:
+def _describe(name: str, array, unit: str) -> str:
+    import numpy as np
+
     array = np.asarray(array)
     if array.ndim == 0:
         return f"  {name:<8} {float(array):.6g} {unit}"
@@ -129,10 +363,8 @@ def _describe(name: str, array: np.ndarray, unit: str) -> str:
     return text
 
 
-def _cmd_inspect(args) -> int:
-    from .export import load
-
-    r = load(args.file)
+def _cmd_inspect(args, outputs) -> int:
+    r = _load(args.file)
     spec = r.spec
     lines = [f"{args.file}: hh_plugin format {r.format_version}",
              f"model: {spec.model.name}, integrator exponential_euler (Jacobi), "
@@ -174,30 +406,69 @@ def _cmd_inspect(args) -> int:
         if p.get(key):
             lines.append(f"  {key}: {p[key]}")
     print("\n".join(lines))
-    return 0
+    return EXIT_OK
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+_COMMANDS = {"make-case": _cmd_make_case, "run": _cmd_run, "crosscheck": _cmd_crosscheck,
+             "inspect": _cmd_inspect}
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """Warnings as one line each, once per message."""
+    text = " ".join(str(message).split())
+    if text not in _SHOWN:
+        _SHOWN.add(text)
+        print(f"hh-plugin: warning: {text}", file=sys.stderr)
+
+
+_SHOWN: set = set()
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def main(argv=None) -> int:
     """Entry point of ``hh-plugin``; returns the exit status (see the module docstring)."""
-    from .export.errors import CrosscheckError, FormatError
-
-    args = _parser().parse_args(argv)
-    command = {"make-case": _cmd_make_case, "run": _cmd_run, "crosscheck": _cmd_crosscheck,
-               "inspect": _cmd_inspect}[args.command]
+    command, outputs, shown = "", [], None
     try:
-        return command(args)
-    except (FormatError, CrosscheckError, FileExistsError, FileNotFoundError,
-            PermissionError, IsADirectoryError) as exc:
-        print(f"hh-plugin {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        import warnings
+
+        args = _parser().parse_args(argv)
+        command = args.command
+        shown, warnings.showwarning = warnings.showwarning, _show_warning
+        from .export.errors import CrosscheckError, FormatError, SimulationError
+        from .model.limits import StepTooLong
+
+        try:
+            _check_environment()
+            return _COMMANDS[command](args, outputs)
+        except (UsageError, FormatError, CrosscheckError, SimulationError, StepTooLong,
+                FileExistsError, FileNotFoundError, PermissionError,
+                IsADirectoryError) as exc:
+            print(f"hh-plugin {command}: error: {_one_line(exc)}", file=sys.stderr)
+            return EXIT_ERROR
     except KeyboardInterrupt:
         print("hh-plugin: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except SystemExit as exc:  # argparse: --help, --version (0) and usage errors (2)
+        return exc.code if isinstance(exc.code, int) else EXIT_ERROR
     except BrokenPipeError:
         # The reader of stdout went away (``hh-plugin inspect f.h5 | head``): stop quietly.
+        import os
+
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return 0
+        return EXIT_OK
+    except Exception as exc:  # noqa: BLE001 - a bug: one line, its own exit status
+        print(f"hh-plugin {command}: internal error: {type(exc).__name__}: {_one_line(exc)} "
+              f"(please report this)", file=sys.stderr)
+        return EXIT_INTERNAL
+    finally:
+        for out in outputs:
+            out.release()
+        if shown is not None:
+            warnings.showwarning = shown
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from hh_plugin.cli import main
@@ -102,7 +103,7 @@ def test_subprocess_truncated_file(runs, tmp_path):
                           env=env, cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
-    assert "truncated or corrupt" in proc.stderr and "Traceback" not in proc.stderr
+    assert "truncated" in proc.stderr and "Traceback" not in proc.stderr
     proc = subprocess.run([sys.executable, "-m", "hh_plugin.cli", "crosscheck",
                            str(runs / "t.h5"), str(runs / "b.h5")], capture_output=True,
                           text=True, env=env, cwd=tmp_path)
@@ -133,3 +134,246 @@ def test_progress_bar_path(runs, backend, capsys):
     assert result.traces["V"].shape == (50, 200)
     assert backend in capsys.readouterr().err  # tqdm wrote its bar to stderr
 
+
+
+# ----------------------------------------------------------------------------- issue 13
+def _cli(*argv, cwd=None, timeout=600):
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return subprocess.run([sys.executable, "-m", "hh_plugin.cli", *map(str, argv)],
+                          capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout)
+
+
+def _one_error_line(err, command):
+    lines = err.strip().splitlines()
+    assert lines and lines[-1].startswith(f"hh-plugin {command}: error:"), err
+    assert "Traceback" not in err
+    return lines[-1]
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "-0.5", "x"])
+@pytest.mark.parametrize("option", ["--atol-V", "--atol-gate"])
+def test_crosscheck_tolerances_must_be_finite_and_nonnegative(runs, capsys, option, value):
+    # fault 12: --atol-V nan reported PASS (the check was switched off)
+    assert main(["crosscheck", str(runs / "t.h5"), str(runs / "b.h5"), option, value]) == 2
+    assert "PASS" not in capsys.readouterr().out
+    assert main(["crosscheck", str(runs / "t.h5"), str(runs / "b.h5"), "--spike-steps",
+                 "-1"]) == 2
+
+
+def test_crosscheck_plot_never_overwrites_without_force(runs, tmp_path, capsys):
+    # fault 13: --plot b.png overwrote any file, an input included; x.txt: traceback;
+    # '.': a hidden ./.png
+    existing = tmp_path / "old.png"
+    existing.write_bytes(b"keep me")
+    a, b = str(runs / "t.h5"), str(runs / "b.h5")
+    assert main(["crosscheck", a, b, "--plot", str(existing)]) == 2
+    assert "--force" in capsys.readouterr().err and existing.read_bytes() == b"keep me"
+    before = (runs / "b.h5").read_bytes()
+    assert main(["crosscheck", a, b, "--plot", b, "--force"]) == 2
+    assert (runs / "b.h5").read_bytes() == before
+    (tmp_path / "b.png").write_bytes(before)  # an input that happens to be named .png
+    assert main(["crosscheck", a, str(tmp_path / "b.png"), "--plot", str(tmp_path / "b.png"),
+                 "--force"]) == 2
+    assert "input file" in capsys.readouterr().err
+    assert (tmp_path / "b.png").read_bytes() == before
+    assert main(["crosscheck", a, b, "--plot", str(tmp_path / "x.txt")]) == 2
+    assert "ending in .png" in capsys.readouterr().err
+    here = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        assert main(["crosscheck", a, b, "--plot", "."]) == 2
+    finally:
+        os.chdir(here)
+    assert "is a directory" in capsys.readouterr().err
+    assert not (tmp_path / ".png").exists() and not (tmp_path / "x.txt").exists()
+    assert main(["crosscheck", a, b, "--plot", str(existing), "--force"]) == 0
+    assert existing.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["make-case", "--neurons", "0"], "--neurons: '0' must be >= 1"),
+    (["make-case", "--neurons", "-3"], "--neurons"),
+    (["make-case", "--dt", "nan"], "--dt: 'nan' is not a finite number"),
+    (["make-case", "--duration", "inf"], "--duration: 'inf' is not a finite number"),
+    (["make-case", "--noise", "-1"], "--noise"),
+    (["make-case", "--seed", "-1"], "--seed"),
+    (["make-case", "--dt", "0.5"], "longer than 0.1 ms"),
+    (["make-case", "--neurons", "100000", "--duration", "10000"], "reader's limit"),
+])
+def test_make_case_arguments_are_validated(tmp_path, argv, message):
+    # fault 14: raw tracebacks with exit status 1 (the code for "tolerances exceeded")
+    proc = _cli(*argv, "-o", tmp_path / "c.h5")
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "c.h5").exists()
+
+
+def test_run_device_that_is_not_there(runs, tmp_path):
+    import torch
+
+    device = "cuda" if not torch.cuda.is_available() else "cuda:99"
+    proc = _cli("run", "--backend", "torch", "--device", device, runs / "case.h5",
+                "-o", tmp_path / "o.h5")
+    assert proc.returncode == 2
+    assert "not available on this machine" in _one_error_line(proc.stderr, "run")
+    assert not (tmp_path / "o.h5").exists()
+    proc = _cli("run", "--backend", "brian2", "--device", "cpu", runs / "case.h5",
+                "-o", tmp_path / "o.h5")
+    assert proc.returncode == 2 and "applies to --backend torch" in proc.stderr
+
+
+def test_run_case_that_blows_up_fails_early_without_output(tmp_path):
+    # fault 14: a result containing NaN was found only when saving after the whole run
+    from hh_plugin.export.case import make_case
+
+    case = make_case(4, duration=50.0, dt=0.01, seed=0)
+    case.input[100:, 1] = -1e300
+    case.save(tmp_path / "huge.h5")
+    for backend in ("torch", "brian2"):
+        proc = _cli("run", "--backend", backend, tmp_path / "huge.h5",
+                    "-o", tmp_path / f"{backend}.h5")
+        assert proc.returncode == 2, proc.stderr
+        line = _one_error_line(proc.stderr, "run")
+        assert "NaN or infinite in step" in line, line
+        assert "warning: input current up to 1e+300 uA" in proc.stderr, proc.stderr
+        assert not (tmp_path / f"{backend}.h5").exists()
+
+
+def test_run_refuses_a_case_with_a_meaningless_dt(tmp_path):
+    # fault 11: dt = 20 ms gave a traceback (torch) and V down to -176 mV (Brian2);
+    # dt = 1e300 gave "28 spikes"
+    from hh_plugin.export import HHRecord
+    from hh_plugin.export.case import make_case
+
+    base = make_case(3, duration=1.0, dt=0.01, seed=0)
+    for dt in (20.0, 1e300, 0.2):
+        case = HHRecord(spec=base.spec, dt=dt, state=base.state, time=0.0,
+                        input=base.input[:5], input_t_start=0.0)
+        case.save(tmp_path / f"dt{dt:g}.h5")
+        for backend in ("torch", "brian2"):
+            proc = _cli("run", "--backend", backend, tmp_path / f"dt{dt:g}.h5",
+                        "-o", tmp_path / "o.h5")
+            assert proc.returncode == 2, proc.stderr
+            line = _one_error_line(proc.stderr, "run")
+            assert "longer than 0.1 ms, the longest step" in line and "accurate" in line
+            assert not (tmp_path / "o.h5").exists()
+
+
+def test_internal_error_has_its_own_exit_status(runs, tmp_path, capsys, monkeypatch):
+    from hh_plugin.export import runner
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+    monkeypatch.setattr(runner, "run_case", broken)
+    assert main(["run", "--backend", "torch", str(runs / "case.h5"),
+                 "-o", str(tmp_path / "o.h5")]) == 3
+    err = capsys.readouterr().err
+    assert "internal error: ZeroDivisionError: a bug" in err and err.count("\n") == 1
+    assert not (tmp_path / "o.h5").exists()  # the reserved output is released
+
+
+def test_ctrl_c_during_start_up_prints_no_traceback(runs, tmp_path):
+    import signal
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    for delay in (0.15, 0.3, 0.6, 1.0, 1.5):
+        out = tmp_path / f"o{delay}.h5"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hh_plugin.cli", "run", "--backend", "torch",
+             str(runs / "case.h5"), "-o", str(out)], env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=300)
+        if "Failed to import the site module" in stderr:
+            continue  # Python's own start-up, before any hh_plugin code runs
+        if proc.returncode == 0:  # it had finished
+            assert "wrote" in stdout
+            continue
+        # -SIGINT: CPython exits by SIGINT when the interrupt hit code run by a C extension
+        assert proc.returncode in (130, -signal.SIGINT), stderr
+        assert "Traceback" not in stderr and "hh-plugin: interrupted" in stderr, stderr
+        assert not out.exists()
+
+
+def test_second_run_with_the_same_output_fails_at_once(runs, tmp_path):
+    # fault 15: the second computed the whole run, then failed and lost its result
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = tmp_path / "o.h5"
+    first = subprocess.Popen([sys.executable, "-m", "hh_plugin.cli", "run", "--backend",
+                              "brian2", str(runs / "case.h5"), "-o", str(out)], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not out.exists():  # the first run reserves its output before running
+            assert first.poll() is None and time.time() < deadline, first.stderr.read()
+            time.sleep(0.02)
+        start = time.perf_counter()
+        second = _cli("run", "--backend", "torch", runs / "case.h5", "-o", out)
+        elapsed = time.perf_counter() - start
+        still_running = first.poll() is None
+    finally:
+        first.wait(timeout=600)
+    assert second.returncode == 2 and "exists; use --force" in second.stderr
+    assert still_running and elapsed < 30
+    assert first.returncode == 0, first.stderr
+    assert load(out).backend == "brian2"
+
+
+def test_version_and_help_for_every_option(capsys):
+    from hh_plugin import __version__
+    from hh_plugin.cli import _parser
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"hh-plugin {__version__} (file format 1.0)"
+    parser = _parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name, command in sub.choices.items():
+        for action in command._actions:
+            assert action.help, f"{name}: {action.dest} has no help text"
+        assert main([name, "--help"]) == 0
+        text = capsys.readouterr().out
+        assert "exit status" in text
+    assert main(["make-case", "--help"]) == 0
+    assert "per-neuron parameters drawn with the seed" in " ".join(capsys.readouterr().out
+                                                                   .split())
+
+
+def test_make_case_is_heterogeneous_and_seeded(tmp_path):
+    assert main(["make-case", "--neurons", "30", "--duration", "1", "--seed", "5",
+                 "-o", str(tmp_path / "a.h5")]) == 0
+    assert main(["make-case", "--neurons", "30", "--duration", "1", "--seed", "5",
+                 "-o", str(tmp_path / "b.h5")]) == 0
+    assert main(["make-case", "--neurons", "30", "--duration", "1", "--seed", "5",
+                 "--homogeneous", "-o", str(tmp_path / "h.h5")]) == 0
+    a, b, h = (load(tmp_path / n) for n in ("a.h5", "b.h5", "h.h5"))
+    defaults = a.spec.model.defaults
+    for name in ("gNa", "gK", "gL"):
+        values = a.spec.parameters[name]
+        assert values.shape == (30,) and len(set(values)) == 30
+        assert np.all(np.abs(values / defaults[name] - 1) <= 0.1)
+        assert np.array_equal(values, b.spec.parameters[name])
+        assert np.ndim(h.spec.parameters[name]) == 0
+    assert np.array_equal(a.input, b.input) and np.array_equal(a.input, h.input)
+
+
+def test_directory_and_device_inputs_are_named(tmp_path):
+    # fault 5: run on a directory or on an empty device file said "no such file"
+    for source, message in ((tmp_path, "is a directory, not a file"),
+                            ("/dev/null", "is not a regular file")):
+        proc = _cli("run", "--backend", "torch", source, "-o", tmp_path / "o.h5")
+        assert proc.returncode == 2
+        assert message in _one_error_line(proc.stderr, "run")
+        assert not (tmp_path / "o.h5").exists()
+
+
+@pytest.mark.parametrize("name, value", [("HH_PLUGIN_MAX_READ_BYTES", "lots"),
+                                         ("HH_PLUGIN_READ_TIMEOUT", "-1")])
+def test_malformed_limits_in_the_environment(runs, monkeypatch, capsys, name, value):
+    monkeypatch.setenv(name, value)
+    assert main(["inspect", str(runs / "case.h5")]) == 2
+    assert name in capsys.readouterr().err

@@ -12,6 +12,7 @@ import torch
 from hh_plugin import HHSpec, initial_state
 from hh_plugin.export import FormatError, HHRecord, load, save
 from hh_plugin.export.case import make_case
+from hh_plugin.export.checksum import write_checksum
 from hh_plugin.export.crosscheck import Tolerances, compare
 from hh_plugin.export.report import plot, table
 from hh_plugin.export.runner import run_case
@@ -43,8 +44,10 @@ def _valid_file(path, n=5, dtype=np.float64):
 
 
 def _mutate(path, fn):
+    """Change a file with h5py and re-stamp its checksum: a crafted file, not a damaged one."""
     with h5py.File(path, "r+") as f:
         fn(f)
+    write_checksum(path)
 
 
 def _metadata(f):
@@ -66,7 +69,8 @@ def test_round_trip_bit_exact(tmp_path, dtype, shape):
              for k, v in _state(shape, dtype).items()}
     T = 5
     traces = {"time": 3.0 + 0.1 * np.arange(1, T + 1),
-              **{k: rng.normal(size=(T,) + shape).astype(dtype) for k in "Vmhn"},
+              "V": rng.normal(size=(T,) + shape).astype(dtype),
+              **{k: rng.random(size=(T,) + shape).astype(dtype) for k in "mhn"},
               "spikes": (rng.random((T,) + shape) < 0.2).astype(np.uint8)}
     current = rng.normal(size=(T,) + shape).astype(dtype)
     path = save(tmp_path / "f.h5", spec, state, time=3.0, dt=0.1, input=current,
@@ -131,8 +135,8 @@ def test_interrupted_save_keeps_old_file(tmp_path, monkeypatch):
     before = path.read_bytes()
     real_write = io._write
 
-    def broken(target, metadata, arrays, compression):
-        real_write(target, metadata, dict(list(arrays.items())[:2]), compression)
+    def broken(target, metadata, arrays, compression, check):
+        real_write(target, metadata, dict(list(arrays.items())[:2]), compression, check)
         raise KeyboardInterrupt  # interrupted half-way
 
     monkeypatch.setattr(io, "_write", broken)
@@ -220,7 +224,7 @@ def test_truncated_and_non_hdf5_files(tmp_path):
     _valid_file(path)
     data = path.read_bytes()
     (tmp_path / "t.h5").write_bytes(data[: len(data) // 2])
-    with pytest.raises(FormatError, match="truncated or corrupt"):
+    with pytest.raises(FormatError, match="truncated"):
         load(tmp_path / "t.h5")
     (tmp_path / "x.h5").write_text("V,m,h,n\n-65,0.05,0.6,0.3\n")
     with pytest.raises(FormatError, match="not an HDF5 file"):
@@ -386,8 +390,9 @@ def test_crosscheck_passes_on_both_backends(big_runs):
 
 def test_crosscheck_names_the_perturbed_neuron(big_runs):
     d, case, a, _ = big_runs
-    gNa = np.full(1000, 120.0)
-    gNa[417] = 120.5
+    gNa = np.array(case.spec.gNa, dtype=float)  # make_case draws gNa per neuron
+    before = float(gNa[417])
+    gNa[417] += 0.5
     perturbed = HHRecord(spec=case.spec.replace(gNa=gNa), dt=case.dt, state=case.state,
                          time=case.time, input=case.input, input_t_start=case.input_t_start)
     b = run_case(perturbed, "brian2")
@@ -397,7 +402,7 @@ def test_crosscheck_names_the_perturbed_neuron(big_runs):
     assert np.flatnonzero(result.failed).tolist() == [417]
     text = table(result)
     assert "FAIL: 1 of 1000" in text and "worst: neuron 417" in text
-    assert "gNa: neuron 417: 120.0 vs 120.5" in text
+    assert f"gNa: neuron 417: {before!r} vs {before + 0.5!r}" in text
     assert "first divergence: step" in text and "neuron(s) 417" in text
 
 

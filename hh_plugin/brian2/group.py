@@ -22,6 +22,7 @@ import numbers
 import numpy as np
 
 from hh_plugin.model.initial import DEFAULT, initial_state
+from hh_plugin.model.limits import check_step, warn_if_implausible
 from hh_plugin.model.spec import HHSpec, brian2_unit, to_plain
 
 from .equations import PARAMETER_CURRENT, _scalar_text, equations
@@ -52,6 +53,31 @@ def _check_method(method):
         return method
     raise TypeError(f"method must be a Brian2 method name, a list of names or a "
                     f"StateUpdateMethod, got {method!r}")
+
+
+_GROUP_TYPE: dict = {}
+
+
+def _check_dt(group) -> None:
+    check_step(float(group.clock.dt_) * 1e3, group._hh_model,
+               "Brian2's dt is the group's dt= or defaultclock.dt")
+
+
+def _group_type():
+    """``brian2.NeuronGroup`` that refuses, at every run (runtime and standalone devices), a
+    ``dt`` longer than its model's ``max_dt`` (:mod:`hh_plugin.model.limits`)."""
+    if "cls" not in _GROUP_TYPE:
+        import brian2
+
+        class HHNeuronGroup(brian2.NeuronGroup):
+            __doc__ = _group_type.__doc__
+
+            def before_run(self, run_namespace):
+                _check_dt(self)
+                super().before_run(run_namespace)
+
+        _GROUP_TYPE["cls"] = HHNeuronGroup
+    return _GROUP_TYPE["cls"]
 
 
 def _value_text(spec: HHSpec, name: str, value) -> str:
@@ -120,6 +146,11 @@ def neuron_group(N, spec: HHSpec = None, current=PARAMETER_CURRENT, V_init=DEFAU
 
     Returns:
         the ``NeuronGroup`` with state ``V``, the gates, ``I`` and the per-neuron parameters set.
+
+    A ``dt`` longer than the model's ``max_dt`` is refused when the group is made and at
+    every run (:class:`~hh_plugin.model.limits.StepTooLong`; at run time Brian2 wraps it in a
+    ``BrianObjectException``); a constant current with NaN/inf is refused, an implausibly
+    large one draws an :class:`~hh_plugin.model.limits.ImplausibleInputWarning`.
     """
     import brian2
 
@@ -152,8 +183,10 @@ def neuron_group(N, spec: HHSpec = None, current=PARAMETER_CURRENT, V_init=DEFAU
         else:
             reset = f"V = {v_reset}"
     condition = f"V >= {v_th}"
-    group = brian2.NeuronGroup(N, eqs, threshold=condition, refractory=condition,
-                               reset=reset, method=method, **kwargs)
+    group = _group_type()(N, eqs, threshold=condition, refractory=condition,
+                          reset=reset, method=method, **kwargs)
+    group._hh_model = model
+    _check_dt(group)  # again at every run: dt may change before it
     if isinstance(current, str) and current.strip() != PARAMETER_CURRENT:
         from brian2.core.namespace import get_local_namespace
 
@@ -172,4 +205,5 @@ def neuron_group(N, spec: HHSpec = None, current=PARAMETER_CURRENT, V_init=DEFAU
     group.not_refractory = state["V"] < np.broadcast_to(params[th_name], (N,))
     if constant_current is not None:
         group.I = constant_current * brian2.amp
+        warn_if_implausible(np.abs(constant_current) * 1e6, params[model.capacitance], model)
     return group

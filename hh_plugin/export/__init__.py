@@ -9,10 +9,10 @@ Units everywhere: V in mV, t and dt in ms, I in uA, g in mS, C in uF (the torch 
 additionally takes the torch backend's ``dt`` in seconds where it says so).
 """
 
-from .errors import CrosscheckError, FormatError
+from .errors import CrosscheckError, FormatError, SimulationError
 from .io import load, save
 from .record import HHRecord
 from .schema import FORMAT_VERSION, SCHEMA
 
-__all__ = ["CrosscheckError", "FormatError", "HHRecord", "load", "save", "FORMAT_VERSION",
+__all__ = ["CrosscheckError", "FormatError", "SimulationError", "HHRecord", "load", "save", "FORMAT_VERSION",
            "SCHEMA"]

@@ -14,7 +14,7 @@ from .schema import FORMAT_NAME, FORMAT_VERSION
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "INTEGRATOR", "SPIKE_RULE", "FLOAT_DTYPES",
            "SPIKES", "TIME", "parse_version", "check_version", "float_array", "spike_array",
-           "check_shape", "state_units", "trace_units"]
+           "check_shape", "check_gates", "state_units", "trace_units"]
 
 INTEGRATOR = "exponential_euler (Jacobi)"
 SPIKE_RULE = "rising_edge"
@@ -95,3 +95,13 @@ def check_shape(array: np.ndarray, expected: Sequence[Optional[int]], where: str
                                           for s, e in zip(shape, expected)):
         text = tuple("any" if e is None else e for e in expected)
         raise FormatError(f"{where} has shape {shape}, expected {text}".replace("'", ""), path)
+
+
+def check_gates(array: np.ndarray, where: str, path=None) -> None:
+    """Gate values must lie in [0, 1] (up to 8 units of rounding of their precision)."""
+    tol = 8 * float(np.finfo(array.dtype).eps)
+    bad = (array < -tol) | (array > 1 + tol)
+    if np.any(bad):
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise FormatError(f"{where} has gate values outside [0, 1] (first at index {index}: "
+                          f"{float(array[index]):g})", path)

@@ -1,10 +1,9 @@
-"""`save` and `load`: HHSpec, state, input and traces to and from an HDF5 file (format 1.0).
+"""`save`: HHSpec, state, input and traces to an HDF5 file (format 1.0); `load` is in :mod:`.reader`.
 
-Writes are atomic: the file is written to a temporary file in the same directory, flushed
-and renamed over the target, so an interrupted save leaves any old file intact and no
-half-written file behind. Nothing is overwritten unless ``overwrite=True``.
-Every problem with a file read back raises :class:`~hh_plugin.export.errors.FormatError`
-with a one-line message naming the file and the offending field.
+Writes are atomic (:mod:`.atomic`): the file is written to a hidden temporary file in the
+same directory, given a content checksum (:mod:`.checksum`), flushed and renamed over the
+target, so an interrupted or killed save leaves any old file intact and no half-written
+file behind. Nothing is overwritten unless ``overwrite=True``.
 """
 
 from __future__ import annotations
@@ -12,21 +11,19 @@ from __future__ import annotations
 import datetime
 import json
 import math
-import os
 import platform
-import tempfile
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
 
-from ..model import HHSpec, get_model
+from ..model import HHSpec
+from . import checksum
 from . import format as fmt
+from .atomic import atomic_create
 from .errors import FormatError
-from .record import HHRecord
 from .schema import FORMAT_NAME, FORMAT_VERSION, validate
-from .units import convert
 
 _VERSION_PACKAGES = ("numpy", "h5py", "torch", "norse", "brian2")
 
@@ -103,6 +100,8 @@ def _prepare(spec, state, time, dt, input, input_t_start, traces, backend, prove
             array = _to_numpy(values[name], f"state {name}")
             try:
                 array = fmt.float_array(array, f"state {name}")
+                if name in model.gate_names:
+                    fmt.check_gates(array, f"state {name}")
             except FormatError as exc:
                 raise ValueError(str(exc)) from None
             if first is None:
@@ -142,6 +141,8 @@ def _prepare(spec, state, time, dt, input, input_t_start, traces, backend, prove
             try:
                 array = (fmt.spike_array(array, "traces spikes") if name == fmt.SPIKES
                          else fmt.float_array(array, f"traces {name}"))
+                if name in model.gate_names:
+                    fmt.check_gates(array, f"traces {name}")
             except FormatError as exc:
                 raise ValueError(str(exc)) from None
             if shape is None:
@@ -207,49 +208,53 @@ def _prepare(spec, state, time, dt, input, input_t_start, traces, backend, prove
     return metadata, arrays
 
 
-def _write(path: str, metadata: dict, arrays: dict, compression) -> None:
+#: Arrays larger than this are written in slices along their first axis, so that an
+#: interrupt is acted on between slices.
+_SLICE_BYTES = 16 << 20
+
+
+def _write(path: str, metadata: dict, arrays: dict, compression, check=lambda: None) -> None:
+    """Write the HDF5 content (with the 512-byte user block for the checksum) to ``path``."""
     import h5py
 
-    with h5py.File(path, "w", libver="earliest") as f:
+    with h5py.File(path, "w", libver="earliest", userblock_size=checksum.USERBLOCK_SIZE,
+                   locking=False) as f:
         f.attrs["format"] = FORMAT_NAME
         f.attrs["format_version"] = FORMAT_VERSION
         f.attrs["metadata"] = json.dumps(metadata, allow_nan=False, sort_keys=True)
         for name, (array, unit) in arrays.items():
+            check()
             options = {}
             if compression and array.ndim >= 1 and array.size:
                 options = {"compression": compression, "shuffle": True}
-            dataset = f.create_dataset(name, data=array, **options)
+            if array.nbytes <= _SLICE_BYTES or array.ndim == 0:
+                dataset = f.create_dataset(name, data=array, **options)
+            else:
+                dataset = f.create_dataset(name, shape=array.shape, dtype=array.dtype,
+                                           **options)
+                rows = max(1, _SLICE_BYTES // max(1, array[0].nbytes))
+                for start in range(0, len(array), rows):
+                    dataset[start:start + rows] = array[start:start + rows]
+                    check()
             dataset.attrs["unit"] = unit
         f.flush()
 
 
-def _atomic_write(path: Path, metadata: dict, arrays: dict, overwrite: bool,
-                  compression) -> None:
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; use overwrite=True (--force) to replace it")
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    os.close(fd)
-    try:
-        _write(tmp, metadata, arrays, compression)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)  # atomic and never clobbers
-            except FileExistsError:
-                raise FileExistsError(f"{path} exists; use overwrite=True (--force) to replace "
-                                      f"it") from None
-            except OSError:  # file systems without hard links
-                if path.exists():
-                    raise FileExistsError(f"{path} exists; use overwrite=True (--force) to "
-                                          f"replace it") from None
-                os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+def _fill(metadata: dict, arrays: dict, compression):
+    def fill(tmp: str, fd: int, check) -> None:
+        _write(tmp, metadata, arrays, compression, check)
+        checksum.stamp(fd, check)
+    return fill
+
+
+def _check_compression(compression):
+    if compression in (None, False, "gzip"):
+        return compression or None
+    if isinstance(compression, int) and not isinstance(compression, bool) \
+            and 0 <= compression <= 9:
+        return compression  # h5py: gzip at this level
+    raise ValueError(f"compression {compression!r}: the format allows only deflate, "
+                     f"compression='gzip' or a gzip level 0-9")
 
 
 def save(path, spec, state=None, *, time: Optional[float] = None, dt: Optional[float] = None,
@@ -271,232 +276,26 @@ def save(path, spec, state=None, *, time: Optional[float] = None, dt: Optional[f
             ``time[k]`` the time of the state in row ``k`` (after the step).
         backend: ``'torch'``, ``'brian2'`` or ``None`` (stored as ``'none'``).
         provenance: extra strings: ``device``, ``source``, ``notes``.
-        compression: an h5py filter for the arrays, e.g. ``'gzip'`` (default: none).
+        compression: ``'gzip'`` or a gzip level 0-9 for the arrays (default: none; the
+            format allows no other filter).
 
     Returns:
         the path written. Raises ``FileExistsError``, ``TypeError`` or ``ValueError`` (with a
         one-line message) before touching the disk when an argument is invalid.
+
+    The file carries a content checksum (:mod:`.checksum`); its mode is that of the file
+    it replaces, else ``0o666`` minus the umask. Ctrl-C (or SIGTERM) during the save stops
+    it at the next 16 MB, removes the temporary file and raises ``KeyboardInterrupt``
+    (or terminates); a temporary file left by a killed process is removed by the next
+    save into the same directory (:mod:`.atomic`).
     """
     path = Path(path)
+    compression = _check_compression(compression)
     metadata, arrays = _prepare(spec, state, time, dt, input, input_t_start, traces,
                                 backend, provenance)
-    _atomic_write(path, metadata, arrays, overwrite, compression)
-    return path
+    return atomic_create(path, _fill(metadata, arrays, compression), overwrite=overwrite)
 
 
 # ============================================================================ load
-def _members(group, allowed, required, where: str, path) -> None:
-    names = set(group.keys())
-    extra = names - set(allowed)
-    if extra:
-        raise FormatError(f"unexpected field {where}/{sorted(extra)[0]} (not in format "
-                          f"{FORMAT_VERSION})", path)
-    missing = set(required) - names
-    if missing:
-        raise FormatError(f"missing field {where}/{sorted(missing)[0]}", path)
-
-
-def _dataset(group, name: str, where: str, path):
-    import h5py
-
-    item = group.get(name)
-    if not isinstance(item, h5py.Dataset):
-        raise FormatError(f"{where} must be a dataset", path)
-    if "unit" not in item.attrs:
-        raise FormatError(f"{where} has no 'unit' attribute", path)
-    return item[()], item.attrs["unit"]
-
-
-def _float_dataset(group, name, where, unit, path, shape=None) -> np.ndarray:
-    raw, stored_unit = _dataset(group, name, where, path)
-    array = fmt.float_array(raw, where, path)
-    if shape is not None:
-        fmt.check_shape(array, shape, where, path)
-    return convert(array, stored_unit, unit, where, path)
-
-
-def _read_spec(f, meta: dict, path):
-    spec_meta = meta["spec"]
-    try:
-        model = get_model(spec_meta["model"])
-    except ValueError as exc:
-        raise FormatError(str(exc), path) from None
-    has_reset = spec_meta["reset_rule"] != "none"
-    _members(f["spec"], ("parameters", "V_reset") if has_reset else ("parameters",),
-             ("parameters", "V_reset") if has_reset else ("parameters",), "/spec", path)
-    if has_reset and spec_meta["reset_rule"] != spec_meta["spk_reset"]:
-        raise FormatError(f"spec.reset_rule {spec_meta['reset_rule']!r} contradicts "
-                          f"spec.spk_reset {spec_meta['spk_reset']!r}", path)
-    group = f["spec/parameters"]
-    _members(group, model.parameter_names, model.parameter_names, "/spec/parameters", path)
-    params = {}
-    for name in model.parameter_names:
-        where = f"/spec/parameters/{name}"
-        array = _float_dataset(group, name, where, model.units[name], path)
-        if array.ndim > 1:
-            raise FormatError(f"{where} has shape {array.shape}, expected () or (neurons,)",
-                              path)
-        params[name] = array.astype(np.float64)
-    V_reset = None
-    if has_reset:
-        V_reset = _float_dataset(f["spec"], "V_reset", "/spec/V_reset", "mV", path)
-        V_reset = V_reset.astype(np.float64)
-    try:
-        return HHSpec(model=model, spk_reset=spec_meta["spk_reset"],
-                      alpha=spec_meta["surrogate"]["alpha"],
-                      width=spec_meta["surrogate"]["width"], V_reset=V_reset, **params)
-    except (TypeError, ValueError) as exc:
-        raise FormatError(f"invalid specification: {exc}", path) from None
-
-
-def _quantity(q: Optional[dict], where: str, path) -> Optional[float]:
-    if q is None:
-        return None
-    return convert(q["value"], q["unit"], "ms", where, path)
-
-
-def _read(f, path) -> HHRecord:
-    if "format" not in f.attrs:
-        raise FormatError("not an hh_plugin file (no 'format' attribute on the root group)",
-                          path)
-    name = f.attrs["format"]
-    name = name.decode() if isinstance(name, bytes) else name
-    if name != FORMAT_NAME:
-        raise FormatError(f"not an hh_plugin file (format {name!r})", path)
-    if "format_version" not in f.attrs:
-        raise FormatError("missing root attribute 'format_version'", path)
-    version = fmt.check_version(f.attrs["format_version"], path)
-    if "metadata" not in f.attrs:
-        raise FormatError("missing root attribute 'metadata'", path)
-    text = f.attrs["metadata"]
-    text = text.decode("utf-8") if isinstance(text, bytes) else text
-
-    def no_constants(token):
-        raise FormatError(f"metadata contains {token}, which is not valid JSON", path)
-
-    try:
-        meta = json.loads(text, parse_constant=no_constants)
-    except (json.JSONDecodeError, TypeError) as exc:
-        raise FormatError(f"metadata is not valid JSON: {exc}", path) from None
-    problems = validate(meta)
-    if problems:
-        raise FormatError(f"invalid metadata: {problems[0]}", path)
-    if meta["format_version"] != version:
-        raise FormatError(f"metadata format_version {meta['format_version']!r} differs from "
-                          f"the root attribute {version!r}", path)
-
-    present = [g for g in fmt.ROOT_GROUPS if g == "spec" or meta[g] is not None]
-    _members(f, present, present, "", path)
-    spec = _read_spec(f, meta, path)
-    model = spec.model
-    shape = None
-
-    state = time = None
-    if meta["state"] is not None:
-        group = f["state"]
-        _members(group, model.state_names, model.state_names, "/state", path)
-        state, units = {}, fmt.state_units(model)
-        for name in model.state_names:
-            where = f"/state/{name}"
-            array = _float_dataset(group, name, where, units[name], path, shape)
-            if shape is None:
-                if array.ndim < 1 or array.size == 0:
-                    raise FormatError(f"{where} has shape {array.shape}; expected at least "
-                                      f"one dimension (neurons) and one element", path)
-                shape = array.shape
-            elif array.dtype != state["V"].dtype:
-                raise FormatError(f"{where} is {array.dtype}, /state/V is "
-                                  f"{state['V'].dtype}", path)
-            state[name] = array
-        time = _quantity(meta["state"]["time"], "metadata.state.time", path)
-
-    traces = None
-    if meta["traces"] is not None:
-        variables = meta["traces"]["variables"]
-        allowed = set(model.state_names) | {fmt.SPIKES}
-        unknown = set(variables) - allowed
-        if unknown:
-            raise FormatError(f"unknown trace variable {sorted(unknown)[0]!r}; allowed: "
-                              f"{sorted(allowed)}", path)
-        group = f["traces"]
-        expected = list(variables) + [fmt.TIME]
-        _members(group, expected, expected, "/traces", path)
-        t = _float_dataset(group, fmt.TIME, "/traces/time", "ms", path, (None,))
-        if len(t) == 0 or np.any(np.diff(t) <= 0):
-            raise FormatError("/traces/time must be non-empty and increasing", path)
-        traces = {fmt.TIME: t}
-        units = fmt.trace_units(model)
-        for name in variables:
-            where = f"/traces/{name}"
-            rows = (len(t),) + (tuple(shape) if shape is not None else ())
-            if name == fmt.SPIKES:
-                raw, unit = _dataset(group, name, where, path)
-                array = fmt.spike_array(raw, where, path)
-                convert(1.0, unit, "1", where, path)
-            else:
-                array = _float_dataset(group, name, where, units[name], path)
-            if shape is None:
-                if array.ndim < 2:
-                    raise FormatError(f"{where} has shape {array.shape}, expected "
-                                      f"(time, ..., neurons)", path)
-                shape = array.shape[1:]
-                rows = (len(t),) + tuple(shape)
-            fmt.check_shape(array, rows, where, path)
-            traces[name] = array
-
-    input_ = t_start = None
-    if meta["input"] is not None:
-        group = f["input"]
-        _members(group, ("I",), ("I",), "/input", path)
-        expected = (None,) + (tuple(shape) if shape is not None else (None,))
-        input_ = _float_dataset(group, "I", "/input/I", "uA", path, None)
-        if shape is None and input_.ndim >= 2:
-            expected = (None,) * input_.ndim
-        fmt.check_shape(input_, expected, "/input/I", path)
-        if len(input_) == 0:
-            raise FormatError("/input/I has no rows", path)
-        shape = shape if shape is not None else input_.shape[1:]
-        t_start = _quantity(meta["input"]["t_start"], "metadata.input.t_start", path)
-
-    if shape is not None:
-        for name, value in list(spec.parameters.items()) + [("V_reset", spec.V_reset)]:
-            if isinstance(value, np.ndarray) and len(value) != shape[-1]:
-                where = "/spec/V_reset" if name == "V_reset" else f"/spec/parameters/{name}"
-                raise FormatError(f"{where} has shape {value.shape}, expected () or "
-                                  f"({shape[-1]},) for {shape[-1]} neurons", path)
-
-    dt = _quantity(meta["spec"]["dt"], "metadata.spec.dt", path)
-    return HHRecord(spec=spec, dt=dt, state=state, time=time, input=input_,
-                    input_t_start=t_start, traces=traces, provenance=meta["provenance"],
-                    format_version=version, path=str(path))
-
-
-def load(path) -> HHRecord:
-    """Read an hh_plugin file into an :class:`HHRecord` (values in mV, ms, uA, mS, uF).
-
-    Units other than the canonical ones are converted when known (e.g. V in volt) and
-    refused otherwise; dtypes of state, input and traces are kept. Any problem raises
-    :class:`FormatError` with a one-line message: missing or non-HDF5 or truncated file,
-    another format, a newer format version, invalid metadata, missing or extra fields,
-    wrong shapes or dtypes, NaN or infinite values, unknown or mismatched units.
-    """
-    import h5py
-
-    path = Path(path)
-    if not path.is_file():
-        raise FormatError("no such file", path)
-    try:
-        is_hdf5 = h5py.is_hdf5(str(path))
-    except OSError:
-        is_hdf5 = False
-    if not is_hdf5:
-        raise FormatError("not an HDF5 file", path)
-    try:
-        with h5py.File(path, "r") as f:
-            return _read(f, path)
-    except FormatError:
-        raise
-    except (OSError, KeyError, ValueError, TypeError, RuntimeError, AttributeError) as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise FormatError(f"cannot read the file (truncated or corrupt?): {detail}",
-                          path) from None
+# The reader lives in .reader; ``io.load`` is kept for existing imports.
+from .reader import load  # noqa: E402,F401

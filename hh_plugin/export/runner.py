@@ -7,17 +7,21 @@ of the last step) and the traces of every step: ``V``, ``m``, ``h``, ``n`` and `
 from __future__ import annotations
 
 import contextlib
+import warnings
 
 import numpy as np
 
-from .errors import FormatError
+from ..model.limits import ImplausibleInputWarning, step_problem, warn_if_implausible
+from .errors import FormatError, SimulationError
 from .record import HHRecord
 
 BACKENDS = ("torch", "brian2")
 
 
 def check_case(case: HHRecord) -> None:
-    """Raise :class:`FormatError` unless ``case`` holds a state, an input and ``dt``."""
+    """Raise :class:`FormatError` unless ``case`` can be run: a state, an input and ``dt``
+    within the model's ``max_dt``, on a time axis that float64 can represent. Warns
+    (:class:`~hh_plugin.model.limits.ImplausibleInputWarning`) about an implausible input."""
     missing = [name for name in ("state", "input", "dt") if getattr(case, name) is None]
     if missing:
         raise FormatError(f"not a runnable case: no {', no '.join(missing)} "
@@ -25,6 +29,28 @@ def check_case(case: HHRecord) -> None:
     if abs(case.input_t_start - case.time) > 1e-9 * max(1.0, abs(case.time)):
         raise FormatError(f"input starts at {case.input_t_start} ms but the state is at "
                           f"{case.time} ms", case.path)
+    model = case.spec.model
+    problem = step_problem(case.dt, model)
+    if problem:
+        raise FormatError(f"cannot run this case: {problem}", case.path)
+    steps = len(case.input)
+    end = case.time + steps * case.dt
+    if not np.isfinite(end) or (end - case.time) / steps < 0.5 * case.dt \
+            or np.spacing(abs(end)) > 1e-6 * case.dt:
+        raise FormatError(f"cannot run this case: at t = {case.time:g} ms a step of "
+                          f"{case.dt:g} ms is below float64 resolution", case.path)
+    peak = np.abs(case.input).reshape(steps, -1, case.input.shape[-1]).max(axis=(0, 1))
+    warn_if_implausible(peak, case.spec.parameters[model.capacitance], model, stacklevel=3)
+
+
+def _check_finite(values: np.ndarray, start: int, dt: float, t0: float, path) -> None:
+    """Raise :class:`SimulationError` at the first row of ``values`` with NaN or inf."""
+    finite = np.isfinite(values.reshape(len(values), -1)).all(axis=1)
+    if not finite.all():
+        row = start + int(np.argmin(finite))
+        raise SimulationError(f"{path or 'case'}: the membrane potential became NaN or "
+                              f"infinite in step {row} (t = {t0 + (row + 1) * dt:g} ms); "
+                              f"the input current is too large for the model")
 
 
 def _progress(total: int, enabled: bool, desc: str):
@@ -49,9 +75,12 @@ def run_torch(case: HHRecord, *, progress: bool = False, device: str = "cpu",
     module = HH(p=case.spec, dt=case.dt * 1e-3, record_states=True)
     steps = current.shape[0]
     spikes, rows = [], []
-    with torch.no_grad(), _progress(steps, progress, "torch") as bar:
+    with torch.no_grad(), _progress(steps, progress, "torch") as bar, \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore", ImplausibleInputWarning)  # check_case warned once
         for start in range(0, steps, chunk):
             z, states = module(current[start:start + chunk], state)
+            _check_finite(states.V.cpu().numpy(), start, case.dt, case.time, case.path)
             state = type(states)(*(s[-1] for s in states))
             spikes.append(z)
             rows.append(states)
@@ -104,6 +133,7 @@ def run_brian2(case: HHRecord, *, progress: bool = False, target: str = "numpy")
         brian2.prefs.codegen.target = old_target
     traces = traces_from_monitors(state_monitor, spike_monitor, dt=case.dt, n_steps=steps,
                                   t_start=case.time, shape=shape)
+    _check_finite(traces["V"], 0, case.dt, case.time, case.path)
     final = state_from_group(group, case.spec, shape)
     return HHRecord(spec=case.spec, dt=case.dt, state=final, time=float(traces["time"][-1]),
                     traces=traces,

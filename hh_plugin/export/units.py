@@ -52,7 +52,7 @@ def convert(values, unit, expected: str, where: str, path=None):
             if unit in table:
                 raise FormatError(f"{where}: unit mismatch: {unit!r} is a {other} unit, "
                                   f"expected a {kind} unit such as {expected!r}", path)
-        raise FormatError(f"{where}: unknown unit {unit!r}; expected {expected!r} "
+        raise FormatError(f"{where}: unknown unit {unit[:40]!r}; expected {expected!r} "
                           f"(or one of {sorted(factors)})", path)
     if isinstance(values, np.ndarray):
         return values * values.dtype.type(factors[unit])

@@ -39,5 +39,8 @@ HODGKIN_HUXLEY = register_model(ModelDefinition(
         ChannelDefinition("K", "gK*n**4", "EK"),
         ChannelDefinition("L", "gL", "EL"),
     ),
+    # measured vs dt = 0.001 ms, 200 ms at 5-20 uA: same spike counts up to 0.05 ms; at 0.1 ms
+    # 14/14 spikes at 10 uA, at most 1 spike lost, inter-spike intervals 4-5% long; 0.2 ms: -2
+    max_dt=0.1,
     reference="brainpy.state.HH (BrainPy); Hodgkin & Huxley, J. Physiol. 117 (1952)",
 ))

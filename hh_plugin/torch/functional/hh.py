@@ -40,12 +40,14 @@ from typing import Tuple
 import torch
 
 from ...model.expressions import exprel_torch
+from ...model.limits import MAX_PLAUSIBLE_RATE, check_step, warn_if_implausible
 from .parameters import _ParametersMixin, _TensorTuple, state_type
 from .surrogate import rising_edge
 
 
-def check_dt(dt) -> float:
-    """``dt`` (seconds) as a float; a positive finite number or a clear error."""
+def check_dt(dt, model=None) -> float:
+    """``dt`` (seconds) as a float; a positive finite number within ``model.max_dt`` (when
+    a model is given; :mod:`hh_plugin.model.limits`), or a clear error."""
     try:
         value = float(dt)
     except (TypeError, ValueError):
@@ -55,7 +57,45 @@ def check_dt(dt) -> float:
     if value > 1e-2:
         raise ValueError(f"dt = {value} s is longer than 10 ms; dt is in seconds "
                          f"(0.01 ms is dt=1e-5)")
+    if model is not None:
+        check_step(value * 1e3, model, f"dt is in seconds: use dt <= {model.max_dt * 1e-3:g}")
     return value
+
+
+def _tracing() -> bool:
+    compiler = getattr(torch, "compiler", None)
+    return bool((compiler is not None and getattr(compiler, "is_compiling", bool)())
+                or torch.jit.is_tracing() or torch.jit.is_scripting())
+
+
+def check_input_current(current: torch.Tensor, p, name: str = "input current") -> None:
+    """Refuse NaN/inf currents (``ValueError``; they would silently make the state NaN) and
+    warn about implausible ones (:class:`~hh_plugin.model.limits.ImplausibleInputWarning`).
+
+    One pass over ``current`` (``aminmax``) and one host synchronisation, about 3 us for
+    8,192 elements on a CPU; skipped while tracing or compiling (``torch.compile``,
+    ``torch.export``, ``torch.jit``) and for empty tensors.
+    """
+    if current.numel() == 0 or current.ndim == 0 or current.device.type == "meta" \
+            or _tracing():
+        return
+    values = current.detach()
+    low, high = torch.aminmax(values)  # one pass; NaN if any element is NaN
+    peak = max(-float(low), float(high))
+    if not math.isfinite(peak):
+        index = tuple(int(i) for i in (~torch.isfinite(values)).nonzero()[0])
+        raise ValueError(f"{name} contains NaN or infinite values (first at index {index}); "
+                         f"they would make the state NaN")
+    model = type(p).model
+    capacitance = getattr(p, model.capacitance)
+    if isinstance(capacitance, torch.Tensor):
+        if peak <= MAX_PLAUSIBLE_RATE * float(capacitance.detach().min()):
+            return
+        capacitance = capacitance.detach().cpu().double().numpy()
+    elif peak <= MAX_PLAUSIBLE_RATE * float(capacitance):
+        return
+    per_neuron = values.abs().reshape(-1, values.shape[-1]).amax(0).cpu().double().numpy()
+    warn_if_implausible(per_neuron, capacitance, model, stacklevel=4)
 
 
 def _cast(p: _ParametersMixin, like: torch.Tensor) -> dict:
@@ -104,7 +144,8 @@ def hh_step(input_current: torch.Tensor, state, p: _ParametersMixin,
         input_current: external current in uA, broadcastable to the state's shape.
         state: an ``HHState`` (``V`` mV, gates), any shape.
         p: ``HHParameters`` (or the parameters type of another model definition).
-        dt: step in seconds (default :math:`10^{-5}` s = 0.01 ms).
+        dt: step in seconds (default :math:`10^{-5}` s = 0.01 ms), at most the model's
+            ``max_dt`` (:class:`~hh_plugin.model.limits.StepTooLong` otherwise).
 
     Returns:
         ``(z, new_state)``: spikes (0/1 in the input's dtype, with surrogate gradient)
@@ -114,6 +155,8 @@ def hh_step(input_current: torch.Tensor, state, p: _ParametersMixin,
     compiled = model.compiled("torch")
     values = _cast(p, state.V)
     dt_ms = dt * 1e3
+    if isinstance(dt_ms, float) and dt_ms > model.max_dt:
+        check_step(dt_ms, model, "dt is in seconds")
     V = state.V
     gates = {name: getattr(state, name) for name in model.gate_names}
     symbols = {**values, **gates, "V": V}

@@ -8,7 +8,13 @@ source, the compiler flags, the torch and Python versions and the CPU:
 * ``$HH_PLUGIN_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/hh_plugin``, else
   ``~/.cache/hh_plugin``; the extension lives under ``torch_extensions/<name>/``.
 
-Later processes load the cached build in well under a second. Each neuron's whole time
+Later processes load the cached build in well under a second. Builds are serialised by
+an exclusive ``flock`` on ``<build>/hh_plugin_build.lock``, which the system releases when
+its process dies: a build killed mid-way cannot block later ones (the lock file torch
+itself leaves behind then is removed as stale). A process that waits longer than
+``$HH_PLUGIN_BUILD_TIMEOUT`` seconds (default 300) for another one's build gives up with
+:class:`PathUnavailable`, and the ``'auto'`` path falls back to the step loop with a
+warning. Each neuron's whole time
 loop runs inside the kernel with its state in an L1-resident block (64 neurons in float,
 32 in double) that the compiler vectorises; blocks are spread over PyTorch's intra-op
 threads (``torch.set_num_threads``).
@@ -22,13 +28,20 @@ parameter and ``V_reset`` (not the surrogate's ``alpha``, ``width``, as in the r
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import shutil
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Optional
+
+try:  # POSIX
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: torch's own lock only
+    fcntl = None
 
 import torch
 
@@ -99,6 +112,59 @@ def compiler_available() -> Optional[str]:
     return None
 
 
+def build_timeout() -> float:
+    """Seconds to wait for another process's build (``$HH_PLUGIN_BUILD_TIMEOUT``, 300)."""
+    try:
+        value = float(os.environ.get("HH_PLUGIN_BUILD_TIMEOUT", "300"))
+    except ValueError:
+        value = 300.0
+    return value if value > 0 else 300.0
+
+
+@contextlib.contextmanager
+def _build_lock(build: Path, timeout: float):
+    """Hold an exclusive ``flock`` on the build directory; :class:`PathUnavailable` after
+    ``timeout`` seconds of waiting. Released by the system if this process dies."""
+    if fcntl is None:  # pragma: no cover
+        yield
+        return
+    fd = os.open(build / "hh_plugin_build.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        deadline = time.monotonic() + timeout
+        waiting = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise PathUnavailable(
+                        f"another process has been building the fused kernel in {build} for "
+                        f"more than {timeout:g} s (HH_PLUGIN_BUILD_TIMEOUT)") from None
+                if not waiting:
+                    print(f"hh_plugin: waiting for another process to finish building the "
+                          f"fused HH kernel in {build}", file=sys.stderr, flush=True)
+                    waiting = True
+                time.sleep(0.1)
+        # torch.utils.cpp_extension guards a build with the file 'lock' (a FileBaton) and
+        # waits forever while it exists; a build killed mid-way leaves it behind. Every
+        # build here holds our lock, so with it held no build is running: the file is stale.
+        with contextlib.suppress(FileNotFoundError):
+            (build / "lock").unlink()
+        yield
+    finally:
+        os.close(fd)  # releases the flock
+
+
+def _build(name: str, source: str, flags: list, build: Path, verbose: bool):
+    """Compile (or load, when cached) the extension with torch's tooling."""
+    from torch.utils.cpp_extension import load_inline
+
+    return load_inline(name=name, cpp_sources=[source], functions=["hh_forward", "hh_backward"],
+                       extra_cflags=flags, extra_ldflags=["-fopenmp"],
+                       build_directory=str(build), verbose=verbose)
+
+
 def load_extension(model: ModelDefinition, verbose: bool = False):
     """Compile (first use) or load (cached) the fused extension for ``model``."""
     key = model.name, id(model)
@@ -121,18 +187,19 @@ def load_extension(model: ModelDefinition, verbose: bool = False):
                                  platform.machine(), _cpu_flags()])
         name = f"hh_fused_{model.name}_{source_hash(fingerprint)}"
         build = cache_dir() / "torch_extensions" / name
-        build.mkdir(parents=True, exist_ok=True)
-        if not any(build.glob("*.so")):
-            # a first build takes tens of seconds: say so rather than seem to hang
-            print(f"hh_plugin: compiling the fused HH kernel for model {model.name!r} "
-                  f"(first use, about 30 s; cached in {build})", file=sys.stderr, flush=True)
-        from torch.utils.cpp_extension import load_inline
         try:
-            ext = load_inline(name=name, cpp_sources=[source],
-                              functions=["hh_forward", "hh_backward"],
-                              extra_cflags=flags, extra_ldflags=["-fopenmp"],
-                              build_directory=str(build), verbose=verbose)
-        except Exception as exc:  # compiler errors, missing headers, ...
+            build.mkdir(parents=True, exist_ok=True)
+            with _build_lock(build, build_timeout()):
+                if not any(build.glob("*.so")):
+                    # a first build takes tens of seconds: say so rather than seem to hang
+                    print(f"hh_plugin: compiling the fused HH kernel for model "
+                          f"{model.name!r} (first use, about 30 s; cached in {build})",
+                          file=sys.stderr, flush=True)
+                ext = _build(name, source, flags, build, verbose)
+        except PathUnavailable as exc:
+            _FAILURES[key] = str(exc)
+            raise
+        except Exception as exc:  # compiler errors, missing headers, unwritable cache, ...
             _FAILURES[key] = f"building the fused C++ kernel failed: {exc}"
             raise PathUnavailable(_FAILURES[key]) from exc
         _EXTENSIONS[key] = ext

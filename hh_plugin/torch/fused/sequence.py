@@ -29,7 +29,7 @@ from typing import Optional, Tuple
 
 import torch
 
-from ..functional.hh import _cast, hh_step
+from ..functional.hh import _cast, check_dt, hh_step
 from ..functional.parameters import state_type
 from .codegen import RESET_CODES, kernel_parameters
 from .cpp import FusedHHFunction, PathUnavailable, compiler_available, load_extension
@@ -214,6 +214,7 @@ def hh_sequence(input_current: torch.Tensor, state, p, dt: float = 1e-5, *,
 
     Returns ``(spikes, state)`` exactly as :class:`hh_plugin.torch.HH` does.
     """
+    check_dt(dt, type(p).model)
     needs_grad = torch.is_grad_enabled() and (
         input_current.requires_grad
         or any(isinstance(t, torch.Tensor) and t.requires_grad for t in state)
@@ -223,11 +224,12 @@ def hh_sequence(input_current: torch.Tensor, state, p, dt: float = 1e-5, *,
     if concrete == "fused_cpp":
         try:
             return _fused_cpp(input_current, state, p, dt, record_states, checkpoint)
-        except PathUnavailable:
+        except PathUnavailable as exc:
             if explicit:
                 raise
-            warnings.warn("hh_plugin: the fused C++ kernel could not be built; "
-                          "falling back to the naive path", RuntimeWarning, stacklevel=2)
+            warnings.warn(f"hh_plugin: the fused C++ kernel is unavailable ({exc}); "
+                          f"falling back to the naive path (the step loop)", RuntimeWarning,
+                          stacklevel=2)
             return _naive(input_current, state, p, dt, record_states)
     if concrete == "triton":
         from .triton_kernel import hh_sequence_triton

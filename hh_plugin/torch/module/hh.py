@@ -25,7 +25,8 @@ from norse.torch.module.snn import SNN, SNNCell, SNNRecurrent, SNNRecurrentCell,
 
 from ...model import HHSpec
 from ...model.initial import DEFAULT, UNIFORM, VOLTAGE_MARKERS
-from ..functional.hh import (HHRecurrentState, check_dt, hh_feed_forward_step,
+from ..functional.hh import (HHRecurrentState, check_dt, check_input_current,
+                             hh_feed_forward_step,
                              hh_recurrent_step, hh_step)
 from ..functional.parameters import as_parameters, initial_state, state_type
 
@@ -186,16 +187,26 @@ class HHCell(_HHMixin, SNNCell):
 
     ``forward(input_tensor, state=None) -> (spikes, HHState)``; the input is a current in uA
     of any shape (batch, ..., neurons).
+
+    Checks: ``dt`` above the model's ``max_dt`` is refused
+    (:class:`~hh_plugin.model.limits.StepTooLong`). A CPU input containing NaN or inf is
+    refused with ``ValueError`` and an implausibly large one draws an
+    :class:`~hh_plugin.model.limits.ImplausibleInputWarning` (one reduction per step); on
+    other devices a step does not check its input (that would synchronise the device at
+    every step): NaN then propagates into the state, so check inputs yourself or use
+    :class:`HH`, which checks a whole sequence at once.
     """
 
     def __init__(self, p=None, dt: float = 1e-5, V_init=DEFAULT, seed: Optional[int] = None):
         p = as_parameters(HHSpec() if p is None else p)
         super().__init__(activation=hh_feed_forward_step, state_fallback=self.initial_state,
-                         p=p, dt=check_dt(dt))
+                         p=p, dt=check_dt(dt, type(p).model))
         self._setup(p, V_init, seed)
 
     def forward(self, input_tensor: torch.Tensor, state=None):
         current, sparse = self._as_current(input_tensor, getattr(state, "V", None))
+        if current.device.type == "cpu":  # on a GPU it would synchronise every step
+            check_input_current(current, self.parameters_like(current))
         if state is None:
             state = self.initial_state(current)
         else:
@@ -223,6 +234,11 @@ class HH(_HHMixin, SNN):
     checkpoint: the fused C++ backward stores the state every ``checkpoint`` steps and
         recomputes in between (default ``None``: every :math:`\lceil\sqrt T\rceil` steps;
         ``1``: every step). Gradients do not depend on it.
+
+    The whole input is checked once before the run, on every device: NaN or inf is refused
+    with ``ValueError``, an implausibly large current draws an
+    :class:`~hh_plugin.model.limits.ImplausibleInputWarning`; ``dt`` above the model's
+    ``max_dt`` is refused (:class:`~hh_plugin.model.limits.StepTooLong`).
     """
 
     def __init__(self, p=None, dt: float = 1e-5, V_init=DEFAULT, seed: Optional[int] = None,
@@ -234,7 +250,7 @@ class HH(_HHMixin, SNN):
             raise ValueError(f"unknown path {path!r}; choose one of {PATHS}")
         checkpoint_interval(checkpoint, 1)  # validate early
         super().__init__(activation=hh_feed_forward_step, state_fallback=self.initial_state,
-                         p=p, dt=check_dt(dt), record_states=record_states)
+                         p=p, dt=check_dt(dt, type(p).model), record_states=record_states)
         self._setup(p, V_init, seed)
         self.path = path
         self.checkpoint = checkpoint
@@ -251,7 +267,9 @@ class HH(_HHMixin, SNN):
             state = self._prepare_state(state, step_shape, current)
         from ..fused.sequence import hh_sequence  # the naive loop is one of its paths
 
-        z, state = hh_sequence(current, state, self.parameters_like(current), self.dt,
+        p = self.parameters_like(current)
+        check_input_current(current, p)  # the whole input, once, before the run
+        z, state = hh_sequence(current, state, p, self.dt,
                                record_states=self.record_states, path=self.path,
                                checkpoint=self.checkpoint)
         return (z.to_sparse() if sparse else z), state
@@ -314,7 +332,7 @@ class HHRecurrentCell(_RecurrentMixin, SNNRecurrentCell):
         p = as_parameters(HHSpec() if p is None else p)
         super().__init__(activation=hh_recurrent_step, state_fallback=self.recurrent_initial_state,
                          input_size=input_size, hidden_size=hidden_size, p=p,
-                         dt=check_dt(dt), **kwargs)
+                         dt=check_dt(dt, type(p).model), **kwargs)
         self._setup_recurrent(p, V_init, seed, hidden_size)
 
     def forward(self, input_tensor: torch.Tensor, state=None):
@@ -336,7 +354,7 @@ class HHRecurrent(_RecurrentMixin, SNNRecurrent):
         p = as_parameters(HHSpec() if p is None else p)
         super().__init__(activation=hh_recurrent_step, state_fallback=self.recurrent_initial_state,
                          input_size=input_size, hidden_size=hidden_size, p=p,
-                         dt=check_dt(dt), record_states=record_states, **kwargs)
+                         dt=check_dt(dt, type(p).model), record_states=record_states, **kwargs)
         self._setup_recurrent(p, V_init, seed, hidden_size)
 
     def forward(self, input_tensor: torch.Tensor, state=None):

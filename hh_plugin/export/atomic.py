@@ -1,0 +1,264 @@
+"""Atomic creation of a file: nothing half-written is ever visible, and nothing is left behind.
+
+:func:`atomic_create` writes into a hidden temporary file in the target's directory,
+``.<name>.<pid>.<random>.hh_plugin-partial``, then publishes it with one rename (or a
+hard link, which never replaces an existing file). Around that:
+
+- **kills**: the writer holds an exclusive ``flock`` on its temporary file. Every later
+  save into the same directory deletes temporary files whose lock is free and whose
+  process is gone (or that are older than :data:`STALE_AFTER` seconds), so a file left by
+  a process killed with ``SIGKILL`` (which no code can clean up after) is reclaimed by
+  the next save; any other exception removes the temporary file at once.
+- **signals**: during the write, ``SIGINT`` (Ctrl-C), ``SIGTERM`` and ``SIGHUP`` are
+  recorded instead of acted on (h5py's C code can swallow a ``KeyboardInterrupt`` raised
+  inside it) and acted on at the next check point, about every 16 MB written: the
+  temporary file is removed, then ``KeyboardInterrupt`` is raised (``SIGINT``) or the
+  signal is delivered again with its default action. Only in the main thread, and only
+  for signals whose handler is Python's default.
+- **modes**: the new file gets the mode of the file it replaces, else ``0o666`` minus
+  the process's umask (as ``open()`` would create it), not the ``0o600`` of temporary
+  files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import stat
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+try:  # POSIX
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no locks; stale files reclaimed by age
+    fcntl = None
+
+TEMP_SUFFIX = ".hh_plugin-partial"
+#: A temporary file whose lock is free is reclaimed when its process is gone, or after this.
+STALE_AFTER = 600.0
+_DEFERRED = ("SIGINT", "SIGTERM", "SIGHUP")
+
+
+class Interrupted(BaseException):
+    """A deferred signal arrived during a save (raised at a check point)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+class _Deferred:
+    def __init__(self):
+        self.received = []
+
+    def handler(self, signum, frame):
+        self.received.append(signum)
+
+    def check(self) -> None:
+        """Raise :class:`Interrupted` if a deferred signal arrived."""
+        if self.received:
+            raise Interrupted(self.received[0])
+
+
+@contextlib.contextmanager
+def deferred_signals():
+    """Record SIGINT/SIGTERM/SIGHUP (default handlers, main thread) instead of acting on
+    them; yields an object whose ``check()`` raises :class:`Interrupted`."""
+    state = _Deferred()
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for name in _DEFERRED:
+            signum = getattr(signal, name, None)
+            if signum is None:
+                continue
+            old = signal.getsignal(signum)
+            default = signal.default_int_handler if name == "SIGINT" else signal.SIG_DFL
+            if old is default:
+                previous[signum] = old
+                signal.signal(signum, state.handler)
+    try:
+        yield state
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def deliver(signum: int) -> None:
+    """Act on a deferred signal now that its default handler is back."""
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    os.kill(os.getpid(), signum)
+    time.sleep(1.0)  # the default action terminates the process during this
+    raise SystemExit(128 + signum)  # pragma: no cover
+
+
+def _umask() -> int:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # no race-free way to read it elsewhere
+    os.umask(mask)
+    return mask
+
+
+def file_mode(path: Path) -> int:
+    """Mode for a file written at ``path``: the existing file's, else ``0o666 & ~umask``."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    return True
+
+
+def reclaim_stale(directory: Path) -> int:
+    """Delete temporary files of saves that died in ``directory``; returns how many."""
+    removed = 0
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return 0
+    for entry in entries:
+        name = entry.name
+        if not (name.startswith(".") and name.endswith(TEMP_SUFFIX)):
+            continue
+        parts = name[1:-len(TEMP_SUFFIX)].rsplit(".", 2)
+        try:
+            pid = int(parts[1])
+        except (IndexError, ValueError):
+            continue
+        try:
+            fd = os.open(entry.path, os.O_RDWR | getattr(os, "O_NOFOLLOW", 0)
+                         | getattr(os, "O_CLOEXEC", 0))
+        except OSError:
+            continue
+        try:
+            if fcntl is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    continue  # a live save holds it
+            info = os.fstat(fd)
+            old = time.time() - info.st_mtime > STALE_AFTER
+            if fcntl is None and not old:
+                continue
+            if _pid_alive(pid) and not old:
+                continue
+            current = os.stat(entry.path, follow_symlinks=False)
+            if (current.st_ino, current.st_dev) == (info.st_ino, info.st_dev):
+                os.unlink(entry.path)
+                removed += 1
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return removed
+
+
+def _create_temp(directory: Path, name: str):
+    stem = name[:100]
+    for _ in range(100):
+        tmp = directory / f".{stem}.{os.getpid()}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
+        try:
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
+                         0o600)
+        except FileExistsError:
+            continue
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        return tmp, fd
+    raise FileExistsError(f"cannot create a temporary file in {directory}")  # pragma: no cover
+
+
+def _exists_message(path: Path) -> str:
+    return f"{path} exists; use overwrite=True (--force) to replace it"
+
+
+def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
+    if overwrite:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)  # atomic and never clobbers
+    except FileExistsError:
+        raise FileExistsError(_exists_message(path)) from None
+    except OSError:  # file systems without hard links
+        if os.path.lexists(path):
+            raise FileExistsError(_exists_message(path)) from None
+        os.replace(tmp, path)
+
+
+def _fsync_directory(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_create(path, fill: Callable, *, overwrite: bool = False) -> Path:
+    """Create ``path`` atomically with ``fill(tmp_path, fd, check)``.
+
+    ``fill`` writes the temporary file (``fd`` is open on it, read-write) and calls
+    ``check()`` between pieces of work (a deferred signal raises there). Raises
+    ``FileExistsError`` if ``path`` exists and not ``overwrite``, ``IsADirectoryError`` if
+    it is a directory; a deferred Ctrl-C becomes ``KeyboardInterrupt`` after clean-up.
+    """
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory")
+    if not overwrite and os.path.lexists(path):
+        raise FileExistsError(_exists_message(path))
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{path}: directory {directory} does not exist")
+    reclaim_stale(directory)
+    mode = file_mode(path)
+    pending = None
+    with deferred_signals() as state:
+        try:
+            tmp, fd = _create_temp(directory, path.name)
+            try:
+                fill(str(tmp), fd, state.check)
+                state.check()
+                os.fchmod(fd, mode)
+                os.fsync(fd)
+                state.check()
+                _publish(tmp, path, overwrite)
+            finally:
+                try:
+                    os.unlink(tmp)  # published under its real name (or abandoned)
+                except FileNotFoundError:
+                    pass
+                os.close(fd)
+            _fsync_directory(directory)
+        except Interrupted as exc:
+            pending = exc.signum
+        if pending is None and state.received:
+            pending = state.received[0]
+    if pending is not None:
+        deliver(pending)
+    return path

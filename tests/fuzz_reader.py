@@ -1,0 +1,350 @@
+"""Long fuzz run of the reader and the command line (issue 13). Not collected by pytest.
+
+    PYTHONPATH=. python3 tests/fuzz_reader.py --load 5000 --cli 2000 --workers 2
+
+Mutated files (``fuzz_mutations.py``) in four families:
+
+``damaged``   bytes changed, checksum left as written (disk or transfer damage);
+``plain``     bytes changed, user block removed (a file without a checksum);
+``crafted``   bytes changed, then a fresh checksum (an attacker who rewrites HDF5 structures);
+``structure`` members, storage, links, types, values, attributes or metadata changed with
+              h5py, then a fresh checksum (an attacker using h5py; canary files as targets).
+
+``--load``: files through ``hh_plugin.export.load`` as a library user calls it: ``load(p)``
+for damaged, plain and structure files, ``load(p, isolate=True)`` for crafted ones (the
+documented mode for files from untrusted sources). Each load runs in a worker process that
+the driver replaces if it dies or hangs, so every outcome is recorded.
+``--inprocess``: crafted files through ``load(p, isolate=False)``: what HDF5 does when it
+parses such files in the caller's process (the reason the isolated reader exists).
+``--cli``: files through ``hh-plugin inspect`` / ``run`` / ``crosscheck`` subprocesses.
+
+Outcome classes: ``record`` (read), ``FormatError: <kind>``, and the failures the issue
+forbids: ``other exception``, ``hang``, ``crash``, ``canary`` (data from outside the file),
+``traceback`` / ``internal error`` / ``bad exit`` (command line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import queue
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path[:0] = [str(HERE), str(ROOT)]
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(HERE)]
+                                                   + [p for p in os.environ.get("PYTHONPATH", "")
+                                                      .split(os.pathsep) if p])}
+FAILURES = ("other exception", "hang", "crash", "canary", "traceback", "internal error",
+            "bad exit")
+
+WORKER = r"""
+import json, random, sys, traceback
+from pathlib import Path
+import numpy as np
+from fuzz_mutations import (CANARY, canary_files, mutate_bytes, mutate_structure, seed_files,
+                            write_bytes_variant)
+from hh_plugin.export import FormatError, load
+work = Path(sys.argv[1])
+seeds = [(p.name, p.read_bytes()) for p in seed_files(work / "seeds")]
+canaries = canary_files(work)
+print("READY", flush=True)
+for line in sys.stdin:
+    job = json.loads(line)
+    rng = random.Random(job["seed"])
+    name, data = seeds[job["which"]]
+    path = work / f"w{job['worker']}-{name}"
+    family, mode = job["family"], job["mode"]
+    if family == "structure":
+        path.write_bytes(data)
+        ops = mutate_structure(path, rng, canaries)
+    else:
+        write_bytes_variant(path, mutate_bytes(data, rng), family)
+        ops = family
+    print(json.dumps({"started": job["id"]}), flush=True)
+    options = {"isolate": True, "timeout": 20} if mode == "isolated" else \
+        {"isolate": False} if mode == "inprocess" else {"timeout": 20}
+    try:
+        record = load(path, **options)
+        arrays = [np.asarray(v) for v in record.spec.parameters.values()]
+        arrays += list((record.state or {}).values()) + list((record.traces or {}).values())
+        arrays += [] if record.input is None else [record.input]
+        hit = any(a.dtype.kind == "f" and np.any(a == CANARY) for a in arrays)
+        result = {"outcome": "canary" if hit else "record"}
+    except FormatError as exc:
+        result = {"outcome": "FormatError", "message": exc.reason}
+    except BaseException as exc:
+        result = {"outcome": "other exception",
+                  "message": f"{type(exc).__name__}: {exc}"[:300],
+                  "trace": traceback.format_exc()[-800:]}
+    result.update(id=job["id"], ops=ops)
+    print(json.dumps(result), flush=True)
+"""
+
+
+def message_class(message: str) -> str:
+    """'FormatError: <the message's first words, numbers and quotes removed>'."""
+    text = re.sub(r"'[^']*'|\"[^\"]*\"", "'...'", message)
+    text = re.sub(r"\([^)]*\)?", "", text)
+    text = re.sub(r"[-+]?\d[\d.e+-]*", "N", text)
+    text = re.sub(r"/[\w/]+", "/PATH", text)
+    return "FormatError: " + " ".join(text.split()[:9])
+
+
+class Worker:
+    """A reader worker process; replaced when it dies or a job takes too long."""
+
+    def __init__(self, index: int, work: Path):
+        self.index, self.work = index, work / f"worker{index}"
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.start()
+
+    def start(self):
+        self.proc = subprocess.Popen([sys.executable, "-c", WORKER, str(self.work)], env=ENV,
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=subprocess.DEVNULL, text=True, bufsize=1)
+        self.lines = queue.Queue()
+        threading.Thread(target=self._pump, args=(self.proc, self.lines), daemon=True).start()
+        assert self._next(300) == "READY"
+
+    @staticmethod
+    def _pump(proc, lines):
+        for line in proc.stdout:
+            lines.put(line.strip())
+        lines.put(None)
+
+    def _next(self, timeout):
+        try:
+            return self.lines.get(timeout=timeout)
+        except queue.Empty:
+            return "TIMEOUT"
+
+    def run(self, job: dict, timeout: float) -> dict:
+        job = {**job, "worker": self.index}
+        self.proc.stdin.write(json.dumps(job) + "\n")
+        self.proc.stdin.flush()
+        started = self._next(300)
+        if started is None or started == "TIMEOUT":
+            return self._restart(job, "crash", "died while mutating")
+        line = self._next(timeout)
+        if line == "TIMEOUT":
+            return self._restart(job, "hang", f"no result within {timeout} s")
+        if line is None:
+            return self._restart(job, "crash", f"exit status {self.proc.wait()}")
+        return json.loads(line)
+
+    def _restart(self, job, outcome, message):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        code = self.proc.wait()
+        self.start()
+        return {"id": job["id"], "outcome": outcome, "message": f"{message} (worker {code})"}
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
+def load_phase(count, mode_of_family, families, workers, work, seed, timeout, log):
+    jobs = queue.Queue()
+    rng = random.Random(seed)
+    for i in range(count):
+        family = families[i % len(families)]
+        jobs.put({"id": i, "seed": rng.getrandbits(48), "which": rng.randrange(4),
+                  "family": family, "mode": mode_of_family[family]})
+    results = []
+    lock = threading.Lock()
+
+    def drive(index):
+        worker = Worker(index, work)
+        while True:
+            try:
+                job = jobs.get_nowait()
+            except queue.Empty:
+                break
+            result = worker.run(job, timeout)
+            result.update(family=job["family"], mode=job["mode"], seed=job["seed"],
+                          which=job["which"])
+            with lock:
+                results.append(result)
+                log(result, len(results), count)
+        worker.close()
+
+    threads = [threading.Thread(target=drive, args=(i,)) for i in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def cli_phase(count, workers, work, seed, log):
+    from fuzz_mutations import (canary_files, mutate_bytes, mutate_structure, seed_files,
+                                write_bytes_variant)
+
+    seeds = [(p.name, p.read_bytes()) for p in seed_files(work / "cli-seeds")]
+    canaries = canary_files(work)
+    valid_result = work / "cli-seeds" / "result.h5"
+    rng = random.Random(seed + 1)
+    jobs = queue.Queue()
+    families = ("damaged", "crafted", "plain", "structure")
+    for i in range(count):
+        command = rng.choices(("inspect", "run", "crosscheck"), (0.6, 0.25, 0.15))[0]
+        jobs.put({"id": i, "seed": rng.getrandbits(48), "which": rng.randrange(4),
+                  "family": families[i % 4], "command": command})
+    results, lock = [], threading.Lock()
+
+    def drive(index):
+        d = work / f"cli{index}"
+        d.mkdir(parents=True, exist_ok=True)
+        while True:
+            try:
+                job = jobs.get_nowait()
+            except queue.Empty:
+                break
+            r = random.Random(job["seed"])
+            name, data = seeds[job["which"]]
+            path = d / f"in-{name}"
+            if job["family"] == "structure":
+                path.write_bytes(data)
+                with lock:  # h5py in threads: one writer at a time keeps it simple
+                    mutate_structure(path, r, canaries)
+            else:
+                write_bytes_variant(path, mutate_bytes(data, r), job["family"])
+            out = d / "out.h5"
+            if out.exists():
+                out.unlink()
+            argv = {"inspect": ["inspect", path],
+                    "run": ["run", "--backend", "torch", path, "-o", out],
+                    "crosscheck": ["crosscheck", path, valid_result]}[job["command"]]
+            start = time.perf_counter()
+            try:
+                proc = subprocess.run([sys.executable, "-m", "hh_plugin.cli", *map(str, argv)],
+                                      env=ENV, capture_output=True, text=True, timeout=400,
+                                      stdin=subprocess.DEVNULL)
+                result = classify_cli(proc, job["command"])
+            except subprocess.TimeoutExpired:
+                result = {"outcome": "hang", "message": "no exit within 400 s"}
+            result.update(id=job["id"], family=job["family"], command=job["command"],
+                          seed=job["seed"], which=job["which"],
+                          seconds=round(time.perf_counter() - start, 2))
+            with lock:
+                results.append(result)
+                log(result, len(results), count)
+
+    threads = [threading.Thread(target=drive, args=(i,)) for i in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def classify_cli(proc, command) -> dict:
+    from fuzz_mutations import CANARY
+
+    err = proc.stderr.strip()
+    lines = [line for line in err.splitlines() if not line.startswith("hh-plugin: warning:")]
+    if proc.returncode < 0:
+        return {"outcome": "crash", "message": f"signal {-proc.returncode}"}
+    if "Traceback" in err:
+        return {"outcome": "traceback", "message": err[-500:]}
+    if f"{CANARY:g}" in proc.stdout:
+        return {"outcome": "canary", "message": proc.stdout[-300:]}
+    if proc.returncode == 3:
+        return {"outcome": "internal error", "message": err}
+    if proc.returncode in (0, 1) and not lines:
+        return {"outcome": f"exit {proc.returncode}"}
+    if proc.returncode == 2 and len(lines) == 1 and \
+            lines[0].startswith(f"hh-plugin {command}: error:"):
+        reason = lines[0].split(": error: ", 1)[1]
+        reason = reason.split(": ", 1)[1] if reason.startswith("/") else reason
+        return {"outcome": "exit 2", "message": reason}
+    return {"outcome": "bad exit", "message": f"status {proc.returncode}: {err[-300:]}"}
+
+
+def summarise(results, label):
+    outcomes = collections.Counter()
+    classes = collections.Counter()
+    for r in results:
+        outcome = r["outcome"]
+        key = outcome
+        if outcome in ("FormatError", "exit 2"):
+            key = message_class(r.get("message", ""))
+        outcomes[outcome if outcome not in ("FormatError",) else "FormatError"] += 1
+        classes[key] += 1
+    failures = [r for r in results if r["outcome"] in FAILURES]
+    print(f"\n== {label}: {len(results)} files")
+    for name, n in outcomes.most_common():
+        print(f"  {name:<20} {n}")
+    print("  message classes:")
+    for name, n in classes.most_common(25):
+        print(f"    {n:6d}  {name}")
+    if failures:
+        print(f"  FAILURES: {len(failures)}")
+        for r in failures[:20]:
+            print("   ", json.dumps(r)[:400])
+    return {"files": len(results), "outcomes": dict(outcomes), "classes": dict(classes),
+            "failures": failures}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--load", type=int, default=5000, help="files through load()")
+    parser.add_argument("--inprocess", type=int, default=0,
+                        help="crafted files through load(isolate=False)")
+    parser.add_argument("--cli", type=int, default=2000, help="files through the CLI")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--report", help="write the summary as JSON here")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="hh_fuzz_"))
+    start = time.time()
+
+    def log(result, done, total):
+        if done % 250 == 0 or result["outcome"] in FAILURES:
+            print(f"  [{time.time() - start:7.0f} s] {done}/{total} "
+                  f"{result['outcome']} {result.get('message', '')[:120]}", flush=True)
+
+    report = {"seed": args.seed}
+    print(f"work directory {work}", flush=True)
+    if args.load:
+        modes = {"damaged": "default", "plain": "default", "crafted": "isolated",
+                 "structure": "default"}
+        results = load_phase(args.load, modes, list(modes), args.workers, work, args.seed,
+                             120, log)
+        report["load"] = summarise(results, "load()")
+        for family in modes:
+            report[f"load/{family}"] = summarise([r for r in results
+                                                  if r["family"] == family],
+                                                 f"load() {family} ({modes[family]})")
+    if args.inprocess:
+        results = load_phase(args.inprocess, {"crafted": "inprocess"}, ["crafted"],
+                             args.workers, work, args.seed + 7, 30, log)
+        report["inprocess"] = summarise(results, "load(isolate=False) on crafted bytes")
+    if args.cli:
+        results = cli_phase(args.cli, args.workers, work, args.seed, log)
+        report["cli"] = summarise(results, "hh-plugin")
+        for command in ("inspect", "run", "crosscheck"):
+            summarise([r for r in results if r["command"] == command], f"hh-plugin {command}")
+    report["seconds"] = round(time.time() - start)
+    print(f"\ntotal {report['seconds']} s")
+    if args.report:
+        Path(args.report).write_text(json.dumps(report, indent=1, default=str))
+    forbidden = sum(len(v["failures"]) for k, v in report.items()
+                    if isinstance(v, dict) and "failures" in v and k != "inprocess")
+    return 1 if forbidden else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

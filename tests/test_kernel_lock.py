@@ -1,0 +1,127 @@
+"""Issue 13, fault 9: a process killed during the first build of the fused kernel must not
+make later runs hang; waiting for another build has a timeout and falls back with a warning.
+
+The build is simulated: ``torch.utils.cpp_extension.load_inline`` is replaced, in child
+processes, by a stand-in that behaves like torch's (it guards the build with torch's
+``FileBaton`` on ``<build>/lock`` and waits while that file exists), then "compiles" for a
+while. Compiling for real would take a minute per test.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from hh_plugin.torch.fused.cpp import compiler_available
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.skipif(compiler_available() is not None,
+                                reason="the fused path needs a C++ compiler and ninja")
+
+CHILD = textwrap.dedent("""
+    import os, sys, time, types, warnings
+    import torch
+    import torch.utils.cpp_extension as cpp_extension
+    from torch.utils.file_baton import FileBaton
+
+    seconds = float(sys.argv[1])
+
+    def fake_load_inline(name, cpp_sources, functions, extra_cflags, extra_ldflags,
+                         build_directory, verbose=False):
+        baton = FileBaton(os.path.join(build_directory, "lock"))
+        if baton.try_acquire():          # torch's own guard of a build
+            try:
+                print("BUILDING", flush=True)
+                time.sleep(seconds)      # the compiler at work
+            finally:
+                baton.release()
+        else:
+            baton.wait()                 # another build: torch waits while 'lock' exists
+        raise RuntimeError("stand-in build: no kernel")   # -> the fallback path
+
+    cpp_extension.load_inline = fake_load_inline
+    from hh_plugin import HHSpec
+    from hh_plugin.torch import HH
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        z, state = HH(p=HHSpec(), dt=1e-5, seed=0)(torch.full((1000, 3), 10.0))
+    print("RESULT", int(z.sum()), flush=True)
+    for w in caught:
+        print("WARNING", str(w.message).replace(chr(10), " "), flush=True)
+""")
+
+
+def _env(cache, **extra):
+    return {**os.environ, "HH_PLUGIN_CACHE_DIR": str(cache), **extra,
+            "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
+def _start(cache, seconds, **extra):
+    return subprocess.Popen([sys.executable, "-c", CHILD, str(seconds)], env=_env(cache, **extra),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(proc, word, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        if line.startswith(word):
+            return
+        assert line or proc.poll() is None, proc.stderr.read()
+    raise AssertionError(f"no {word} within {timeout} s")
+
+
+def _run(cache, seconds, timeout=120, **extra):
+    return subprocess.run([sys.executable, "-c", CHILD, str(seconds)], env=_env(cache, **extra),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_build_killed_mid_way_does_not_block_later_runs(tmp_path):
+    # it left torch's lock file; every later CPU run hung forever after "about 30 s"
+    first = _start(tmp_path, 600)
+    _wait_for(first, "BUILDING")
+    first.kill()
+    first.wait()
+    assert list(tmp_path.rglob("lock")), "the killed build should have left torch's lock"
+    start = time.perf_counter()
+    later = _run(tmp_path, 0.1, timeout=120)
+    assert later.returncode == 0, later.stderr
+    assert "RESULT" in later.stdout and "BUILDING" in later.stdout  # built, not waited
+    assert time.perf_counter() - start < 100
+
+
+def test_waiting_for_a_live_build_times_out_and_falls_back(tmp_path):
+    first = _start(tmp_path, 600)
+    try:
+        _wait_for(first, "BUILDING")
+        start = time.perf_counter()
+        later = _run(tmp_path, 0.1, timeout=120, HH_PLUGIN_BUILD_TIMEOUT="2")
+        elapsed = time.perf_counter() - start
+    finally:
+        first.kill()
+        first.wait()
+    assert later.returncode == 0, later.stderr
+    assert "BUILDING" not in later.stdout
+    assert "RESULT" in later.stdout
+    warning = [line for line in later.stdout.splitlines() if line.startswith("WARNING")]
+    assert any("more than 2 s" in w and "falling back" in w for w in warning), later.stdout
+    assert "waiting for another process" in later.stderr
+    assert elapsed < 60
+
+
+def test_fallback_gives_the_step_loop_result(tmp_path):
+    import torch
+
+    from hh_plugin import HHSpec
+    from hh_plugin.torch import HH
+
+    done = _run(tmp_path, 0.1)
+    assert done.returncode == 0, done.stderr
+    expected = HH(p=HHSpec(), dt=1e-5, seed=0, path="naive")(torch.full((1000, 3), 10.0))[0]
+    assert f"RESULT {int(expected.sum())}" in done.stdout
+    assert "falling back to the naive path" in done.stdout
