@@ -129,7 +129,8 @@ def load_extension(model: ModelDefinition, verbose: bool = False):
         from torch.utils.cpp_extension import load_inline
         try:
             ext = load_inline(name=name, cpp_sources=[source],
-                              functions=["hh_forward", "hh_backward"],
+                              functions=["hh_forward", "hh_backward", "hh_step_forward",
+                                         "hh_step_backward"],
                               extra_cflags=flags, extra_ldflags=["-fopenmp"],
                               build_directory=str(build), verbose=verbose)
         except Exception as exc:  # compiler errors, missing headers, ...

@@ -283,11 +283,26 @@ inline void adjoint_lanes(int n, const T (&SRC)[NS][W], T (&GS)[NS][W], T (&GP)[
 
 
 _CPP_DRIVER = r"""
+// Lanes [0, W) from src[0, n), the last value repeated in the padding lanes.
+template <typename T, int W>
+inline void load_lanes(const T* __restrict src, int n, T* __restrict dst) {
+  if (n == W) {
+    for (int i = 0; i < W; ++i) dst[i] = src[i];
+  } else {
+    for (int i = 0; i < W; ++i) dst[i] = src[std::min(i, n - 1)];
+  }
+}
+
 template <typename T, int W>
 inline void load_params(const Args<T>& a, int64_t j0, int n, T (&P)[NP][W]) {
-  for (int q = 0; q < NP; ++q)
-    for (int i = 0; i < W; ++i)
-      P[q][i] = a.scalar[q] ? a.param[q][0] : a.param[q][j0 + std::min(i, n - 1)];
+  for (int q = 0; q < NP; ++q) {
+    if (a.scalar[q]) {
+      const T v = a.param[q][0];
+      for (int i = 0; i < W; ++i) P[q][i] = v;
+    } else {
+      load_lanes<T, W>(a.param[q] + j0, n, P[q]);
+    }
+  }
 }
 
 template <typename T, int RESET, int W>
@@ -411,6 +426,69 @@ void run_backward(const Args<T>& a) {
     for (int64_t blk = b0; blk < b1; ++blk) {
       const int64_t j0 = blk * W;
       backward_block<T, RESET, W, PG>(a, j0, (int)std::min<int64_t>(W, a.M - j0), scratch);
+    }
+  });
+}
+
+// ---- One step of every neuron (the cell, hh_step_forward/hh_step_backward). The same
+// step_lanes and adjoint_lanes instantiations as the sequence kernel on the same padded
+// blocks, so a cell stepped in a loop rounds exactly as the sequence kernel does.
+template <typename T, int RESET, int W>
+void step_block(const Args<T>& a, int64_t j0, int n) {
+  alignas(64) T S[NS][W];
+  alignas(64) T P[NP][W];
+  alignas(64) T Ipad[W];
+  alignas(64) T Zpad[W];
+  load_params<T, W>(a, j0, n, P);
+  for (int s = 0; s < NS; ++s) load_lanes<T, W>(a.state0[s] + j0, n, S[s]);
+  load_lanes<T, W>(a.I + j0, n, Ipad);
+  step_lanes<T, RESET, W>(W, S, S, P, Ipad, Zpad, a.dt);
+  for (int i = 0; i < n; ++i) a.Z[j0 + i] = Zpad[i];
+  for (int s = 0; s < NS; ++s)
+    for (int i = 0; i < n; ++i) a.state1[s][j0 + i] = S[s][i];
+}
+
+template <typename T, int RESET, int W>
+void step_adjoint_block(const Args<T>& a, int64_t j0, int n) {
+  alignas(64) T S[NS][W];
+  alignas(64) T P[NP][W];
+  alignas(64) T GS[NS][W];
+  alignas(64) T GP[NP][W];
+  alignas(64) T Ipad[W];
+  alignas(64) T gZpad[W];
+  alignas(64) T gIpad[W];
+  load_params<T, W>(a, j0, n, P);
+  for (int s = 0; s < NS; ++s) load_lanes<T, W>(a.state0[s] + j0, n, S[s]);
+  load_lanes<T, W>(a.I + j0, n, Ipad);
+  for (int i = 0; i < W; ++i) gZpad[i] = (a.gZ && i < n) ? a.gZ[j0 + i] : T(0);
+  for (int s = 0; s < NS; ++s)
+    for (int i = 0; i < W; ++i) GS[s][i] = (a.gfinal[s] && i < n) ? a.gfinal[s][j0 + i] : T(0);
+  for (int q = 0; q < NP; ++q)
+    for (int i = 0; i < W; ++i) GP[q][i] = T(0);
+  adjoint_lanes<T, RESET, W, true>(W, S, GS, GP, P, Ipad, gZpad, gIpad, a.dt);
+  for (int i = 0; i < n; ++i) a.gI[j0 + i] = gIpad[i];
+  for (int s = 0; s < NS; ++s)
+    for (int i = 0; i < n; ++i) a.gstate0[s][j0 + i] = GS[s][i];
+  for (int q = 0; q < NP; ++q)
+    if (a.gparam[q])
+      for (int i = 0; i < n; ++i) a.gparam[q][j0 + i] = GP[q][i];
+}
+
+// Neurons per thread at least in a single step: a step of fewer takes less time than
+// handing work to a second thread does on a busy machine.
+constexpr int64_t STEP_MIN_NEURONS_PER_THREAD = STEP_GRAIN;
+
+template <typename T, int RESET>
+void run_step(const Args<T>& a, bool adjoint) {
+  constexpr int W = BlockWidth<T>::value;
+  const int64_t nblocks = (a.M + W - 1) / W;
+  const int64_t grain = std::max<int64_t>(1, STEP_MIN_NEURONS_PER_THREAD / W);
+  at::parallel_for(0, nblocks, grain, [&](int64_t b0, int64_t b1) {
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      const int64_t j0 = blk * W;
+      const int n = (int)std::min<int64_t>(W, a.M - j0);
+      if (adjoint) step_adjoint_block<T, RESET, W>(a, j0, n);
+      else step_block<T, RESET, W>(a, j0, n);
     }
   });
 }
@@ -543,6 +621,81 @@ std::vector<torch::Tensor> hh_backward(torch::Tensor I, torch::Tensor ckpt,
   });
   return out;
 }
+
+// One step (the cell). I and the NS states: contiguous tensors of M elements, one shape;
+// params: NP tensors of 1 or M elements. Returns [z, new state (NS)] in I's shape.
+std::vector<torch::Tensor> hh_step_forward(torch::Tensor I, std::vector<torch::Tensor> state0,
+                                           std::vector<torch::Tensor> params, double dt,
+                                           int64_t reset) {
+  TORCH_CHECK(I.is_contiguous() && I.device().is_cpu(), "I must be a contiguous CPU tensor");
+  check_vector(state0, NS, "state0");
+  check_vector(params, NP, "params");
+  const int64_t M = I.numel();
+  std::vector<torch::Tensor> out;
+  for (int s = 0; s <= NS; ++s) out.push_back(torch::empty(I.sizes(), I.options()));
+  AT_DISPATCH_FLOATING_TYPES(I.scalar_type(), "hh_step_forward", [&] {
+    using T = scalar_t;
+    Args<T> a{};
+    fill_common<T>(a, I.view({1, M}), params, dt, 0);
+    a.Z = out[0].data_ptr<T>();
+    for (int s = 0; s < NS; ++s) {
+      TORCH_CHECK(state0[s].is_contiguous() && state0[s].numel() == M &&
+                  state0[s].scalar_type() == I.scalar_type(),
+                  "state tensors must be contiguous, of I's size and dtype");
+      a.state0[s] = state0[s].data_ptr<T>();
+      a.state1[s] = out[1 + s].data_ptr<T>();
+    }
+    if (M == 0) return;
+    if (reset == 0) run_step<T, 0>(a, false);
+    else if (reset == 1) run_step<T, 1>(a, false);
+    else run_step<T, 2>(a, false);
+  });
+  return out;
+}
+
+// Adjoint of one step. gZ: like I or empty (zero); gstate1: NS tensors, each like I or
+// empty (zero). Returns [gI, gstate0 (NS), in I's shape; per-neuron parameter gradients
+// (NP, (M,)) only when pgrad].
+std::vector<torch::Tensor> hh_step_backward(torch::Tensor I, std::vector<torch::Tensor> state0,
+                                            std::vector<torch::Tensor> params, double dt,
+                                            int64_t reset, torch::Tensor gZ,
+                                            std::vector<torch::Tensor> gstate1, bool pgrad) {
+  TORCH_CHECK(I.is_contiguous() && I.device().is_cpu(), "I must be a contiguous CPU tensor");
+  check_vector(state0, NS, "state0");
+  check_vector(params, NP, "params");
+  check_vector(gstate1, NS, "gstate1");
+  const int64_t M = I.numel();
+  std::vector<torch::Tensor> out;
+  for (int s = 0; s <= NS; ++s) out.push_back(torch::empty(I.sizes(), I.options()));
+  if (pgrad)
+    for (int q = 0; q < NP; ++q) out.push_back(torch::empty({M}, I.options()));
+  AT_DISPATCH_FLOATING_TYPES(I.scalar_type(), "hh_step_backward", [&] {
+    using T = scalar_t;
+    Args<T> a{};
+    fill_common<T>(a, I.view({1, M}), params, dt, 0);
+    TORCH_CHECK(gZ.numel() == 0 || (gZ.is_contiguous() && gZ.numel() == M &&
+                gZ.scalar_type() == I.scalar_type()), "bad gZ");
+    a.gZ = gZ.numel() ? gZ.data_ptr<T>() : nullptr;
+    a.gI = out[0].data_ptr<T>();
+    for (int s = 0; s < NS; ++s) {
+      TORCH_CHECK(state0[s].is_contiguous() && state0[s].numel() == M &&
+                  state0[s].scalar_type() == I.scalar_type(),
+                  "state tensors must be contiguous, of I's size and dtype");
+      TORCH_CHECK(gstate1[s].numel() == 0 || (gstate1[s].is_contiguous() &&
+                  gstate1[s].numel() == M && gstate1[s].scalar_type() == I.scalar_type()),
+                  "bad gstate1");
+      a.state0[s] = state0[s].data_ptr<T>();
+      a.gfinal[s] = gstate1[s].numel() ? gstate1[s].data_ptr<T>() : nullptr;
+      a.gstate0[s] = out[1 + s].data_ptr<T>();
+    }
+    for (int q = 0; q < NP; ++q) a.gparam[q] = pgrad ? out[1 + NS + q].data_ptr<T>() : nullptr;
+    if (M == 0) return;
+    if (reset == 0) run_step<T, 0>(a, true);
+    else if (reset == 1) run_step<T, 1>(a, true);
+    else run_step<T, 2>(a, true);
+  });
+  return out;
+}
 """
 
 #: Independent lane groups interleaved in each simd iteration (see :func:`_interleave`).
@@ -550,11 +703,14 @@ INTERLEAVE = 1
 #: Neurons per block (lanes kept in L1 across the time loop), float and double.
 BLOCK_FLOAT = 64
 BLOCK_DOUBLE = 32
+#: Neurons per thread at least in the single-step op (smaller steps run on one thread).
+STEP_GRAIN = 16384
 
 
 def generate_cpp(model: ModelDefinition) -> str:
-    """C++ source of the fused CPU extension for ``model`` (functions ``hh_forward``,
-    ``hh_backward``)."""
+    """C++ source of the fused CPU extension for ``model``: the sequence kernel
+    (``hh_forward``, ``hh_backward``) and the single step (``hh_step_forward``,
+    ``hh_step_backward``)."""
     program = step_program(model, CPP)
     header = (exprel_constants(_CPP_HEADER).replace("MODEL_NAME", model.name)
               .replace("NUM_STATES", str(len(program.states)))
@@ -562,7 +718,8 @@ def generate_cpp(model: ModelDefinition) -> str:
               .replace("BLOCK_DOUBLE", str(BLOCK_DOUBLE))
               .replace("BLOCK_FLOAT", str(BLOCK_FLOAT)))
     driver = (_CPP_DRIVER.replace("BLOCK_FLOAT_V", str(BLOCK_FLOAT))
-              .replace("BLOCK_DOUBLE_V", str(BLOCK_DOUBLE)))
+              .replace("BLOCK_DOUBLE_V", str(BLOCK_DOUBLE))
+              .replace("STEP_GRAIN", str(STEP_GRAIN)))
     return header + _cpp_block_code(program, INTERLEAVE) + driver
 
 
