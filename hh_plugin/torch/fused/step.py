@@ -180,8 +180,8 @@ class FusedStepFunction(torch.autograd.Function):
 def hh_step_fused(input_current: torch.Tensor, state, p, dt: float = 1e-5):
     r"""One step of :func:`~hh_plugin.torch.functional.hh.hh_step` in the fused C++ kernel.
 
-    Same arguments and results (input, state and parameters broadcast to a common
-    population shape). Raises :class:`.cpp.PathUnavailable` if the extension cannot be
+    Same arguments and results, except that every state variable of the result has the
+    common shape of the input and the state (as the spikes have). Raises :class:`.cpp.PathUnavailable` if the extension cannot be
     built; the inputs must satisfy :func:`fused_step_unavailable_reason`."""
     model = type(p).model
     ext = load_extension(model)
