@@ -24,6 +24,7 @@ _CPP_HEADER = r"""
 #include <type_traits>
 #include <vector>
 #include <algorithm>
+#include <atomic>
 #ifdef __linux__
 #include <sys/mman.h>
 #endif
@@ -230,30 +231,70 @@ def _interleave(lines, unroll: int, indent: str = "      ") -> str:
     return "\n".join(out)
 
 
+_ASSIGNMENT = re.compile(r"const T (\w+) = (.*);$")
+
+
+def hoisted_statements(program: StepProgram):
+    """Split the forward statements into those that read parameters (and ``dt``) only,
+    computed once per block and call instead of once per step (``1/C``, ``1/|V_th|``),
+    and the rest. Returns ``(hoisted [(name, statement)], rest [statement])``."""
+    invariant = {f"p_{p}" for p in program.parameters}
+    hoisted, rest = [], []
+    for line in program.forward:
+        match = _ASSIGNMENT.match(line)
+        if match and set(_LOCAL_NAME.findall(match.group(2))) <= invariant:
+            invariant.add(match.group(1))
+            hoisted.append((match.group(1), line))
+        else:
+            rest.append(line)
+    return hoisted, rest
+
+
 def _cpp_block_code(program: StepProgram, unroll: int = 2) -> str:
     U = unroll
     states, params = program.states, program.parameters
+    hoisted, forward = hoisted_statements(program)
     load_state = [f"const T s_{s} = SRC[{k}][i];" for k, s in enumerate(states)]
-    load_param = [f"const T p_{p} = P[{k}][i];" for k, p in enumerate(params)]
+    load_param = ([f"const T p_{p} = P[{k}][i];" for k, p in enumerate(params)]
+                  + [f"const T {name} = P[NP + {k}][i];" for k, (name, _) in enumerate(hoisted)])
+    derive = ([f"const T p_{p} = P[{k}][i];" for k, p in enumerate(params)]
+              + [line for _, line in hoisted]
+              + [f"P[NP + {k}][i] = {name};" for k, (name, _) in enumerate(hoisted)])
     store_state = [f"DST[{k}][i] = o_{s};" for k, s in enumerate(states)]
     load_gs = [f"const T gs_{s} = GS[{k}][i];" for k, s in enumerate(states)]
     store_go = [f"GS[{k}][i] = go_{s};" for k, s in enumerate(states)]
     pgrad = [f"GP[{k}][i] += {program.parameter_gradients[p]};"
              for k, p in enumerate(params) if p in program.parameter_gradients]
     fwd_body = _interleave(load_state + load_param + ["const T I_in = It[i];"]
-                           + list(program.forward) + store_state, U)
+                           + forward + store_state, U)
     fwd_z = _interleave(["Zt[i] = o_z;"], U, "        ")
     bwd_body = _interleave(load_state + load_gs + load_param
                            + ["const T I_in = It[i];", "const T g_z = gZt ? gZt[i] : T(0);"]
-                           + list(program.forward) + list(program.backward) + store_go
+                           + forward + list(program.backward) + store_go
                            + ["gIt[i] = g_I;"], U)
     bwd_pg = _interleave(pgrad, U, "        ")
+    derive_body = _interleave(derive, 1)
     return f"""
+constexpr int NH = {len(hoisted)};  // statements on parameters only, in P[NP ...]
+constexpr int NPX = NP + NH;
+
+// The statements that read parameters only, once per block: P[NP + k] from P[0, NP).
+template <typename T, int W>
+inline void derive_lanes(T (&P)[NPX][W], T dt) {{
+#pragma omp simd
+  for (int i = 0; i < W; ++i) {{
+{derive_body}
+  }}
+}}
+
 // One step for the lanes [0, W) of a block: state SRC -> DST (may alias), spikes to Zt.
 // Each simd iteration advances {U} independent lane groups (see codegen._interleave).
+// Not inlined: the sequence kernel and the single step run this one machine code, so
+// that they round identically (a cell loop gives the sequence module's spikes exactly).
 template <typename T, int RESET, int W>
-inline void step_lanes(int n, const T (&SRC)[NS][W], T (&DST)[NS][W], const T (&P)[NP][W],
-                       const T* __restrict It, T* __restrict Zt, T dt) {{
+__attribute__((noinline))
+void step_lanes(int n, const T (&SRC)[NS][W], T (&DST)[NS][W], const T (&P)[NPX][W],
+                const T* __restrict It, T* __restrict Zt, T dt) {{
   static_assert(W % {U} == 0, "block width must be a multiple of the interleave factor");
 #pragma omp simd
   for (int i = 0; i < W / {U}; ++i) {{
@@ -267,9 +308,10 @@ inline void step_lanes(int n, const T (&SRC)[NS][W], T (&DST)[NS][W], const T (&
 // Adjoint of one step: GS holds the adjoint of the state after the step on entry,
 // of the state before it on exit.
 template <typename T, int RESET, int W, bool PG>
-inline void adjoint_lanes(int n, const T (&SRC)[NS][W], T (&GS)[NS][W], T (&GP)[NP][W],
-                          const T (&P)[NP][W], const T* __restrict It,
-                          const T* __restrict gZt, T* __restrict gIt, T dt) {{
+__attribute__((noinline))
+void adjoint_lanes(int n, const T (&SRC)[NS][W], T (&GS)[NS][W], T (&GP)[NP][W],
+                   const T (&P)[NPX][W], const T* __restrict It,
+                   const T* __restrict gZt, T* __restrict gIt, T dt) {{
   static_assert(W % {U} == 0, "block width must be a multiple of the interleave factor");
 #pragma omp simd
   for (int i = 0; i < W / {U}; ++i) {{
@@ -294,7 +336,7 @@ inline void load_lanes(const T* __restrict src, int n, T* __restrict dst) {
 }
 
 template <typename T, int W>
-inline void load_params(const Args<T>& a, int64_t j0, int n, T (&P)[NP][W]) {
+inline void load_params(const Args<T>& a, int64_t j0, int n, T (&P)[NPX][W]) {
   for (int q = 0; q < NP; ++q) {
     if (a.scalar[q]) {
       const T v = a.param[q][0];
@@ -303,12 +345,33 @@ inline void load_params(const Args<T>& a, int64_t j0, int n, T (&P)[NP][W]) {
       load_lanes<T, W>(a.param[q] + j0, n, P[q]);
     }
   }
+  derive_lanes<T, W>(P, a.dt);
+}
+
+// Runs f(block) for blocks [0, nblocks) on up to the intra-op threads, at least
+// min_blocks per thread. Blocks are handed out one at a time from a shared counter
+// rather than split evenly in advance: when another process holds one of the cores for
+// a while, the other threads take over its blocks instead of waiting for it at the end.
+template <typename F>
+void for_each_block(int64_t nblocks, int64_t min_blocks, const F& f) {
+  const int64_t threads = std::min<int64_t>(at::get_num_threads(),
+                                            std::max<int64_t>(1, nblocks / std::max<int64_t>(1, min_blocks)));
+  if (threads <= 1 || at::in_parallel_region()) {
+    for (int64_t b = 0; b < nblocks; ++b) f(b);
+    return;
+  }
+  std::atomic<int64_t> next{0};
+  at::parallel_for(0, threads, 1, [&](int64_t, int64_t) {
+    for (int64_t b = next.fetch_add(1, std::memory_order_relaxed); b < nblocks;
+         b = next.fetch_add(1, std::memory_order_relaxed))
+      f(b);
+  });
 }
 
 template <typename T, int RESET, int W>
 void forward_block(const Args<T>& a, int64_t j0, int n) {
   alignas(64) T S[NS][W];
-  alignas(64) T P[NP][W];
+  alignas(64) T P[NPX][W];
   load_params<T, W>(a, j0, n, P);
   for (int s = 0; s < NS; ++s)
     for (int i = 0; i < W; ++i) S[s][i] = a.state0[s][j0 + std::min(i, n - 1)];
@@ -347,7 +410,7 @@ void backward_block(const Args<T>& a, int64_t j0, int n, std::vector<T>& scratch
   uintptr_t base = reinterpret_cast<uintptr_t>(scratch.data());
   T* aligned = reinterpret_cast<T*>((base + 63) & ~uintptr_t(63));
   Row* buf = reinterpret_cast<Row*>(aligned);
-  alignas(64) T P[NP][W];
+  alignas(64) T P[NPX][W];
   alignas(64) T GS[NS][W];
   alignas(64) T GP[NP][W];
   alignas(64) T Ipad[W];
@@ -408,25 +471,19 @@ void backward_block(const Args<T>& a, int64_t j0, int n, std::vector<T>& scratch
 template <typename T, int RESET>
 void run_forward(const Args<T>& a) {
   constexpr int W = BlockWidth<T>::value;
-  const int64_t nblocks = (a.M + W - 1) / W;
-  at::parallel_for(0, nblocks, 1, [&](int64_t b0, int64_t b1) {
-    for (int64_t blk = b0; blk < b1; ++blk) {
-      const int64_t j0 = blk * W;
-      forward_block<T, RESET, W>(a, j0, (int)std::min<int64_t>(W, a.M - j0));
-    }
+  for_each_block((a.M + W - 1) / W, 1, [&](int64_t blk) {
+    const int64_t j0 = blk * W;
+    forward_block<T, RESET, W>(a, j0, (int)std::min<int64_t>(W, a.M - j0));
   });
 }
 
 template <typename T, int RESET, bool PG>
 void run_backward(const Args<T>& a) {
   constexpr int W = BlockWidth<T>::value;
-  const int64_t nblocks = (a.M + W - 1) / W;
-  at::parallel_for(0, nblocks, 1, [&](int64_t b0, int64_t b1) {
-    std::vector<T> scratch;
-    for (int64_t blk = b0; blk < b1; ++blk) {
-      const int64_t j0 = blk * W;
-      backward_block<T, RESET, W, PG>(a, j0, (int)std::min<int64_t>(W, a.M - j0), scratch);
-    }
+  for_each_block((a.M + W - 1) / W, 1, [&](int64_t blk) {
+    thread_local std::vector<T> scratch;
+    const int64_t j0 = blk * W;
+    backward_block<T, RESET, W, PG>(a, j0, (int)std::min<int64_t>(W, a.M - j0), scratch);
   });
 }
 
@@ -436,7 +493,7 @@ void run_backward(const Args<T>& a) {
 template <typename T, int RESET, int W>
 void step_block(const Args<T>& a, int64_t j0, int n) {
   alignas(64) T S[NS][W];
-  alignas(64) T P[NP][W];
+  alignas(64) T P[NPX][W];
   alignas(64) T Ipad[W];
   alignas(64) T Zpad[W];
   load_params<T, W>(a, j0, n, P);
@@ -451,7 +508,7 @@ void step_block(const Args<T>& a, int64_t j0, int n) {
 template <typename T, int RESET, int W>
 void step_adjoint_block(const Args<T>& a, int64_t j0, int n) {
   alignas(64) T S[NS][W];
-  alignas(64) T P[NP][W];
+  alignas(64) T P[NPX][W];
   alignas(64) T GS[NS][W];
   alignas(64) T GP[NP][W];
   alignas(64) T Ipad[W];
@@ -481,15 +538,11 @@ constexpr int64_t STEP_MIN_NEURONS_PER_THREAD = STEP_GRAIN;
 template <typename T, int RESET>
 void run_step(const Args<T>& a, bool adjoint) {
   constexpr int W = BlockWidth<T>::value;
-  const int64_t nblocks = (a.M + W - 1) / W;
-  const int64_t grain = std::max<int64_t>(1, STEP_MIN_NEURONS_PER_THREAD / W);
-  at::parallel_for(0, nblocks, grain, [&](int64_t b0, int64_t b1) {
-    for (int64_t blk = b0; blk < b1; ++blk) {
-      const int64_t j0 = blk * W;
-      const int n = (int)std::min<int64_t>(W, a.M - j0);
-      if (adjoint) step_adjoint_block<T, RESET, W>(a, j0, n);
-      else step_block<T, RESET, W>(a, j0, n);
-    }
+  for_each_block((a.M + W - 1) / W, STEP_MIN_NEURONS_PER_THREAD / W, [&](int64_t blk) {
+    const int64_t j0 = blk * W;
+    const int n = (int)std::min<int64_t>(W, a.M - j0);
+    if (adjoint) step_adjoint_block<T, RESET, W>(a, j0, n);
+    else step_block<T, RESET, W>(a, j0, n);
   });
 }
 
