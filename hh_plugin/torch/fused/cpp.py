@@ -8,7 +8,8 @@ source, the compiler flags, the torch and Python versions and the CPU:
 * ``$HH_PLUGIN_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/hh_plugin``, else
   ``~/.cache/hh_plugin``; the extension lives under ``torch_extensions/<name>/``.
 
-Later processes load the cached build in well under a second. Each neuron's whole time
+Later processes load the cached build in well under a second. Large outputs reuse
+storage that no tensor refers to any more (:func:`release_outputs`). Each neuron's whole time
 loop runs inside the kernel with its state in an L1-resident block (64 neurons in float,
 32 in double) that the compiler vectorises; blocks are spread over PyTorch's intra-op
 threads (``torch.set_num_threads``).
@@ -130,7 +131,7 @@ def load_extension(model: ModelDefinition, verbose: bool = False):
         try:
             ext = load_inline(name=name, cpp_sources=[source],
                               functions=["hh_forward", "hh_backward", "hh_step_forward",
-                                         "hh_step_backward"],
+                                         "hh_step_backward", "hh_release_outputs"],
                               extra_cflags=flags, extra_ldflags=["-fopenmp"],
                               build_directory=str(build), verbose=verbose)
         except Exception as exc:  # compiler errors, missing headers, ...
@@ -138,6 +139,20 @@ def load_extension(model: ModelDefinition, verbose: bool = False):
             raise PathUnavailable(_FAILURES[key]) from exc
         _EXTENSIONS[key] = ext
         return ext
+
+
+def release_outputs() -> int:
+    """Free the pooled large output buffers of the loaded fused kernels that no tensor
+    refers to any more; returns the bytes freed.
+
+    The kernels hand out the storage of a large output (spikes, recorded states, input
+    gradient) again once nothing refers to it, instead of asking the operating system for
+    fresh pages, which it zeroes at first touch (see docs/performance.md). At most
+    ``HH_PLUGIN_OUTPUT_POOL_MB`` MiB (default 1024, read at the first call; 0 turns the
+    pool off) stay allocated between calls; this releases them now."""
+    with _LOCK:
+        extensions = list(_EXTENSIONS.values())
+    return sum(int(ext.hh_release_outputs()) for ext in extensions)
 
 
 class FusedHHFunction(torch.autograd.Function):

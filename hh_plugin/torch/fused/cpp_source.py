@@ -25,6 +25,8 @@ _CPP_HEADER = r"""
 #include <vector>
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
+#include <mutex>
 #ifdef __linux__
 #include <sys/mman.h>
 #endif
@@ -549,7 +551,7 @@ void run_step(const Args<T>& a, bool adjoint) {
 // Large (T, M) outputs are fresh memory; faulting it in 4 KiB pages inside the kernel
 // cost about a third of the forward time at N = 1e4, T = 1000 on the benchmark machine.
 // Where transparent huge pages are enabled in "madvise" mode, ask for them.
-inline torch::Tensor big_empty(at::IntArrayRef shape, const torch::TensorOptions& opts) {
+inline torch::Tensor fresh_empty(at::IntArrayRef shape, const torch::TensorOptions& opts) {
   torch::Tensor t = torch::empty(shape, opts);
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
   const uintptr_t huge = uintptr_t(1) << 21;
@@ -560,6 +562,81 @@ inline torch::Tensor big_empty(at::IntArrayRef shape, const torch::TensorOptions
 #endif
   return t;
 }
+
+// Even so, fresh pages are zeroed by the operating system at first touch, and on a busy
+// machine that (with huge-page compaction) took up to two thirds of a forward call. So
+// the storages of large outputs are kept in a small pool and handed out again once
+// nothing refers to them any more: no tensor, view, saved tensor or storage object (the
+// storage's reference count is the pool's own). The pool keeps at most
+// HH_PLUGIN_OUTPUT_POOL_MB MiB (default 1024; 0 disables it); a buffer that does not fit
+// is allocated fresh as before, and hh_release_outputs() frees the unused ones.
+constexpr int64_t POOL_MIN_BYTES = int64_t(1) << 20;
+
+struct OutputPool {
+  std::mutex mutex;
+  std::vector<c10::Storage> storages;
+};
+
+inline OutputPool& output_pool() {
+  static OutputPool pool;
+  return pool;
+}
+
+inline int64_t output_pool_limit() {
+  static const int64_t limit = [] {
+    const char* env = std::getenv("HH_PLUGIN_OUTPUT_POOL_MB");
+    const long long mb = env ? std::atoll(env) : 1024;
+    return std::max<int64_t>(0, mb) * (int64_t(1) << 20);
+  }();
+  return limit;
+}
+
+inline torch::Tensor big_empty(at::IntArrayRef shape, const torch::TensorOptions& opts) {
+  int64_t numel = 1;
+  for (int64_t d : shape) numel *= d;
+  const int64_t nbytes = numel * (int64_t)c10::elementSize(c10::typeMetaToScalarType(opts.dtype()));
+  const int64_t limit = output_pool_limit();
+  if (nbytes < POOL_MIN_BYTES || nbytes > limit) return fresh_empty(shape, opts);
+  OutputPool& pool = output_pool();
+  std::lock_guard<std::mutex> lock(pool.mutex);
+  for (const c10::Storage& st : pool.storages)
+    if (st.use_count() == 1 && (int64_t)st.nbytes() == nbytes && st.device().is_cpu())
+      return torch::empty({0}, opts).set_(st, 0, shape);
+  // make room: drop unused storages until this one fits
+  int64_t total = 0;
+  for (const c10::Storage& st : pool.storages) total += (int64_t)st.nbytes();
+  for (auto it = pool.storages.begin(); it != pool.storages.end() && total + nbytes > limit;) {
+    if (it->use_count() == 1) {
+      total -= (int64_t)it->nbytes();
+      it = pool.storages.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  torch::Tensor t = fresh_empty(shape, opts);
+  if (total + nbytes <= limit) pool.storages.push_back(t.storage());
+  return t;
+}
+
+}  // namespace
+
+// Frees the pooled output storages that nothing refers to; returns the bytes freed.
+int64_t hh_release_outputs() {
+  OutputPool& pool = output_pool();
+  std::lock_guard<std::mutex> lock(pool.mutex);
+  int64_t freed = 0;
+  for (auto it = pool.storages.begin(); it != pool.storages.end();) {
+    if (it->use_count() == 1) {
+      freed += (int64_t)it->nbytes();
+      it = pool.storages.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return freed;
+}
+
+namespace {
 
 void check_vector(const std::vector<torch::Tensor>& v, size_t n, const char* what) {
   TORCH_CHECK(v.size() == n, what, ": expected ", n, " tensors, got ", v.size());
