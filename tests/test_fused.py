@@ -127,6 +127,76 @@ def test_hh_module_auto_uses_fused_and_agrees_with_naive():
     assert resolve_path("auto", I.half()) == "naive"
 
 
+# --------------------------------------------------------------------------- output pool
+def _pool_case(seed):
+    g = torch.Generator().manual_seed(seed)
+    I = torch.rand(300, 1000, generator=g) * 20  # spikes of 1.2 MB: pooled
+    p = as_parameters(HHSpec()).to(dtype=torch.float32)
+    return I, initial_state(p, (1000,), V=-65.0, dtype=torch.float32), p
+
+
+@needs_compiler
+def test_pooled_outputs_are_reused_only_when_nothing_refers_to_them():
+    from hh_plugin.torch.fused import release_outputs
+
+    I1, s0, p = _pool_case(0)
+    I2, _, _ = _pool_case(1)
+    with torch.no_grad():
+        z1, _ = hh_sequence(I1, s0, p, 1e-5, path="fused_cpp")
+        expected = z1.clone()
+        view = z1[10:20]                       # a view keeps the storage
+        held = hh_sequence(I1, s0, p, 1e-5, path="fused_cpp", record_states=True)[1].V
+        held_copy = held.clone()
+        del z1
+        z2, _ = hh_sequence(I2, s0, p, 1e-5, path="fused_cpp")
+        z3, _ = hh_sequence(I2, s0, p, 1e-5, path="fused_cpp")
+    assert torch.equal(view, expected[10:20]) and torch.equal(held, held_copy)
+    assert not torch.equal(z2, expected) and torch.equal(z2, z3)
+    del z3
+    with torch.no_grad():
+        z4, _ = hh_sequence(I1, s0, p, 1e-5, path="fused_cpp")
+    assert torch.equal(z4, expected)
+    del z2, z4, view, expected
+    assert release_outputs() > 0
+
+
+@needs_compiler
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"),
+                    reason="page-fault counts from getrusage (Linux)")
+def test_pooled_outputs_need_no_fresh_pages():
+    import resource
+
+    # 36 MB of spikes: above glibc's largest mmap threshold, so without the pool every
+    # call maps fresh pages and faults them in (at least 18 faults even with 2 MB pages)
+    I = torch.rand(300, 30000, generator=torch.Generator().manual_seed(0)) * 20
+    p = as_parameters(HHSpec()).to(dtype=torch.float32)
+    s0 = initial_state(p, (30000,), V=-65.0, dtype=torch.float32)
+    faults = []
+    with torch.no_grad():
+        for _ in range(6):  # (the first calls also settle small allocations)
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            z, _ = hh_sequence(I, s0, p, 1e-5, path="fused_cpp")
+            faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+            del z
+    assert min(faults[1:]) < 9, faults
+
+
+@needs_compiler
+def test_pooled_input_gradients_survive_the_next_backward():
+    I, s0, p = _pool_case(2)
+    grads = []
+    for _ in range(2):
+        x = I.clone().requires_grad_(True)
+        z, st = hh_sequence(x, s0, p, 1e-5, path="fused_cpp")
+        (z.sum() + st.V.sum()).backward()
+        grads.append(x.grad)
+    kept = grads[0].clone()
+    x = (I * 1.1).requires_grad_(True)
+    z, st = hh_sequence(x, s0, p, 1e-5, path="fused_cpp")
+    (z.sum() + st.V.sum()).backward()
+    assert torch.equal(grads[0], kept) and torch.equal(grads[0], grads[1])
+
+
 # --------------------------------------------------------------------------- gradients
 def _grad_case(path, spec, checkpoint=None, record=False, T=300, shape=(2, 7), dt=2e-5):
     dtype = torch.float64

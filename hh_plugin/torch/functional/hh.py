@@ -194,8 +194,14 @@ def hh_step(input_current: torch.Tensor, state, p: _ParametersMixin,
 
 
 def hh_feed_forward_step(input_current: torch.Tensor, state, p, dt: float = 1e-5):
-    """Norse's feed-forward activation signature: ``(input, state, p, dt) -> (z, state)``."""
-    return hh_step(input_current, state, p, dt)
+    """Norse's feed-forward activation signature: ``(input, state, p, dt) -> (z, state)``.
+
+    :func:`hh_step` computed by the fused C++ step where it applies (CPU float32/float64,
+    see :mod:`hh_plugin.torch.fused.step`; the same rounding as the fused sequence
+    kernel), else by :func:`hh_step` itself."""
+    from ..fused.step import hh_step_auto
+
+    return hh_step_auto(input_current, state, p, dt)
 
 
 class HHRecurrentState(_TensorTuple, collections.namedtuple("HHRecurrentStateBase",
@@ -211,9 +217,10 @@ def hh_recurrent_step(input_tensor: torch.Tensor, state: HHRecurrentState,
                       dt: float = 1e-5) -> Tuple[torch.Tensor, HHRecurrentState]:
     r"""Recurrent step (Norse's recurrent activation signature).
 
-    The current (uA) is :math:`I = W_{in} x + W_{rec} z_{t-1}`; then :func:`hh_step`.
+    The current (uA) is :math:`I = W_{in} x + W_{rec} z_{t-1}`; then
+    :func:`hh_feed_forward_step`.
     """
     current = (torch.nn.functional.linear(input_tensor, input_weights)
                + torch.nn.functional.linear(state.z, recurrent_weights))
-    z, neuron = hh_step(current, state.neuron, p, dt)
+    z, neuron = hh_feed_forward_step(current, state.neuron, p, dt)
     return z, HHRecurrentState(neuron, z)

@@ -27,7 +27,7 @@ from ...model import HHSpec
 from ...model.initial import DEFAULT, UNIFORM, VOLTAGE_MARKERS
 from ..functional.hh import (HHRecurrentState, check_dt, check_input_current,
                              hh_feed_forward_step,
-                             hh_recurrent_step, hh_step)
+                             hh_recurrent_step)
 from ..functional.parameters import as_parameters, initial_state, state_type
 
 #: Said when ``norse.torch.to_nir`` (or another NIR tracer) meets an HH module.
@@ -173,7 +173,8 @@ class _HHMixin:
 
 
 class HHCell(_HHMixin, SNNCell):
-    r"""One exponential-Euler step of an HH population (see :mod:`hh_plugin.torch.functional.hh`).
+    r"""One exponential-Euler step of an HH population (see :mod:`hh_plugin.torch.functional.hh`;
+    on the CPU in float32/float64 one call of the fused C++ step, :mod:`hh_plugin.torch.fused.step`).
 
     Arguments:
         p: an :class:`~hh_plugin.HHSpec` or ``HHParameters`` (default: the reference model).
@@ -211,7 +212,7 @@ class HHCell(_HHMixin, SNNCell):
             state = self.initial_state(current)
         else:
             state = self._prepare_state(state, current.shape, current)
-        z, state = hh_step(current, state, self.parameters_like(current), self.dt)
+        z, state = self.activation(current, state, self.parameters_like(current), self.dt)
         return (z.to_sparse() if sparse else z), state
 
 
