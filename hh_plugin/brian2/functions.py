@@ -1,88 +1,118 @@
-r"""A fast ``hh_exprel`` function for Brian2's code generation.
+r"""``hh_exprel``: a Brian2 ``Function`` for the relative exponential, one object per process.
 
-The model definitions write rates with the relative exponential
+The model definitions write rates with
 
 .. math::
-    \operatorname{exprel}(x) = \frac{e^x - 1}{x}, \qquad \operatorname{exprel}(0) = 1.
+    \operatorname{exprel}(x) = \frac{e^x - 1}{x}, \qquad \operatorname{exprel}(0) = 1,
 
-Brian2 has ``exprel`` built in, but on the numpy runtime target it is called through a
-unit-checking wrapper that formats the whole result array into an error message on every
-call, about 100x slower than the arithmetic itself. This module registers the same
-function under the name ``hh_exprel`` in ``brian2.core.functions.DEFAULT_FUNCTIONS``:
+which has no removable singularity where :math:`x = 0` (at :math:`V = -40` mV in
+:math:`\alpha_m` of the reference model). Brian2 has ``exprel`` built in, but on the numpy
+target it is called through a unit-checking wrapper that formats the whole result array
+into a message on every call (about 100x slower than the arithmetic), and its compiled
+form (``expm1(x)/x`` behind branches) keeps the C++ compiler from vectorising the loop.
 
-- numpy target: :func:`hh_plugin.model.expressions.exprel_numpy` called directly
-  (vectorised, no unit checks: the argument of ``exprel`` is dimensionless);
-- cython and C++ (runtime and standalone) targets: ``expm1(x)/x``, 1 for
-  :math:`|x| < 10^{-16}`, :math:`+\infty` above 717, as Brian2's own ``exprel``;
-- Brian2CUDA (``cuda_standalone``): the same as a ``__host__ __device__`` function with
-  ``double`` and ``float`` overloads, registered for Brian2CUDA's code generator once
-  ``brian2cuda`` is imported (:func:`ensure_registered`; Brian2CUDA's own ``exprel`` code is
-  a template that only its generator knows to fill in, so it cannot be borrowed);
-- any other target added later reuses Brian2's ``exprel`` implementation, copied
-  when the first group is built (:func:`ensure_registered`);
-- symbolic: :class:`hh_exprel` with its derivative
-  :math:`\operatorname{exprel}'(x) = (e^x (x-1) + 1)/x^2`, so that exponential Euler can
-  analyse equations that contain it.
+:func:`exprel_function` returns the ``brian2.Function`` named ``hh_exprel`` with one
+implementation per code-generation target, registered on the function object itself
+(``Function.implementations.add_implementation``): nothing is added to Brian2's global
+function table. Groups made by :func:`~hh_plugin.brian2.neuron_group` find it in their
+``namespace``; a ``NeuronGroup`` of your own built from :func:`~hh_plugin.brian2.equations`
+needs ``namespace=hh_plugin.brian2.namespace()``.
 
-The two numerical implementations agree to round-off (both are
-:math:`\mathrm{expm1}(x)/x` away from 0).
+Implementations:
+
+- ``numpy``: :func:`hh_plugin.model.expressions.exprel_numpy` called directly (vectorised,
+  ``expm1(x)/x``; no unit checks: the argument is dimensionless);
+- ``cython``, ``cpp`` (runtime C++ and C++ standalone) and ``cuda`` (Brian2CUDA, a
+  ``__host__ __device__`` function with ``double`` and ``float`` overloads): the
+  branch-free guarded form
+
+  .. math::
+      g\,(1 + x/2 + x^2/6 + x^3/24) + (1 - g)\,\frac{e^x - 1}{x + g}, \qquad
+      g = [\,|x| < 10^{-3}\,],
+
+  (``float``: :math:`g = [|x| < 5\cdot10^{-2}]` and one more Taylor term). Errors in
+  float64: Taylor truncation :math:`x^4/120 < 10^{-14}` relative; cancellation in
+  :math:`e^x - 1` for :math:`|x| \ge 10^{-3}` below :math:`3\cdot10^{-13}` relative. The
+  ``+ g`` keeps the unused quotient finite at :math:`x = 0`; without a branch the
+  compiler vectorises the state update (see ``docs/performance.md``);
+- symbolic: :class:`hh_exprel`, the model's sympy ``exprel`` under this name, with its
+  derivative :math:`\operatorname{exprel}'(x) = (e^x (x-1) + 1)/x^2`, so that
+  exponential Euler can analyse equations that contain it.
+
+Implementations are keyed by the target names (``'numpy'``, ``'cython'``, ``'cpp'``,
+``'cuda'``), so Brian2CUDA needs not be imported to register its one.
 """
 
 from __future__ import annotations
 
+from typing import Dict
+
 import sympy
 
-from hh_plugin.model.expressions import exprel
+from hh_plugin.model.expressions import (EXPREL_TAYLOR_COEFFICIENTS, EXPREL_TAYLOR_CUTOFF_FLOAT32,
+                                         EXPREL_TAYLOR_CUTOFF_FLOAT64, exprel)
 
-#: Name of the function inside generated Brian2 equations.
+#: Name of the function inside the generated Brian2 equations.
 FUNCTION_NAME = "hh_exprel"
+#: Below this :math:`|x|` the compiled implementations use the Taylor polynomial
+#: (float64; the same cutoff as the torch backend's float64 exprel).
+GUARD_THRESHOLD = EXPREL_TAYLOR_CUTOFF_FLOAT64
+GUARD_THRESHOLD_FLOAT32 = EXPREL_TAYLOR_CUTOFF_FLOAT32
 
-_CYTHON_CODE = """
-cdef inline double _hh_exprel(double x) nogil:
-    if fabs(x) < 1e-16:
-        return 1.0
-    elif x > 717:  # near log(DBL_MAX)
-        return NPY_INFINITY
-    else:
-        return expm1(x) / x
-"""
 
-_CPP_CODE = """
+def _horner_c(coefficients, suffix: str = "") -> str:
+    """``c0 + x*(c1 + x*(...))`` as C text."""
+    text = f"{coefficients[-1]!r}{suffix}"
+    for c in reversed(coefficients[:-1]):
+        text = f"({c!r}{suffix} + x*{text})"
+    return text
+
+
+def _guarded_c(c_type: str, cutoff: float, coefficients, suffix: str) -> str:
+    one = f"1.0{suffix}"
+    return (f"const {c_type} g = ({c_type})(fabs(x) < {cutoff!r}{suffix});\n"
+            f"    return g*{_horner_c(coefficients, suffix)} + ({one} - g)*(exp(x) - {one})"
+            f"/(x + g);")
+
+
+#: Taylor terms of the compiled float64 form (up to x^3) and float32 form (up to x^4).
+_TAYLOR64 = EXPREL_TAYLOR_COEFFICIENTS[:4]
+_TAYLOR32 = EXPREL_TAYLOR_COEFFICIENTS[:5]
+
+CPP_CODE = f"""
 static inline double _hh_exprel(double x)
-{
-    if (fabs(x) < 1e-16)
-        return 1.0;
-    if (x > 717)
-        return INFINITY;
-    return expm1(x)/x;
-}
+{{
+    {_guarded_c("double", GUARD_THRESHOLD, _TAYLOR64, "")}
+}}
 """
 
-_CUDA_CODE = """
-__host__ __device__ static inline double _hh_exprel(double x)
-{
-    if (fabs(x) < 1e-16)
-        return 1.0;
-    if (x > 717)
-        return INFINITY;
-    return expm1(x)/x;
-}
-__host__ __device__ static inline float _hh_exprel(float x)
-{
-    if (fabsf(x) < 1e-7f)
-        return 1.0f;
-    if (x > 88.7f)
-        return INFINITY;
-    return expm1f(x)/x;
-}
+CYTHON_CODE = f"""
+cdef inline double _hh_exprel(double x) nogil:
+    cdef double g = <double>(fabs(x) < {GUARD_THRESHOLD!r})
+    return g*{_horner_c(_TAYLOR64)} + (1.0 - g)*(exp(x) - 1.0)/(x + g)
 """
+
+CUDA_CODE = f"""
+__host__ __device__ static inline double _hh_exprel(double x)
+{{
+    {_guarded_c("double", GUARD_THRESHOLD, _TAYLOR64, "")}
+}}
+__host__ __device__ static inline float _hh_exprel(float x)
+{{
+    {_guarded_c("float", GUARD_THRESHOLD_FLOAT32, _TAYLOR32, "f").replace("fabs(", "fabsf(")
+                                                                   .replace("exp(", "expf(")}
+}}
+"""
+
+#: Code-generation targets with an implementation.
+TARGETS = ("numpy", "cython", "cpp", "cuda")
 
 
 class hh_exprel(exprel):
     r"""Symbolic :math:`(e^x - 1)/x` as Brian2 sees it (printed as ``hh_exprel``).
 
     The model's :class:`~hh_plugin.model.expressions.exprel` under the name of the Brian2
-    function registered here (same value at 0 and derivative).
+    function (same value at 0 and derivative).
     """
 
     def _eval_is_real(self):
@@ -92,49 +122,32 @@ class hh_exprel(exprel):
         return (sympy.exp(arg) - 1) / arg
 
 
-def register() -> None:
-    """Add ``hh_exprel`` to Brian2's default functions (idempotent)."""
-    from brian2.core.functions import DEFAULT_FUNCTIONS, Function
-
-    if FUNCTION_NAME in DEFAULT_FUNCTIONS:
-        return
-    from brian2.codegen.generators.cpp_generator import C99Check, CPPCodeGenerator
-    from brian2.codegen.generators.cython_generator import CythonCodeGenerator
-    from brian2.codegen.generators.numpy_generator import NumpyCodeGenerator
-    from hh_plugin.model.expressions import exprel_numpy
-
-    func = Function(exprel_numpy, sympy_func=hh_exprel, arg_units=[1], return_unit=1,
-                    arg_types=["float"], return_type="float")
-    impl = func.implementations
-    impl.add_implementation(NumpyCodeGenerator, code=exprel_numpy)
-    impl.add_implementation(CythonCodeGenerator, code=_CYTHON_CODE, name="_hh_exprel",
-                            availability_check=C99Check(FUNCTION_NAME))
-    impl.add_implementation(CPPCodeGenerator, code=_CPP_CODE, name="_hh_exprel",
-                            availability_check=C99Check(FUNCTION_NAME))
-    DEFAULT_FUNCTIONS[FUNCTION_NAME] = func
+_FUNCTION = []
 
 
-def ensure_registered() -> None:
-    """Register, then copy Brian2's ``exprel`` implementations for targets we lack.
+def exprel_function():
+    """The ``brian2.Function`` ``hh_exprel`` (made once, with every implementation)."""
+    if not _FUNCTION:
+        from brian2 import Function
 
-    Targets added after import (``import brian2cuda`` registers its generator and its
-    ``exprel``) get Brian2's own implementation of ``exprel`` for ``hh_exprel``.
+        from hh_plugin.model.expressions import exprel_numpy
+
+        func = Function(exprel_numpy, sympy_func=hh_exprel, arg_units=[1], return_unit=1,
+                        arg_types=["float"], return_type="float")
+        impl = func.implementations
+        impl.add_implementation("numpy", code=exprel_numpy)
+        impl.add_implementation("cython", code=CYTHON_CODE, name="_hh_exprel")
+        impl.add_implementation("cpp", code=CPP_CODE, name="_hh_exprel")
+        impl.add_implementation("cuda", code=CUDA_CODE, name="_hh_exprel")
+        _FUNCTION.append(func)
+    return _FUNCTION[0]
+
+
+def namespace() -> Dict[str, object]:
+    """``{'hh_exprel': <Function>}``: the namespace entries the generated equations need.
+
+    Pass it to a ``NeuronGroup`` of your own built from
+    :func:`~hh_plugin.brian2.equations` (``namespace={**namespace(), ...}``);
+    :func:`~hh_plugin.brian2.neuron_group` adds it itself.
     """
-    import sys
-
-    from brian2.core.functions import DEFAULT_FUNCTIONS
-
-    register()
-    container = DEFAULT_FUNCTIONS[FUNCTION_NAME].implementations
-    ours = container._implementations
-    if "brian2cuda" in sys.modules:
-        from brian2cuda.cuda_generator import CUDACodeGenerator
-
-        if CUDACodeGenerator not in ours:
-            container.add_implementation(CUDACodeGenerator, code=_CUDA_CODE,
-                                         name="_hh_exprel")
-    theirs = DEFAULT_FUNCTIONS["exprel"].implementations._implementations
-    for key, implementation in list(theirs.items()):
-        # string keys ('numpy') are Brian2's slow unit-checking fallback: never copy them
-        if isinstance(key, type) and key not in ours:
-            ours[key] = implementation
+    return {FUNCTION_NAME: exprel_function()}
