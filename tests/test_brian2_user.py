@@ -327,11 +327,12 @@ def test_6_set_steady_state_on_a_subgroup_and_with_an_expression(numpy_target):
 # --------------------------------------------------------- 7. readable equations
 def test_7_equations_read_like_the_model():
     eqs = equations()
-    assert str(eqs["alpha_m"].expr) == "1.0/hh_exprel(-(V/mV + 40.0)/10.0)/ms"
+    assert str(eqs["alpha_m"].expr) == \
+        "1.0/hh_exprel(-(V/mV + 40.0)/10.0, exp(-(V/mV + 40.0)/10.0))/ms"
     assert str(eqs["beta_h"].expr) == "1.0/(1.0 + exp(-(V/mV + 35.0)/10.0))/ms"
     assert str(eqs["I_Na"].expr) == "gNa*m**3*h*(V - ENa)"
     assert str(eqs["m_inf"].expr) == "alpha_m/(alpha_m + beta_m)"
-    assert max(len(line) for line in str(eqs).splitlines()) <= 80
+    assert max(len(line) for line in str(eqs).splitlines()) <= 80  # was 400 for alpha_m
     from hh_plugin.model import MORRIS_LECAR, WANG_BUZSAKI
 
     ml = equations(HHSpec(model=MORRIS_LECAR))
@@ -354,11 +355,13 @@ def test_7_hh_exprel_is_a_function_object_with_every_target():
     function = exprel_function()
     assert namespace() == {"hh_exprel": function}
     impl = function.implementations
-    assert impl[NumpyCodeObject].get_code(None)(np.array([0.0]))[0] == 1.0
+    x = np.array([0.0, 1e-9, 1.0, -30.0])
+    np.testing.assert_allclose(impl[NumpyCodeObject].get_code(None)(x, np.exp(x)),
+                               [1.0, 1.0 + 5e-10, np.e - 1.0, (1 - np.exp(-30)) / 30], rtol=1e-15)
     for codeobj in (CythonCodeObject, CPPStandaloneCodeObject):
         assert "fabs(x) < 0.001" in impl[codeobj].get_code(None)
     cuda = impl[types.SimpleNamespace(class_name="cuda")].get_code(None)
-    assert "__host__ __device__" in cuda and "float _hh_exprel(float x)" in cuda
+    assert "__host__ __device__" in cuda and "fabsf(x) < 0.05f" in cuda
     assert "hh_exprel" not in brian2.DEFAULT_FUNCTIONS
 
 

@@ -143,7 +143,7 @@ def test_compiled_hh_exprel_is_accurate(clean_device, tmp_path, where):
     def evaluate():
         group = NeuronGroup(len(EXPREL_POINTS), "x : 1\ny : 1", namespace=namespace())
         group.x = EXPREL_POINTS
-        group.run_regularly("y = hh_exprel(x)")
+        group.run_regularly("y = hh_exprel(x, exp(x))")
         run(defaultclock.dt)
         return group
 

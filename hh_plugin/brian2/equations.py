@@ -131,8 +131,10 @@ class _Printer:
             return sign + _paren(text, prec, _UNARY), _UNARY, dim
         if isinstance(node, ast.Call):
             text, _ = self.number(node.args[0])
-            return f"{self.functions.get(node.func.id, node.func.id)}({text})", _ATOM, \
-                _DIMENSIONLESS
+            name = self.functions.get(node.func.id, node.func.id)
+            if name == FUNCTION_NAME:  # the exponential goes in as an argument (functions.py)
+                return f"{name}({text}, exp({text}))", _ATOM, _DIMENSIONLESS
+            return f"{name}({text})", _ATOM, _DIMENSIONLESS
         if not isinstance(node, ast.BinOp):
             raise ValueError(f"cannot print {ast.dump(node)}")  # the model parser refuses these
         symbol, prec = _OPERATORS[type(node.op)]

@@ -38,7 +38,7 @@ from hh_plugin.model.spec import HHSpec, brian2_unit, to_plain
 
 from . import _compat
 from .equations import PARAMETER_CURRENT, equations
-from .functions import FUNCTION_NAME, exprel_function
+from .functions import namespace as functions_namespace
 
 #: Plain numbers for ``V`` are in mV; outside this range they are refused (units hint).
 PLAUSIBLE_VOLTAGE_MV = 1000.0
@@ -168,14 +168,14 @@ def _check_events(events) -> Dict[str, str]:
 
 
 def _group_namespace(namespace) -> Dict[str, object]:
-    ours = {FUNCTION_NAME: exprel_function()}
+    ours = functions_namespace()
     if namespace is None:
         return ours
     if not isinstance(namespace, dict):
         raise TypeError(f"namespace must be a dict, got {type(namespace).__name__}")
-    if FUNCTION_NAME in namespace and namespace[FUNCTION_NAME] is not ours[FUNCTION_NAME]:
-        raise ValueError(f"namespace: {FUNCTION_NAME!r} is the plugin's function; use "
-                         f"another name")
+    taken = [k for k in ours if k in namespace and namespace[k] is not ours[k]]
+    if taken:
+        raise ValueError(f"namespace: {taken} are the plugin's functions; use other names")
     return {**namespace, **ours}
 
 
