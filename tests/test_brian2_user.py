@@ -480,9 +480,17 @@ def test_8_set_device_after_a_use_device_block(numpy_target, tmp_path):
 # ------------------------------------------------------------ Brian2 2.8 (slow)
 @pytest.fixture(scope="module")
 def brian2_28_env():
-    from brian2_env import brian2_28_environment
+    """The Brian2 2.8 environment of ``tests/environments.py`` (installed by install.sh
+    with ``HH_PLUGIN_TEST_ENVS=all``, never by the tests)."""
+    import environments
 
-    return brian2_28_environment()
+    python = environments.brian28_env_python()
+    if python is None:
+        pytest.skip(f"no Brian2 2.8 environment at {environments.brian28_env_path()}: "
+                    + environments.INSTALL_HINT.format("brian28"))
+    environ = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "VIRTUAL_ENV")}
+    environ["PYTHONPATH"] = str(ROOT)
+    return python, environ
 
 
 #: Run in the Brian2 2.8 environment (Python 3.11 cannot install Brian2 2.10, which

@@ -242,7 +242,7 @@ def _other_model():
 
 def test_generated_code_comes_from_the_model_definition():
     source = cpp_source.generate_cpp(_other_model())
-    assert "T(0.35)" in source and "T(0.625)" in source and "std::tanh" in source
+    assert "T(0.35)" in source and "T(0.625)" in source and "hh_tanh(" in source
     hh_source = cpp_source.generate_cpp(__import__("hh_plugin").model.HODGKIN_HUXLEY)
     assert "T(0.07)" in hh_source and "T(0.35)" not in hh_source
     # no model constant is written in the generator itself
@@ -354,30 +354,26 @@ def test_triton_on_gpu_equals_naive():
     assert (z1.cpu() != z0).sum() <= 2  # float32, different exp implementation
 
 
-TRITON_REQUIREMENT = "triton==3.9.0"
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(_triton_interpreter_ok(), reason="the interpreter tests ran in this process")
 def test_triton_kernel_in_interpreter_subprocess(tmp_path):
     """Run the Triton interpreter tests above in a child process on the CPU.
 
-    Triton is installed (``--no-deps``, once, cached) into a folder of its own rather than
-    the main environment, so it cannot replace or reconfigure torch; the child process
-    puts that folder on ``PYTHONPATH`` and sets ``TRITON_INTERPRET=1`` before importing it.
+    Triton lives in a folder of its own (``tests/environments.py``, installed by
+    ``install.sh`` with ``HH_PLUGIN_TEST_ENVS=all``, never by this test), so it cannot
+    replace or reconfigure torch; the child process puts that folder on ``PYTHONPATH`` and
+    sets ``TRITON_INTERPRET=1`` before importing it.
     """
     import subprocess
     import sys
 
-    from hh_plugin.torch.fused.cpp import cache_dir
+    import environments
 
-    site = cache_dir() / f"triton-site-{TRITON_REQUIREMENT.replace('==', '-')}"
-    if not (site / "triton").is_dir():
-        proc = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                               "--target", str(site), TRITON_REQUIREMENT],
-                              capture_output=True, text=True, timeout=1200)
-        if proc.returncode != 0:
-            pytest.fail(f"could not install {TRITON_REQUIREMENT}: {proc.stderr[-2000:]}")
+    if not environments.triton_ready():
+        pytest.skip(f"{environments.TRITON_REQUIREMENT} is not installed in "
+                    f"{environments.triton_site()}: "
+                    + environments.INSTALL_HINT.format("triton"))
+    site = environments.triton_site()
     env = dict(os.environ, TRITON_INTERPRET="1",
                PYTHONPATH=os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",

@@ -2,13 +2,13 @@
 runtime target, several builds in one process, Brian2CUDA code generation for sm_90.
 
 The C++ and CUDA tests compile code and are marked ``slow``. Brian2CUDA pins its Brian2
-(brian2cuda 1.0a7: brian2==2.8.0), so the CUDA test builds a second virtual environment
-(once, in ``~/.cache/hh_plugin``; ``HH_PLUGIN_CUDA_ENV`` overrides the path) with
-Brian2CUDA, Brian2 2.8 and hh_plugin on its ``PYTHONPATH``, and runs
+(brian2cuda 1.0a7: brian2==2.8.0), so the CUDA test uses a second virtual environment
+(``tests/environments.py``: installed by ``HH_PLUGIN_TEST_ENVS=all bash install.sh`` in
+``~/.cache/hh_plugin``, never by the tests; ``HH_PLUGIN_CUDA_ENV`` overrides the path)
+with Brian2CUDA, Brian2 2.8 and hh_plugin on its ``PYTHONPATH``, and runs
 ``examples/gpu_large_run.py --generate-only`` there: generation and nvcc compilation of
-the plugin's group for sm_90, no GPU needed (``tests/brian2_env.py`` makes the
-environment). The same environment checks the plugin on Brian2 2.8 against the
-reference data.
+the plugin's group for sm_90, no GPU needed. The same environment checks the plugin on
+Brian2 2.8 against the reference data.
 """
 
 import json
@@ -250,16 +250,20 @@ def test_two_standalone_builds_in_one_process(clean_device, tmp_path):
 # ------------------------------------------------------- Brian2CUDA in a second env
 @pytest.fixture(scope="module")
 def cuda_env():
-    nvcc = device_module.find_nvcc()
-    if nvcc is None:
-        pytest.skip("nvcc is not installed: CUDA code cannot be compiled here "
-                    f"({device_module.NVCC_INSTALL_HINT})")
-    if device_module.find_curand(nvcc) is None and \
-            device_module.curand_wheel(device_module.nvcc_version(nvcc)) is None:
-        pytest.skip(f"the CUDA toolkit of {nvcc} has no cuRAND and no wheel is known")
-    from brian2_env import brian2_28_environment
+    """The Brian2CUDA environment of ``tests/environments.py`` (installed by ``install.sh``
+    with ``HH_PLUGIN_TEST_ENVS=all``, never by the tests)."""
+    import environments
 
-    return brian2_28_environment()
+    requirements, why_not = environments.cuda_requirements()
+    if requirements is None:
+        pytest.skip(why_not)
+    python = environments.cuda_env_python(requirements)
+    if python is None:
+        pytest.skip(f"no Brian2CUDA environment at {environments.cuda_env_path()}: "
+                    + environments.INSTALL_HINT.format("cuda"))
+    environ = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "VIRTUAL_ENV")}
+    environ["PYTHONPATH"] = str(ROOT)
+    return python, environ
 
 
 @pytest.mark.slow

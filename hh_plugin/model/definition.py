@@ -251,7 +251,7 @@ class GateTerms:
         return sympy.Symbol(f"{self.gate.name}__{name}", real=True)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class ModelDefinition:
     """A complete HH-type model. See the module docstring for the equations.
 
@@ -574,8 +574,10 @@ class ModelDefinition:
                    description=str(data.get("description", "")))
 
     def __repr__(self):
-        return f"<ModelDefinition {self.name!r}: {len(self.parameters)} parameters, " \
-               f"gates {[g.name for g in self.gates]}, channels {[c.name for c in self.channels]}>"
+        # short: it is the default of HHSpec's ``model`` and shows in every signature
+        return (f"<ModelDefinition {self.name!r}: gates "
+                f"{', '.join(g.name for g in self.gates)}; "
+                f"channels {', '.join(c.name for c in self.channels)}>")
 
 
 def _bounded_list(value, limit: int) -> list:

@@ -48,6 +48,6 @@ MORRIS_LECAR = register_model(ModelDefinition(
     ),
     initial_voltage=VoltageDistribution.uniform(-70.0, -60.0),
     initial_gates={"W": 0.02},
-    max_dt=0.5,
+    max_dt=1.0,
     reference="brainpy.state.MorrisLecar (BrainPy); Morris & Lecar, Biophys. J. 35 (1981)",
 ))

@@ -46,6 +46,6 @@ WANG_BUZSAKI = register_model(ModelDefinition(
     ),
     initial_voltage=VoltageDistribution.constant(-65.0),
     initial_gates={"h": 0.6, "n": 0.32},
-    max_dt=0.05,
+    max_dt=0.1,
     reference="brainpy.state.WangBuzsakiHH (BrainPy); Wang & Buzsaki, J. Neurosci. 16 (1996)",
 ))

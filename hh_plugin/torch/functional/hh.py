@@ -33,13 +33,14 @@ Norse (the rates are in 1/ms, so the step uses :math:`\Delta t = 10^3 dt` ms).
 
 from __future__ import annotations
 
+import collections
 import math
-from typing import NamedTuple, Tuple
+from typing import Tuple
 
 import torch
 
 from ...model.expressions import exprel_torch
-from .parameters import _ParametersMixin, state_type
+from .parameters import _ParametersMixin, _TensorTuple, state_type
 from .surrogate import rising_edge
 
 
@@ -154,11 +155,12 @@ def hh_feed_forward_step(input_current: torch.Tensor, state, p, dt: float = 1e-5
     return hh_step(input_current, state, p, dt)
 
 
-class HHRecurrentState(NamedTuple):
-    """State of a recurrent HH layer: the neuron state and the last step's spikes ``z``."""
+class HHRecurrentState(_TensorTuple, collections.namedtuple("HHRecurrentStateBase",
+                                                            ["neuron", "z"])):
+    """State of a recurrent HH layer: the neuron state and the last step's spikes ``z``
+    (with the state helpers ``detach``, ``to``, ``cpu``, ``float``... of ``HHState``)."""
 
-    neuron: object
-    z: torch.Tensor
+    __slots__ = ()
 
 
 def hh_recurrent_step(input_tensor: torch.Tensor, state: HHRecurrentState,

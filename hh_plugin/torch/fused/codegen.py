@@ -138,12 +138,14 @@ class Dialect:
         joined = ", ".join(args)
         if self.name == "cpp":
             table = {"exprel": "hh_exprel", "exprel_d": "hh_exprel_d", "exp": "hh_exp",
-                     "log": "std::log", "sqrt": "std::sqrt", "tanh": "std::tanh",
-                     "cosh": "std::cosh", "sinh": "std::sinh", "pow": "std::pow", "fabs": "std::fabs",
+                     "log": "std::log", "sqrt": "std::sqrt", "tanh": "hh_tanh",
+                     "cosh": "hh_cosh", "sinh": "hh_sinh", "pow": "std::pow",
+                     "fabs": "std::fabs",
                      "sign": "hh_sign", "heaviside": "hh_heaviside", "relu": "hh_relu"}
         else:
             table = {"exprel": "_exprel", "exprel_d": "_exprel_d", "exp": "tl.exp",
-                     "log": "tl.log", "sqrt": "tl.sqrt", "tanh": "_tanh", "cosh": "_cosh", "sinh": "_sinh",
+                     "log": "tl.log", "sqrt": "tl.sqrt", "tanh": "_tanh", "cosh": "_cosh",
+                     "sinh": "_sinh",
                      "pow": "_pow", "fabs": "tl.abs", "sign": "_sign",
                      "heaviside": "_heaviside", "relu": "_relu"}
         if self.name == "triton" and name in ("exprel", "exprel_d"):
@@ -323,7 +325,7 @@ def step_program(model: ModelDefinition, dialect: Dialect) -> StepProgram:
             b(d.assign(f"b_gb_{g}", f"(-({gr}*s_{g})) + {gs}"))
         else:
             b(d.assign(f"b_gxi_{g}", f"{gr}/f_tau_{g}"))
-            b(d.assign(f"b_gtau_{g}", f"(-({gr}*(f_xi_{g} - s_{g})/f_tau_{g} + {gs}))"
+            b(d.assign(f"b_gtau_{g}", f"(-({gr}*(f_xi_{g} - s_{g}) + {gs}))"
                                       f"/(f_tau_{g}*f_tau_{g})"))
 
     def reuse_value(expr: sympy.Expr, deriv: sympy.Expr, value_name: str) -> sympy.Expr:
