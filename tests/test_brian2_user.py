@@ -148,13 +148,29 @@ def test_2_names_resolve_from_the_callers_scope(numpy_target):
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(threshold="V > 0*mV"), r"threshold=.*spike rule.*V_th.*events="),
-    (dict(refractory=2 * ms), "refractory=.*spike rule"),
+    (dict(refractory="V > 0*mV"), "refractory takes a duration.*spike rule"),
     (dict(model="dv/dt = -v/(10*ms) : volt"), "model=.*extra_equations"),
     (dict(events={"spike": "V > 0*mV"}), "'spike' is the model's own event"),
 ])
 def test_2_spike_rule_is_kept_and_refusals_explain(numpy_target, kwargs, match):
     with pytest.raises((TypeError, ValueError), match=match):
         neuron_group(2, **kwargs)
+
+
+def test_2_absolute_refractory_period_as_brian2_scripts_write_it(numpy_target):
+    """Threshold below rest: the plugin's rule never fires (no upward crossing); with a
+    refractory period the neuron fires once the period is over, again and again."""
+    spec = HHSpec(V_th=-80.0)
+    crossing = neuron_group(1, spec, V_init=-65.0)
+    period = neuron_group(1, spec, V_init=-65.0, refractory=2 * ms)
+    in_ms = neuron_group(1, spec, V_init=-65.0, refractory=2.0)
+    monitors = [SpikeMonitor(g) for g in (crossing, period, in_ms)]
+    defaultclock.dt = 0.1 * ms
+    Network(crossing, period, in_ms, *monitors).run(10 * ms)
+    assert monitors[0].num_spikes == 0
+    t = np.asarray(monitors[1].t / ms)
+    assert len(t) >= 4 and np.allclose(np.diff(t), np.diff(t)[0]) and 2.0 <= np.diff(t)[0] <= 2.2
+    np.testing.assert_array_equal(monitors[2].t, monitors[1].t)
 
 
 def test_2_custom_events_and_reset_statements(numpy_target):

@@ -8,6 +8,11 @@ integrating; only new spikes are blocked) until a step starts below threshold.
 ``not_refractory`` starts as :math:`V_0 < V_{th}`, so a neuron that starts above
 threshold does not spike in step 0.
 
+With ``refractory=<duration>`` the rule is instead Brian2's absolute refractory period, as
+Brian2 scripts such as ``examples/COBAHH.py`` write it: a neuron spikes in a step that
+ends with :math:`V \ge V_{th}` if at least that long (rounded to steps) has passed since
+its last spike.
+
 With ``spec.V_reset`` set, the spiking step also resets the membrane, right after the
 update (Brian2's reset slot of the same time step):
 
@@ -55,8 +60,6 @@ _REFUSED_KWARGS = {
     "model": "neuron_group builds the model's equations from the spec; add equations of "
              "your own with extra_equations=... (a string or brian2.Equations)",
     "threshold": _SPIKE_RULE_HINT,
-    "refractory": "refractoriness implements the plugin's spike rule (no new spike until "
-                  "V has gone below V_th); " + _SPIKE_RULE_HINT,
 }
 
 
@@ -150,6 +153,19 @@ def _extra_equations(eqs, extra):
                          f"already define; choose other names (print(equations(spec)) "
                          f"lists the model's)")
     return eqs + extra
+
+
+def _refractory_period(value):
+    """An absolute refractory period as a Brian2 duration (numbers are ms)."""
+    import brian2
+
+    if isinstance(value, str):
+        raise TypeError("refractory takes a duration (Brian2's absolute refractory period, "
+                        "e.g. 3*ms), not a condition: " + _SPIKE_RULE_HINT)
+    period = to_plain(value, "ms", "refractory")
+    if np.ndim(period) != 0 or not period >= 0:
+        raise ValueError(f"refractory must be one duration >= 0 ms, got {value!r}")
+    return float(period) * brian2.ms
 
 
 def _check_events(events) -> Dict[str, str]:
@@ -312,7 +328,8 @@ def set_steady_state(group, V=None) -> None:
 # --------------------------------------------------------------------- the group
 def neuron_group(N, spec: HHSpec = None, current=PARAMETER_CURRENT, V_init=DEFAULT,
                  seed: Optional[int] = None, method="exponential_euler", *,
-                 extra_equations=None, namespace=None, events=None, reset=None, **kwargs):
+                 extra_equations=None, namespace=None, events=None, reset=None,
+                 refractory=None, **kwargs):
     r"""Build a Brian2 ``NeuronGroup`` of ``N`` neurons of ``spec`` (default ``HHSpec()``).
 
     The group has the model's equations (:func:`~hh_plugin.brian2.equations`), its
@@ -353,9 +370,12 @@ def neuron_group(N, spec: HHSpec = None, current=PARAMETER_CURRENT, V_init=DEFAU
             ``'spike'`` event is the model's.
         reset: statements run when a neuron spikes, after the model's own reset
             (``spec.V_reset``), e.g. ``'w += b'`` for an adaptation variable.
+        refractory: ``None`` (default: one spike per upward crossing of the threshold)
+            or an absolute refractory period (a Brian2 duration, or a number in ms) with
+            Brian2's rule (see the module docs).
         **kwargs: passed to ``brian2.NeuronGroup`` (``name``, ``dt``, ``clock``,
-            ``order``, ``dtype``...). ``model``, ``threshold`` and ``refractory`` are
-            refused with an explanation (see the module docs for the spike rule).
+            ``order``, ``dtype``...). ``model`` and ``threshold`` are refused with an
+            explanation (see the module docs for the spike rule).
 
     Unknown names and inconsistent units in ``current``, ``extra_equations``,
     ``events`` and ``reset`` are reported here (names are resolved in ``namespace`` and
@@ -410,7 +430,8 @@ def neuron_group(N, spec: HHSpec = None, current=PARAMETER_CURRENT, V_init=DEFAU
                            else "V = V_reset")
     if reset is not None:
         reset_lines.append(reset.strip())
-    group = brian2.NeuronGroup(N, eqs, threshold=condition, refractory=condition,
+    refractory_rule = condition if refractory is None else _refractory_period(refractory)
+    group = brian2.NeuronGroup(N, eqs, threshold=condition, refractory=refractory_rule,
                                reset="\n".join(reset_lines) or None,
                                events=events or None, method=method,
                                namespace=_group_namespace(namespace), **kwargs)
