@@ -11,12 +11,13 @@
 #                          cpu             torch 2.13.0 from PyTorch's CPU wheel index
 #                          cuda            torch 2.13.0 from the default index (on Linux the
 #                                          CUDA build: about 3 GB with its nvidia-* packages)
-#   HH_PLUGIN_TEST_ENVS  none (default) or all: also install the environments of the three
+#   HH_PLUGIN_TEST_ENVS  none (default) or all: also install the environments of the
 #                        slow tests that need them (tests/environments.py), into
 #                        ~/.cache/hh_plugin: Triton for the kernel's CPU interpreter test
-#                        (about 1 GB) and, only where nvcc is installed, a Brian2CUDA
-#                        environment (about 340 MB). Without them those tests are skipped;
-#                        the tests themselves never download anything.
+#                        (about 1 GB), Brian2 2.8 for the Brian2 tests on the oldest
+#                        supported Brian2 (about 250 MB) and, only where nvcc is installed,
+#                        a Brian2CUDA environment (about 340 MB). Without them those tests
+#                        are skipped; the tests themselves never download anything.
 #   HH_PLUGIN_DRY_RUN=1  print the commands instead of running them.
 #
 # norse is installed last and with --no-deps: it declares torchvision, which would make pip
@@ -81,10 +82,10 @@ run "$PY" -m pip install --no-deps "norse==1.1.0"
 
 # --- environments of the slow tests ---------------------------------------------------
 if [ "$TEST_ENVS" = all ]; then
-    run "$PY" tests/environments.py install triton cuda
+    run "$PY" tests/environments.py install triton cuda brian28
 else
-    say "not installing the environments of three slow tests (Triton, about 1 GB; Brian2CUDA,"
-    say "about 340 MB, only with nvcc): those tests will be skipped."
+    say "not installing the environments of four slow tests (Triton, about 1 GB; Brian2 2.8,"
+    say "about 250 MB; Brian2CUDA, about 340 MB, only with nvcc): those tests will be skipped."
     say "HH_PLUGIN_TEST_ENVS=all bash install.sh installs them into ~/.cache/hh_plugin"
 fi
 

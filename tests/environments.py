@@ -7,6 +7,9 @@
 - **cuda**: a virtual environment with Brian2CUDA 1.0a7, which pins Brian2 2.8.0 (about
   340 MB), for the Brian2CUDA tests (``tests/test_standalone.py``); only where ``nvcc``
   is installed (the tests cannot compile CUDA code without it).
+- **brian28**: a virtual environment with Brian2 2.8.0 and pytest (about 250 MB), where
+  ``tests/test_brian2_user.py`` runs the Brian2 test files against the oldest Brian2 the
+  plugin supports (this environment has 2.9; Brian2 2.10 needs Python >= 3.12).
 
 Both live in hh_plugin's cache folder (``$HH_PLUGIN_CACHE_DIR``, else
 ``$XDG_CACHE_HOME/hh_plugin`` or ``~/.cache/hh_plugin``; the CUDA environment at
@@ -14,7 +17,7 @@ Both live in hh_plugin's cache folder (``$HH_PLUGIN_CACHE_DIR``, else
 how to install it::
 
     HH_PLUGIN_TEST_ENVS=all bash install.sh        # or:
-    python3 tests/environments.py install triton cuda
+    python3 tests/environments.py install triton cuda brian28
     python3 tests/environments.py status
 """
 
@@ -130,8 +133,50 @@ def install_cuda_env() -> Optional[Path]:
     return env / "bin" / "python"
 
 
+# --------------------------------------------------------------------------- brian28
+BRIAN28_ENV_REQUIREMENTS = ["brian2==2.8.0", "numpy<2.4", "cython", "sympy", "h5py", "pytest"]
+
+
+def brian28_env_path() -> Path:
+    tag = f"py{sys.version_info.major}{sys.version_info.minor}"
+    return cache_dir() / f"brian2-2.8.0-env-{tag}"
+
+
+def brian28_env_python() -> Optional[Path]:
+    """The Brian2 2.8 environment's Python if it is installed, else ``None``."""
+    env = brian28_env_path()
+    python, marker = env / "bin" / "python", _marker(env)
+    if python.exists() and marker.exists() and marker.read_text() == json.dumps(
+            sorted(BRIAN28_ENV_REQUIREMENTS)):
+        return python
+    return None
+
+
+def install_brian28_env() -> Path:
+    env, python = brian28_env_path(), brian28_env_python()
+    if python is not None:
+        print(f"brian28: {env} is ready")
+        return python
+    print(f"brian28: creating a virtual environment with {' '.join(BRIAN28_ENV_REQUIREMENTS)}"
+          f" (about 250 MB) in {env}", flush=True)
+    if env.exists():
+        shutil.rmtree(env)
+    env.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "venv", str(env)], check=True, timeout=300)
+    try:
+        subprocess.run([str(env / "bin" / "python"), "-m", "pip", "install", "--quiet",
+                        "--disable-pip-version-check", *BRIAN28_ENV_REQUIREMENTS],
+                       check=True, timeout=1800)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+        shutil.rmtree(env, ignore_errors=True)
+        raise
+    _marker(env).write_text(json.dumps(sorted(BRIAN28_ENV_REQUIREMENTS)))
+    return env / "bin" / "python"
+
+
 # ------------------------------------------------------------------------------- main
-INSTALLERS = {"triton": install_triton, "cuda": install_cuda_env}
+INSTALLERS = {"triton": install_triton, "cuda": install_cuda_env,
+              "brian28": install_brian28_env}
 
 
 def main(argv=None) -> int:
@@ -141,6 +186,8 @@ def main(argv=None) -> int:
         print(f"triton: {'ready' if triton_ready() else 'missing'} ({triton_site()})")
         print(f"cuda: {why_not or ('ready' if cuda_env_python(requirements) else 'missing')}"
               f" ({cuda_env_path()})")
+        print(f"brian28: {'ready' if brian28_env_python() else 'missing'} "
+              f"({brian28_env_path()})")
         return 0
     if argv[:1] == ["install"] and set(argv[1:]) <= set(INSTALLERS):
         for name in argv[1:] or list(INSTALLERS):

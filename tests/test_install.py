@@ -97,7 +97,8 @@ def test_test_environments_only_on_request(tmp_path):
     assert not any("environments.py" in c for c in commands(proc))
     assert "HH_PLUGIN_TEST_ENVS=all" in proc.stdout and "skipped" in proc.stdout
     proc = dry_run(tmp_path, HH_PLUGIN_TEST_ENVS="all")
-    assert any(c.endswith("tests/environments.py install triton cuda") for c in commands(proc))
+    assert any(c.endswith("tests/environments.py install triton cuda brian28")
+               for c in commands(proc))
 
 
 def test_unknown_settings_are_refused(tmp_path):

@@ -27,7 +27,6 @@ from brian2 import (SpikeMonitor, StateMonitor, defaultclock, get_device, ms, mV
 from hh_plugin import HHSpec  # noqa: E402
 from hh_plugin.brian2 import equations, neuron_group, use_device  # noqa: E402
 from hh_plugin.brian2 import device as device_module  # noqa: E402
-from hh_plugin.brian2.equations import _guarded_exprel  # noqa: E402
 from hh_plugin.model.expressions import exprel_numpy  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,31 +127,45 @@ def test_standalone_session_without_build_restores_runtime(clean_device, tmp_pat
             runtime.build()
 
 
-def test_guarded_exprel_form_is_accurate():
-    """The branch-free exprel printed into the equations, evaluated with numpy."""
-    import sympy
+EXPREL_POINTS = np.concatenate([
+    [0.0, 1e-300, -1e-12, 1e-8, -9.99e-4, 1e-3, -1e-3, 0.5, -700.0, 700.0],
+    np.linspace(-30, 30, 1001), np.geomspace(1e-7, 1, 50), -np.geomspace(1e-7, 1, 50)])
 
-    x = sympy.Symbol("x", real=True)
-    text = sympy.sstr(_guarded_exprel(x))
-    values = np.concatenate([[0.0, 1e-300, -1e-12, 1e-8, -9.99e-4, 1e-3, -1e-3, 0.5],
-                             np.linspace(-30, 30, 1001), np.geomspace(1e-7, 1, 50),
-                             -np.geomspace(1e-7, 1, 50)])
-    namespace = {"x": values, "abs": np.abs, "exp": np.exp,
-                 "int": lambda b: np.asarray(b, dtype=np.int64)}
-    with np.errstate(all="raise"):
-        result = eval(text, namespace)
-    np.testing.assert_allclose(result, exprel_numpy(values), rtol=1e-12, atol=0)
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["cython", "cpp_standalone"])
+def test_compiled_hh_exprel_is_accurate(clean_device, tmp_path, where):
+    """The branch-free guarded form of the cython and C++ implementations of hh_exprel."""
+    from brian2 import NeuronGroup
+
+    from hh_plugin.brian2 import namespace
+
+    def evaluate():
+        group = NeuronGroup(len(EXPREL_POINTS), "x : 1\ny : 1", namespace=namespace())
+        group.x = EXPREL_POINTS
+        group.run_regularly("y = hh_exprel(x, exp(x))")
+        run(defaultclock.dt)
+        return group
+
+    if where == "cython":
+        prefs.codegen.target = "cython"
+        values = np.asarray(evaluate().y[:])
+    else:
+        with use_device("cpp_standalone", directory=str(tmp_path / "exprel")):
+            group = evaluate()
+        values = np.asarray(group.y[:])
+    np.testing.assert_allclose(values, exprel_numpy(EXPREL_POINTS), rtol=1e-12, atol=0)
 
 
 def test_equation_forms():
-    guarded = equations()
-    assert "hh_exprel" not in str(guarded["alpha_m"].expr)
-    assert "int(abs(" in str(guarded["alpha_m"].expr)
-    assert "hh_exprel" in str(equations(exprel_form="function")["alpha_m"].expr)
+    function = equations()
+    assert "hh_exprel(" in str(function["alpha_m"].expr)
     assert "exprel(" in str(equations(exprel_form="brian2")["alpha_n"].expr)
-    assert "/18" not in str(guarded["beta_m"].expr)  # fractions written as floats
+    assert "hh_exprel" not in str(equations(exprel_form="brian2")["alpha_n"].expr)
+    # whole numbers written as floats: Brian2 would turn 65/18 into a pow() per rate
+    assert "/18.0" in str(function["beta_m"].expr)
     with pytest.raises(ValueError, match="exprel_form"):
-        equations(exprel_form="fast")
+        equations(exprel_form="guarded")
 
 
 # ----------------------------------------------------------- C++ standalone (slow)
