@@ -96,8 +96,27 @@ def _check_current_expression(group, current: str, namespace) -> None:
                         f"expected a current (amp)")
 
 
+def _add_equations(eqs, extra_equations):
+    """The generated equations plus the caller's (text or ``brian2.Equations``); a name
+    defined twice is refused, naming it."""
+    import brian2
+
+    if isinstance(extra_equations, str):
+        extra = brian2.Equations(extra_equations)
+    elif isinstance(extra_equations, brian2.Equations):
+        extra = extra_equations
+    else:
+        raise TypeError(f"extra_equations must be a string or brian2.Equations, "
+                        f"got {type(extra_equations).__name__}")
+    clash = sorted(set(extra.names) & set(eqs.names))
+    if clash:
+        raise ValueError(f"extra_equations define {clash}, which the model's equations "
+                         f"already define; choose other names")
+    return eqs + extra
+
+
 def neuron_group(N, spec: HHSpec = None, current=PARAMETER_CURRENT, V_init=UNIFORM,
-                 seed=None, method="exponential_euler", **kwargs):
+                 seed=None, method="exponential_euler", extra_equations=None, **kwargs):
     r"""Build a Brian2 ``NeuronGroup`` of ``N`` neurons of ``spec`` (default ``HHSpec()``).
 
     Args:
@@ -113,6 +132,11 @@ def neuron_group(N, spec: HHSpec = None, current=PARAMETER_CURRENT, V_init=UNIFO
         seed: seed for ``V_init='uniform'``.
         method: Brian2 integration method; ``'exponential_euler'`` is the reference
             model's scheme.
+        extra_equations: more equations for the group (text or ``brian2.Equations``),
+            e.g. synaptic variables with their decay, ``'dge/dt = -ge/taue : siemens'``,
+            which ``current`` may then use (``current='ge*(Ee - V)'``, constants through
+            ``namespace``). The spike rule, reset and initial state stay the plugin's;
+            the added variables start at 0.
         **kwargs: passed to ``brian2.NeuronGroup`` (``name``, ``dt``, ``namespace``,
             ``dtype``, ``clock``, ``order``...).
 
@@ -137,6 +161,8 @@ def neuron_group(N, spec: HHSpec = None, current=PARAMETER_CURRENT, V_init=UNIFO
     else:
         constant_current = _current_values(current, N)
         eqs = equations(spec, PARAMETER_CURRENT)
+    if extra_equations is not None:
+        eqs = _add_equations(eqs, extra_equations)
 
     model = spec.model
     params = spec.parameters
