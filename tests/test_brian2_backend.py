@@ -177,7 +177,7 @@ def test_other_model_definition(numpy_target):
 
     spec = HHSpec(model=model, gA=np.array([0.0, 5.0, 20.0]))
     eqs = equations(spec)
-    assert {"V", "m", "h", "n", "a", "I", "g_A", "alpha_a", "gA"} <= set(eqs.names)
+    assert {"V", "m", "h", "n", "a", "I", "I_A", "a_inf", "tau_a", "gA"} <= set(eqs.names)
     V0 = np.array([-64.0, -65.0, -66.0])
     I = np.array([10.0, 10.0, 20.0])
     group = neuron_group(3, spec, current=I * uA, V_init=V0)

@@ -6,12 +6,13 @@ equations are
 
 .. math::
     \begin{align*}
-    \frac{dV}{dt} &= \frac{-\sum_c g_c\,(V - E_c) + I}{C}, \\
-    \frac{dx}{dt} &= \alpha_x(V)\,(1 - x) - \beta_x(V)\,x,
+    \frac{dV}{dt} &= \frac{-\sum_c I_c + I}{C}, \qquad I_c = g_c\,(V - E_c), \\
+    \frac{dx}{dt} &= \phi_x\big(\alpha_x(V)\,(1 - x) - \beta_x(V)\,x\big) \ \text{or}\ 
+        \phi_x \frac{x_\infty(V) - x}{\tau_x(V)},
     \end{align*}
 
 with Brian2 units: ``V`` in volt, each gate dimensionless, ``I`` in amp,
-conductances ``g_<channel>`` in siemens, rates ``alpha_<gate>``/``beta_<gate>`` in Hz.
+ionic currents ``I_<channel>`` in amp, rates ``alpha_<gate>``/``beta_<gate>`` in Hz.
 The model's expressions are in plugin units (V in mV, rates in 1/ms, g in mS), so each is
 printed with ``V`` written as ``(V/mV)`` and a parameter ``p`` of unit ``u`` as ``(p/u)``,
 and multiplied by its unit (``/ms`` for rates, ``msiemens`` for conductances).
@@ -33,15 +34,17 @@ import numpy as np
 import sympy
 
 from hh_plugin.model.expressions import (EXPREL_TAYLOR_COEFFICIENTS, EXPREL_TAYLOR_CUTOFF_FLOAT64,
-                                         VOLTAGE_SYMBOL, exprel, substitute_symbol_names)
+                                         VOLTAGE_SYMBOL, exprel, parse, substitute_symbol_names)
 from hh_plugin.model.spec import HHSpec
 
 from . import functions
 
 #: Brian2 unit name for each plugin unit of a model parameter.
-UNIT_NAMES = {"mV": "mV", "mS": "msiemens", "uF": "ufarad", "1": "1"}
+UNIT_NAMES = {"mV": "mV", "mS": "msiemens", "uF": "ufarad", "uA": "uA", "ms": "ms",
+              "1/ms": "(1/ms)", "1": "1"}
 #: Brian2 dimension name (for parameter declarations) for each plugin unit.
-DIMENSION_NAMES = {"mV": "volt", "mS": "siemens", "uF": "farad", "1": "1"}
+DIMENSION_NAMES = {"mV": "volt", "mS": "siemens", "uF": "farad", "uA": "amp", "ms": "second",
+                   "1/ms": "hertz", "1": "1"}
 
 PARAMETER_CURRENT = "parameter"
 
@@ -131,15 +134,53 @@ def _check_current(current) -> str:
     return current
 
 
+def _intermediate_name(gate: str, name: str) -> str:
+    """Brian2 name of a gate's rate, steady state or time constant (``alpha_m``, ``W_inf``)."""
+    return {"alpha": f"alpha_{gate}", "beta": f"beta_{gate}", "x_inf": f"{gate}_inf",
+            "tau": f"tau_{gate}"}[name]
+
+
 def variable_names(spec: HHSpec) -> Dict[str, str]:
-    """Names of the generated subexpressions: ``{'alpha_m': 'rate', 'g_Na': 'conductance', ...}``."""
+    """Names of the generated subexpressions: ``{'alpha_m': 'rate', 'I_Na': 'current', ...}``."""
     model = spec.model
+    kinds = {"alpha": "rate", "beta": "rate", "x_inf": "steady state", "tau": "time constant"}
     names = {}
-    for gate in model.gate_names:
-        names[f"alpha_{gate}"] = names[f"beta_{gate}"] = "rate"
+    for gate, terms in model.gate_terms.items():
+        for name, _ in terms.intermediates:
+            names[_intermediate_name(gate, name)] = kinds[name]
     for ch in model.channels:
-        names[f"g_{ch.name}"] = "conductance"
+        names[f"I_{ch.name}"] = "current"
     return names
+
+
+def _gate_lines(model, units, exprel_form: str):
+    """Equation lines of every gate (see :mod:`hh_plugin.model.definition` for the kinds)."""
+    lines = []
+    intermediate_units = {"alpha": ("/ms", "Hz"), "beta": ("/ms", "Hz"), "x_inf": ("", "1"),
+                          "tau": ("*ms", "second")}
+    for gate, terms in model.gate_terms.items():
+        for name, expr in terms.intermediates:
+            scale, unit = intermediate_units[name]
+            text = _print(expr, units, exprel_form)
+            if terms.gate.is_instantaneous and name == "x_inf":
+                continue  # the gate itself is this expression (below)
+            lines.append(f"{_intermediate_name(gate, name)} = ({text}){scale} : {unit}")
+        g = terms.gate
+        if g.is_instantaneous:
+            # held at its value at the start of the step, as in the reference models
+            value = (f"alpha_{gate}/(alpha_{gate} + beta_{gate})" if g.alpha is not None
+                     else _print(dict(terms.intermediates)["x_inf"], units, exprel_form))
+            lines.append(f"{gate} = {value} : 1 (constant over dt)")
+            continue
+        if g.alpha is not None:
+            derivative = f"alpha_{gate}*(1 - {gate}) - beta_{gate}*{gate}"
+        else:
+            derivative = f"({gate}_inf - {gate})/tau_{gate}"
+        if g.rate_factor is not None:
+            factor = _print(parse(g.rate_factor, model.parameter_names), units, exprel_form)
+            derivative = f"({factor})*({derivative})"
+        lines.append(f"d{gate}/dt = {derivative} : 1")
+    return lines
 
 
 def equations(spec: HHSpec = None, current: str = PARAMETER_CURRENT,
@@ -161,8 +202,8 @@ def equations(spec: HHSpec = None, current: str = PARAMETER_CURRENT,
 
     Returns:
         ``brian2.Equations`` with the state ``V`` (volt), one dimensionless variable per
-        gate, ``I`` (amp), subexpressions ``alpha_x``, ``beta_x`` (Hz) and ``g_c``
-        (siemens), and one ``name : <unit> (constant)`` parameter per per-neuron array
+        gate, ``I`` (amp), subexpressions ``alpha_x``, ``beta_x`` (Hz) (or ``x_inf``, ``tau_x``)
+        and ``I_c`` (amp), and one ``name : <unit> (constant)`` parameter per per-neuron array
         (including ``V_reset`` when ``spec.V_reset`` is an array).
     """
     import brian2
@@ -186,14 +227,12 @@ def equations(spec: HHSpec = None, current: str = PARAMETER_CURRENT,
 
     lines = []
     cap = model.capacitance
-    currents = " + ".join(f"g_{ch.name}*(V - {ch.reversal})" for ch in model.channels)
+    currents = " + ".join(f"I_{ch.name}" for ch in model.channels)
     lines.append(f"dV/dt = (-({currents}) + I)/{cap} : volt")
-    for gate, (alpha, beta) in model.rate_expressions.items():
-        lines.append(f"d{gate}/dt = alpha_{gate}*(1 - {gate}) - beta_{gate}*{gate} : 1")
-        lines.append(f"alpha_{gate} = ({_print(alpha, units, exprel_form)})/ms : Hz")
-        lines.append(f"beta_{gate} = ({_print(beta, units, exprel_form)})/ms : Hz")
-    for ch, g in model.conductance_expressions.items():
-        lines.append(f"g_{ch} = ({_print(g, units, exprel_form)})*msiemens : siemens")
+    lines += _gate_lines(model, units, exprel_form)
+    for ch, g in zip(model.channels, model.conductance_expressions.values()):
+        lines.append(f"I_{ch.name} = ({_print(g, units, exprel_form)})*msiemens*"
+                     f"(V - {ch.reversal}) : amp")
     if current == PARAMETER_CURRENT:
         lines.append("I : amp")
     else:

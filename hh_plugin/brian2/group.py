@@ -21,7 +21,7 @@ import numbers
 
 import numpy as np
 
-from hh_plugin.model.initial import UNIFORM, initial_state
+from hh_plugin.model.initial import DEFAULT, initial_state
 from hh_plugin.model.spec import HHSpec, brian2_unit, to_plain
 
 from .equations import PARAMETER_CURRENT, _scalar_text, equations
@@ -115,7 +115,7 @@ def _add_equations(eqs, extra_equations):
     return eqs + extra
 
 
-def neuron_group(N, spec: HHSpec = None, current=PARAMETER_CURRENT, V_init=UNIFORM,
+def neuron_group(N, spec: HHSpec = None, current=PARAMETER_CURRENT, V_init=DEFAULT,
                  seed=None, method="exponential_euler", extra_equations=None, **kwargs):
     r"""Build a Brian2 ``NeuronGroup`` of ``N`` neurons of ``spec`` (default ``HHSpec()``).
 
@@ -125,11 +125,13 @@ def neuron_group(N, spec: HHSpec = None, current=PARAMETER_CURRENT, V_init=UNIFO
         current: ``'parameter'`` (``I : amp``, initially 0; set ``group.I``), a Brian2
             expression string in amp (``'I_stim(t, i)'``), or a constant current: a Brian2
             quantity in amp, or number(s) in uA, scalar or one per neuron (sets ``I``).
-        V_init: initial membrane potential: ``'uniform'`` (default, drawn from the model's
-            range with ``numpy.random.default_rng(seed)``, identical to the other backends
-            for the same seed), a number in mV, an array, or a Brian2 quantity.
-            Gates start at their steady state :math:`\alpha/(\alpha+\beta)` at ``V_init``.
-        seed: seed for ``V_init='uniform'``.
+        V_init: initial membrane potential: ``'default'`` (the model's default initial
+            state: for the reference model V drawn uniformly from -70..-60 mV), ``'uniform'``
+            (the model's ``initial_voltage_range``), a number in mV, an array, or a Brian2
+            quantity. Draws use ``numpy.random.default_rng(seed)``, identical to the other
+            backends for the same seed. Gates start at the model's default constants
+            (``'default'`` only) or at their steady state at ``V_init``.
+        seed: seed for random initial voltages.
         method: Brian2 integration method; ``'exponential_euler'`` is the reference
             model's scheme.
         extra_equations: more equations for the group (text or ``brian2.Equations``),
@@ -189,7 +191,7 @@ def neuron_group(N, spec: HHSpec = None, current=PARAMETER_CURRENT, V_init=UNIFO
     if isinstance(spec.V_reset, np.ndarray):
         group.V_reset = spec.V_reset * brian2.mV
 
-    state = initial_state(model, N, V=V_init, seed=seed)
+    state = initial_state(model, N, V=V_init, seed=seed, parameters=params)
     group.V = state["V"] * brian2.mV
     for gate in model.gate_names:
         setattr(group, gate, state[gate])

@@ -25,7 +25,7 @@ def brian2_unit(unit: str):
     import brian2
 
     return {"mV": brian2.mV, "mS": brian2.msiemens, "uF": brian2.ufarad,
-            "uA": brian2.uA, "ms": brian2.ms, "1": brian2.Unit(1)}[unit]
+            "uA": brian2.uA, "ms": brian2.ms, "1/ms": 1 / brian2.ms, "1": brian2.Unit(1)}[unit]
 
 
 def to_plain(value: Any, unit: str, name: str) -> Any:

@@ -41,7 +41,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Uni
 
 import numpy as np
 
-from ..model.initial import UNIFORM, initial_state
+from ..model.initial import DEFAULT, initial_state
 from ..model.spec import HHSpec
 from .connectivity import Connection, Connector, Dense, Sparse, as_connector
 from .inputs import CurrentInput, PoissonInput, SpikeSource, SpikeTrains
@@ -54,10 +54,11 @@ class Population:
     of any model definition, per-neuron parameters allowed) and its initial state.
 
     ``initial``: ``{'V': ..., <gate>: ..., <synaptic variable>: ...}``. ``V`` is a
-    number or array (mV) or ``'uniform'`` (the model's range, drawn with
-    ``numpy.random.default_rng(seed)``, the default); gates default to their steady
-    state at ``V``; synaptic variables (``g_<receptor>`` in mS, ``I_<receptor>`` in uA)
-    default to 0.
+    number or array (mV), ``'default'`` (the model's default initial state, the default)
+    or ``'uniform'`` (the model's range); draws use ``numpy.random.default_rng(seed)``
+    (:func:`hh_plugin.model.initial_state`). Gates default to the model's defaults or
+    their steady state at ``V``; synaptic variables (``g_<receptor>`` in mS,
+    ``I_<receptor>`` in uA) default to 0.
     """
 
     def __init__(self, name: str, size: int, spec: Optional[HHSpec] = None,
@@ -89,12 +90,13 @@ class Population:
 
     def _compute_neuron_state(self) -> Dict[str, np.ndarray]:
         values = dict(self._neuron_initial)
-        V = values.pop("V", UNIFORM)
+        V = values.pop("V", DEFAULT)
         if not isinstance(V, str):
             V = as_array(V, "mV", f"initial V of {self.name!r}", shape=(self.size,))
         gates = {g: as_array(v, "1", f"initial {g} of {self.name!r}", shape=(self.size,))
                  for g, v in values.items()}
-        state = initial_state(self.model, (self.size,), V=V, seed=self.seed, **gates)
+        state = initial_state(self.model, (self.size,), V=V, seed=self.seed,
+                              parameters=self.spec.parameters, **gates)
         for array in state.values():
             array.setflags(write=False)
         return state

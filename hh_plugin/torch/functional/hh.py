@@ -5,13 +5,18 @@ One step of size :math:`\Delta t` updates every variable from the *old* state
 
 .. math::
     \begin{align*}
-    G &= \sum_c g_c(m, h, n), \qquad
+    G &= \sum_c g_c(x, y), \qquad
     f = \frac{1}{C}\Big(I - \sum_c g_c (V - E_c)\Big), \\
     V' &= V + \Delta t \,\operatorname{exprel}\!\Big(-\frac{G \Delta t}{C}\Big) f, \\
-    x' &= x + \Delta t\,\operatorname{exprel}\big(-(\alpha_x + \beta_x)\Delta t\big)
-          \big(\alpha_x (1 - x) - \beta_x x\big), \quad x \in \{m, h, n\},
+    x' &= x + \Delta t\,\operatorname{exprel}(-\lambda_x \Delta t)\,\dot x
+          \quad \text{for each dynamic gate } x,
     \end{align*}
 
+with :math:`\dot x = \phi(\alpha_x(1-x) - \beta_x x)`, :math:`\lambda_x = \phi(\alpha_x+\beta_x)`
+(kinetic gates) or :math:`\dot x = \phi(x_\infty - x)/\tau_x`, :math:`\lambda_x = \phi/\tau_x`
+(relaxing gates), and instantaneous gates :math:`y = y_\infty(V)` held at their value at
+the old :math:`V` (so :math:`G` is the conductance with every gate frozen, as in the
+reference models: BrainPy linearises :math:`\dot V` with the gates fixed).
 with rates evaluated at the old :math:`V`. This is the exact solution of each
 equation with the other variables frozen. Synaptic conductances :math:`g_s` with
 reversal potentials :math:`E_s` (``conductance``, ``conductance_current`` of
@@ -68,6 +73,31 @@ def _cast(p: _ParametersMixin, like: torch.Tensor) -> dict:
     return out
 
 
+def instantaneous_value(intermediates):
+    r"""Value of an instantaneous gate: :math:`x_\infty` or :math:`\alpha/(\alpha+\beta)`."""
+    if "x_inf" in intermediates:
+        return intermediates["x_inf"]
+    return intermediates["alpha"] / (intermediates["alpha"] + intermediates["beta"])
+
+
+def gate_derivative_and_decay(intermediates, x, factor=None):
+    r""":math:`\dot x` and the decay rate :math:`\lambda` of a dynamic gate (1/ms).
+
+    Kinetic: :math:`\phi(\alpha(1-x) - \beta x)`, :math:`\phi(\alpha+\beta)`;
+    relaxing: :math:`\phi(x_\infty - x)/\tau`, :math:`\phi/\tau`
+    (:math:`\phi` = ``factor``, 1 when ``None``).
+    """
+    if "alpha" in intermediates:
+        a, b = intermediates["alpha"], intermediates["beta"]
+        derivative, decay = a * (1.0 - x) - b * x, a + b
+    else:
+        tau = intermediates["tau"]
+        derivative, decay = (intermediates["x_inf"] - x) / tau, 1.0 / tau
+    if factor is not None:
+        derivative, decay = factor * derivative, factor * decay
+    return derivative, decay
+
+
 def hh_step(input_current: torch.Tensor, state, p: _ParametersMixin,
             dt: float = 1e-5, conductance=None,
             conductance_current=None) -> Tuple[torch.Tensor, object]:
@@ -99,6 +129,8 @@ def hh_step(input_current: torch.Tensor, state, p: _ParametersMixin,
     V = state.V
     gates = {name: getattr(state, name) for name in model.gate_names}
     symbols = {**values, **gates, "V": V}
+    for name in model.instantaneous_gate_names:
+        symbols[name] = instantaneous_value(compiled.evaluate_intermediates(name, symbols))
 
     conductance_total = 0.0
     ionic_current = 0.0
@@ -120,10 +152,10 @@ def hh_step(input_current: torch.Tensor, state, p: _ParametersMixin,
 
     new_gates = []
     for name in model.gate_names:
-        alpha_fn, beta_fn = compiled.rates[name]
-        a, b = alpha_fn(V), beta_fn(V)
-        x = gates[name]
-        new_gates.append(x + dt_ms * exprel_torch(-(a + b) * dt_ms) * (a * (1.0 - x) - b * x))
+        derivative, decay = gate_derivative_and_decay(
+            compiled.evaluate_intermediates(name, symbols), gates[name],
+            compiled.factor(name, symbols))
+        new_gates.append(gates[name] + dt_ms * exprel_torch(-decay * dt_ms) * derivative)
 
     V_th = values[model.threshold]
     z = rising_edge(V_new, V, V_th, values["alpha"], values["width"])

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ...model import HODGKIN_HUXLEY, HHSpec, ModelDefinition
-from ...model.initial import UNIFORM, initial_voltage
+from ...model.initial import DEFAULT, UNIFORM, default_gate_values, initial_voltage
 
 _OPTIONS = ("spk_reset", "alpha", "width", "V_reset")
 _CACHE: dict = {}
@@ -135,39 +135,52 @@ def as_parameters(p):
                     f"got {type(p).__name__}")
 
 
-def initial_state(p, shape, V=UNIFORM, seed: Optional[int] = None,
+def initial_state(p, shape, V=DEFAULT, seed: Optional[int] = None,
                   dtype: torch.dtype = torch.float32, device=None, **gates):
     r"""Initial state of the given shape: ``V`` as in :func:`hh_plugin.model.initial_voltage`
-    (a number, an array or ``'uniform'``), gates at steady state :math:`\alpha/(\alpha+\beta)`
-    computed in ``dtype`` on ``device`` unless given.
+    (a number, an array, ``'default'``: the model's distribution, or ``'uniform'``: its
+    range); gates as given, else the model's default constants (with ``V='default'``),
+    else at steady state at ``V`` (computed in ``dtype`` on ``device``).
 
-    With ``V='uniform'`` and ``seed=None`` the draw uses torch's global generator
+    With a random ``V`` and ``seed=None`` the draw uses torch's global generator
     (``torch.manual_seed``); with a seed it uses numpy's ``default_rng(seed)``, the same
     draw as the Brian2 backend's, so both backends start identically.
     """
     model = type(p).model if isinstance(p, _ParametersMixin) else p.model
     shape = tuple(shape)
+    distribution = model.initial_voltage
     if isinstance(V, str) and V == UNIFORM and seed is None:
         low, high = model.initial_voltage_range
-        V0 = torch.rand(shape, dtype=dtype) * (high - low) + low
-        V0 = V0.to(device)
+        V0 = (torch.rand(shape, dtype=dtype) * (high - low) + low).to(device)
+    elif isinstance(V, str) and V == DEFAULT and seed is None and distribution.kind != "constant":
+        a, b = distribution.values
+        draw = torch.rand(shape, dtype=dtype) * (b - a) + a if distribution.kind == "uniform" \
+            else torch.randn(shape, dtype=dtype) * b + a
+        V0 = draw.to(device)
     elif isinstance(V, torch.Tensor):
         V0 = torch.broadcast_to(V.to(dtype=dtype, device=device), shape).clone()
     else:
         V0 = torch.as_tensor(initial_voltage(model, shape, V, seed), dtype=dtype, device=device)
     if not torch.isfinite(V0).all():
         raise ValueError("initial voltage contains NaN or infinite values")
-    rates = model.compiled("torch").rates
+    given = {**default_gate_values(model, V), **{k: v for k, v in gates.items() if v is not None}}
+    unknown = set(given) - set(model.gate_names)
+    if unknown:
+        raise ValueError(f"unknown gate(s) {sorted(unknown)}; model has {list(model.gate_names)}")
+    compiled = model.compiled("torch")
+    parameters = p if isinstance(p, _ParametersMixin) else parameters_type(model).from_spec(p)
+    symbols = {k: (v.to(dtype=dtype, device=device) if isinstance(v, torch.Tensor) else v)
+               for k, v in parameters._asdict().items() if k in model.parameter_names}
+    symbols["V"] = V0
     values = [V0]
     for gate in model.gate_names:
-        given = gates.pop(gate, None)
-        if given is not None:
-            values.append(torch.broadcast_to(torch.as_tensor(given, dtype=dtype, device=device),
-                                             shape).clone())
+        if gate in given:
+            values.append(torch.broadcast_to(torch.as_tensor(given[gate], dtype=dtype,
+                                                             device=device), shape).clone())
             continue
-        alpha, beta = rates[gate]
-        a, b = alpha(V0), beta(V0)
-        values.append(torch.broadcast_to(a / (a + b), shape).clone())
-    if gates:
-        raise ValueError(f"unknown gate(s) {sorted(gates)}; model has {list(model.gate_names)}")
+        inter = compiled.evaluate_intermediates(gate, symbols)
+        x_inf = inter["x_inf"] if "x_inf" in inter else inter["alpha"] / (inter["alpha"]
+                                                                          + inter["beta"])
+        values.append(torch.broadcast_to(torch.as_tensor(x_inf, dtype=dtype, device=device),
+                                         shape).clone())
     return state_type(model)(*values)
