@@ -8,6 +8,11 @@ integrating; only new spikes are blocked) until a step starts below threshold.
 ``not_refractory`` starts as :math:`V_0 < V_{th}`, so a neuron that starts above
 threshold does not spike in step 0.
 
+With ``refractory=<duration>`` the rule is instead Brian2's absolute refractory period, as
+Brian2 scripts such as ``examples/COBAHH.py`` write it: a neuron spikes in a step that
+ends with :math:`V \ge V_{th}` if at least that long (rounded to steps) has passed since
+its last spike.
+
 With ``spec.V_reset`` set, the spiking step also resets the membrane, right after the
 update (Brian2's reset slot of the same time step):
 
@@ -115,8 +120,19 @@ def _add_equations(eqs, extra_equations):
     return eqs + extra
 
 
+def _refractory_period(value):
+    """A refractory period as a Brian2 duration (numbers are ms)."""
+    import brian2
+
+    period = to_plain(value, "ms", "refractory")
+    if np.ndim(period) != 0 or not period >= 0:
+        raise ValueError(f"refractory must be one duration >= 0 ms, got {value!r}")
+    return float(period) * brian2.ms
+
+
 def neuron_group(N, spec: HHSpec = None, current=PARAMETER_CURRENT, V_init=DEFAULT,
-                 seed=None, method="exponential_euler", extra_equations=None, **kwargs):
+                 seed=None, method="exponential_euler", extra_equations=None,
+                 refractory=None, **kwargs):
     r"""Build a Brian2 ``NeuronGroup`` of ``N`` neurons of ``spec`` (default ``HHSpec()``).
 
     Args:
@@ -139,6 +155,9 @@ def neuron_group(N, spec: HHSpec = None, current=PARAMETER_CURRENT, V_init=DEFAU
             which ``current`` may then use (``current='ge*(Ee - V)'``, constants through
             ``namespace``). The spike rule, reset and initial state stay the plugin's;
             the added variables start at 0.
+        refractory: ``None`` (default: one spike per upward crossing of the threshold)
+            or an absolute refractory period (a Brian2 duration, or a number in ms) with
+            Brian2's rule (see the module docstring).
         **kwargs: passed to ``brian2.NeuronGroup`` (``name``, ``dt``, ``namespace``,
             ``dtype``, ``clock``, ``order``...).
 
@@ -178,7 +197,8 @@ def neuron_group(N, spec: HHSpec = None, current=PARAMETER_CURRENT, V_init=DEFAU
         else:
             reset = f"V = {v_reset}"
     condition = f"V >= {v_th}"
-    group = brian2.NeuronGroup(N, eqs, threshold=condition, refractory=condition,
+    refractory_rule = condition if refractory is None else _refractory_period(refractory)
+    group = brian2.NeuronGroup(N, eqs, threshold=condition, refractory=refractory_rule,
                                reset=reset, method=method, **kwargs)
     if isinstance(current, str) and current.strip() != PARAMETER_CURRENT:
         from brian2.core.namespace import get_local_namespace

@@ -214,10 +214,15 @@ def build_network(spec: NetworkSpec, steps: Optional[int] = None,
         current_terms += terms
         current = " + ".join(current_terms) if current_terms else "parameter"
         state = spec.initial_state(name)
+        ref_steps = pop.refractory_steps(spec.dt)
+        if ref_steps is not None:
+            group_kwargs_pop = {**group_kwargs, "refractory": ref_steps * spec.dt}
+        else:
+            group_kwargs_pop = group_kwargs
         group = neuron_group(pop.size, pop.spec, current=current, V_init=state["V"],
                              method=method, extra_equations="\n".join(lines) or None,
                              namespace=namespace, dt=dt, order=_order(r, 1),
-                             name=f"{prefix}{name}", **group_kwargs)
+                             name=f"{prefix}{name}", **group_kwargs_pop)
         for gate in pop.model.gate_names:
             setattr(group, gate, state[gate])
         for syn in spec.receptors[name].values():

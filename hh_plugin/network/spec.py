@@ -50,7 +50,7 @@ from .units import as_array, as_count, as_scalar, check_name
 
 
 class Population:
-    """A population: ``name``, ``size`` neurons of ``spec`` (an :class:`~hh_plugin.HHSpec`
+    r"""A population: ``name``, ``size`` neurons of ``spec`` (an :class:`~hh_plugin.HHSpec`
     of any model definition, per-neuron parameters allowed) and its initial state.
 
     ``initial``: ``{'V': ..., <gate>: ..., <synaptic variable>: ...}``. ``V`` is a
@@ -59,10 +59,18 @@ class Population:
     (:func:`hh_plugin.model.initial_state`). Gates default to the model's defaults or
     their steady state at ``V``; synaptic variables (``g_<receptor>`` in mS,
     ``I_<receptor>`` in uA) default to 0.
+
+    ``refractory``: ``None`` (default) for the plugin's spike rule (one spike per upward
+    crossing of the threshold); or a period in ms for Brian2's absolute refractoriness as
+    Brian2 scripts write it (``threshold='V > V_th', refractory=3*ms``): a neuron spikes
+    in a step that ends above threshold if at least :math:`R` steps have passed since its
+    last spike, :math:`R = \lfloor \text{refractory}/\Delta t + 10^{-3}\rfloor` (Brian2's
+    ``timestep``). Not with ``V_reset``.
     """
 
     def __init__(self, name: str, size: int, spec: Optional[HHSpec] = None,
-                 initial: Optional[Mapping] = None, seed: Optional[int] = None):
+                 initial: Optional[Mapping] = None, seed: Optional[int] = None,
+                 refractory=None):
         self.name = check_name(name, "population")
         self.size = as_count(size, f"size of population {name!r}")
         spec = HHSpec() if spec is None else spec
@@ -71,6 +79,15 @@ class Population:
                             f"{type(spec).__name__}")
         spec.check_size(self.size)
         self.spec = spec
+        self.refractory = None if refractory is None else as_scalar(
+            refractory, "ms", f"refractory period of {name!r}")
+        if self.refractory is not None:
+            if not self.refractory >= 0:
+                raise ValueError(f"refractory period of {name!r} must be >= 0 ms")
+            if spec.V_reset is not None:
+                raise ValueError(f"population {name!r}: a refractory period cannot be "
+                                 f"combined with V_reset (the reset follows the plugin's "
+                                 f"rising-edge spike)")
         self.seed = None if seed is None else as_count(seed, f"seed of {name!r}", 0)
         initial = dict(initial or {})
         model = spec.model
@@ -108,8 +125,15 @@ class Population:
     def synaptic_initial(self) -> Dict[str, object]:
         return dict(self._synaptic_initial)
 
+    def refractory_steps(self, dt: float) -> Optional[int]:
+        """The refractory period in steps of ``dt`` ms (``None``: rising-edge rule)."""
+        if self.refractory is None:
+            return None
+        return int(np.floor(self.refractory / dt + 1e-3))
+
     def to_dict(self) -> Dict:
         return {"name": self.name, "size": self.size, "spec": self.spec.to_dict(),
+                "refractory": self.refractory,
                 "initial": {**{k: np.asarray(v) for k, v in self._neuron_state.items()},
                             **{k: np.asarray(v) for k, v in self._synaptic_initial.items()}}}
 
@@ -364,7 +388,8 @@ class NetworkSpec:
         pops = []
         for p in data["populations"]:
             pops.append(Population(p["name"], p["size"], HHSpec.from_dict(p["spec"]),
-                                   initial=dict(p.get("initial", {}))))
+                                   initial=dict(p.get("initial", {})),
+                                   refractory=p.get("refractory")))
         projections = []
         for e in data.get("projections", []):
             delay = np.asarray(e["delay"]).reshape(-1)

@@ -37,6 +37,7 @@ from ...model.spec import HHSpec
 from ...network.spec import NetworkSpec
 from ..functional.hh import hh_step
 from ..functional.parameters import parameters_type, state_type
+from ..functional.surrogate import heaviside_relu
 from .projection import ProjectionOperator
 
 
@@ -47,13 +48,16 @@ class NetworkState:
     ``neurons[pop]``: the population's state NamedTuple (``V`` mV, gates);
     ``synapses[pop][variable]``: synaptic variables (mS or uA); ``history[source]``:
     the spikes of the last steps, oldest first (as long as the longest delay leaving the
-    source); ``step``: steps run since :math:`t = 0` (indexes the specification's inputs).
+    source); ``step``: steps run since :math:`t = 0` (indexes the specification's inputs);
+    ``since_spike[pop]``: steps since each neuron's last spike (populations with a
+    refractory period only).
     """
 
     neurons: Dict[str, object]
     synapses: Dict[str, Dict[str, torch.Tensor]]
     history: Dict[str, List[torch.Tensor]]
     step: int = 0
+    since_spike: Dict[str, torch.Tensor] = field(default_factory=dict)
 
     def detach(self) -> "NetworkState":
         """A copy with every tensor detached (truncated backpropagation through time)."""
@@ -61,7 +65,7 @@ class NetworkState:
                             {k: {n: t.detach() for n, t in d.items()}
                              for k, d in self.synapses.items()},
                             {k: [t.detach() for t in v] for k, v in self.history.items()},
-                            self.step)
+                            self.step, {k: v.detach() for k, v in self.since_spike.items()})
 
 
 @dataclass
@@ -76,11 +80,18 @@ class NetworkOutput:
 
 
 class _HHDynamics:
-    """The HH population kind: parameters, initial state and step of one population."""
+    r"""The HH population kind: parameters, initial state and step of one population.
 
-    def __init__(self, spec: HHSpec):
+    ``refractory_steps`` :math:`R` (``None``: the rising-edge rule of
+    :func:`~hh_plugin.torch.functional.hh.hh_step`): the spike of a step is
+    :math:`H((V' - V_{th})/|V_{th}|)\,[c \ge R]`, :math:`c` the steps since the last
+    spike at the step's start (Brian2's ``refractory=`` period with
+    ``threshold='V >= V_th'``)."""
+
+    def __init__(self, spec: HHSpec, refractory_steps: Optional[int] = None):
         self.spec = spec
         self.model = spec.model
+        self.refractory_steps = refractory_steps
         self._cache: Dict = {}
 
     def parameters(self, dtype, device):
@@ -95,9 +106,17 @@ class _HHDynamics:
                    for name in self.model.state_names]
         return state_type(self.model)(*tensors)
 
-    def step(self, current, state, p, dt, conductance, conductance_current):
-        return hh_step(current, state, p, dt, conductance=conductance,
-                       conductance_current=conductance_current)
+    def step(self, current, state, p, dt, conductance, conductance_current, since=None):
+        """``(z, new_state, new_since)``; ``since`` is ``None`` without a refractory period."""
+        z, new = hh_step(current, state, p, dt, conductance=conductance,
+                         conductance_current=conductance_current)
+        if self.refractory_steps is None:
+            return z, new, None
+        V_th = getattr(p, self.model.threshold)
+        ready = (since >= self.refractory_steps).to(new.V.dtype)
+        z = heaviside_relu((new.V - V_th) / V_th.abs(), p.alpha, p.width) * ready
+        since = torch.where(z > 0, torch.ones_like(since), since + 1)
+        return z, new, since
 
     @property
     def state_names(self) -> Tuple[str, ...]:
@@ -109,11 +128,13 @@ class _HHDynamics:
 POPULATION_KINDS = {HHSpec: _HHDynamics}
 
 
-def dynamics_for(spec):
+def dynamics_for(population, dt: float):
+    """The torch dynamics of a :class:`~hh_plugin.network.Population` (``dt`` in ms)."""
     for kind, dynamics in POPULATION_KINDS.items():
-        if isinstance(spec, kind):
-            return dynamics(spec)
-    raise TypeError(f"no torch dynamics for population specification {type(spec).__name__}")
+        if isinstance(population.spec, kind):
+            return dynamics(population.spec, population.refractory_steps(dt))
+    raise TypeError(f"no torch dynamics for population specification "
+                    f"{type(population.spec).__name__}")
 
 
 class NetworkModule(torch.nn.Module):
@@ -150,7 +171,8 @@ class NetworkModule(torch.nn.Module):
         self.projections = torch.nn.ModuleDict({
             proj.name: ProjectionOperator(spec.connections[proj.name], dtype, device)
             for proj in spec.projections})
-        self._dynamics = {name: dynamics_for(pop.spec) for name, pop in spec.populations.items()}
+        self._dynamics = {name: dynamics_for(pop, spec.dt)
+                          for name, pop in spec.populations.items()}
         self._decay = {}
         for pop, receptors in spec.receptors.items():
             for syn in receptors.values():
@@ -188,7 +210,13 @@ class NetworkModule(torch.nn.Module):
                 syn.variable: torch.broadcast_to(torch.as_tensor(
                     np.array(values[syn.variable]), dtype=dtype, device=device), shape).clone()
                 for syn in self.spec.receptors[name].values()}
-        return NetworkState(neurons, synapses, {name: [] for name in self._history_length}, 0)
+        since = {name: torch.full(batch_shape + (pop.size,), float(dyn.refractory_steps),
+                                  dtype=dtype, device=device)
+                 for (name, pop), dyn in zip(self.spec.populations.items(),
+                                             self._dynamics.values())
+                 if dyn.refractory_steps is not None}
+        return NetworkState(neurons, synapses, {name: [] for name in self._history_length}, 0,
+                            since)
 
     def _source_rasters(self, start: int, steps: int, dtype, device) -> Dict[str, torch.Tensor]:
         out = {}
@@ -275,6 +303,7 @@ class NetworkModule(torch.nn.Module):
         neurons = dict(state.neurons)
         synapses = {k: dict(v) for k, v in state.synapses.items()}
         history = {k: list(v) for k, v in state.history.items()}
+        since = dict(state.since_spike)
         spikes: Dict[str, List[torch.Tensor]] = {name: [] for name in spec.populations}
         traces: Dict[str, Dict[str, List[torch.Tensor]]] = {name: {} for name in spec.populations}
         for name in spec.populations:
@@ -312,8 +341,11 @@ class NetworkModule(torch.nn.Module):
                         current = value if current is None else current + value
                 if current is None:
                     current = torch.zeros((), dtype=dtype, device=device)
-                z, neurons[name] = self._dynamics[name].step(
-                    current, neurons[name], params[name], dt, conductance, conductance_current)
+                z, neurons[name], since_new = self._dynamics[name].step(
+                    current, neurons[name], params[name], dt, conductance, conductance_current,
+                    since.get(name))
+                if since_new is not None:
+                    since[name] = since_new
                 for syn in spec.receptors[name].values():
                     factor = self._decay[(name, syn.variable)]
                     x[syn.variable] = (x[syn.variable] * factor if factor
@@ -328,7 +360,7 @@ class NetworkModule(torch.nn.Module):
                     past.append(now[src])
                     if len(past) > length:
                         del past[0]
-        final = NetworkState(neurons, synapses, history, start + steps)
+        final = NetworkState(neurons, synapses, history, start + steps, since)
         return NetworkOutput({k: torch.stack(v) for k, v in spikes.items()}, final,
                              {k: {n: torch.stack(t) for n, t in d.items()}
                               for k, d in traces.items()})
