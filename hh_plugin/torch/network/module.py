@@ -40,6 +40,9 @@ from ..functional.parameters import parameters_type, state_type
 from ..functional.surrogate import heaviside_relu
 from .projection import ProjectionOperator
 
+#: Computation paths of :class:`NetworkModule` (see its docstring).
+PATHS = ("auto", "naive", "fused")
+
 
 @dataclass
 class NetworkState:
@@ -156,12 +159,30 @@ class NetworkModule(torch.nn.Module):
       (``'V'``, gates, synaptic variables such as ``'g_e'``);
     - ``batch_shape``: batch dimensions when no currents are given.
 
+    - ``path``: overrides the module's ``path`` for this call;
+    - ``spike_dtype``: dtype of the returned spikes (default: the states'; ``torch.uint8``
+      saves memory on long runs; the spikes then carry no gradient).
+
     Returns a :class:`NetworkOutput`. Parameters: ``weights[<projection name>]``, the
     ``(target, source)`` matrix of a dense projection or the synapse values of a sparse one.
+
+    Paths (all give the same spikes; states agree to round-off):
+
+    - ``'naive'``: the Python loop over populations and steps with
+      :func:`~hh_plugin.torch.functional.hh.hh_step` (any device, autograd);
+    - ``'fused'``: the whole loop in one generated C++ function with event-driven spike
+      delivery (:mod:`.fused`): CPU, float32/float64, no gradients;
+    - ``'auto'`` (default): ``'fused'`` when no gradient is needed (``torch.no_grad()``
+      or nothing requires grad), the tensors are on the CPU and a compiler is found,
+      else ``'naive'``.
     """
 
-    def __init__(self, spec: NetworkSpec, dtype: torch.dtype = torch.float32, device=None):
+    def __init__(self, spec: NetworkSpec, dtype: torch.dtype = torch.float32, device=None,
+                 path: str = "auto"):
         super().__init__()
+        if path not in PATHS:
+            raise ValueError(f"unknown path {path!r}; choose one of {PATHS}")
+        self.path = path
         if not isinstance(spec, NetworkSpec):
             raise TypeError(f"spec must be a NetworkSpec, got {type(spec).__name__}")
         if dtype not in (torch.float32, torch.float64):
@@ -269,7 +290,8 @@ class NetworkModule(torch.nn.Module):
     # ----------------------------------------------------------------- forward
     def forward(self, currents: Optional[Mapping[str, torch.Tensor]] = None,
                 steps: Optional[int] = None, state: Optional[NetworkState] = None,
-                record: Sequence[str] = (), batch_shape: Optional[Sequence[int]] = None
+                record: Sequence[str] = (), batch_shape: Optional[Sequence[int]] = None,
+                path: Optional[str] = None, spike_dtype: Optional[torch.dtype] = None
                 ) -> NetworkOutput:
         currents = dict(currents or {})
         steps, batch = self._check_currents(currents, steps)
@@ -291,7 +313,99 @@ class NetworkModule(torch.nn.Module):
         elif not isinstance(state, NetworkState):
             raise TypeError(f"state must be a NetworkState, got {type(state).__name__}")
         record = tuple(record)
-        return self._run_naive(steps, currents, state, record, dtype, device)
+        path = self._resolve_path(self.path if path is None else path, currents, state, device)
+        if path == "fused":
+            out = self._run_fused(steps, currents, state, record, batch)
+        else:
+            out = self._run_naive(steps, currents, state, record, dtype, device)
+        if spike_dtype is not None:
+            out.spikes = {k: v.detach().to(spike_dtype) for k, v in out.spikes.items()}
+        elif path == "fused":
+            out.spikes = {k: v.to(dtype) for k, v in out.spikes.items()}
+        return out
+
+    def _needs_grad(self, currents, state) -> bool:
+        if not torch.is_grad_enabled():
+            return False
+        tensors = list(self.parameters()) + list(currents.values())
+        for neuron in state.neurons.values():
+            tensors += list(neuron)
+        for table in state.synapses.values():
+            tensors += list(table.values())
+        return any(t.requires_grad for t in tensors)
+
+    def _resolve_path(self, path, currents, state, device) -> str:
+        from ..fused.cpp import PathUnavailable, compiler_available
+
+        if path not in PATHS:
+            raise ValueError(f"unknown path {path!r}; choose one of {PATHS}")
+        if path == "naive":
+            return path
+        reason = None
+        if self._needs_grad(currents, state):
+            reason = ("the fused network path computes no gradients (use torch.no_grad() or "
+                      "path='naive')")
+        elif torch.device(device).type != "cpu":
+            reason = f"the fused network path runs on the CPU, the module is on {device}"
+        else:
+            reason = compiler_available()
+        if reason is None:
+            return "fused"
+        if path == "fused":
+            raise PathUnavailable(reason)
+        return "naive"
+
+    def _run_fused(self, steps, currents, state: NetworkState, record, batch):
+        from .fused import run_fused
+
+        size = int(np.prod(batch)) if batch else 1
+
+        def element(t, b, n):
+            return t.reshape(size, n)[b] if t.ndim > 1 else t
+
+        results = []
+        for b in range(size):
+            sub_currents = {k: v.reshape(steps, size, v.shape[-1])[:, b] if batch else v
+                            for k, v in currents.items()}
+            if batch:
+                sub = NetworkState(
+                    {k: type(v)(*(element(t, b, t.shape[-1]) for t in v))
+                     for k, v in state.neurons.items()},
+                    {k: {n: element(t, b, t.shape[-1]) for n, t in d.items()}
+                     for k, d in state.synapses.items()},
+                    {k: [element(t, b, t.shape[-1]) for t in v] for k, v in state.history.items()},
+                    state.step,
+                    {k: element(t, b, t.shape[-1]) for k, t in state.since_spike.items()})
+            else:
+                sub = state
+            results.append(run_fused(self, steps, sub_currents, sub, record))
+        if not batch:
+            spikes, final, traces = results[0]
+            return NetworkOutput(spikes, final, traces)
+
+        def join(tensors, time_major):
+            stacked = torch.stack(tensors, dim=1 if time_major else 0)
+            shape = stacked.shape
+            if time_major:
+                return stacked.reshape((shape[0],) + tuple(batch) + shape[2:])
+            return stacked.reshape(tuple(batch) + shape[1:])
+
+        spikes = {k: join([r[0][k] for r in results], True) for k in results[0][0]}
+        traces = {k: {n: join([r[2][k][n] for r in results], True) for n in d}
+                  for k, d in results[0][2].items()}
+        finals = [r[1] for r in results]
+        f0 = finals[0]
+        final = NetworkState(
+            {k: type(v)(*(join([getattr(f.neurons[k], field) for f in finals], False)
+                          for field in v._fields)) for k, v in f0.neurons.items()},
+            {k: {n: join([f.synapses[k][n] for f in finals], False) for n in d}
+             for k, d in f0.synapses.items()},
+            {k: [join([f.history[k][i] for f in finals], False) if k in self.spec.populations
+                 else f0.history[k][i] for i in range(len(f0.history[k]))]
+             for k in f0.history},
+            f0.step,
+            {k: join([f.since_spike[k] for f in finals], False) for k in f0.since_spike})
+        return NetworkOutput(spikes, final, traces)
 
     def _run_naive(self, steps, currents, state: NetworkState, record, dtype, device):
         spec = self.spec
