@@ -27,15 +27,17 @@ everything that belongs to one population runs in the ``groups`` slot, at
  0    zero-delay ``Synapses`` into the population (spike delivery)
  1    the group's state update (neurons and synaptic variables)
  2    clearing of pulse variables
- 3    threshold (``set_event_schedule('spike', 'groups', ...)``)
- 4    ``SpikeMonitor``
+ 3    ``StateMonitor`` of synaptic variables
+ 4    threshold (``set_event_schedule('spike', 'groups', ...)``)
+ 5    ``SpikeMonitor``
 ====  ===================================================================
 
-Spike sources emit at ``order = 3`` (before every population). Projections with delay
+Spike sources emit at ``order = 4`` (before every population). Projections with delay
 :math:`d \ge 1` keep Brian2's ``synapses`` slot with ``delay = (d-1)*dt``: delivered at
 the end of step :math:`k + d - 1`, seen by the update of step :math:`k + d`. Resets stay
-in the ``resets`` slot. ``StateMonitor``\ s record at ``end`` (the state after step
-:math:`k`, as the torch backend's traces).
+in the ``resets`` slot. ``StateMonitor``\ s of neuron variables record at ``end`` (the
+state after step :math:`k` and its reset); those of synaptic variables right after the
+decay (before the deliveries for the next step), both as the torch backend's traces.
 """
 
 from __future__ import annotations
@@ -65,8 +67,8 @@ class BrianNetwork:
 
     ``groups[pop]``, ``sources[name]`` (``SpikeGeneratorGroup``),
     ``synapses[projection]`` (a list: the delayed part and the zero-delay part),
-    ``spike_monitors[pop]``, ``state_monitors[pop]``; ``steps`` the run length the
-    spike sources were drawn for (``None``: any).
+    ``spike_monitors[pop]``, ``state_monitors[pop]`` (``{'neuron': ..., 'synaptic': ...}``);
+    ``steps`` the run length the spike sources were drawn for (``None``: any).
     """
 
     spec: NetworkSpec
@@ -113,7 +115,8 @@ class BrianNetwork:
 
     def trace(self, population: str, variable: str) -> np.ndarray:
         """``(T, N)`` recorded values in the plugin's units (mV, mS, uA or 1)."""
-        mon = self.state_monitors[population]
+        monitors = self.state_monitors[population]
+        mon = next(m for m in monitors.values() if variable in m.record_variables)
         values = getattr(mon, variable + "_")  # SI values without units
         unit = _trace_unit(self.spec, population, variable)
         return np.asarray(values).T / unit
@@ -190,7 +193,7 @@ def build_network(spec: NetworkSpec, steps: Optional[int] = None,
     for name, source in spec.sources.items():
         k, i = source.spikes(steps, spec.dt)
         gen = brian2.SpikeGeneratorGroup(source.size, i, (k * spec.dt) * brian2.ms, dt=dt,
-                                         when="groups", order=3, name=f"{prefix}{name}")
+                                         when="groups", order=4, name=f"{prefix}{name}")
         sources[name] = gen
         objects.append(gen)
 
@@ -232,12 +235,12 @@ def build_network(spec: NetworkSpec, steps: Optional[int] = None,
         if pulses:  # the regular operation is contained in the group
             group.run_regularly("\n".join(pulses), when="groups", order=_order(r, 2),
                                 name=f"{prefix}{name}_clear_pulses")
-        group.set_event_schedule("spike", when="groups", order=_order(r, 3))
+        group.set_event_schedule("spike", when="groups", order=_order(r, 4))
         groups[name] = group
         objects.append(group)
         if record_spikes:
             mon = brian2.SpikeMonitor(group, name=f"{prefix}{name}_spikes")
-            mon.when, mon.order = "groups", _order(r, 4)
+            mon.when, mon.order = "groups", _order(r, 5)
             spike_mons[name] = mon
             objects.append(mon)
 
@@ -272,14 +275,21 @@ def build_network(spec: NetworkSpec, steps: Optional[int] = None,
         synapses[proj.name] = parts
 
     record = tuple(record)
-    if record:
-        for name, group in groups.items():
-            names = [v for v in record if v in group.variables]
-            if names:
-                mon = brian2.StateMonitor(group, names, record=True, when="end",
-                                          name=f"{prefix}{name}_states")
-                state_mons[name] = mon
-                objects.append(mon)
+    for name, group in groups.items():
+        synaptic = {s.variable for s in spec.receptors[name].values()}
+        neuron = [v for v in record if v in group.variables and v not in synaptic]
+        syn_vars = [v for v in record if v in synaptic]
+        monitors = {}
+        if neuron:
+            monitors["neuron"] = brian2.StateMonitor(group, neuron, record=True, when="end",
+                                                     name=f"{prefix}{name}_states")
+        if syn_vars:
+            monitors["synaptic"] = brian2.StateMonitor(
+                group, syn_vars, record=True, when="groups", order=_order(rank[name], 3),
+                name=f"{prefix}{name}_synaptic_states")
+        if monitors:
+            state_mons[name] = monitors
+            objects += list(monitors.values())
 
     network = brian2.Network(*objects)
     return BrianNetwork(spec, network, groups, sources, synapses, spike_mons, state_mons,
