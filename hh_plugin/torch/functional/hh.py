@@ -18,7 +18,10 @@ with :math:`\dot x = \phi(\alpha_x(1-x) - \beta_x x)`, :math:`\lambda_x = \phi(\
 the old :math:`V` (so :math:`G` is the conductance with every gate frozen, as in the
 reference models: BrainPy linearises :math:`\dot V` with the gates fixed).
 with rates evaluated at the old :math:`V`. This is the exact solution of each
-equation with the other variables frozen. The spike output is the rising edge
+equation with the other variables frozen. Synaptic conductances :math:`g_s` with
+reversal potentials :math:`E_s` (``conductance``, ``conductance_current`` of
+:func:`hh_step`) join the channels: :math:`G \mathrel{+}= \sum_s g_s` and the membrane
+current gains :math:`\sum_s g_s (V - E_s)`. The spike output is the rising edge
 :math:`z = H(x')(1 - H(x))`, :math:`x = (V - V_{th})/|V_{th}|`
 (:mod:`.surrogate`). With ``V_reset`` set, the same step then resets the membrane:
 
@@ -137,7 +140,8 @@ def gate_derivative_and_decay(intermediates, x, factor=None):
 
 
 def hh_step(input_current: torch.Tensor, state, p: _ParametersMixin,
-            dt: float = 1e-5) -> Tuple[torch.Tensor, object]:
+            dt: float = 1e-5, conductance=None,
+            conductance_current=None) -> Tuple[torch.Tensor, object]:
     r"""Advance an HH population by one step.
 
     Arguments:
@@ -146,6 +150,15 @@ def hh_step(input_current: torch.Tensor, state, p: _ParametersMixin,
         p: ``HHParameters`` (or the parameters type of another model definition).
         dt: step in seconds (default :math:`10^{-5}` s = 0.01 ms), at most the model's
             ``max_dt`` (:class:`~hh_plugin.model.limits.StepTooLong` otherwise).
+        conductance: optional extra (synaptic) conductance :math:`G_s = \sum_s g_s`
+            in mS, broadcastable to the state's shape.
+        conductance_current: with ``conductance``: :math:`\sum_s g_s E_s` in uA
+            (mS times mV), the reversal potentials weighted by their conductances.
+
+    With ``conductance`` the membrane current gains :math:`G_s V - \sum_s g_s E_s =
+    \sum_s g_s (V - E_s)` and :math:`G_s` joins the channel total :math:`G` of the
+    exponential Euler factor, as Brian2's ``exponential_euler`` treats a term
+    :math:`g_s (E_s - V)` in :math:`dV/dt` (linear in :math:`V`).
 
     Returns:
         ``(z, new_state)``: spikes (0/1 in the input's dtype, with surrogate gradient)
@@ -170,6 +183,13 @@ def hh_step(input_current: torch.Tensor, state, p: _ParametersMixin,
         g = compiled.conductances[channel.name](*(symbols[a] for a in args))
         conductance_total = conductance_total + g
         ionic_current = ionic_current + g * (V - values[channel.reversal])
+    if conductance is not None:
+        if conductance_current is None:
+            raise ValueError("conductance needs conductance_current (sum of g_s*E_s, uA)")
+        conductance_total = conductance_total + conductance
+        ionic_current = ionic_current + (conductance * V - conductance_current)
+    elif conductance_current is not None:
+        raise ValueError("conductance_current is given without conductance")
     C = values[model.capacitance]
     drive = (input_current - ionic_current) / C
     V_new = V + dt_ms * exprel_torch(-conductance_total * (dt_ms / C)) * drive

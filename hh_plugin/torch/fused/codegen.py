@@ -191,8 +191,14 @@ def kernel_parameters(model: ModelDefinition) -> Tuple[str, ...]:
 _SHORT = {"alpha": "a", "beta": "b", "x_inf": "xi", "tau": "tau"}
 
 
-def step_program(model: ModelDefinition, dialect: Dialect) -> StepProgram:
-    """Generate the forward step and its adjoint for ``model`` in ``dialect``."""
+def step_program(model: ModelDefinition, dialect: Dialect,
+                 synaptic: bool = False) -> StepProgram:
+    """Generate the forward step and its adjoint for ``model`` in ``dialect``.
+
+    ``synaptic=True``: the step also reads a synaptic conductance ``G_syn`` and
+    :math:`\sum_s g_s E_s` ``J_syn`` (the ``conductance``, ``conductance_current`` of
+    :func:`~hh_plugin.torch.functional.hh.hh_step`, added in the same order); that
+    program is forward only (no adjoint)."""
     d = dialect
     L = d.lit
     states = model.state_names
@@ -233,8 +239,12 @@ def step_program(model: ModelDefinition, dialect: Dialect) -> StepProgram:
     # -- membrane: conductances frozen at the old gates, exponential Euler
     for ch in channels:
         a(d.assign(f"f_g_{ch.name}", pr(conductances[ch.name])))
-    a(d.assign("f_G", " + ".join(f"f_g_{ch.name}" for ch in channels)))
-    a(d.assign("f_Iion", " + ".join(f"f_g_{ch.name}*(s_V - p_{ch.reversal})" for ch in channels)))
+    G_sum = " + ".join(f"f_g_{ch.name}" for ch in channels)
+    I_sum = " + ".join(f"f_g_{ch.name}*(s_V - p_{ch.reversal})" for ch in channels)
+    if synaptic:
+        G_sum, I_sum = f"{G_sum} + G_syn", f"{I_sum} + (G_syn*s_V - J_syn)"
+    a(d.assign("f_G", G_sum))
+    a(d.assign("f_Iion", I_sum))
     a(d.assign("f_iC", f"{L(1.0)}/{C}"))  # one division; the rest multiply by it
     a(d.assign("f_drive", "(I_in - f_Iion)*f_iC"))
     a(d.assign("f_uV", "(-f_G)*(dt*f_iC)"))
@@ -374,6 +384,8 @@ def step_program(model: ModelDefinition, dialect: Dialect) -> StepProgram:
     pterms[model.threshold].append(d.static_select("RESET == 1", "(-(gs_V*o_z))", zero))
     pterms["V_reset"].append(d.static_select("RESET == 0", zero, "gs_V*o_z"))
     pgrads = {p: " + ".join(t) for p, t in pterms.items() if t}
+    if synaptic:
+        return StepProgram(tuple(states), params, tuple(fwd), (), {})
     return StepProgram(tuple(states), params, tuple(fwd), tuple(bwd), pgrads)
 
 
