@@ -40,3 +40,23 @@ def test_user_model_matches_neuron_hh_spike_times(example, celsius):
     theirs = example.neuron_spike_times(celsius, dt)
     assert len(ours) == len(theirs) >= 4
     assert np.abs(ours - theirs).max() <= 0.05
+
+
+def test_file_of_a_user_model_loads_where_the_model_was_never_imported(example, tmp_path):
+    import subprocess
+    import sys
+
+    from hh_plugin import HHSpec
+    from hh_plugin.export import save
+
+    path = tmp_path / "user_model.h5"
+    spec = HHSpec(model=example.CLASSIC_HH, celsius=12.0)
+    save(path, spec, {"V": np.array([-65.0]), "m": np.array([0.05]), "h": np.array([0.6]),
+                      "n": np.array([0.3])}, time=0.0, dt=0.01)
+    code = ("import sys; from hh_plugin.export import load; r = load(sys.argv[1]); "
+            "print(r.spec.model.name, r.spec.celsius, r.spec.model.gate('m').rate_factor)")
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["classic_hh_q10", "12.0", "Q10**((celsius", "-",
+                                  "T_ref)/10)"]
