@@ -28,6 +28,8 @@ from typing import Optional
 import torch
 from torch.autograd.function import once_differentiable
 
+from ...model.limits import check_step
+
 from ..functional.hh import hh_step
 from ..functional.parameters import state_type
 from .codegen import CPP, RESET_CODES, kernel_parameters, step_program
@@ -209,7 +211,12 @@ def hh_step_fused(input_current: torch.Tensor, state, p, dt: float = 1e-5):
 
 def hh_step_auto(input_current: torch.Tensor, state, p, dt: float = 1e-5):
     """:func:`hh_step_fused` where it applies (:func:`fused_step_unavailable_reason`),
-    else the plain torch step :func:`~hh_plugin.torch.functional.hh.hh_step`."""
+    else the plain torch step :func:`~hh_plugin.torch.functional.hh.hh_step`. Both refuse
+    a ``dt`` (seconds) above the model's ``max_dt``."""
+    model = type(p).model
+    dt_ms = float(dt) * 1e3
+    if dt_ms > model.max_dt:
+        check_step(dt_ms, model, "dt is in seconds")
     reason = fused_step_unavailable_reason(input_current, state, p)
     if reason is None:
         try:
@@ -217,7 +224,6 @@ def hh_step_auto(input_current: torch.Tensor, state, p, dt: float = 1e-5):
         except ValueError:
             pass  # parameters that do not broadcast to the state: hh_step decides
     elif reason.startswith(("the fused C++ path needs", "building the fused")):
-        model = type(p).model
         if model.name not in _WARNED:
             _WARNED.add(model.name)
             warnings.warn(f"hh_plugin: {reason}; the cell runs the slower torch step",
