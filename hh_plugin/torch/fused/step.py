@@ -29,7 +29,6 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from ...model.limits import check_step
-
 from ..functional.hh import hh_step
 from ..functional.parameters import state_type
 from .codegen import CPP, RESET_CODES, kernel_parameters, step_program
