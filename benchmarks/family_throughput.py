@@ -14,11 +14,7 @@ This is a benchmark, not a test.
 from __future__ import annotations
 
 import argparse
-import math
-import platform
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -30,32 +26,12 @@ from hh_plugin.model import (HODGKIN_HUXLEY, MORRIS_LECAR, TRAUB_MILES,  # noqa:
                              WANG_BUZSAKI)
 from hh_plugin.torch.functional.parameters import as_parameters, initial_state  # noqa: E402
 from hh_plugin.torch.fused import hh_sequence  # noqa: E402
+from timing import best_of, cpu_model  # noqa: E402  (benchmarks/timing.py)
 
 #: (model, range of the constant drive in uA): each model fires over this range.
 MODELS = ((HODGKIN_HUXLEY, (5.0, 20.0)), (WANG_BUZSAKI, (0.5, 3.0)),
           (MORRIS_LECAR, (80.0, 150.0)), (TRAUB_MILES, (2e-4, 1e-3)))
 DT_MS = 0.01
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def best_of(fn, repeats: int) -> float:
-    fn()
-    best = math.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def measure(model, drive, N, T, dtype, repeats):

@@ -25,12 +25,8 @@ run. This is a benchmark, not a test.
 from __future__ import annotations
 
 import argparse
-import math
 import os
-import platform
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -39,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hh_plugin.torch import HH, HHCell  # noqa: E402
 from hh_plugin.torch.functional.hh import hh_step  # noqa: E402
+from timing import best_of, cpu_model  # noqa: E402  (benchmarks/timing.py)
 
 DT = 1e-5  # s (0.01 ms), the HH cell's default
 
@@ -51,16 +48,6 @@ def parse_args(argv=None):
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     return ap.parse_args(argv)
-
-
-def best_of(fn, repeats):
-    fn()  # warm-up (and the kernel build on first use)
-    best = math.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def cell_loop(cell, inputs, backward):
@@ -91,16 +78,7 @@ def sequence_call(module, inputs, backward):
 
 
 def machine():
-    model, load = platform.processor(), ""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name"):
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("CPU family"):
-                model += f" (family {line.split(':', 1)[1].strip()})"
-    except OSError:
-        pass
+    model, load = cpu_model(), ""
     try:
         load = "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
     except OSError:

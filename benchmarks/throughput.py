@@ -19,10 +19,7 @@ each, and the median and lowest of the per-round ratios). This is a benchmark, n
 from __future__ import annotations
 
 import argparse
-import math
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hh_plugin import HHSpec  # noqa: E402
 from hh_plugin.torch.functional.parameters import as_parameters, initial_state  # noqa: E402
 from hh_plugin.torch.fused import hh_sequence  # noqa: E402
+from timing import best_of, cpu_model  # noqa: E402  (benchmarks/timing.py)
 
 DT_MS = 0.01
 
@@ -57,16 +55,6 @@ def parse_args(argv=None):
                     help="rounds of the alternating fused/brainpy forward comparison "
                          "(default: 2x repeats; 0 skips it)")
     return ap.parse_args(argv)
-
-
-def best_of(fn, repeats):
-    fn()  # warm-up (and compilation)
-    best = math.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def saved_bytes(fn):
@@ -236,16 +224,7 @@ def fmt(x):
 
 
 def machine():
-    model = platform.processor()
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name"):
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("CPU family"):
-                model += f" (family {line.split(':', 1)[1].strip()})"
-    except OSError:
-        pass
+    model = cpu_model()
     return (f"{model}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
             f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
