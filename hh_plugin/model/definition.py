@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 import sympy
@@ -231,6 +231,16 @@ class VoltageDistribution:
         return rng.normal(self.values[0], self.values[1], size=shape)
 
 
+def steady_state(intermediates: Mapping[str, Any]):
+    r""":math:`x_\infty` of a gate from its (evaluated or symbolic) intermediates:
+    ``x_inf`` itself, or :math:`\alpha/(\alpha+\beta)`. Numbers, arrays, tensors and sympy
+    expressions alike; the one place every backend takes a steady state or an
+    instantaneous gate's value from."""
+    if "x_inf" in intermediates:
+        return intermediates["x_inf"]
+    return intermediates["alpha"] / (intermediates["alpha"] + intermediates["beta"])
+
+
 @dataclass(frozen=True)
 class GateTerms:
     r"""Symbolic pieces of one gate, in plugin units (V in mV, t in ms).
@@ -238,7 +248,8 @@ class GateTerms:
     ``intermediates``: named expressions of ``V`` and parameters (the rates
     ``alpha``/``beta`` or ``x_inf``/``tau``), in order. ``derivative``: :math:`\dot x`
     and ``decay``: :math:`\lambda_x`, written with those intermediates' symbols
-    (``<gate>__<name>``), ``x`` and parameters; ``value`` for an instantaneous gate.
+    (``<gate>__<name>``), ``x`` and parameters; ``value`` for an instantaneous gate;
+    ``factor``: the parsed rate factor (of parameters only) or ``None``.
     """
 
     gate: GateDefinition
@@ -246,6 +257,7 @@ class GateTerms:
     derivative: Optional[sympy.Expr] = None
     decay: Optional[sympy.Expr] = None
     value: Optional[sympy.Expr] = None
+    factor: Optional[sympy.Expr] = None
 
     def intermediate_symbol(self, name: str) -> sympy.Symbol:
         return sympy.Symbol(f"{self.gate.name}__{name}", real=True)
@@ -399,9 +411,7 @@ class ModelDefinition:
                 base = GateTerms(g, inter)
                 sym = {name: base.intermediate_symbol(name) for name, _ in inter}
                 if g.is_instantaneous:
-                    value = (sym["x_inf"] if g.alpha is None
-                             else sym["alpha"] / (sym["alpha"] + sym["beta"]))
-                    terms[g.name] = GateTerms(g, inter, value=value)
+                    terms[g.name] = GateTerms(g, inter, value=steady_state(sym))
                     continue
                 x = sympy.Symbol(g.name, real=True)
                 if g.alpha is not None:
@@ -410,10 +420,10 @@ class ModelDefinition:
                 else:
                     derivative = (sym["x_inf"] - x) / sym["tau"]
                     decay = 1 / sym["tau"]
-                if g.rate_factor is not None:
-                    factor = parse(g.rate_factor, params)
+                factor = None if g.rate_factor is None else parse(g.rate_factor, params)
+                if factor is not None:
                     derivative, decay = factor * derivative, factor * decay
-                terms[g.name] = GateTerms(g, inter, derivative, decay)
+                terms[g.name] = GateTerms(g, inter, derivative, decay, factor=factor)
             self._cache["gate_terms"] = terms
         return self._cache["gate_terms"]
 
@@ -422,9 +432,7 @@ class ModelDefinition:
         r"""``{gate: x_inf}`` for every gate as expressions of ``V`` and parameters."""
         out = {}
         for name, t in self.gate_terms.items():
-            inter = dict(t.intermediates)
-            out[name] = (inter["x_inf"] if "x_inf" in inter
-                         else inter["alpha"] / (inter["alpha"] + inter["beta"]))
+            out[name] = steady_state(dict(t.intermediates))
         return out
 
     @property
@@ -501,8 +509,7 @@ class ModelDefinition:
             if not isinstance(mapping, Mapping) or key not in mapping:
                 raise ValueError(f"model definition: {where} lacks {key!r}")
             value = mapping[key]
-            if not isinstance(value, types) or isinstance(value, bool) and bool not in (
-                    types if isinstance(types, tuple) else (types,)):
+            if isinstance(value, bool) or not isinstance(value, types):  # no field is a bool
                 raise ValueError(f"model definition: {where}.{key} has the wrong type "
                                  f"({type(value).__name__})")
             return value
@@ -608,12 +615,11 @@ class CompiledModel:
     @classmethod
     def build(cls, model: ModelDefinition, backend: str) -> "CompiledModel":
         intermediates, factors = {}, {}
-        params = set(model.parameter_names)
         for gate, terms in model.gate_terms.items():
             intermediates[gate] = {name: cls._function(expr, backend)
                                    for name, expr in terms.intermediates}
-            if terms.gate.rate_factor is not None:
-                factors[gate] = cls._function(parse(terms.gate.rate_factor, params), backend)
+            if terms.factor is not None:
+                factors[gate] = cls._function(terms.factor, backend)
         conductances, args = {}, {}
         for name, expr in model.conductance_expressions.items():
             conductances[name], args[name] = cls._function(expr, backend)

@@ -19,7 +19,7 @@ from typing import Dict, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from .definition import ModelDefinition
+from .definition import ModelDefinition, steady_state
 
 #: Marker for "the model's default initial state" (its voltage distribution and gates).
 DEFAULT = "default"
@@ -50,11 +50,7 @@ def steady_state_gates(model: ModelDefinition, V, parameters: Optional[Mapping] 
     symbols = {**_parameter_values(model, parameters), "V": V}
     out = {}
     for gate in (model.gate_names if gates is None else gates):
-        inter = compiled.evaluate_intermediates(gate, symbols)
-        if "x_inf" in inter:
-            value = inter["x_inf"]
-        else:
-            value = inter["alpha"] / (inter["alpha"] + inter["beta"])
+        value = steady_state(compiled.evaluate_intermediates(gate, symbols))
         out[gate] = np.broadcast_to(value, V.shape).astype(np.float64, copy=True)
     return out
 

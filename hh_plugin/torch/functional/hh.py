@@ -42,6 +42,7 @@ from typing import Tuple
 
 import torch
 
+from ...model.definition import steady_state
 from ...model.expressions import exprel_torch
 from ...model.limits import MAX_PLAUSIBLE_RATE, check_step, warn_if_implausible
 from .parameters import _ParametersMixin, _TensorTuple, state_type
@@ -114,13 +115,6 @@ def _cast(p: _ParametersMixin, like: torch.Tensor) -> dict:
     return out
 
 
-def instantaneous_value(intermediates):
-    r"""Value of an instantaneous gate: :math:`x_\infty` or :math:`\alpha/(\alpha+\beta)`."""
-    if "x_inf" in intermediates:
-        return intermediates["x_inf"]
-    return intermediates["alpha"] / (intermediates["alpha"] + intermediates["beta"])
-
-
 def gate_derivative_and_decay(intermediates, x, factor=None):
     r""":math:`\dot x` and the decay rate :math:`\lambda` of a dynamic gate (1/ms).
 
@@ -174,7 +168,7 @@ def hh_step(input_current: torch.Tensor, state, p: _ParametersMixin,
     gates = {name: getattr(state, name) for name in model.gate_names}
     symbols = {**values, **gates, "V": V}
     for name in model.instantaneous_gate_names:
-        symbols[name] = instantaneous_value(compiled.evaluate_intermediates(name, symbols))
+        symbols[name] = steady_state(compiled.evaluate_intermediates(name, symbols))
 
     conductance_total = 0.0
     ionic_current = 0.0

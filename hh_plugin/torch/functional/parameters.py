@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ...model import HODGKIN_HUXLEY, HHSpec, ModelDefinition
+from ...model.definition import steady_state
 from ...model.initial import DEFAULT, UNIFORM, default_gate_values, initial_voltage
 
 _OPTIONS = ("spk_reset", "alpha", "width", "V_reset")
@@ -259,9 +260,7 @@ def initial_state(p, shape, V=DEFAULT, seed: Optional[int] = None,
             values.append(torch.broadcast_to(torch.as_tensor(given[gate], dtype=dtype,
                                                              device=device), shape).clone())
             continue
-        inter = compiled.evaluate_intermediates(gate, symbols)
-        x_inf = inter["x_inf"] if "x_inf" in inter else inter["alpha"] / (inter["alpha"]
-                                                                          + inter["beta"])
+        x_inf = steady_state(compiled.evaluate_intermediates(gate, symbols))
         values.append(torch.broadcast_to(torch.as_tensor(x_inf, dtype=dtype, device=device),
                                          shape).clone())
     return state_type(model)(*values)

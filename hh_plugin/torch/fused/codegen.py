@@ -38,7 +38,7 @@ from sympy.printing.lambdarepr import LambdaPrinter
 
 from ...model.definition import ModelDefinition
 from ...model.expressions import (EXPREL_TAYLOR_COEFFICIENTS, EXPREL_TAYLOR_CUTOFF_FLOAT32,
-                                   EXPREL_TAYLOR_CUTOFF_FLOAT64, VOLTAGE_SYMBOL, exprel, parse)
+                                   EXPREL_TAYLOR_CUTOFF_FLOAT64, VOLTAGE_SYMBOL, exprel)
 
 #: Extra kernel parameters after the model's own (the surrogate and the reset potential).
 EXTRA_PARAMETERS = ("alpha", "width", "V_reset")
@@ -220,8 +220,8 @@ def step_program(model: ModelDefinition, dialect: Dialect,
     param_symbols = {p: sympy.Symbol(p, real=True) for p in model.parameter_names}
     intermediates = {gate: [(f"f_{_SHORT[name]}_{gate}", _kernel_expr(expr))
                             for name, expr in t.intermediates] for gate, t in terms.items()}
-    factors = {gate: _kernel_expr(parse(t.gate.rate_factor, model.parameter_names))
-               for gate, t in terms.items() if t.gate.rate_factor is not None}
+    factors = {gate: _kernel_expr(t.factor) for gate, t in terms.items()
+               if t.factor is not None}
 
     fwd: List[str] = []
     a = fwd.append
