@@ -377,3 +377,19 @@ def test_malformed_limits_in_the_environment(runs, monkeypatch, capsys, name, va
     monkeypatch.setenv(name, value)
     assert main(["inspect", str(runs / "case.h5")]) == 2
     assert name in capsys.readouterr().err
+
+
+def test_ctrl_c_during_a_brian2_run_is_an_interrupt_not_a_short_result(runs, monkeypatch):
+    # Brian2 turns Ctrl-C during a run into a stop at the current step; the run returned
+    # normally and a truncated result would have been saved
+    import brian2
+
+    from hh_plugin.export.runner import run_case
+
+    real = brian2.Network.run
+
+    def stopped_half_way(self, duration, *args, **kwargs):
+        return real(self, duration / 2, *args, **kwargs)
+    monkeypatch.setattr(brian2.Network, "run", stopped_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        run_case(load(runs / "case.h5"), "brian2")
