@@ -163,7 +163,7 @@ def main(argv=None):
     from brian2 import prefs
 
     brian2.BrianLogger.log_level_error()
-    import hh_plugin.brian2  # noqa: F401  (registers hh_exprel)
+    import hh_plugin.brian2  # noqa: F401  (imported before timing)
 
     workdir = Path(args.directory or tempfile.mkdtemp(prefix="hh_brian2_bench_"))
     machine = machine_description()

@@ -8,7 +8,9 @@ naive and compiled rows include every intermediate of every step). Peers, where
 installed: Brian2 C++ standalone of the plugin's own ``neuron_group`` (float64, the same
 dt and steps, Brian2's own simulation timer) and ``brainpy.state.HH`` jitted over the
 time loop. Timings are the best of ``--repeats`` runs after a warm-up (compilation is not
-timed). This is a benchmark, not a test.
+timed). On a shared machine the load changes between rows, so the fused float32 forward
+and the brainpy peer are also timed alternately, round by round (last table: best of
+each, and the median and lowest of the per-round ratios). This is a benchmark, not a test.
 
     python benchmarks/throughput.py            # N = 1e3, 1e4, 1e5, T = 1000
     python benchmarks/throughput.py --quick    # N = 1e3, 1e4, T = 200, fewer repeats
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import platform
 import subprocess
 import sys
@@ -50,6 +53,9 @@ def parse_args(argv=None):
     ap.add_argument("--max-naive-backward", type=float, default=2e7,
                     help="skip naive/compiled fwd+bwd above this many neuron-steps (memory)")
     ap.add_argument("--checkpoint", default="sqrt", help="fused backward checkpoint interval")
+    ap.add_argument("--interleaved-rounds", type=int, default=None,
+                    help="rounds of the alternating fused/brainpy forward comparison "
+                         "(default: 2x repeats; 0 skips it)")
     return ap.parse_args(argv)
 
 
@@ -148,7 +154,8 @@ def brian2_row(N, T, threads):
                 "fwd": None, "note": f"unavailable ({exc.__class__.__name__}: {exc})"[:120]}
 
 
-def brainpy_row(N, T, repeats):
+def brainpy_callable(N, T):
+    """``(call, None)``: one jitted run of brainpy.state.HH over T steps; or ``(None, why)``."""
     try:
         import brainpy  # noqa: F401
         import brainstate
@@ -156,27 +163,72 @@ def brainpy_row(N, T, repeats):
         import jax
         from brainpy.state import HH as BHH
     except Exception as exc:  # noqa: BLE001
-        return {"path": "brainpy.state.HH (jit)", "N": N, "T": T, "dtype": "float32",
-                "fwd": None, "note": f"not installed ({exc.__class__.__name__})"}
+        return None, f"not installed ({exc.__class__.__name__})"
     try:
-        with brainstate.environ.context(dt=DT_MS * u.ms):
-            neu = BHH(N)
-            brainstate.nn.init_all_states(neu)
-            I = jax.numpy.full((T, N), 10.0, dtype=jax.numpy.float32) * u.uA
+        brainstate.environ.set(dt=DT_MS * u.ms)
+        neu = BHH(N)
+        brainstate.nn.init_all_states(neu)
+        I = jax.numpy.full((T, N), 10.0, dtype=jax.numpy.float32) * u.uA
 
-            @brainstate.transform.jit
-            def sim(I):
-                return brainstate.transform.for_loop(lambda x: neu.update(x), I)
+        @brainstate.transform.jit
+        def sim(I):
+            return brainstate.transform.for_loop(lambda x: neu.update(x), I)
 
-            def call():
-                jax.block_until_ready(sim(I))
+        def call():
+            jax.block_until_ready(sim(I))
 
-            t = best_of(call, repeats)
-        return {"path": "brainpy.state.HH (jit)", "N": N, "T": T, "dtype": "float32",
-                "fwd": N * T / t}
+        call()  # compile
+        return call, None
     except Exception as exc:  # noqa: BLE001
-        return {"path": "brainpy.state.HH (jit)", "N": N, "T": T, "dtype": "float32",
-                "fwd": None, "note": f"failed ({exc.__class__.__name__}: {exc})"[:120]}
+        return None, f"failed ({exc.__class__.__name__}: {exc})"[:120]
+
+
+def brainpy_row(N, T, repeats):
+    row = {"path": "brainpy.state.HH (jit)", "N": N, "T": T, "dtype": "float32", "fwd": None}
+    call, why = brainpy_callable(N, T)
+    if call is None:
+        row["note"] = why
+        return row
+    row["fwd"] = N * T / best_of(call, repeats)
+    return row
+
+
+def fused_forward_callable(N, T):
+    p = as_parameters(HHSpec()).to(dtype=torch.float32)
+    g = torch.Generator().manual_seed(0)
+    I = 5.0 + 15.0 * torch.rand(T, N, generator=g, dtype=torch.float32)
+    s0 = initial_state(p, (N,), V=-65.0, dtype=torch.float32)
+
+    def call():
+        with torch.no_grad():
+            hh_sequence(I, s0, p, DT_MS * 1e-3, path="fused_cpp")
+
+    return call
+
+
+def interleaved(N, T, rounds):
+    """Fused float32 forward and brainpy, timed alternately (same minutes, same load):
+    best of each and the median of the per-round ratios. ``None`` without brainpy."""
+    peer, why = brainpy_callable(N, T)
+    if peer is None:
+        print(f"   interleaved comparison skipped: brainpy {why}", flush=True)
+        return None
+    fused = fused_forward_callable(N, T)
+    fused()
+    times = {"fused": [], "brainpy": []}
+    for _ in range(rounds):
+        for name, fn in (("fused", fused), ("brainpy", peer)):
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    ratios = sorted(b / f for f, b in zip(times["fused"], times["brainpy"]))
+    row = {"N": N, "T": T, "fused": N * T / min(times["fused"]),
+           "brainpy": N * T / min(times["brainpy"]),
+           "median_ratio": ratios[len(ratios) // 2], "min_ratio": ratios[0],
+           "load": " ".join(f"{x:.1f}" for x in os.getloadavg())}
+    row["best_ratio"] = row["fused"] / row["brainpy"]
+    print("  ", row, flush=True)
+    return row
 
 
 def fmt(x):
@@ -190,9 +242,12 @@ def machine():
         for line in out.splitlines():
             if line.startswith("Model name"):
                 model = line.split(":", 1)[1].strip()
+            if line.startswith("CPU family"):
+                model += f" (family {line.split(':', 1)[1].strip()})"
     except OSError:
         pass
-    return f"{model}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+    return (f"{model}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
+            f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 def main(argv=None):
@@ -208,7 +263,7 @@ def main(argv=None):
     T = args.steps or (200 if args.quick else 1000)
     repeats = args.repeats or (1 if args.quick else 3)
     print(f"machine: {machine()}; T = {T}, dt = {DT_MS} ms", flush=True)
-    rows = []
+    rows, pairs = [], []
     for N in sizes:
         for name in args.dtypes:
             print(f"N={N} {name}", flush=True)
@@ -217,6 +272,11 @@ def main(argv=None):
             rows.append(brian2_row(N, T, torch.get_num_threads()))
             rows.append(brainpy_row(N, T, repeats))
             print("  ", rows[-2], "\n  ", rows[-1], flush=True)
+            n_rounds = 2 * repeats if args.interleaved_rounds is None else args.interleaved_rounds
+            if n_rounds > 0 and "fused_cpp" in args.paths:
+                pair = interleaved(N, T, n_rounds)
+                if pair is not None:
+                    pairs.append(pair)
     # ratios: fused forward against the peers at the same N (fused float32 row)
     print()
     print("| N | dtype | path | fwd neuron-steps/s | fwd+bwd neuron-steps/s | saved for bwd (MB) "
@@ -231,6 +291,16 @@ def main(argv=None):
         print(f"| {r['N']:.0e} | {r['dtype']} | {r['path']} | {fmt(r.get('fwd'))} | "
               f"{fmt(r.get('fwdbwd'))} | {'-' if saved is None else f'{saved:.1f}'} | "
               f"{'-' if ratio is None else f'{ratio:.1f}x'} | {r.get('note', '')} |")
+    if pairs:
+        print()
+        print("Fused float32 forward against brainpy.state.HH (jit), timed alternately:")
+        print("| N | T | fused fwd neuron-steps/s | brainpy fwd neuron-steps/s | best / best "
+              "| median of per-round ratios | lowest round | load average during |")
+        print("|---|---|---|---|---|---|---|---|")
+        for r in pairs:
+            print(f"| {r['N']:.0e} | {r['T']} | {r['fused']:.2e} | {r['brainpy']:.2e} | "
+                  f"{r['best_ratio']:.2f}x | {r['median_ratio']:.2f}x | {r['min_ratio']:.2f}x | "
+                  f"{r['load']} |")
     return rows
 
 

@@ -3,10 +3,16 @@
 Build (warnings are errors, as in CI)::
 
     python -m sphinx -W --keep-going -b html docs docs/_build/html
+
+The formulas are typeset by MathJax 3, which is copied into the built site
+(``_static/mathjax/``, from the ``django-static-mathjax`` package of the ``docs`` extra),
+so the pages show typeset formulas without a network connection.
 """
 
+import importlib.util
 import os
 import re
+import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -49,6 +55,29 @@ napoleon_numpy_docstring = True
 napoleon_use_ivar = True  # "Attributes:" as fields: no clash with documented properties
 napoleon_custom_sections = [("Options", "params_style")]  # HHSpec's spike/reset options
 
+# MathJax shipped with the site: one self-contained file (TeX input with all its
+# extensions, SVG output with its glyphs), copied into _static/ after the build.
+MATHJAX_FILE = Path("mathjax", "tex-svg-full.js")
+mathjax_path = MATHJAX_FILE.as_posix()  # relative paths are relative to _static/
+
+
+def _mathjax_source() -> Path:
+    spec = importlib.util.find_spec("mathjax")
+    source = (None if spec is None or spec.origin is None else
+              Path(spec.origin).parent / "static" / "mathjax" / "es5" / MATHJAX_FILE.name)
+    if source is None or not source.is_file():
+        raise RuntimeError("the documentation ships MathJax from the django-static-mathjax "
+                           "package: pip install -e '.[docs]' (or django-static-mathjax)")
+    return source
+
+
+def _copy_mathjax(app, exception):
+    if exception is None and app.builder.format == "html":
+        target = Path(app.outdir, "_static", MATHJAX_FILE)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(_mathjax_source(), target)
+
+
 html_theme = "furo" if __import__("importlib").util.find_spec("furo") else "alabaster"
 html_title = f"hh_plugin {release}"
 
@@ -84,4 +113,6 @@ def _source_read(app, docname, source):
 
 
 def setup(app):
+    _mathjax_source()  # fail at the start, not after the build
     app.connect("source-read", _source_read)
+    app.connect("build-finished", _copy_mathjax)

@@ -110,6 +110,9 @@ def main(argv=None) -> dict:
     if args.duration_ms is None:
         args.duration_ms = 30.0 if args.quick else 50.0
     torch.set_num_threads(args.threads)
+    # same seed, same thread count, same machine: the same numbers, run after run (the last
+    # digits may differ on another CPU, whose vector units round float32 sums differently)
+    torch.use_deterministic_algorithms(True)
     torch.manual_seed(args.seed)
     start = time.perf_counter()
 

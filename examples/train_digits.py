@@ -234,6 +234,9 @@ def main(argv=None) -> dict:
     if args.quick:
         args.steps = min(args.steps, 25)
     torch.set_num_threads(args.threads)
+    # same seed, same thread count, same machine: the same numbers, run after run (the last
+    # digits may differ on another CPU, whose vector units round float32 sums differently)
+    torch.use_deterministic_algorithms(True)
     t0 = time.perf_counter()
     model, history, train_time, (X_test, y_test) = train(args)
     summary = {

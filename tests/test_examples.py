@@ -33,3 +33,18 @@ def test_brian2_fi_curve_example(tmp_path):
     low = gL == 0.03
     assert rate[low & (I < 2.0)].max() == 0.0  # below rheobase: silent
     assert rate[low & (I > 10.0)].min() > 30.0  # well above: tonic firing
+
+
+@pytest.mark.parametrize("name, keys", [
+    ("train_digits", ("test_accuracy", "spikes_per_neuron_per_sample", "history")),
+    ("fit_spike_train", ("loss_start", "loss_end", "loss_history", "final_spikes")),
+])
+def test_training_examples_are_deterministic(name, keys, tmp_path):
+    # the README quotes what these examples print: a second run must print the same
+    pytest.importorskip("norse")
+    if name == "train_digits":
+        pytest.importorskip("sklearn")
+    runs = [load_example(name).main(["--quick", "--no-plots", "--output-dir", str(tmp_path)])
+            for _ in range(2)]
+    for key in keys:
+        assert runs[0][key] == runs[1][key], key

@@ -127,6 +127,76 @@ def test_hh_module_auto_uses_fused_and_agrees_with_naive():
     assert resolve_path("auto", I.half()) == "naive"
 
 
+# --------------------------------------------------------------------------- output pool
+def _pool_case(seed):
+    g = torch.Generator().manual_seed(seed)
+    I = torch.rand(300, 1000, generator=g) * 20  # spikes of 1.2 MB: pooled
+    p = as_parameters(HHSpec()).to(dtype=torch.float32)
+    return I, initial_state(p, (1000,), V=-65.0, dtype=torch.float32), p
+
+
+@needs_compiler
+def test_pooled_outputs_are_reused_only_when_nothing_refers_to_them():
+    from hh_plugin.torch.fused import release_outputs
+
+    I1, s0, p = _pool_case(0)
+    I2, _, _ = _pool_case(1)
+    with torch.no_grad():
+        z1, _ = hh_sequence(I1, s0, p, 1e-5, path="fused_cpp")
+        expected = z1.clone()
+        view = z1[10:20]                       # a view keeps the storage
+        held = hh_sequence(I1, s0, p, 1e-5, path="fused_cpp", record_states=True)[1].V
+        held_copy = held.clone()
+        del z1
+        z2, _ = hh_sequence(I2, s0, p, 1e-5, path="fused_cpp")
+        z3, _ = hh_sequence(I2, s0, p, 1e-5, path="fused_cpp")
+    assert torch.equal(view, expected[10:20]) and torch.equal(held, held_copy)
+    assert not torch.equal(z2, expected) and torch.equal(z2, z3)
+    del z3
+    with torch.no_grad():
+        z4, _ = hh_sequence(I1, s0, p, 1e-5, path="fused_cpp")
+    assert torch.equal(z4, expected)
+    del z2, z4, view, expected
+    assert release_outputs() > 0
+
+
+@needs_compiler
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"),
+                    reason="page-fault counts from getrusage (Linux)")
+def test_pooled_outputs_need_no_fresh_pages():
+    import resource
+
+    # 36 MB of spikes: above glibc's largest mmap threshold, so without the pool every
+    # call maps fresh pages and faults them in (at least 18 faults even with 2 MB pages)
+    I = torch.rand(300, 30000, generator=torch.Generator().manual_seed(0)) * 20
+    p = as_parameters(HHSpec()).to(dtype=torch.float32)
+    s0 = initial_state(p, (30000,), V=-65.0, dtype=torch.float32)
+    faults = []
+    with torch.no_grad():
+        for _ in range(6):  # (the first calls also settle small allocations)
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            z, _ = hh_sequence(I, s0, p, 1e-5, path="fused_cpp")
+            faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+            del z
+    assert min(faults[1:]) < 9, faults
+
+
+@needs_compiler
+def test_pooled_input_gradients_survive_the_next_backward():
+    I, s0, p = _pool_case(2)
+    grads = []
+    for _ in range(2):
+        x = I.clone().requires_grad_(True)
+        z, st = hh_sequence(x, s0, p, 1e-5, path="fused_cpp")
+        (z.sum() + st.V.sum()).backward()
+        grads.append(x.grad)
+    kept = grads[0].clone()
+    x = (I * 1.1).requires_grad_(True)
+    z, st = hh_sequence(x, s0, p, 1e-5, path="fused_cpp")
+    (z.sum() + st.V.sum()).backward()
+    assert torch.equal(grads[0], kept) and torch.equal(grads[0], grads[1])
+
+
 # --------------------------------------------------------------------------- gradients
 def _grad_case(path, spec, checkpoint=None, record=False, T=300, shape=(2, 7), dt=2e-5):
     dtype = torch.float64
@@ -242,7 +312,7 @@ def _other_model():
 
 def test_generated_code_comes_from_the_model_definition():
     source = cpp_source.generate_cpp(_other_model())
-    assert "T(0.35)" in source and "T(0.625)" in source and "std::tanh" in source
+    assert "T(0.35)" in source and "T(0.625)" in source and "hh_tanh(" in source
     hh_source = cpp_source.generate_cpp(__import__("hh_plugin").model.HODGKIN_HUXLEY)
     assert "T(0.07)" in hh_source and "T(0.35)" not in hh_source
     # no model constant is written in the generator itself
@@ -354,30 +424,26 @@ def test_triton_on_gpu_equals_naive():
     assert (z1.cpu() != z0).sum() <= 2  # float32, different exp implementation
 
 
-TRITON_REQUIREMENT = "triton==3.9.0"
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(_triton_interpreter_ok(), reason="the interpreter tests ran in this process")
 def test_triton_kernel_in_interpreter_subprocess(tmp_path):
     """Run the Triton interpreter tests above in a child process on the CPU.
 
-    Triton is installed (``--no-deps``, once, cached) into a folder of its own rather than
-    the main environment, so it cannot replace or reconfigure torch; the child process
-    puts that folder on ``PYTHONPATH`` and sets ``TRITON_INTERPRET=1`` before importing it.
+    Triton lives in a folder of its own (``tests/environments.py``, installed by
+    ``install.sh`` with ``HH_PLUGIN_TEST_ENVS=all``, never by this test), so it cannot
+    replace or reconfigure torch; the child process puts that folder on ``PYTHONPATH`` and
+    sets ``TRITON_INTERPRET=1`` before importing it.
     """
     import subprocess
     import sys
 
-    from hh_plugin.torch.fused.cpp import cache_dir
+    import environments
 
-    site = cache_dir() / f"triton-site-{TRITON_REQUIREMENT.replace('==', '-')}"
-    if not (site / "triton").is_dir():
-        proc = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                               "--target", str(site), TRITON_REQUIREMENT],
-                              capture_output=True, text=True, timeout=1200)
-        if proc.returncode != 0:
-            pytest.fail(f"could not install {TRITON_REQUIREMENT}: {proc.stderr[-2000:]}")
+    if not environments.triton_ready():
+        pytest.skip(f"{environments.TRITON_REQUIREMENT} is not installed in "
+                    f"{environments.triton_site()}: "
+                    + environments.INSTALL_HINT.format("triton"))
+    site = environments.triton_site()
     env = dict(os.environ, TRITON_INTERPRET="1",
                PYTHONPATH=os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",

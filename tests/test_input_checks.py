@@ -175,5 +175,9 @@ def test_brian2_constant_current_checks():
 
     with pytest.raises(ValueError, match="NaN or infinite"):
         neuron_group(2, HHSpec(), current=[10.0, float("nan")])
-    with pytest.warns(ImplausibleInputWarning):
+    # plain numbers of an implausible size are refused with a units hint (issue 10) ...
+    with pytest.raises(ValueError, match="plain numbers are in uA"):
         neuron_group(2, HHSpec(), current=[10.0, 1e6])
+    # ... a quantity of that size is taken, with a warning
+    with pytest.warns(ImplausibleInputWarning):
+        neuron_group(2, HHSpec(), current=np.array([10.0, 1e6]) * brian2.uA)

@@ -2,9 +2,10 @@
 runtime target, several builds in one process, Brian2CUDA code generation for sm_90.
 
 The C++ and CUDA tests compile code and are marked ``slow``. Brian2CUDA pins its Brian2
-(brian2cuda 1.0a7: brian2==2.8.0), so the CUDA test builds a second virtual environment
-(once, in ``~/.cache/hh_plugin``; ``HH_PLUGIN_CUDA_ENV`` overrides the path) with
-Brian2CUDA, Brian2 2.8 and hh_plugin on its ``PYTHONPATH``, and runs
+(brian2cuda 1.0a7: brian2==2.8.0), so the CUDA test uses a second virtual environment
+(``tests/environments.py``: installed by ``HH_PLUGIN_TEST_ENVS=all bash install.sh`` in
+``~/.cache/hh_plugin``, never by the tests; ``HH_PLUGIN_CUDA_ENV`` overrides the path)
+with Brian2CUDA, Brian2 2.8 and hh_plugin on its ``PYTHONPATH``, and runs
 ``examples/gpu_large_run.py --generate-only`` there: generation and nvcc compilation of
 the plugin's group for sm_90, no GPU needed. The same environment checks the plugin on
 Brian2 2.8 against the reference data.
@@ -12,9 +13,7 @@ Brian2 2.8 against the reference data.
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,6 @@ from brian2 import (SpikeMonitor, StateMonitor, defaultclock, get_device, ms, mV
 from hh_plugin import HHSpec  # noqa: E402
 from hh_plugin.brian2 import equations, neuron_group, use_device  # noqa: E402
 from hh_plugin.brian2 import device as device_module  # noqa: E402
-from hh_plugin.brian2.equations import _guarded_exprel  # noqa: E402
 from hh_plugin.model.expressions import exprel_numpy  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,31 +127,45 @@ def test_standalone_session_without_build_restores_runtime(clean_device, tmp_pat
             runtime.build()
 
 
-def test_guarded_exprel_form_is_accurate():
-    """The branch-free exprel printed into the equations, evaluated with numpy."""
-    import sympy
+EXPREL_POINTS = np.concatenate([
+    [0.0, 1e-300, -1e-12, 1e-8, -9.99e-4, 1e-3, -1e-3, 0.5, -700.0, 700.0],
+    np.linspace(-30, 30, 1001), np.geomspace(1e-7, 1, 50), -np.geomspace(1e-7, 1, 50)])
 
-    x = sympy.Symbol("x", real=True)
-    text = sympy.sstr(_guarded_exprel(x))
-    values = np.concatenate([[0.0, 1e-300, -1e-12, 1e-8, -9.99e-4, 1e-3, -1e-3, 0.5],
-                             np.linspace(-30, 30, 1001), np.geomspace(1e-7, 1, 50),
-                             -np.geomspace(1e-7, 1, 50)])
-    namespace = {"x": values, "abs": np.abs, "exp": np.exp,
-                 "int": lambda b: np.asarray(b, dtype=np.int64)}
-    with np.errstate(all="raise"):
-        result = eval(text, namespace)
-    np.testing.assert_allclose(result, exprel_numpy(values), rtol=1e-12, atol=0)
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["cython", "cpp_standalone"])
+def test_compiled_hh_exprel_is_accurate(clean_device, tmp_path, where):
+    """The branch-free guarded form of the cython and C++ implementations of hh_exprel."""
+    from brian2 import NeuronGroup
+
+    from hh_plugin.brian2 import namespace
+
+    def evaluate():
+        group = NeuronGroup(len(EXPREL_POINTS), "x : 1\ny : 1", namespace=namespace())
+        group.x = EXPREL_POINTS
+        group.run_regularly("y = hh_exprel(x, exp(x))")
+        run(defaultclock.dt)
+        return group
+
+    if where == "cython":
+        prefs.codegen.target = "cython"
+        values = np.asarray(evaluate().y[:])
+    else:
+        with use_device("cpp_standalone", directory=str(tmp_path / "exprel")):
+            group = evaluate()
+        values = np.asarray(group.y[:])
+    np.testing.assert_allclose(values, exprel_numpy(EXPREL_POINTS), rtol=1e-12, atol=0)
 
 
 def test_equation_forms():
-    guarded = equations()
-    assert "hh_exprel" not in str(guarded["alpha_m"].expr)
-    assert "int(abs(" in str(guarded["alpha_m"].expr)
-    assert "hh_exprel" in str(equations(exprel_form="function")["alpha_m"].expr)
+    function = equations()
+    assert "hh_exprel(" in str(function["alpha_m"].expr)
     assert "exprel(" in str(equations(exprel_form="brian2")["alpha_n"].expr)
-    assert "/18" not in str(guarded["beta_m"].expr)  # fractions written as floats
+    assert "hh_exprel" not in str(equations(exprel_form="brian2")["alpha_n"].expr)
+    # whole numbers written as floats: Brian2 would turn 65/18 into a pow() per rate
+    assert "/18.0" in str(function["beta_m"].expr)
     with pytest.raises(ValueError, match="exprel_form"):
-        equations(exprel_form="fast")
+        equations(exprel_form="guarded")
 
 
 # ----------------------------------------------------------- C++ standalone (slow)
@@ -236,54 +248,19 @@ def test_two_standalone_builds_in_one_process(clean_device, tmp_path):
 
 
 # ------------------------------------------------------- Brian2CUDA in a second env
-CUDA_ENV_REQUIREMENTS = ["brian2cuda==1.0a7", "brian2==2.8.0", "numpy<2.4", "sympy", "h5py"]
-
-
-def _cuda_env_path() -> Path:
-    override = os.environ.get("HH_PLUGIN_CUDA_ENV")
-    if override:
-        return Path(override)
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    tag = f"py{sys.version_info.major}{sys.version_info.minor}"
-    return cache / "hh_plugin" / f"cuda-env-{tag}-brian2cuda-1.0a7"
-
-
-def _cuda_env(requirements) -> Path:
-    """A virtual environment with ``requirements``, created once and reused."""
-    env = _cuda_env_path()
-    python = env / "bin" / "python"
-    marker = env / ".hh_plugin_requirements.json"
-    wanted = json.dumps(sorted(requirements))
-    if python.exists() and marker.exists() and marker.read_text() == wanted:
-        return python
-    if env.exists():
-        shutil.rmtree(env)
-    env.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "venv", str(env)], check=True, timeout=300)
-    proc = subprocess.run([str(python), "-m", "pip", "install", "--quiet",
-                           "--disable-pip-version-check", *requirements],
-                          capture_output=True, text=True, timeout=900)
-    if proc.returncode != 0:
-        shutil.rmtree(env, ignore_errors=True)
-        pytest.fail(f"cannot build the Brian2CUDA environment: pip install {requirements} "
-                    f"failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    marker.write_text(wanted)
-    return python
-
-
 @pytest.fixture(scope="module")
 def cuda_env():
-    nvcc = device_module.find_nvcc()
-    if nvcc is None:
-        pytest.skip("nvcc is not installed: CUDA code cannot be compiled here "
-                    f"({device_module.NVCC_INSTALL_HINT})")
-    requirements = list(CUDA_ENV_REQUIREMENTS)
-    if device_module.find_curand(nvcc) is None:
-        wheel = device_module.curand_wheel(device_module.nvcc_version(nvcc))
-        if wheel is None:
-            pytest.skip(f"the CUDA toolkit of {nvcc} has no cuRAND and no wheel is known")
-        requirements.append(wheel)
-    python = _cuda_env(requirements)
+    """The Brian2CUDA environment of ``tests/environments.py`` (installed by ``install.sh``
+    with ``HH_PLUGIN_TEST_ENVS=all``, never by the tests)."""
+    import environments
+
+    requirements, why_not = environments.cuda_requirements()
+    if requirements is None:
+        pytest.skip(why_not)
+    python = environments.cuda_env_python(requirements)
+    if python is None:
+        pytest.skip(f"no Brian2CUDA environment at {environments.cuda_env_path()}: "
+                    + environments.INSTALL_HINT.format("cuda"))
     environ = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "VIRTUAL_ENV")}
     environ["PYTHONPATH"] = str(ROOT)
     return python, environ

@@ -242,8 +242,14 @@ def test_bad_input_gives_clear_errors():
     _, state = cell(torch.zeros(2, 3))
     with pytest.raises(ValueError, match="does not match"):
         cell(torch.zeros(4, 3), state)
-    with pytest.raises(TypeError, match="floating-point"):
-        cell(torch.zeros(2, 3, dtype=torch.int64))
+    with pytest.raises(TypeError, match="must be real"):
+        cell(torch.zeros(2, 3, dtype=torch.complex64))
+    with pytest.raises(TypeError, match="must be a torch.Tensor"):
+        cell([[0.0, 0.0, 0.0]])
+    with pytest.raises(ValueError, match="NaN"):
+        HHCell(V_init=float("nan"))
+    with pytest.raises(ValueError, match="NaN"):
+        HHCell(V_init=torch.tensor([-65.0, float("inf")]))
     with pytest.raises(ValueError, match="dt must be a positive"):
         HHCell(dt=0.0)
     with pytest.raises(ValueError, match="dt must be a positive"):

@@ -2,9 +2,10 @@ r"""One call to switch Brian2 between runtime, C++ standalone and Brian2CUDA.
 
 :func:`use_device` wraps Brian2's ``set_device`` and applies what users otherwise trip over:
 
-- **several builds in one process**: a standalone device that was used before is
-  re-initialised (``device.reinit()``) before it is activated again, and
-  ``defaultclock.dt`` (which a re-initialised device sets back to 0.1 ms) is carried over;
+- **several builds in one process**: each standalone session builds on a device instance
+  of its own (Brian2 refuses a second build on a device that has run), so sessions,
+  and Brian2's own ``set_device('cpp_standalone')`` after them, start fresh while the
+  results of earlier sessions stay readable; ``defaultclock.dt`` is carried over;
 - **OpenMP threads** for ``cpp_standalone`` (``threads=k``);
 - **Brian2CUDA on CUDA 12/13**: the generated makefile passes ``-std=c++11``, which the
   Thrust/CCCL of CUDA 13 rejects; ``-std=c++17`` is appended to the nvcc flags (nvcc keeps
@@ -44,6 +45,8 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+from . import _compat
+
 #: Device names :func:`use_device` accepts.
 DEVICES = ("runtime", "cpp_standalone", "cuda_standalone")
 
@@ -75,8 +78,8 @@ class DeviceSession:
         build_options: options for ``device.build`` (``compile``, ``run``, ``clean``, ...).
         timings: after :meth:`build`: ``'make'`` (seconds spent compiling), ``'run_binary'``
             (seconds running the binary, start-up and writing results included),
-            ``'simulation'`` (seconds of the network's ``run`` inside the binary, Brian2's
-            ``device._last_run_time``), and ``'generate'`` (code generation).
+            ``'simulation'`` (seconds of the network's ``run`` inside the binary, as the
+            binary reports it), and ``'generate'`` (code generation).
     """
 
     def __init__(self, name, device, directory, build_on_run, build_options,
@@ -100,12 +103,11 @@ class DeviceSession:
     def timings(self) -> Dict[str, Optional[float]]:
         """Seconds spent in the phases of the last build (see the class docs)."""
         if not self._timings and self.is_standalone and not self._closed:
-            timers = getattr(self.device, "timers", None) or {}
-            if timers.get("run_binary") is not None or \
-                    (timers.get("compile") or {}).get("make") is not None:
-                return {"generate": None, "make": timers["compile"]["make"],
-                        "run_binary": timers["run_binary"],
-                        "simulation": getattr(self.device, "_last_run_time", None)}
+            make = _compat.make_time(self.device)
+            binary = _compat.binary_time(self.device)
+            if binary is not None or make is not None:
+                return {"generate": None, "make": make, "run_binary": binary,
+                        "simulation": _compat.last_run_time(self.device)}
         return dict(self._timings)
 
     def build(self, **options) -> Dict[str, Optional[float]]:
@@ -129,7 +131,7 @@ class DeviceSession:
         self.device.build(**{**kwargs, "run": False})
         total = time.perf_counter() - start
         self.directory = self.device.project_dir
-        make = self.device.timers["compile"]["make"] if compile_ else None
+        make = _compat.make_time(self.device) if compile_ else None
         self._timings = {"generate": total - (make or 0.0), "make": make,
                          "run_binary": None, "simulation": None}
         if compile_ and run_:
@@ -141,31 +143,27 @@ class DeviceSession:
         """Run the compiled binary (again); updates ``timings['run_binary']`` and
         ``timings['simulation']`` and loads the results (monitors, state variables)."""
         self.device.run(self.device.project_dir, None, with_output, run_args)
-        self._timings["run_binary"] = self.device.timers["run_binary"]
-        self._timings["simulation"] = getattr(self.device, "_last_run_time", None)
+        self._timings["run_binary"] = _compat.binary_time(self.device)
+        self._timings["simulation"] = _compat.last_run_time(self.device)
         return self.timings
 
     def close(self) -> None:
         """Re-activate the previous device and restore preferences and ``defaultclock.dt``.
 
-        The standalone device keeps its results, so monitors and state variables stay
-        readable after the ``with`` block, until the next :func:`use_device` of that
-        device re-initialises it."""
+        A standalone session builds on a device instance of its own, so its results
+        (monitors, state variables) stay readable after the ``with`` block, and
+        Brian2's own ``set_device('cpp_standalone')`` starts from a fresh device."""
         if self._closed:
             return
         from brian2 import defaultclock, get_device, prefs, set_device
-        from brian2.devices.device import previous_devices, reset_device
 
         self._closed = True
         device, build_on_run, build_options = self._previous
         for key, value in self._saved_prefs.items():
             prefs[key] = value
-        if device is self.device and self.is_standalone:
-            set_device("runtime")
-        elif get_device() is self.device and previous_devices and \
-                previous_devices[-1][0] is device:
-            reset_device()  # pops what use_device's set_device pushed
-        else:
+        if get_device() is self.device:
+            _compat.restore_previous_device()  # undoes use_device's set_device
+        else:  # the device was changed inside the block
             set_device(device, build_on_run=build_on_run, **build_options)
         defaultclock.dt = self._dt
 
@@ -301,9 +299,6 @@ def import_brian2cuda():
         raise ImportError(f"the 'cuda_standalone' device needs Brian2CUDA, which cannot be "
                           f"imported here ({exc}; Brian2 {brian2.__version__} is installed): "
                           f"{CUDA_INSTALL_HINT}") from exc
-    from . import functions
-
-    functions.ensure_registered()
     return brian2cuda
 
 
@@ -365,7 +360,6 @@ def use_device(name: str = "cpp_standalone", directory: Optional[str] = None,
     """
     import brian2
     from brian2 import defaultclock, get_device, prefs, set_device
-    from brian2.devices.device import all_devices
 
     if not isinstance(name, str) or name not in DEVICES:
         raise ValueError(f"unknown device {name!r}; use one of {list(DEVICES)}")
@@ -386,10 +380,6 @@ def use_device(name: str = "cpp_standalone", directory: Optional[str] = None,
 
     if name == "cuda_standalone":
         import_brian2cuda()
-    else:
-        from . import functions
-
-        functions.ensure_registered()
 
     saved: Dict[str, Any] = {}
     current = get_device()
@@ -408,17 +398,14 @@ def use_device(name: str = "cpp_standalone", directory: Optional[str] = None,
             _configure_cuda(saved, compute_capability, cuda_runtime_version, gpu_id,
                             compile_=build_options.get("compile", True))
 
-        device = all_devices[name]
         if name != "runtime":
-            # a standalone device keeps its project (and refuses a second build) until
-            # it is re-initialised; a fresh one is not harmed by it
-            device.reinit()
-            kwargs = dict(build_options)
-            kwargs["directory"] = directory
+            # a device instance of this session's own: Brian2's registered instance
+            # (which refuses a second build once run) stays fresh for set_device(name)
+            device = _compat.fresh_device(name)
             if build_on_run:
-                set_device(name, build_on_run=True, **kwargs)
+                set_device(device, build_on_run=True, directory=directory, **build_options)
             else:
-                set_device(name, build_on_run=False)
+                set_device(device, build_on_run=False)
         else:
             set_device(name)
         defaultclock.dt = dt

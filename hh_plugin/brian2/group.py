@@ -1,6 +1,6 @@
 r"""A ready-to-run Brian2 ``NeuronGroup`` of the model in an :class:`~hh_plugin.model.HHSpec`.
 
-Spikes follow the reference model (BrainPy's ``brainpy.state.HH``): neuron :math:`j`
+**Spike rule** (the reference model's, BrainPy's ``brainpy.state.HH``): neuron :math:`j`
 spikes in the step that takes it from :math:`V < V_{th}` to :math:`V \ge V_{th}`, once
 per upward crossing. In Brian2 this is ``threshold='V >= V_th'`` with
 ``refractory='V >= V_th'``: after a spike the neuron stays refractory (it keeps
@@ -8,27 +8,60 @@ integrating; only new spikes are blocked) until a step starts below threshold.
 ``not_refractory`` starts as :math:`V_0 < V_{th}`, so a neuron that starts above
 threshold does not spike in step 0.
 
+With ``refractory=<duration>`` the rule is instead Brian2's absolute refractory period, as
+Brian2 scripts such as ``examples/COBAHH.py`` write it: a neuron spikes in a step that
+ends with :math:`V \ge V_{th}` if at least that long (rounded to steps) has passed since
+its last spike.
+
 With ``spec.V_reset`` set, the spiking step also resets the membrane, right after the
 update (Brian2's reset slot of the same time step):
 
 - ``'soft'``: :math:`V \leftarrow V - (V_{th} - V_{reset})`,
 - ``'hard'``: :math:`V \leftarrow V_{reset}`.
+
+**Initial state.** ``V`` starts from ``V_init``; a random draw (the model's default
+distribution, ``'uniform'``) is a Brian2 expression (``-70*mV + 10*mV*rand()``,
+``randn()`` for a normal distribution) that Brian2 evaluates, so ``brian2.seed()``
+governs it, also inside a standalone binary; with ``seed=k`` the draw is numpy's
+``default_rng(k)``, identical to :func:`hh_plugin.initial_state` and the torch backend.
+The dynamic gates start at the model's declared constants (``V_init='default'`` only)
+or at their steady state, the group code ``x = x_inf`` evaluated from ``V``
+(with ``seed=k``: numpy's values, as the torch backend's). :func:`set_steady_state`
+does the same after creation.
 """
 
 from __future__ import annotations
 
 import numbers
+from typing import Dict, Optional
 
 import numpy as np
 
-from hh_plugin.model.initial import UNIFORM, initial_state
+from hh_plugin.model.definition import VoltageDistribution
+from hh_plugin.model.initial import DEFAULT, UNIFORM, VOLTAGE_MARKERS, initial_state
 from hh_plugin.model.limits import check_step, warn_if_implausible
 from hh_plugin.model.spec import HHSpec, brian2_unit, to_plain
 
-from .equations import PARAMETER_CURRENT, _scalar_text, equations
+from . import _compat
+from .equations import PARAMETER_CURRENT, equations
+from .functions import namespace as functions_namespace
 
-#: NeuronGroup arguments that :func:`neuron_group` sets itself.
-_RESERVED_KWARGS = ("threshold", "reset", "refractory", "model", "events")
+#: Plain numbers for ``V`` are in mV; outside this range they are refused (units hint).
+PLAUSIBLE_VOLTAGE_MV = 1000.0
+#: Plain numbers for a current are in uA; :math:`\max |I|/C` (mV/ms) must lie in this range.
+PLAUSIBLE_CURRENT_DENSITY = (1e-4, 1e5)
+
+_SPIKE_RULE_HINT = (
+    "the spike rule is the model's (a spike when V crosses V_th upwards, once per "
+    "crossing, as on every backend): change the threshold level with the spec "
+    "(HHSpec(V_th=...)) or between runs (group.V_th = ...), or watch another condition "
+    "with a custom event (events={'name': 'condition'}, then EventMonitor or "
+    "group.run_on_event)")
+_REFUSED_KWARGS = {
+    "model": "neuron_group builds the model's equations from the spec; add equations of "
+             "your own with extra_equations=... (a string or brian2.Equations)",
+    "threshold": _SPIKE_RULE_HINT,
+}
 
 
 def _check_n(N) -> int:
@@ -42,12 +75,13 @@ def _check_n(N) -> int:
 def _check_method(method):
     from brian2 import StateUpdateMethod
 
-    known = sorted(StateUpdateMethod.stateupdaters)
+    methods = _compat.integration_methods()
     names = [method] if isinstance(method, str) else method
     if isinstance(names, (list, tuple)) and names and all(isinstance(m, str) for m in names):
-        unknown = [m for m in names if m not in StateUpdateMethod.stateupdaters]
+        unknown = [m for m in names if m not in methods]
         if unknown:
-            raise ValueError(f"unknown integration method(s) {unknown}; Brian2 knows {known}")
+            raise ValueError(f"unknown integration method(s) {unknown}; Brian2 knows "
+                             f"{sorted(methods)}")
         return method
     if isinstance(method, StateUpdateMethod):
         return method
@@ -80,70 +114,301 @@ def _group_type():
     return _GROUP_TYPE["cls"]
 
 
-def _value_text(spec: HHSpec, name: str, value) -> str:
-    """``name`` if it is a per-neuron parameter of the group, else its value as text."""
-    return name if isinstance(value, np.ndarray) else _scalar_text(value, "mV")
+# ------------------------------------------------------------------ plain numbers
+def _is_quantity(value) -> bool:
+    return hasattr(value, "dim") and hasattr(value, "has_same_dimensions")
 
 
-def _current_values(current, N: int):
-    """A constant current (quantity, number(s) in uA) as plain floats in amp."""
-    values = to_plain(current, "uA", "current")
-    values = np.asarray(values, dtype=np.float64)
+def voltage_values(value, name: str = "V_init") -> np.ndarray:
+    """Float64 mV from a Brian2 quantity (volt) or plain numbers in mV.
+
+    Plain numbers outside :math:`\\pm` :data:`PLAUSIBLE_VOLTAGE_MV` mV, or all below 1 mV
+    in magnitude (``-0.065``: volts), are refused with a hint about units.
+    """
+    quantity = _is_quantity(value)
+    values = np.asarray(to_plain(value, "mV", name), dtype=np.float64)
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    if not quantity and values.size:
+        top = float(np.max(np.abs(values)))
+        if top > PLAUSIBLE_VOLTAGE_MV or 0.0 < top < 1.0:
+            raise ValueError(
+                f"{name}: plain numbers are membrane potentials in mV, and {top:g} mV is "
+                f"implausible (volts given as numbers?); pass a Brian2 quantity such as "
+                f"-65*mV, or the number of mV")
+    return values
+
+
+def _current_values(current, N: int, spec: HHSpec) -> np.ndarray:
+    """A constant current (quantity in amp, or number(s) in uA) as floats in amp."""
+    quantity = _is_quantity(current)
+    values = np.asarray(to_plain(current, "uA", "current"), dtype=np.float64)
     if values.ndim == 1 and len(values) != N:
         raise ValueError(f"current has {len(values)} values for a population of {N} neurons")
     if not np.all(np.isfinite(values)):
         raise ValueError("current contains NaN or infinite values")
+    if not quantity and np.any(values != 0):
+        capacitance = np.broadcast_to(spec.parameters[spec.model.capacitance], (N,))
+        density = float(np.max(np.abs(np.broadcast_to(values, (N,)) / capacitance)))
+        low, high = PLAUSIBLE_CURRENT_DENSITY
+        if not low <= density <= high:
+            raise ValueError(
+                f"current: plain numbers are in uA, and max |I|/C = {density:g} mV/ms "
+                f"(capacitance {spec.model.capacitance} in uF) is implausible (amps or nA "
+                f"given as numbers?); pass a Brian2 quantity such as 10*uA or 0.5*nA")
     return values * 1e-6
 
 
-def _check_current_expression(group, current: str, namespace) -> None:
-    """Raise ``TypeError`` early if a current expression is not in amp.
+# --------------------------------------------------------------- extensions, checks
+def _extra_equations(eqs, extra):
+    """The generated equations plus the caller's (text or ``brian2.Equations``); a name
+    defined twice is refused, naming it."""
+    import brian2
 
-    Skipped when a name cannot be resolved yet: Brian2 resolves names again at ``run``
-    (and checks units then), so it may be defined later.
+    if isinstance(extra, str):
+        try:
+            extra = brian2.Equations(extra)
+        except _compat.equation_errors() as exc:
+            raise ValueError(f"extra_equations cannot be parsed: {exc}") from None
+    elif not isinstance(extra, brian2.Equations):
+        raise TypeError(f"extra_equations must be a string or brian2.Equations, "
+                        f"got {type(extra).__name__}")
+    clash = sorted(set(extra.names) & set(eqs.names))
+    if clash:
+        raise ValueError(f"extra_equations define {clash}, which the model's equations "
+                         f"already define; choose other names (print(equations(spec)) "
+                         f"lists the model's)")
+    return eqs + extra
+
+
+def _refractory_period(value):
+    """An absolute refractory period as a Brian2 duration (numbers are ms)."""
+    import brian2
+
+    if isinstance(value, str):
+        raise TypeError("refractory takes a duration (Brian2's absolute refractory period, "
+                        "e.g. 3*ms), not a condition: " + _SPIKE_RULE_HINT)
+    period = to_plain(value, "ms", "refractory")
+    if np.ndim(period) != 0 or not period >= 0:
+        raise ValueError(f"refractory must be one duration >= 0 ms, got {value!r}")
+    return float(period) * brian2.ms
+
+
+def _check_events(events) -> Dict[str, str]:
+    if events is None:
+        return {}
+    if not isinstance(events, dict):
+        raise TypeError(f"events must be a dict {{name: condition}}, got {type(events).__name__}")
+    for name, condition in events.items():
+        if not (isinstance(name, str) and name.isidentifier()):
+            raise ValueError(f"event name {name!r} is not an identifier")
+        if name == "spike":
+            raise ValueError("events: 'spike' is the model's own event; " + _SPIKE_RULE_HINT)
+        if not isinstance(condition, str) or not condition.strip():
+            raise TypeError(f"event {name!r}: the condition must be a non-empty string")
+    return dict(events)
+
+
+def _group_namespace(namespace) -> Dict[str, object]:
+    ours = functions_namespace()
+    if namespace is None:
+        return ours
+    if not isinstance(namespace, dict):
+        raise TypeError(f"namespace must be a dict, got {type(namespace).__name__}")
+    taken = [k for k in ours if k in namespace and namespace[k] is not ours[k]]
+    if taken:
+        raise ValueError(f"namespace: {taken} are the plugin's functions; use other names")
+    return {**namespace, **ours}
+
+
+def _unresolved(group, identifiers, run_namespace):
+    unknown = []
+    for name in sorted(identifiers):
+        try:
+            group.resolve_all([name], run_namespace)
+        except KeyError:
+            unknown.append(name)
+    return unknown
+
+
+def _check_user_code(group, pieces, run_namespace) -> None:
+    """Report unknown names and inconsistent units of what the caller added, now.
+
+    Brian2 itself resolves names and checks units only at ``run()``, inside its
+    "unexpected error" report.
     """
     import brian2
-    from brian2.parsing.expressions import parse_expression_dimensions
-    from brian2.utils.stringtools import get_identifiers
 
-    identifiers = get_identifiers(current)
+    for where, identifiers in pieces:
+        unknown = _unresolved(group, identifiers, run_namespace)
+        if unknown:
+            raise ValueError(
+                f"neuron_group: {where} uses {unknown}, which {'is' if len(unknown) == 1 else 'are'}"
+                f" not defined: declare state variables in extra_equations (e.g. "
+                f"'dge/dt = -ge/taue : siemens'), pass constants, functions and TimedArrays "
+                f"in namespace={{...}}, or define them before calling neuron_group")
     try:
-        variables = group.resolve_all(identifiers, namespace)
-    except KeyError:
-        return
-    try:
-        dim = parse_expression_dimensions(current, variables)
-    except (SyntaxError, ValueError) as exc:
-        raise ValueError(f"cannot parse current expression {current!r}: {exc}") from None
+        group.equations.check_units(group, run_namespace)
     except brian2.DimensionMismatchError as exc:
-        raise TypeError(f"current expression {current!r} is inconsistent: {exc}") from None
-    if not brian2.have_same_dimensions(dim, brian2.amp):
-        raise TypeError(f"current expression {current!r} has dimension {dim!r}, "
-                        f"expected a current (amp)")
+        text = str(exc)
+        if "subexpression I" in text or "'I'" in text:
+            raise TypeError(f"the current expression must be in amp: {text}") from None
+        raise TypeError(f"neuron_group: inconsistent units in the equations: {text}") from None
 
 
-def neuron_group(N, spec: HHSpec = None, current=PARAMETER_CURRENT, V_init=UNIFORM,
-                 seed=None, method="exponential_euler", **kwargs):
+# ------------------------------------------------------------------- initial state
+def _voltage_code(distribution: VoltageDistribution) -> str:
+    """A Brian2 expression drawing ``V`` from ``distribution`` (mV values)."""
+    kind, values = distribution.kind, distribution.values
+    if kind == "constant":
+        return f"{values[0]!r}*mV"
+    if kind == "uniform":
+        low, high = values
+        return f"{low!r}*mV + {high - low!r}*mV*rand()"
+    mean, std = values
+    return f"{mean!r}*mV + {std!r}*mV*randn()"
+
+
+def _set_voltage(group, V, name: str) -> None:
+    """``group.V`` from a quantity, plain mV numbers or a Brian2 expression string."""
+    import brian2
+
+    if isinstance(V, str):
+        try:
+            group.V = V
+        except (KeyError, SyntaxError, ValueError, brian2.DimensionMismatchError) as exc:
+            raise ValueError(f"initial voltage {name}={V!r} is neither 'default', 'uniform' "
+                             f"nor a Brian2 expression of a potential: {exc}") from None
+        return
+    group.V = voltage_values(V, name) * brian2.mV
+
+
+def _initialize(group, spec: HHSpec, N: int, V_init, seed) -> None:
+    import brian2
+
+    model = spec.model
+    gates = model.gate_names
+    if isinstance(V_init, str) and V_init not in VOLTAGE_MARKERS and seed is not None:
+        raise ValueError("seed applies to the draws of V_init='default' and 'uniform'; a "
+                         "Brian2 expression draws with Brian2's generator (brian2.seed())")
+    if seed is not None:
+        values = V_init if isinstance(V_init, str) else voltage_values(V_init)
+        state = initial_state(model, N, V=values, seed=seed, parameters=spec.parameters)
+        group.V = state["V"] * brian2.mV
+        for gate in gates:
+            setattr(group, gate, state[gate])
+    else:
+        constants = {}
+        if isinstance(V_init, str) and V_init in VOLTAGE_MARKERS:
+            if V_init == DEFAULT:
+                distribution = model.initial_voltage
+                constants = dict(model.initial_gates)
+            else:
+                distribution = VoltageDistribution.uniform(*model.initial_voltage_range)
+            group.V = _voltage_code(distribution)
+        else:
+            _set_voltage(group, V_init, "V_init")
+        for gate in gates:
+            setattr(group, gate, constants[gate] if gate in constants else f"{gate}_inf")
+    group.not_refractory = f"V < {model.threshold}"
+
+
+def set_steady_state(group, V=None) -> None:
+    r"""Set ``V`` (optional) and bring the gates to their steady state there, without a spike.
+
+    Every dynamic gate :math:`x` of a group made by :func:`neuron_group` (or from
+    :func:`~hh_plugin.brian2.equations`) is set to :math:`x_\infty(V)` by the group code
+    ``x = x_inf``, and ``not_refractory`` to ``V < V_th``, so a neuron put above threshold
+    does not spike at the next step (a plain ``group.V = 30*mV`` would leave the gates at
+    the old steady state and fire). Works on a subgroup (``set_steady_state(group[:10],
+    ...)``), at any time between runs.
+
+    Args:
+        group: the group (or a subgroup of it).
+        V: ``None`` (keep the current ``V``), a Brian2 quantity, a Brian2 expression
+            string (``'-65*mV + 2*mV*randn()'``) or plain numbers in mV.
+
+    In C++ standalone the assignments are code of the binary; to have the gates follow a
+    ``V`` given through ``run_args``, apply the run arguments first::
+
+        group = neuron_group(N, spec)
+        brian2.device.apply_run_args()   # run_args values are set here...
+        set_steady_state(group)          # ...and the gates computed from them
+    """
+    source = getattr(group, "source", group)  # a Subgroup's group
+    eqs = getattr(source, "equations", None)
+    if eqs is None or "V" not in eqs.names:
+        raise TypeError("set_steady_state needs a group made by neuron_group (or from "
+                        "hh_plugin.brian2.equations), with a membrane potential V")
+    if V is not None:
+        _set_voltage(group, V, "V")
+    subexpressions = set(eqs.subexpr_names)
+    for gate in eqs.diff_eq_names:
+        if f"{gate}_inf" in subexpressions and eqs[gate].dim is eqs[f"{gate}_inf"].dim:
+            setattr(group, gate, f"{gate}_inf")
+    spike = getattr(source, "events", {}).get("spike")
+    if spike is not None and "not_refractory" in source.variables:
+        group.not_refractory = f"not ({spike})"
+
+
+# --------------------------------------------------------------------- the group
+def neuron_group(N, spec: HHSpec = None, current=PARAMETER_CURRENT, V_init=DEFAULT,
+                 seed: Optional[int] = None, method="exponential_euler", *,
+                 extra_equations=None, namespace=None, events=None, reset=None,
+                 refractory=None, **kwargs):
     r"""Build a Brian2 ``NeuronGroup`` of ``N`` neurons of ``spec`` (default ``HHSpec()``).
+
+    The group has the model's equations (:func:`~hh_plugin.brian2.equations`), its
+    parameters as variables (``group.gNa``: shared when scalar, per neuron when the spec
+    has an array; settable between runs and through standalone ``run_args``), the spike
+    rule and reset of the module docs, and the initial state set.
 
     Args:
         N: number of neurons.
         spec: the :class:`~hh_plugin.model.HHSpec`; per-neuron arrays must have length ``N``.
-        current: ``'parameter'`` (``I : amp``, initially 0; set ``group.I``), a Brian2
-            expression string in amp (``'I_stim(t, i)'``), or a constant current: a Brian2
-            quantity in amp, or number(s) in uA, scalar or one per neuron (sets ``I``).
-        V_init: initial membrane potential: ``'uniform'`` (default, drawn from the model's
-            range with ``numpy.random.default_rng(seed)``, identical to the other backends
-            for the same seed), a number in mV, an array, or a Brian2 quantity.
-            Gates start at their steady state :math:`\alpha/(\alpha+\beta)` at ``V_init``.
-        seed: seed for ``V_init='uniform'``.
+        current: the input current ``I`` of the membrane equation:
+
+            - ``'parameter'`` (default): ``I : amp``, a per-neuron parameter, initially 0;
+            - a Brian2 expression in amp, which may use the ``extra_equations``
+              (``'ge*(Ee - V) + gi*(Ei - V)'``), a ``TimedArray`` (``'I_stim(t, i)'``)
+              and ``namespace`` entries;
+            - a constant: a Brian2 quantity (``10*uA``, one per neuron or one for all),
+              or plain numbers in uA (implausible magnitudes are refused, naming the unit).
+        V_init: initial membrane potential: ``'default'`` (the model's default initial
+            state, e.g. uniform in -70..-60 mV for the reference model), ``'uniform'``
+            (the model's ``initial_voltage_range``), a Brian2 quantity, plain number(s)
+            in mV, or a Brian2 expression string (``'-65*mV + 5*mV*randn()'``).
+            Random draws are Brian2's (``brian2.seed()`` makes them reproducible, in
+            standalone too) unless ``seed`` is given.
+        seed: draw ``'default'``/``'uniform'`` with ``numpy.random.default_rng(seed)``,
+            identical to :func:`hh_plugin.initial_state` and the torch backend (for
+            cross-backend validation); the gates then take numpy's steady-state values.
         method: Brian2 integration method; ``'exponential_euler'`` is the reference
             model's scheme.
-        **kwargs: passed to ``brian2.NeuronGroup`` (``name``, ``dt``, ``namespace``,
-            ``dtype``, ``clock``, ``order``...).
+        extra_equations: equations added to the model (a string or ``brian2.Equations``):
+            synaptic variables with their own dynamics (``'dge/dt = -ge/taue :
+            siemens'``), parameters, anything ``current`` uses. They start at 0; the
+            spike rule, reset and initial state stay the plugin's. A name the model's
+            equations define is refused.
+        namespace: constants, functions and ``TimedArray``\ s for the equations
+            (``{'taue': 5*ms, 'Ee': 0*mV}``), as ``NeuronGroup(namespace=...)``.
+        events: custom events ``{'name': 'condition'}`` (Brian2's ``events``); the
+            ``'spike'`` event is the model's.
+        reset: statements run when a neuron spikes, after the model's own reset
+            (``spec.V_reset``), e.g. ``'w += b'`` for an adaptation variable.
+        refractory: ``None`` (default: one spike per upward crossing of the threshold)
+            or an absolute refractory period (a Brian2 duration, or a number in ms) with
+            Brian2's rule (see the module docs).
+        **kwargs: passed to ``brian2.NeuronGroup`` (``name``, ``dt``, ``clock``,
+            ``order``, ``dtype``...). ``model`` and ``threshold`` are refused with an
+            explanation (see the module docs for the spike rule).
+
+    Unknown names and inconsistent units in ``current``, ``extra_equations``,
+    ``events`` and ``reset`` are reported here (names are resolved in ``namespace`` and
+    where ``neuron_group`` is called), not at ``run()``.
 
     Returns:
-        the ``NeuronGroup`` with state ``V``, the gates, ``I`` and the per-neuron parameters set.
+        the ``NeuronGroup``.
 
     A ``dt`` longer than the model's ``max_dt`` is refused when the group is made and at
     every run (:class:`~hh_plugin.model.limits.StepTooLong`; at run time Brian2 wraps it in a
@@ -151,6 +416,7 @@ def neuron_group(N, spec: HHSpec = None, current=PARAMETER_CURRENT, V_init=UNIFO
     large one draws an :class:`~hh_plugin.model.limits.ImplausibleInputWarning`.
     """
     import brian2
+    from brian2 import get_local_namespace
 
     spec = HHSpec() if spec is None else spec
     if not isinstance(spec, HHSpec):
@@ -158,50 +424,62 @@ def neuron_group(N, spec: HHSpec = None, current=PARAMETER_CURRENT, V_init=UNIFO
     N = _check_n(N)
     spec.check_size(N)
     method = _check_method(method)
-    bad = [k for k in _RESERVED_KWARGS if k in kwargs]
-    if bad:
-        raise TypeError(f"neuron_group sets {bad} itself; change the spec instead")
+    for key, why in _REFUSED_KWARGS.items():
+        if key in kwargs:
+            raise TypeError(f"neuron_group does not take {key}=: {why}")
+    events = _check_events(events)
+    if reset is not None and not (isinstance(reset, str) and reset.strip()):
+        raise TypeError("reset must be a string of Brian2 statements")
 
     constant_current = None
     if isinstance(current, str):
         eqs = equations(spec, current)
+        current = current.strip()
     else:
-        constant_current = _current_values(current, N)
+        constant_current = _current_values(current, N, spec)
         eqs = equations(spec, PARAMETER_CURRENT)
+    user_pieces = []
+    if current != PARAMETER_CURRENT and constant_current is None:
+        user_pieces.append((f"the current expression {current!r}",
+                            brian2.Expression(current).identifiers))
+    if extra_equations is not None:
+        extra_eqs = _extra_equations(eqs, extra_equations)
+        user_pieces.append(("extra_equations",
+                            set(extra_eqs.identifiers) - set(eqs.names)))
+        eqs = extra_eqs
+    for name, condition in events.items():
+        user_pieces.append((f"the event {name!r}", brian2.Expression(condition).identifiers))
+    if reset is not None:
+        user_pieces.append(("reset", brian2.Statements(reset).identifiers))
 
     model = spec.model
-    params = spec.parameters
     th_name = model.threshold
-    v_th = _value_text(spec, th_name, params[th_name])
-    reset = None
+    condition = f"V >= {th_name}"
+    reset_lines = []
     if spec.V_reset is not None:
-        v_reset = _value_text(spec, "V_reset", spec.V_reset)
-        if spec.spk_reset == "soft":
-            reset = f"V -= {v_th} - {v_reset}"
-        else:
-            reset = f"V = {v_reset}"
-    condition = f"V >= {v_th}"
-    group = _group_type()(N, eqs, threshold=condition, refractory=condition,
-                          reset=reset, method=method, **kwargs)
+        reset_lines.append(f"V -= {th_name} - V_reset" if spec.spk_reset == "soft"
+                           else "V = V_reset")
+    if reset is not None:
+        reset_lines.append(reset.strip())
+    refractory_rule = condition if refractory is None else _refractory_period(refractory)
+    group = _group_type()(N, eqs, threshold=condition, refractory=refractory_rule,
+                          reset="\n".join(reset_lines) or None,
+                          events=events or None, method=method,
+                          namespace=_group_namespace(namespace), **kwargs)
     group._hh_model = model
     _check_dt(group)  # again at every run: dt may change before it
-    if isinstance(current, str) and current.strip() != PARAMETER_CURRENT:
-        from brian2.core.namespace import get_local_namespace
+    _check_user_code(group, user_pieces, get_local_namespace(level=1))
 
-        _check_current_expression(group, current.strip(), get_local_namespace(level=1))
-
-    for name, value in params.items():
-        if isinstance(value, np.ndarray):
-            setattr(group, name, value * brian2_unit(spec.model.units[name]))
-    if isinstance(spec.V_reset, np.ndarray):
+    for name, value in spec.parameters.items():
+        setattr(group, name, value * brian2_unit(model.units[name]))
+    if spec.V_reset is not None:
         group.V_reset = spec.V_reset * brian2.mV
-
-    state = initial_state(model, N, V=V_init, seed=seed)
-    group.V = state["V"] * brian2.mV
-    for gate in model.gate_names:
-        setattr(group, gate, state[gate])
-    group.not_refractory = state["V"] < np.broadcast_to(params[th_name], (N,))
+    _initialize(group, spec, N, V_init, seed)
     if constant_current is not None:
         group.I = constant_current * brian2.amp
-        warn_if_implausible(np.abs(constant_current) * 1e6, params[model.capacitance], model)
+        warn_if_implausible(np.abs(constant_current) * 1e6, spec.parameters[model.capacitance],
+                            model)
     return group
+
+
+__all__ = ["neuron_group", "set_steady_state", "voltage_values", "UNIFORM"]

@@ -191,7 +191,8 @@ def _prepare(spec, state, time, dt, input, input_t_start, traces, backend, prove
     metadata = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
-        "spec": {"model": model.name, "integrator": fmt.INTEGRATOR,
+        "spec": {"model": model.name, "definition": model.to_dict(),
+                 "integrator": fmt.INTEGRATOR,
                  "dt": None if dt is None else {"value": _finite_float(dt, "dt (ms)", True),
                                                 "unit": "ms"},
                  "spike_rule": fmt.SPIKE_RULE,

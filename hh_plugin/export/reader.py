@@ -34,6 +34,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 
 from ..model import HHSpec, get_model
+from ..model.spec import model_from_definition
 from . import checksum
 from . import format as fmt
 from .errors import FormatError
@@ -163,10 +164,19 @@ def check_root(raw: RawFile, path) -> Tuple[dict, str]:
 
 
 def _model(meta: dict, path):
+    """The file's model: its carried definition (parsed, never evaluated; it must equal a
+    registered model of the same name) or, in files without one, the registered name."""
+    spec = meta["spec"]
     try:
-        return get_model(meta["spec"]["model"])
-    except ValueError as exc:
-        raise FormatError(str(exc), path) from None
+        if "definition" in spec:
+            definition = spec["definition"]
+            if not isinstance(definition, dict) or definition.get("name") != spec["model"]:
+                raise ValueError(f"the file names model {spec['model']!r} but carries the "
+                                 f"definition of another model")
+            return model_from_definition(definition)
+        return get_model(spec["model"])
+    except (ValueError, TypeError) as exc:
+        raise FormatError(f"model: {exc}", path) from None
 
 
 def dataset_paths(tree) -> set:

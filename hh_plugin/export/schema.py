@@ -56,6 +56,10 @@ SCHEMA = {
             "properties": {
                 "model": {"type": "string", "minLength": 1,
                           "description": "registered model name, e.g. 'hodgkin_huxley'"},
+                "definition": {"type": "object",
+                               "description": "the model's definition "
+                                              "(ModelDefinition.to_dict); optional, read "
+                                              "when the model is not registered"},
                 "integrator": {"const": "exponential_euler (Jacobi)"},
                 "dt": {"anyOf": [{"type": "null"}, {"$ref": "#/$defs/positive_time"}]},
                 "spike_rule": {"const": "rising_edge",

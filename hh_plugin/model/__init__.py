@@ -1,11 +1,17 @@
 """The model specification that every backend reads: definitions, `HHSpec`, initial states."""
 
 from .definition import (ChannelDefinition, GateDefinition, ModelDefinition,
-                         ParameterDefinition, get_model, register_model)
+                         ParameterDefinition, VoltageDistribution, get_model, known_models,
+                         register_model)
 from .hodgkin_huxley import HODGKIN_HUXLEY
-from .initial import UNIFORM, initial_state, initial_voltage, steady_state_gates
+from .initial import (DEFAULT, UNIFORM, initial_state, initial_voltage,
+                      steady_state_gates)
+from .morris_lecar import MORRIS_LECAR
 from .spec import HHSpec
+from .traub_miles import TRAUB_MILES
+from .wang_buzsaki import WANG_BUZSAKI
 
 __all__ = ["ChannelDefinition", "GateDefinition", "ModelDefinition", "ParameterDefinition",
-           "get_model", "register_model", "HODGKIN_HUXLEY", "UNIFORM", "initial_state",
-           "initial_voltage", "steady_state_gates", "HHSpec"]
+           "VoltageDistribution", "get_model", "known_models", "register_model",
+           "HODGKIN_HUXLEY", "WANG_BUZSAKI", "MORRIS_LECAR", "TRAUB_MILES", "DEFAULT",
+           "UNIFORM", "initial_state", "initial_voltage", "steady_state_gates", "HHSpec"]

@@ -15,7 +15,8 @@ the removable singularity of :math:`(V+40)/(1-e^{-(V+40)/10})` at :math:`V = -40
 
 from __future__ import annotations
 
-
+import ast
+import math
 from typing import Callable, Iterable, Mapping
 
 import numpy as np
@@ -46,23 +47,92 @@ ALLOWED_FUNCTIONS = {"exp": sympy.exp, "exprel": exprel, "log": sympy.log,
                      "sqrt": sympy.sqrt, "tanh": sympy.tanh, "cosh": sympy.cosh}
 
 
+#: Longest expression text accepted (a model's rate is a few dozen characters).
+MAX_EXPRESSION_LENGTH = 2000
+#: Deepest nesting of operations accepted.
+MAX_EXPRESSION_DEPTH = 50
+#: Largest |exponent| of a power whose base and exponent are both numbers.
+MAX_NUMERIC_EXPONENT = 64
+
+
+def _build(node: ast.AST, text: str, symbols: Mapping[str, sympy.Symbol], depth: int):
+    """Build the sympy expression of one parsed node (numbers, names, + - * / **, calls)."""
+    if depth > MAX_EXPRESSION_DEPTH:
+        raise ValueError(f"model expression {text!r} is nested too deeply")
+    build = lambda n: _build(n, text, symbols, depth + 1)  # noqa: E731
+    if isinstance(node, ast.Expression):
+        return build(node.body)
+    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+        if type(node.value) is int:
+            if abs(node.value) > 10**30:
+                raise ValueError(f"model expression {text!r}: number {node.value} is too large")
+            return sympy.Integer(node.value)
+        if not math.isfinite(node.value):
+            raise ValueError(f"model expression {text!r}: number is not finite")
+        return sympy.Float(node.value)
+    if isinstance(node, ast.Name):
+        if node.id in symbols:
+            return symbols[node.id]
+        if node.id in ALLOWED_FUNCTIONS:
+            raise ValueError(f"model expression {text!r}: {node.id!r} is a function; call it")
+        raise ValueError(f"model expression {text!r} uses unknown name(s) [{node.id!r}]; "
+                         f"allowed: {sorted(symbols)}")
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        value = build(node.operand)
+        return -value if isinstance(node.op, ast.USub) else value
+    if isinstance(node, ast.BinOp) and isinstance(node.op, tuple(_OPERATORS)):
+        left, right = build(node.left), build(node.right)
+        if isinstance(node.op, ast.Pow) and left.is_Number and right.is_Number:
+            magnitude = abs(float(right)) * math.log10(max(abs(float(left)), 10.0))
+            if abs(float(right)) > MAX_NUMERIC_EXPONENT or magnitude > 300:
+                raise ValueError(f"model expression {text!r}: numeric power with exponent "
+                                 f"{right} is out of range")
+        if isinstance(node.op, ast.Div) and right.is_zero:
+            raise ValueError(f"model expression {text!r} divides by zero")
+        return _OPERATORS[type(node.op)](left, right)
+    if isinstance(node, ast.Call):
+        name = node.func.id if isinstance(node.func, ast.Name) else None
+        if name not in ALLOWED_FUNCTIONS:
+            raise ValueError(f"model expression {text!r} uses unsupported function "
+                             f"{name or ast.unparse(node.func)!r}; allowed: "
+                             f"{sorted(ALLOWED_FUNCTIONS)}")
+        if node.keywords or len(node.args) != 1:
+            raise ValueError(f"model expression {text!r}: {name}() takes one argument")
+        return ALLOWED_FUNCTIONS[name](build(node.args[0]))
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitXor):
+        raise ValueError(f"model expression {text!r}: '^' is not a power; write '**'")
+    raise ValueError(f"model expression {text!r}: {type(node).__name__} is not allowed "
+                     f"(numbers, names, + - * / **, and calls of {sorted(ALLOWED_FUNCTIONS)})")
+
+
+_OPERATORS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b,
+              ast.Mult: lambda a, b: a * b, ast.Div: lambda a, b: a / b,
+              ast.Pow: lambda a, b: a ** b}
+
+
 def parse(text: str, allowed_symbols: Iterable[str]) -> sympy.Expr:
-    """Parse one model expression, refusing names that are neither allowed symbols nor functions."""
-    allowed_symbols = set(allowed_symbols)
-    local = {name: sympy.Symbol(name, real=True) for name in allowed_symbols}
-    local.update(ALLOWED_FUNCTIONS)
+    """Parse one model expression, refusing names that are neither allowed symbols nor functions.
+
+    The text is parsed by Python's :mod:`ast` and only numbers, the allowed names, the
+    operators ``+ - * / **`` and calls of :data:`ALLOWED_FUNCTIONS` are turned into
+    sympy objects; nothing is evaluated (model definitions travel in exchange files, so
+    an expression is untrusted input). The result equals ``sympy.sympify(text)``.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"model expression must be a string, got {type(text).__name__}")
+    if len(text) > MAX_EXPRESSION_LENGTH:
+        raise ValueError(f"model expression is longer than {MAX_EXPRESSION_LENGTH} characters")
+    symbols = {name: sympy.Symbol(name, real=True) for name in allowed_symbols}
     try:
-        expr = sympy.sympify(text, locals=local, rational=False)
-    except (sympy.SympifyError, SyntaxError, TypeError) as exc:
+        tree = ast.parse(text.strip(), mode="eval")
+    except (SyntaxError, ValueError) as exc:
         raise ValueError(f"cannot parse model expression {text!r}: {exc}") from None
-    unknown = {s.name for s in expr.free_symbols} - allowed_symbols
-    if unknown:
-        raise ValueError(
-            f"model expression {text!r} uses unknown name(s) {sorted(unknown)}; "
-            f"allowed: {sorted(allowed_symbols)}")
-    for func in expr.atoms(sympy.Function):
-        if type(func) not in ALLOWED_FUNCTIONS.values():
-            raise ValueError(f"model expression {text!r} uses unsupported function {func.func}")
+    try:
+        expr = _build(tree, text, symbols, 0)
+    except RecursionError:
+        raise ValueError(f"model expression {text!r} is nested too deeply") from None
+    if not isinstance(expr, sympy.Expr):
+        raise ValueError(f"model expression {text!r} is not a number-valued expression")
     return expr
 
 

@@ -1,55 +1,85 @@
 r"""Initial states shared by all backends (numpy, float64).
 
-The membrane potential is a constant, a per-neuron array, or drawn from the model's
-uniform range (the reference model: :math:`\mathcal U(-70, -60)` mV) with a seeded
-``numpy.random.Generator``, so that both backends start from identical states for the
-same seed. Gates start at their steady state at that potential,
+The membrane potential is a constant, a per-neuron array, ``'default'`` (the model's
+declared :class:`~hh_plugin.model.definition.VoltageDistribution`: for the reference
+model :math:`\mathcal U(-70, -60)` mV) or ``'uniform'`` (the model's
+``initial_voltage_range``), drawn with a seeded ``numpy.random.Generator`` so that both
+backends start from identical states for the same seed. Dynamic gates start at the
+model's declared constants (``'default'`` only, e.g. Wang-Buzsaki's
+:math:`h = 0.6, n = 0.32`) or at their steady state at that potential,
 
 .. math::
-    x_\infty(V) = \frac{\alpha_x(V)}{\alpha_x(V) + \beta_x(V)}.
+    x_\infty(V) = \frac{\alpha_x(V)}{\alpha_x(V) + \beta_x(V)} \quad\text{or the declared }
+    x_\infty(V).
 """
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Union
+from typing import Dict, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
 from .definition import ModelDefinition
 
-#: Marker for "draw V from the model's uniform initial range".
+#: Marker for "the model's default initial state" (its voltage distribution and gates).
+DEFAULT = "default"
+#: Marker for "draw V from the model's uniform initial range, gates at steady state".
 UNIFORM = "uniform"
+VOLTAGE_MARKERS = (DEFAULT, UNIFORM)
 
 VoltageInit = Union[None, float, Sequence[float], np.ndarray, str]
 
 
-def steady_state_gates(model: ModelDefinition, V) -> Dict[str, np.ndarray]:
-    """Steady-state gate values at membrane potential ``V`` (mV)."""
-    rates = model.compiled("numpy").rates
+def _parameter_values(model: ModelDefinition, parameters: Optional[Mapping]) -> Dict:
+    values = model.defaults
+    if parameters:
+        values.update({k: np.asarray(v, dtype=np.float64) for k, v in parameters.items()
+                       if k in values})
+    return values
+
+
+def steady_state_gates(model: ModelDefinition, V, parameters: Optional[Mapping] = None,
+                       gates: Optional[Sequence[str]] = None) -> Dict[str, np.ndarray]:
+    """Steady-state values of the dynamic gates (or of ``gates``) at ``V`` (mV).
+
+    ``parameters`` (plugin units, scalars or per-neuron arrays) override the model's
+    defaults where rates depend on parameters (Traub-Miles' ``VT``).
+    """
+    compiled = model.compiled("numpy")
     V = np.asarray(V, dtype=np.float64)
+    symbols = {**_parameter_values(model, parameters), "V": V}
     out = {}
-    for gate, (alpha, beta) in rates.items():
-        a = np.broadcast_to(alpha(V), V.shape)
-        b = np.broadcast_to(beta(V), V.shape)
-        out[gate] = a / (a + b)
+    for gate in (model.gate_names if gates is None else gates):
+        inter = compiled.evaluate_intermediates(gate, symbols)
+        if "x_inf" in inter:
+            value = inter["x_inf"]
+        else:
+            value = inter["alpha"] / (inter["alpha"] + inter["beta"])
+        out[gate] = np.broadcast_to(value, V.shape).astype(np.float64, copy=True)
     return out
 
 
-def initial_voltage(model: ModelDefinition, shape, V: VoltageInit = UNIFORM,
+def initial_voltage(model: ModelDefinition, shape, V: VoltageInit = DEFAULT,
                     seed: Optional[int] = None) -> np.ndarray:
     """Initial membrane potential (mV) of the given shape.
 
-    ``V`` is a number, an array broadcastable to ``shape``, or ``'uniform'`` (default),
-    which draws from ``model.initial_voltage_range`` with ``numpy.random.default_rng(seed)``.
+    ``V`` is a number, an array broadcastable to ``shape``, ``'default'`` (the model's
+    voltage distribution) or ``'uniform'`` (``model.initial_voltage_range``); draws use
+    ``numpy.random.default_rng(seed)``.
     """
     shape = tuple(np.atleast_1d(shape)) if np.ndim(shape) else (int(shape),)
     if isinstance(V, str):
-        if V != UNIFORM:
-            raise ValueError(f"unknown initial voltage {V!r}; use a number, an array or 'uniform'")
-        low, high = model.initial_voltage_range
-        return np.random.default_rng(seed).uniform(low, high, size=shape)
+        if V not in VOLTAGE_MARKERS:
+            raise ValueError(f"unknown initial voltage {V!r}; use a number, an array, "
+                             f"'default' or 'uniform'")
+        rng = np.random.default_rng(seed)
+        if V == UNIFORM:
+            low, high = model.initial_voltage_range
+            return rng.uniform(low, high, size=shape)
+        return model.initial_voltage.draw(shape, rng)
     if V is None:
-        raise ValueError("initial voltage is None; use a number, an array or 'uniform'")
+        raise ValueError("initial voltage is None; use a number, an array, 'default' or "
+                         "'uniform'")
     if hasattr(V, "dim"):
         from .spec import to_plain
 
@@ -64,22 +94,35 @@ def initial_voltage(model: ModelDefinition, shape, V: VoltageInit = UNIFORM,
                          f"the population shape {shape}") from None
 
 
-def initial_state(model: ModelDefinition, shape, V: VoltageInit = UNIFORM,
-                  seed: Optional[int] = None, **gates) -> Dict[str, np.ndarray]:
-    """``{'V': ..., gate: ...}`` with gates at steady state unless given explicitly."""
+def default_gate_values(model: ModelDefinition, V: VoltageInit) -> Dict[str, float]:
+    """The model's declared initial gate constants, which apply with ``V='default'`` only."""
+    return dict(model.initial_gates) if isinstance(V, str) and V == DEFAULT else {}
+
+
+def initial_state(model: ModelDefinition, shape, V: VoltageInit = DEFAULT,
+                  seed: Optional[int] = None, parameters: Optional[Mapping] = None,
+                  **gates) -> Dict[str, np.ndarray]:
+    """``{'V': ..., gate: ...}``: gates given explicitly, else the model's default
+    constants (with ``V='default'``), else at steady state."""
     unknown = set(gates) - set(model.gate_names)
     if unknown:
         raise ValueError(f"unknown gate(s) {sorted(unknown)}; model has {list(model.gate_names)}")
     V0 = initial_voltage(model, shape, V, seed)
     state = {"V": V0}
-    steady = steady_state_gates(model, V0)
+    given = {**default_gate_values(model, V),
+             **{k: v for k, v in gates.items() if v is not None}}
+    steady = steady_state_gates(model, V0, parameters,
+                                [g for g in model.gate_names if g not in given])
     for gate in model.gate_names:
-        value = gates.get(gate)
-        if value is None:
+        if gate not in given:
             state[gate] = steady[gate]
-        else:
-            arr = np.broadcast_to(np.asarray(value, dtype=np.float64), V0.shape).copy()
-            if not np.all(np.isfinite(arr)) or np.any((arr < 0) | (arr > 1)):
-                raise ValueError(f"initial gate {gate!r} must be finite and within [0, 1]")
-            state[gate] = arr
+            continue
+        try:
+            arr = np.broadcast_to(np.asarray(given[gate], dtype=np.float64), V0.shape).copy()
+        except ValueError:
+            raise ValueError(f"initial gate {gate!r} does not fit the population shape "
+                             f"{V0.shape}") from None
+        if not np.all(np.isfinite(arr)) or np.any((arr < 0) | (arr > 1)):
+            raise ValueError(f"initial gate {gate!r} must be finite and within [0, 1]")
+        state[gate] = arr
     return state

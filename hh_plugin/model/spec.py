@@ -13,10 +13,24 @@ from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
 
-from .definition import ModelDefinition, get_model
+from .definition import ModelDefinition, get_model, known_models, register_model
 from .hodgkin_huxley import HODGKIN_HUXLEY
 
 RESET_MODES = ("soft", "hard")
+
+
+def model_from_definition(definition: Mapping[str, Any]) -> ModelDefinition:
+    """The model a (possibly untrusted) definition describes: the registered model of that
+    name when the definition equals it, else the new model, registered. A definition that
+    differs from a registered model of the same name is refused."""
+    model = ModelDefinition.from_dict(definition)
+    if model.name in known_models():
+        existing = get_model(model.name)
+        if existing != model:
+            raise ValueError(f"the definition of model {model.name!r} differs from the "
+                             f"registered model of that name")
+        return existing
+    return register_model(model)
 _OPTION_NAMES = ("spk_reset", "alpha", "width", "V_reset")
 
 
@@ -25,7 +39,7 @@ def brian2_unit(unit: str):
     import brian2
 
     return {"mV": brian2.mV, "mS": brian2.msiemens, "uF": brian2.ufarad,
-            "uA": brian2.uA, "ms": brian2.ms, "1": brian2.Unit(1)}[unit]
+            "uA": brian2.uA, "ms": brian2.ms, "1/ms": 1 / brian2.ms, "1": brian2.Unit(1)}[unit]
 
 
 def to_plain(value: Any, unit: str, name: str) -> Any:
@@ -175,36 +189,63 @@ class HHSpec:
                              f"neurons, but the population has {n}")
 
     # ------------------------------------------------------------ conversion
-    def to_dict(self) -> Dict[str, Any]:
-        """A JSON-compatible, lossless description (arrays become lists of floats)."""
+    def to_dict(self, include_definition: bool = False) -> Dict[str, Any]:
+        """A JSON-compatible, lossless description (arrays become lists of floats).
+
+        With ``include_definition`` the model's whole definition travels along
+        (:meth:`ModelDefinition.to_dict`), so that :meth:`from_dict` works where the model
+        was never imported.
+        """
         def plain(v):
             return v.tolist() if isinstance(v, np.ndarray) else v
 
-        return {"model": self.model.name,
-                "parameters": {k: plain(v) for k, v in self._values.items()},
-                "units": self.units,
-                "spk_reset": self.spk_reset, "alpha": self.alpha, "width": self.width,
-                "V_reset": plain(self.V_reset)}
+        out = {"model": self.model.name,
+               "parameters": {k: plain(v) for k, v in self._values.items()},
+               "units": self.units,
+               "spk_reset": self.spk_reset, "alpha": self.alpha, "width": self.width,
+               "V_reset": plain(self.V_reset)}
+        if include_definition:
+            out["definition"] = self.model.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "HHSpec":
-        """Inverse of :meth:`to_dict`. Refuses unknown keys and units other than the model's."""
+        """Inverse of :meth:`to_dict`. Refuses unknown keys and units other than the model's.
+
+        A ``'definition'`` entry is rebuilt and validated (its expressions are parsed, never
+        evaluated); it must equal the registered model of that name if there is one, and
+        is registered otherwise.
+        """
         if not isinstance(data, Mapping):
             raise TypeError(f"expected a mapping, got {type(data).__name__}")
-        allowed = {"model", "parameters", "units", *_OPTION_NAMES}
+        allowed = {"model", "parameters", "units", "definition", *_OPTION_NAMES}
         extra = set(data) - allowed
         if extra:
             raise ValueError(f"unknown key(s) in specification: {sorted(extra)}")
-        model = get_model(data.get("model", HODGKIN_HUXLEY.name))
+        name = data.get("model", HODGKIN_HUXLEY.name)
+        if "definition" in data:
+            definition = data["definition"]
+            carried = definition.get("name") if isinstance(definition, Mapping) else None
+            if carried != name:
+                raise ValueError(f"the specification names model {name!r} but carries the "
+                                 f"definition of {carried!r}")
+            model = model_from_definition(definition)
+        else:
+            model = get_model(name)
         units = data.get("units")
         if units is not None:
+            if not isinstance(units, Mapping):
+                raise ValueError("units must be a mapping")
             expected = {**model.units, "V_reset": "mV"}
-            for name, unit in units.items():
-                if expected.get(name) != unit:
-                    raise ValueError(f"unit of {name!r} is {unit!r}; this model expects "
-                                     f"{expected.get(name)!r}")
+            for key, unit in units.items():
+                if expected.get(key) != unit:
+                    raise ValueError(f"unit of {key!r} is {unit!r}; this model expects "
+                                     f"{expected.get(key)!r}")
+        parameters = data.get("parameters", {})
+        if not isinstance(parameters, Mapping):
+            raise ValueError("parameters must be a mapping")
         options = {k: data[k] for k in _OPTION_NAMES if k in data}
-        return cls(model=model, **dict(data.get("parameters", {})), **options)
+        return cls(model=model, **dict(parameters), **options)
 
     # --------------------------------------------------------------- dunder
     def __eq__(self, other):

@@ -5,15 +5,23 @@ One step of size :math:`\Delta t` updates every variable from the *old* state
 
 .. math::
     \begin{align*}
-    G &= \sum_c g_c(m, h, n), \qquad
+    G &= \sum_c g_c(x, y), \qquad
     f = \frac{1}{C}\Big(I - \sum_c g_c (V - E_c)\Big), \\
     V' &= V + \Delta t \,\operatorname{exprel}\!\Big(-\frac{G \Delta t}{C}\Big) f, \\
-    x' &= x + \Delta t\,\operatorname{exprel}\big(-(\alpha_x + \beta_x)\Delta t\big)
-          \big(\alpha_x (1 - x) - \beta_x x\big), \quad x \in \{m, h, n\},
+    x' &= x + \Delta t\,\operatorname{exprel}(-\lambda_x \Delta t)\,\dot x
+          \quad \text{for each dynamic gate } x,
     \end{align*}
 
+with :math:`\dot x = \phi(\alpha_x(1-x) - \beta_x x)`, :math:`\lambda_x = \phi(\alpha_x+\beta_x)`
+(kinetic gates) or :math:`\dot x = \phi(x_\infty - x)/\tau_x`, :math:`\lambda_x = \phi/\tau_x`
+(relaxing gates), and instantaneous gates :math:`y = y_\infty(V)` held at their value at
+the old :math:`V` (so :math:`G` is the conductance with every gate frozen, as in the
+reference models: BrainPy linearises :math:`\dot V` with the gates fixed).
 with rates evaluated at the old :math:`V`. This is the exact solution of each
-equation with the other variables frozen. The spike output is the rising edge
+equation with the other variables frozen. Synaptic conductances :math:`g_s` with
+reversal potentials :math:`E_s` (``conductance``, ``conductance_current`` of
+:func:`hh_step`) join the channels: :math:`G \mathrel{+}= \sum_s g_s` and the membrane
+current gains :math:`\sum_s g_s (V - E_s)`. The spike output is the rising edge
 :math:`z = H(x')(1 - H(x))`, :math:`x = (V - V_{th})/|V_{th}|`
 (:mod:`.surrogate`). With ``V_reset`` set, the same step then resets the membrane:
 
@@ -28,14 +36,15 @@ Norse (the rates are in 1/ms, so the step uses :math:`\Delta t = 10^3 dt` ms).
 
 from __future__ import annotations
 
+import collections
 import math
-from typing import NamedTuple, Tuple
+from typing import Tuple
 
 import torch
 
 from ...model.expressions import exprel_torch
 from ...model.limits import MAX_PLAUSIBLE_RATE, check_step, warn_if_implausible
-from .parameters import _ParametersMixin, state_type
+from .parameters import _ParametersMixin, _TensorTuple, state_type
 from .surrogate import rising_edge
 
 
@@ -105,8 +114,34 @@ def _cast(p: _ParametersMixin, like: torch.Tensor) -> dict:
     return out
 
 
+def instantaneous_value(intermediates):
+    r"""Value of an instantaneous gate: :math:`x_\infty` or :math:`\alpha/(\alpha+\beta)`."""
+    if "x_inf" in intermediates:
+        return intermediates["x_inf"]
+    return intermediates["alpha"] / (intermediates["alpha"] + intermediates["beta"])
+
+
+def gate_derivative_and_decay(intermediates, x, factor=None):
+    r""":math:`\dot x` and the decay rate :math:`\lambda` of a dynamic gate (1/ms).
+
+    Kinetic: :math:`\phi(\alpha(1-x) - \beta x)`, :math:`\phi(\alpha+\beta)`;
+    relaxing: :math:`\phi(x_\infty - x)/\tau`, :math:`\phi/\tau`
+    (:math:`\phi` = ``factor``, 1 when ``None``).
+    """
+    if "alpha" in intermediates:
+        a, b = intermediates["alpha"], intermediates["beta"]
+        derivative, decay = a * (1.0 - x) - b * x, a + b
+    else:
+        tau = intermediates["tau"]
+        derivative, decay = (intermediates["x_inf"] - x) / tau, 1.0 / tau
+    if factor is not None:
+        derivative, decay = factor * derivative, factor * decay
+    return derivative, decay
+
+
 def hh_step(input_current: torch.Tensor, state, p: _ParametersMixin,
-            dt: float = 1e-5) -> Tuple[torch.Tensor, object]:
+            dt: float = 1e-5, conductance=None,
+            conductance_current=None) -> Tuple[torch.Tensor, object]:
     r"""Advance an HH population by one step.
 
     Arguments:
@@ -115,6 +150,15 @@ def hh_step(input_current: torch.Tensor, state, p: _ParametersMixin,
         p: ``HHParameters`` (or the parameters type of another model definition).
         dt: step in seconds (default :math:`10^{-5}` s = 0.01 ms), at most the model's
             ``max_dt`` (:class:`~hh_plugin.model.limits.StepTooLong` otherwise).
+        conductance: optional extra (synaptic) conductance :math:`G_s = \sum_s g_s`
+            in mS, broadcastable to the state's shape.
+        conductance_current: with ``conductance``: :math:`\sum_s g_s E_s` in uA
+            (mS times mV), the reversal potentials weighted by their conductances.
+
+    With ``conductance`` the membrane current gains :math:`G_s V - \sum_s g_s E_s =
+    \sum_s g_s (V - E_s)` and :math:`G_s` joins the channel total :math:`G` of the
+    exponential Euler factor, as Brian2's ``exponential_euler`` treats a term
+    :math:`g_s (E_s - V)` in :math:`dV/dt` (linear in :math:`V`).
 
     Returns:
         ``(z, new_state)``: spikes (0/1 in the input's dtype, with surrogate gradient)
@@ -129,6 +173,8 @@ def hh_step(input_current: torch.Tensor, state, p: _ParametersMixin,
     V = state.V
     gates = {name: getattr(state, name) for name in model.gate_names}
     symbols = {**values, **gates, "V": V}
+    for name in model.instantaneous_gate_names:
+        symbols[name] = instantaneous_value(compiled.evaluate_intermediates(name, symbols))
 
     conductance_total = 0.0
     ionic_current = 0.0
@@ -137,16 +183,23 @@ def hh_step(input_current: torch.Tensor, state, p: _ParametersMixin,
         g = compiled.conductances[channel.name](*(symbols[a] for a in args))
         conductance_total = conductance_total + g
         ionic_current = ionic_current + g * (V - values[channel.reversal])
+    if conductance is not None:
+        if conductance_current is None:
+            raise ValueError("conductance needs conductance_current (sum of g_s*E_s, uA)")
+        conductance_total = conductance_total + conductance
+        ionic_current = ionic_current + (conductance * V - conductance_current)
+    elif conductance_current is not None:
+        raise ValueError("conductance_current is given without conductance")
     C = values[model.capacitance]
     drive = (input_current - ionic_current) / C
     V_new = V + dt_ms * exprel_torch(-conductance_total * (dt_ms / C)) * drive
 
     new_gates = []
     for name in model.gate_names:
-        alpha_fn, beta_fn = compiled.rates[name]
-        a, b = alpha_fn(V), beta_fn(V)
-        x = gates[name]
-        new_gates.append(x + dt_ms * exprel_torch(-(a + b) * dt_ms) * (a * (1.0 - x) - b * x))
+        derivative, decay = gate_derivative_and_decay(
+            compiled.evaluate_intermediates(name, symbols), gates[name],
+            compiled.factor(name, symbols))
+        new_gates.append(gates[name] + dt_ms * exprel_torch(-decay * dt_ms) * derivative)
 
     V_th = values[model.threshold]
     z = rising_edge(V_new, V, V_th, values["alpha"], values["width"])
@@ -161,15 +214,22 @@ def hh_step(input_current: torch.Tensor, state, p: _ParametersMixin,
 
 
 def hh_feed_forward_step(input_current: torch.Tensor, state, p, dt: float = 1e-5):
-    """Norse's feed-forward activation signature: ``(input, state, p, dt) -> (z, state)``."""
-    return hh_step(input_current, state, p, dt)
+    """Norse's feed-forward activation signature: ``(input, state, p, dt) -> (z, state)``.
+
+    :func:`hh_step` computed by the fused C++ step where it applies (CPU float32/float64,
+    see :mod:`hh_plugin.torch.fused.step`; the same rounding as the fused sequence
+    kernel), else by :func:`hh_step` itself."""
+    from ..fused.step import hh_step_auto
+
+    return hh_step_auto(input_current, state, p, dt)
 
 
-class HHRecurrentState(NamedTuple):
-    """State of a recurrent HH layer: the neuron state and the last step's spikes ``z``."""
+class HHRecurrentState(_TensorTuple, collections.namedtuple("HHRecurrentStateBase",
+                                                            ["neuron", "z"])):
+    """State of a recurrent HH layer: the neuron state and the last step's spikes ``z``
+    (with the state helpers ``detach``, ``to``, ``cpu``, ``float``... of ``HHState``)."""
 
-    neuron: object
-    z: torch.Tensor
+    __slots__ = ()
 
 
 def hh_recurrent_step(input_tensor: torch.Tensor, state: HHRecurrentState,
@@ -177,9 +237,10 @@ def hh_recurrent_step(input_tensor: torch.Tensor, state: HHRecurrentState,
                       dt: float = 1e-5) -> Tuple[torch.Tensor, HHRecurrentState]:
     r"""Recurrent step (Norse's recurrent activation signature).
 
-    The current (uA) is :math:`I = W_{in} x + W_{rec} z_{t-1}`; then :func:`hh_step`.
+    The current (uA) is :math:`I = W_{in} x + W_{rec} z_{t-1}`; then
+    :func:`hh_feed_forward_step`.
     """
     current = (torch.nn.functional.linear(input_tensor, input_weights)
                + torch.nn.functional.linear(state.z, recurrent_weights))
-    z, neuron = hh_step(current, state.neuron, p, dt)
+    z, neuron = hh_feed_forward_step(current, state.neuron, p, dt)
     return z, HHRecurrentState(neuron, z)

@@ -9,13 +9,14 @@ Another model definition gets its own pair of types from :func:`parameters_type`
 from __future__ import annotations
 
 import collections
+import math
 from typing import Optional
 
 import numpy as np
 import torch
 
 from ...model import HODGKIN_HUXLEY, HHSpec, ModelDefinition
-from ...model.initial import UNIFORM, initial_voltage
+from ...model.initial import DEFAULT, UNIFORM, default_gate_values, initial_voltage
 
 _OPTIONS = ("spk_reset", "alpha", "width", "V_reset")
 _CACHE: dict = {}
@@ -27,7 +28,81 @@ def _tensor(value, dtype=None, device=None):
     return torch.as_tensor(np.array(value), dtype=dtype or torch.float64, device=device)
 
 
-class _ParametersMixin:
+def _parse_to(args, kwargs):
+    """``(device, dtype, non_blocking)`` read as :meth:`torch.Tensor.to` reads its arguments
+    (a device, a dtype, both, or a tensor to match; or ``device=``/``dtype=`` keywords)."""
+    kwargs = {k: v for k, v in kwargs.items() if v is not None or k not in ("dtype", "device")}
+    device, dtype, non_blocking, _ = torch._C._nn._parse_to(*args, **kwargs)
+    if dtype is not None and not dtype.is_floating_point:
+        raise TypeError(f"cannot cast to {dtype}: HH parameters and states are real-valued "
+                        f"(mV, mS, uF; gates in [0, 1]); use a floating-point dtype")
+    return device, dtype, non_blocking
+
+
+class _TensorTuple:
+    """Norse's helpers for NamedTuples of tensors (its ``StateTuple``): ``to``, ``cpu``,
+    ``cuda``, ``float``, ``double``, ``detach``, ``broadcast``. They act on the floating-point
+    tensors (and nested tuples of the same kind); options such as ``spk_reset`` are kept.
+    ``int()`` is refused: every field is a real number, truncation would be silent damage.
+    """
+
+    __slots__ = ()
+
+    def _map(self, fn):
+        def apply(value):
+            if isinstance(value, _TensorTuple):
+                return value._map(fn)
+            if isinstance(value, torch.Tensor) and value.is_floating_point():
+                return fn(value)
+            return value
+        return type(self)(*(apply(v) for v in self))
+
+    def to(self, *args, **kwargs):
+        """Tensors moved/cast as by :meth:`torch.Tensor.to`: ``to(device)``, ``to(dtype)``,
+        ``to(device, dtype)``, ``to(tensor)`` or ``to(dtype=..., device=...)``."""
+        device, dtype, non_blocking = _parse_to(args, kwargs)
+        return self._map(lambda t: t.to(device=device or t.device, dtype=dtype or t.dtype,
+                                        non_blocking=non_blocking))
+
+    def cpu(self):
+        return self.to(device="cpu")
+
+    def cuda(self, device=None):
+        return self.to(device=torch.device("cuda") if device is None else
+                       torch.device("cuda", device) if isinstance(device, int) else device)
+
+    def float(self):
+        return self.to(dtype=torch.float32)
+
+    def double(self):
+        return self.to(dtype=torch.float64)
+
+    def int(self):
+        raise TypeError(f"{type(self).__name__}.int(): HH parameters and states are "
+                        f"real-valued (mV, mS, uF; gates in [0, 1]); an integer cast would "
+                        f"truncate them (gL = 0.03 mS to 0). Use .float() or .double()")
+
+    def detach(self):
+        return self._map(lambda t: t.detach())
+
+    def broadcast(self, template: torch.Tensor):
+        """Every tensor broadcast to ``template``'s shape, on its device (in its dtype when
+        ``template`` is floating-point); a scalar is repeated, a per-neuron tensor must
+        broadcast against the last dimension."""
+        dtype = template.dtype if template.is_floating_point() else None
+        shape = tuple(template.shape)
+
+        def expand(t):
+            t = t.to(device=template.device, dtype=dtype or t.dtype)
+            try:
+                return torch.broadcast_to(t, shape)
+            except RuntimeError:
+                raise ValueError(f"cannot broadcast a tensor of shape {tuple(t.shape)} to the "
+                                 f"template's shape {shape}") from None
+        return self._map(expand)
+
+
+class _ParametersMixin(_TensorTuple):
     __slots__ = ()
     model: ModelDefinition
 
@@ -64,29 +139,15 @@ class _ParametersMixin:
         return HHSpec(model=self.model, spk_reset=self.spk_reset, alpha=plain(self.alpha),
                       width=plain(self.width), V_reset=plain(self.V_reset), **values)
 
-    def to(self, dtype=None, device=None):
-        """Tensors cast to ``dtype`` and moved to ``device`` (options kept)."""
-        return type(self)(**{k: (v.to(dtype=dtype or v.dtype, device=device)
-                                  if isinstance(v, torch.Tensor) and v.is_floating_point()
-                                  else v)
-                             for k, v in self._asdict().items()})
 
-
-class _StateMixin:
+class _StateMixin(_TensorTuple):
     __slots__ = ()
     model: ModelDefinition
-
-    def to(self, *args, **kwargs):
-        """Every tensor moved/cast as by :meth:`torch.Tensor.to`."""
-        return type(self)(*(t.to(*args, **kwargs) for t in self))
-
-    def detach(self):
-        return type(self)(*(t.detach() for t in self))
 
 
 def parameters_type(model: ModelDefinition, name: Optional[str] = None):
     """The NamedTuple class of parameters for ``model`` (one class per model, cached)."""
-    key = ("parameters", model.name)
+    key = ("parameters", model)
     if key not in _CACHE:
         fields = list(model.parameter_names) + list(_OPTIONS)
         defaults = [torch.as_tensor(p.default, dtype=torch.float64) for p in model.parameters]
@@ -101,7 +162,7 @@ def parameters_type(model: ModelDefinition, name: Optional[str] = None):
 
 def state_type(model: ModelDefinition, name: Optional[str] = None):
     """The NamedTuple class of states (``V`` then the gates) for ``model`` (cached)."""
-    key = ("state", model.name)
+    key = ("state", model)
     if key not in _CACHE:
         base = collections.namedtuple((name or "State") + "Base", model.state_names)
         cls = type(name or f"{model.name.title().replace('_', '')}State",
@@ -135,39 +196,72 @@ def as_parameters(p):
                     f"got {type(p).__name__}")
 
 
-def initial_state(p, shape, V=UNIFORM, seed: Optional[int] = None,
+def _tracing() -> bool:
+    """True while torch.compile, torch.export or ONNX export traces the code: data-dependent
+    checks (``if tensor.all()``) cannot run then."""
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()
+
+
+def initial_state(p, shape, V=DEFAULT, seed: Optional[int] = None,
                   dtype: torch.dtype = torch.float32, device=None, **gates):
     r"""Initial state of the given shape: ``V`` as in :func:`hh_plugin.model.initial_voltage`
-    (a number, an array or ``'uniform'``), gates at steady state :math:`\alpha/(\alpha+\beta)`
-    computed in ``dtype`` on ``device`` unless given.
+    (a number, an array, ``'default'``: the model's distribution, or ``'uniform'``: its
+    range); gates as given, else the model's default constants (with ``V='default'``),
+    else at steady state at ``V`` (computed in ``dtype`` on ``device``).
 
-    With ``V='uniform'`` and ``seed=None`` the draw uses torch's global generator
+    With a random ``V`` and ``seed=None`` the draw uses torch's global generator
     (``torch.manual_seed``); with a seed it uses numpy's ``default_rng(seed)``, the same
     draw as the Brian2 backend's, so both backends start identically.
+
+    A number, a tensor or an unseeded uniform draw is built from torch operations only, so
+    :func:`torch.compile` (``fullgraph=True``), :func:`torch.export.export` and ONNX export
+    trace it; a seeded draw or a numpy array is computed by numpy (a constant when traced).
     """
     model = type(p).model if isinstance(p, _ParametersMixin) else p.model
     shape = tuple(shape)
+    distribution = model.initial_voltage
     if isinstance(V, str) and V == UNIFORM and seed is None:
         low, high = model.initial_voltage_range
-        V0 = torch.rand(shape, dtype=dtype) * (high - low) + low
-        V0 = V0.to(device)
+        V0 = (torch.rand(shape, dtype=dtype) * (high - low) + low).to(device)
+    elif isinstance(V, str) and V == DEFAULT and seed is None and distribution.kind != "constant":
+        a, b = distribution.values
+        draw = torch.rand(shape, dtype=dtype) * (b - a) + a if distribution.kind == "uniform" \
+            else torch.randn(shape, dtype=dtype) * b + a
+        V0 = draw.to(device)
     elif isinstance(V, torch.Tensor):
-        V0 = torch.broadcast_to(V.to(dtype=dtype, device=device), shape).clone()
-    else:
+        if not _tracing() and not torch.isfinite(V).all():
+            raise ValueError("initial voltage contains NaN or infinite values")
+        try:
+            V0 = torch.broadcast_to(V.to(dtype=dtype, device=device), shape).clone()
+        except RuntimeError:
+            raise ValueError(f"initial voltage of shape {tuple(V.shape)} does not fit "
+                             f"the population shape {shape}") from None
+    elif isinstance(V, str) and V == DEFAULT and distribution.kind == "constant":
+        V0 = torch.full(shape, distribution.values[0], dtype=dtype, device=device)
+    elif isinstance(V, (int, float)) and not isinstance(V, bool):
+        if not math.isfinite(V):
+            raise ValueError("initial voltage contains NaN or infinite values")
+        V0 = torch.full(shape, float(V), dtype=dtype, device=device)
+    else:  # a seeded uniform draw, an array or a Brian2 quantity: numpy checks it
         V0 = torch.as_tensor(initial_voltage(model, shape, V, seed), dtype=dtype, device=device)
-    if not torch.isfinite(V0).all():
-        raise ValueError("initial voltage contains NaN or infinite values")
-    rates = model.compiled("torch").rates
+    given = {**default_gate_values(model, V), **{k: v for k, v in gates.items() if v is not None}}
+    unknown = set(given) - set(model.gate_names)
+    if unknown:
+        raise ValueError(f"unknown gate(s) {sorted(unknown)}; model has {list(model.gate_names)}")
+    compiled = model.compiled("torch")
+    parameters = p if isinstance(p, _ParametersMixin) else parameters_type(model).from_spec(p)
+    symbols = {k: (v.to(dtype=dtype, device=device) if isinstance(v, torch.Tensor) else v)
+               for k, v in parameters._asdict().items() if k in model.parameter_names}
+    symbols["V"] = V0
     values = [V0]
     for gate in model.gate_names:
-        given = gates.pop(gate, None)
-        if given is not None:
-            values.append(torch.broadcast_to(torch.as_tensor(given, dtype=dtype, device=device),
-                                             shape).clone())
+        if gate in given:
+            values.append(torch.broadcast_to(torch.as_tensor(given[gate], dtype=dtype,
+                                                             device=device), shape).clone())
             continue
-        alpha, beta = rates[gate]
-        a, b = alpha(V0), beta(V0)
-        values.append(torch.broadcast_to(a / (a + b), shape).clone())
-    if gates:
-        raise ValueError(f"unknown gate(s) {sorted(gates)}; model has {list(model.gate_names)}")
+        inter = compiled.evaluate_intermediates(gate, symbols)
+        x_inf = inter["x_inf"] if "x_inf" in inter else inter["alpha"] / (inter["alpha"]
+                                                                          + inter["beta"])
+        values.append(torch.broadcast_to(torch.as_tensor(x_inf, dtype=dtype, device=device),
+                                         shape).clone())
     return state_type(model)(*values)

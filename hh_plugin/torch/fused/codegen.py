@@ -38,7 +38,7 @@ from sympy.printing.lambdarepr import LambdaPrinter
 
 from ...model.definition import ModelDefinition
 from ...model.expressions import (EXPREL_TAYLOR_COEFFICIENTS, EXPREL_TAYLOR_CUTOFF_FLOAT32,
-                                   EXPREL_TAYLOR_CUTOFF_FLOAT64, VOLTAGE_SYMBOL, exprel)
+                                   EXPREL_TAYLOR_CUTOFF_FLOAT64, VOLTAGE_SYMBOL, exprel, parse)
 
 #: Extra kernel parameters after the model's own (the surrogate and the reset potential).
 EXTRA_PARAMETERS = ("alpha", "width", "V_reset")
@@ -115,6 +115,7 @@ class _Printer(LambdaPrinter):
     _print_log = _print_Function
     _print_tanh = _print_Function
     _print_cosh = _print_Function
+    _print_sinh = _print_Function
 
     def parenthesize(self, item, level, strict=False):
         text = self._print(item)
@@ -137,12 +138,14 @@ class Dialect:
         joined = ", ".join(args)
         if self.name == "cpp":
             table = {"exprel": "hh_exprel", "exprel_d": "hh_exprel_d", "exp": "hh_exp",
-                     "log": "std::log", "sqrt": "std::sqrt", "tanh": "std::tanh",
-                     "cosh": "std::cosh", "pow": "std::pow", "fabs": "std::fabs",
+                     "log": "std::log", "sqrt": "std::sqrt", "tanh": "hh_tanh",
+                     "cosh": "hh_cosh", "sinh": "hh_sinh", "pow": "std::pow",
+                     "fabs": "std::fabs",
                      "sign": "hh_sign", "heaviside": "hh_heaviside", "relu": "hh_relu"}
         else:
             table = {"exprel": "_exprel", "exprel_d": "_exprel_d", "exp": "tl.exp",
                      "log": "tl.log", "sqrt": "tl.sqrt", "tanh": "_tanh", "cosh": "_cosh",
+                     "sinh": "_sinh",
                      "pow": "_pow", "fabs": "tl.abs", "sign": "_sign",
                      "heaviside": "_heaviside", "relu": "_relu"}
         if self.name == "triton" and name in ("exprel", "exprel_d"):
@@ -184,46 +187,86 @@ def kernel_parameters(model: ModelDefinition) -> Tuple[str, ...]:
     return tuple(model.parameter_names) + EXTRA_PARAMETERS
 
 
-def step_program(model: ModelDefinition, dialect: Dialect) -> StepProgram:
-    """Generate the forward step and its adjoint for ``model`` in ``dialect``."""
+#: Short names of a gate's intermediates in the generated code (``f_<short>_<gate>``).
+_SHORT = {"alpha": "a", "beta": "b", "x_inf": "xi", "tau": "tau"}
+
+
+def step_program(model: ModelDefinition, dialect: Dialect,
+                 synaptic: bool = False) -> StepProgram:
+    """Generate the forward step and its adjoint for ``model`` in ``dialect``.
+
+    ``synaptic=True``: the step also reads a synaptic conductance ``G_syn`` and
+    :math:`\sum_s g_s E_s` ``J_syn`` (the ``conductance``, ``conductance_current`` of
+    :func:`~hh_plugin.torch.functional.hh.hh_step`, added in the same order); that
+    program is forward only (no adjoint)."""
     d = dialect
     L = d.lit
     states = model.state_names
     gates = model.gate_names
+    instantaneous = model.instantaneous_gate_names
     params = kernel_parameters(model)
     names = {VOLTAGE_SYMBOL: "s_V", **{g: f"s_{g}" for g in gates},
+             **{y: f"f_y_{y}" for y in instantaneous},
              **{p: f"p_{p}" for p in params}}
+    terms = model.gate_terms
+    for gate, t in terms.items():  # intermediates' symbols, for derivatives that reuse them
+        for name, _ in t.intermediates:
+            names[t.intermediate_symbol(name).name] = f"f_{_SHORT[name]}_{gate}"
     printer = _Printer(d, names)
     pr = printer.doprint
     V = sympy.Symbol(VOLTAGE_SYMBOL, real=True)
     C = f"p_{model.capacitance}"
     Vth = f"p_{model.threshold}"
+    param_symbols = {p: sympy.Symbol(p, real=True) for p in model.parameter_names}
+    intermediates = {gate: [(f"f_{_SHORT[name]}_{gate}", _kernel_expr(expr))
+                            for name, expr in t.intermediates] for gate, t in terms.items()}
+    factors = {gate: _kernel_expr(parse(t.gate.rate_factor, model.parameter_names))
+               for gate, t in terms.items() if t.gate.rate_factor is not None}
 
     fwd: List[str] = []
     a = fwd.append
+    # -- instantaneous gates at the old V, frozen during the step
+    for y in instantaneous:
+        for name, expr in intermediates[y]:
+            a(d.assign(name, pr(expr)))
+        if terms[y].gate.alpha is not None:
+            a(d.assign(f"f_y_{y}", f"f_a_{y}/(f_a_{y} + f_b_{y})"))
+        else:
+            a(d.assign(f"f_y_{y}", f"f_xi_{y}"))
     conductances = {c.name: _kernel_expr(e) for c, e in
                     zip(model.channels, model.conductance_expressions.values())}
     channels = model.channels
     # -- membrane: conductances frozen at the old gates, exponential Euler
     for ch in channels:
         a(d.assign(f"f_g_{ch.name}", pr(conductances[ch.name])))
-    a(d.assign("f_G", " + ".join(f"f_g_{ch.name}" for ch in channels)))
-    a(d.assign("f_Iion", " + ".join(f"f_g_{ch.name}*(s_V - p_{ch.reversal})" for ch in channels)))
+    G_sum = " + ".join(f"f_g_{ch.name}" for ch in channels)
+    I_sum = " + ".join(f"f_g_{ch.name}*(s_V - p_{ch.reversal})" for ch in channels)
+    if synaptic:
+        G_sum, I_sum = f"{G_sum} + G_syn", f"{I_sum} + (G_syn*s_V - J_syn)"
+    a(d.assign("f_G", G_sum))
+    a(d.assign("f_Iion", I_sum))
     a(d.assign("f_iC", f"{L(1.0)}/{C}"))  # one division; the rest multiply by it
     a(d.assign("f_drive", "(I_in - f_Iion)*f_iC"))
     a(d.assign("f_uV", "(-f_G)*(dt*f_iC)"))
     a(d.assign("f_eV", d.func("exprel", "f_uV")))
     a(d.assign("f_Vpre", "s_V + dt*f_eV*f_drive"))
-    # -- gates: rates at the old V
-    rates = {g: tuple(_kernel_expr(e) for e in pair) for g, pair in model.rate_expressions.items()}
+    # -- dynamic gates: rates at the old V; f_s = decay rate, f_r = derivative
     for g in gates:
-        alpha, beta = rates[g]
-        a(d.assign(f"f_a_{g}", pr(alpha)))
-        a(d.assign(f"f_b_{g}", pr(beta)))
-        a(d.assign(f"f_s_{g}", f"f_a_{g} + f_b_{g}"))
+        for name, expr in intermediates[g]:
+            a(d.assign(name, pr(expr)))
+        if terms[g].gate.alpha is not None:
+            s0, r0 = f"f_a_{g} + f_b_{g}", f"f_a_{g}*({L(1.0)} - s_{g}) - f_b_{g}*s_{g}"
+        else:
+            s0, r0 = f"{L(1.0)}/f_tau_{g}", f"(f_xi_{g} - s_{g})/f_tau_{g}"
+        if g in factors:
+            a(d.assign(f"f_phi_{g}", pr(factors[g])))
+            a(d.assign(f"f_s0_{g}", s0))
+            a(d.assign(f"f_r0_{g}", r0))
+            s0, r0 = f"f_phi_{g}*f_s0_{g}", f"f_phi_{g}*f_r0_{g}"
+        a(d.assign(f"f_s_{g}", s0))
         a(d.assign(f"f_w_{g}", f"(-f_s_{g})*dt"))
         a(d.assign(f"f_e_{g}", d.func("exprel", f"f_w_{g}")))
-        a(d.assign(f"f_r_{g}", f"f_a_{g}*({L(1.0)} - s_{g}) - f_b_{g}*s_{g}"))
+        a(d.assign(f"f_r_{g}", r0))
         a(d.assign(f"o_{g}", f"s_{g} + dt*f_e_{g}*f_r_{g}"))
     # -- rising-edge spike and reset
     a(d.assign("f_sc", d.func("fabs", Vth)))
@@ -257,44 +300,80 @@ def step_program(model: ModelDefinition, dialect: Dialect) -> StepProgram:
     b(d.assign("g_I", "b_gdrive*f_iC"))
     for ch in channels:
         b(d.assign(f"b_gg_{ch.name}", f"b_gIion*(s_V - p_{ch.reversal}) + b_gG"))
+
+    def partial_terms(wrt: sympy.Symbol) -> List[str]:
+        terms_ = []
+        for ch in channels:
+            deriv = sympy.diff(conductances[ch.name], wrt)
+            if deriv != 0:
+                terms_.append(f"b_gg_{ch.name}*({pr(deriv)})")
+        return terms_
+
+    # adjoints of every gate's intermediates: b_g<short>_<gate>
+    for y in instantaneous:
+        b(d.assign(f"b_gy_{y}", " + ".join(partial_terms(sympy.Symbol(y, real=True)))
+                   or zero))
+        if terms[y].gate.alpha is not None:
+            b(d.assign(f"b_gq_{y}", f"b_gy_{y}/((f_a_{y} + f_b_{y})*(f_a_{y} + f_b_{y}))"))
+            b(d.assign(f"b_ga_{y}", f"b_gq_{y}*f_b_{y}"))
+            b(d.assign(f"b_gb_{y}", f"(-(b_gq_{y}*f_a_{y}))"))
+        else:
+            b(d.assign(f"b_gxi_{y}", f"b_gy_{y}"))
     for g in gates:
         b(d.assign(f"b_ge_{g}", f"gs_{g}*dt*f_r_{g}"))
         b(d.assign(f"b_gr_{g}", f"gs_{g}*(dt*f_e_{g})"))
         b(d.assign(f"b_gw_{g}", f"b_ge_{g}*" + d.func("exprel_d", f"f_w_{g}")))
-        b(d.assign(f"b_ga_{g}", f"b_gr_{g}*({L(1.0)} - s_{g}) - b_gw_{g}*dt"))
-        b(d.assign(f"b_gb_{g}", f"(-(b_gr_{g}*s_{g})) - b_gw_{g}*dt"))
+        b(d.assign(f"b_gs_{g}", f"(-b_gw_{g})*dt"))
+        gr, gs = f"b_gr_{g}", f"b_gs_{g}"
+        if g in factors:
+            b(d.assign(f"b_gphi_{g}", f"b_gr_{g}*f_r0_{g} + b_gs_{g}*f_s0_{g}"))
+            b(d.assign(f"b_gr0_{g}", f"b_gr_{g}*f_phi_{g}"))
+            b(d.assign(f"b_gs0_{g}", f"b_gs_{g}*f_phi_{g}"))
+            gr, gs = f"b_gr0_{g}", f"b_gs0_{g}"
+        if terms[g].gate.alpha is not None:
+            b(d.assign(f"b_ga_{g}", f"{gr}*({L(1.0)} - s_{g}) + {gs}"))
+            b(d.assign(f"b_gb_{g}", f"(-({gr}*s_{g})) + {gs}"))
+        else:
+            b(d.assign(f"b_gxi_{g}", f"{gr}/f_tau_{g}"))
+            b(d.assign(f"b_gtau_{g}", f"(-({gr}*(f_xi_{g} - s_{g}) + {gs}))"
+                                      f"/(f_tau_{g}*f_tau_{g})"))
 
-    def partial_terms(wrt: sympy.Symbol) -> List[str]:
-        terms = []
-        for ch in channels:
-            deriv = sympy.diff(conductances[ch.name], wrt)
-            if deriv != 0:
-                terms.append(f"b_gg_{ch.name}*({pr(deriv)})")
-        return terms
+    def reuse_value(expr: sympy.Expr, deriv: sympy.Expr, value_name: str) -> sympy.Expr:
+        # reuse the forward's value where the derivative contains it
+        # (d(1/f)/dV = -f'/f^2 -> -f' r^2): fewer divisions in the adjoint
+        if expr.is_Atom:
+            return deriv
+        value = sympy.Symbol(value_name, real=True)
+        names[value.name] = value.name
+        coeff, core = expr.as_coeff_Mul()
+        return deriv.subs(core, value / coeff) if coeff != 1 else deriv.subs(expr, value)
 
-    # old V: identity, spike factor, ionic current, V-dependent conductances, rates
+    # old V: identity, spike factor, ionic current, V-dependent conductances, intermediates
     v_terms = ["b_gVp", "b_gy0*f_isc", "b_gIion*f_G"] + partial_terms(V)
-    for g in gates:
-        for which, expr in (("a", rates[g][0]), ("b", rates[g][1])):
+    pterms: Dict[str, List[str]] = {p: [] for p in params}
+    for gate in list(instantaneous) + list(gates):
+        for name, expr in intermediates[gate]:
+            adjoint = f"b_g{name[2:]}"  # f_a_m -> b_ga_m
             deriv = sympy.diff(expr, V)
-            if deriv != 0 and not expr.is_Atom:
-                # reuse the forward's rate value where the derivative contains the rate
-                # (d(1/f)/dV = -f'/f^2 -> -f' r^2): fewer divisions in the adjoint
-                rate = sympy.Symbol(f"f_{which}_{g}", real=True)
-                names[rate.name] = rate.name
-                coeff, core = expr.as_coeff_Mul()
-                deriv = deriv.subs(core, rate / coeff) if coeff != 1 else deriv.subs(expr, rate)
             if deriv != 0:
-                v_terms.append(f"b_g{which}_{g}*({pr(deriv)})")
+                v_terms.append(f"{adjoint}*({pr(reuse_value(expr, deriv, name))})")
+            for p, sym in param_symbols.items():
+                pd = sympy.diff(expr, sym)
+                if pd != 0:
+                    pterms[p].append(f"{adjoint}*({pr(pd)})")
+        if gate in factors:
+            for p, sym in param_symbols.items():
+                pd = sympy.diff(factors[gate], sym)
+                if pd != 0:
+                    pterms[p].append(f"b_gphi_{gate}*({pr(pd)})")
     b(d.assign("go_V", " + ".join(v_terms)))
     for g in gates:
-        terms = [f"gs_{g}", f"(-(b_gr_{g}*f_s_{g}))"] + partial_terms(sympy.Symbol(g, real=True))
-        b(d.assign(f"go_{g}", " + ".join(terms)))
+        terms_ = [f"gs_{g}", f"(-(b_gr_{g}*f_s_{g}))"] + partial_terms(sympy.Symbol(g, real=True))
+        b(d.assign(f"go_{g}", " + ".join(terms_)))
 
     # parameters
-    pterms: Dict[str, List[str]] = {p: [] for p in params}
     for p in model.parameter_names:
-        pterms[p] += partial_terms(sympy.Symbol(p, real=True))
+        pterms[p] += partial_terms(param_symbols[p])
     for ch in channels:
         pterms[ch.reversal].append(f"(-(b_gIion*f_g_{ch.name}))")
     pterms[model.capacitance].append("b_guV*f_G*dt*(f_iC*f_iC)")
@@ -305,6 +384,8 @@ def step_program(model: ModelDefinition, dialect: Dialect) -> StepProgram:
     pterms[model.threshold].append(d.static_select("RESET == 1", "(-(gs_V*o_z))", zero))
     pterms["V_reset"].append(d.static_select("RESET == 0", zero, "gs_V*o_z"))
     pgrads = {p: " + ".join(t) for p, t in pterms.items() if t}
+    if synaptic:
+        return StepProgram(tuple(states), params, tuple(fwd), (), {})
     return StepProgram(tuple(states), params, tuple(fwd), tuple(bwd), pgrads)
 
 

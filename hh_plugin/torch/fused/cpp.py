@@ -14,7 +14,8 @@ its process dies: a build killed mid-way cannot block later ones (the lock file 
 itself leaves behind then is removed as stale). A process that waits longer than
 ``$HH_PLUGIN_BUILD_TIMEOUT`` seconds (default 300) for another one's build gives up with
 :class:`PathUnavailable`, and the ``'auto'`` path falls back to the step loop with a
-warning. Each neuron's whole time
+warning. Large outputs reuse storage that no tensor refers to any more
+(:func:`release_outputs`). Each neuron's whole time
 loop runs inside the kernel with its state in an L1-resident block (64 neurons in float,
 32 in double) that the compiler vectorises; blocks are spread over PyTorch's intra-op
 threads (``torch.set_num_threads``).
@@ -99,7 +100,20 @@ def compile_flags() -> list:
 
 
 def compiler_available() -> Optional[str]:
-    """``None`` if a C++ compiler and ninja are found, else the reason."""
+    """``None`` if a C++ compiler and ninja are found, else the reason.
+
+    Answered once per ``CXX`` and ``PATH`` (torch's ninja check runs ``ninja --version``
+    in a subprocess, which cost 1.5 ms to 100 ms on every fused call)."""
+    key = (os.environ.get("CXX"), os.environ.get("PATH"))
+    if key not in _TOOLCHAIN:
+        _TOOLCHAIN[key] = _find_toolchain()
+    return _TOOLCHAIN[key]
+
+
+_TOOLCHAIN: dict = {}
+
+
+def _find_toolchain() -> Optional[str]:
     cxx = os.environ.get("CXX", "c++")
     if shutil.which(cxx) is None:
         return f"no C++ compiler ({cxx!r} not found on PATH; set CXX)"
@@ -160,7 +174,9 @@ def _build(name: str, source: str, flags: list, build: Path, verbose: bool):
     """Compile (or load, when cached) the extension with torch's tooling."""
     from torch.utils.cpp_extension import load_inline
 
-    return load_inline(name=name, cpp_sources=[source], functions=["hh_forward", "hh_backward"],
+    return load_inline(name=name, cpp_sources=[source],
+                       functions=["hh_forward", "hh_backward", "hh_step_forward",
+                                  "hh_step_backward", "hh_release_outputs"],
                        extra_cflags=flags, extra_ldflags=["-fopenmp"],
                        build_directory=str(build), verbose=verbose)
 
@@ -204,6 +220,20 @@ def load_extension(model: ModelDefinition, verbose: bool = False):
             raise PathUnavailable(_FAILURES[key]) from exc
         _EXTENSIONS[key] = ext
         return ext
+
+
+def release_outputs() -> int:
+    """Free the pooled large output buffers of the loaded fused kernels that no tensor
+    refers to any more; returns the bytes freed.
+
+    The kernels hand out the storage of a large output (spikes, recorded states, input
+    gradient) again once nothing refers to it, instead of asking the operating system for
+    fresh pages, which it zeroes at first touch (see docs/performance.md). At most
+    ``HH_PLUGIN_OUTPUT_POOL_MB`` MiB (default 1024, read at the first call; 0 turns the
+    pool off) stay allocated between calls; this releases them now."""
+    with _LOCK:
+        extensions = list(_EXTENSIONS.values())
+    return sum(int(ext.hh_release_outputs()) for ext in extensions)
 
 
 class FusedHHFunction(torch.autograd.Function):

@@ -24,6 +24,9 @@ _CPP_HEADER = r"""
 #include <type_traits>
 #include <vector>
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <mutex>
 #ifdef __linux__
 #include <sys/mman.h>
 #endif
@@ -185,6 +188,25 @@ template <typename T> HH_INLINE T hh_heaviside(T y) { return y >= T(0) ? T(1) : 
 template <typename T> HH_INLINE T hh_relu(T y) { return y > T(0) ? y : T(0); }
 template <typename T> HH_INLINE T hh_sign(T y) { return y > T(0) ? T(1) : (y < T(0) ? T(-1) : T(0)); }
 
+// tanh, cosh and sinh of the rate expressions through hh_exp/hh_expm1, which vectorise
+// (std::tanh and std::cosh stay scalar libm calls: Morris-Lecar ran 5x slower with them).
+// tanh(x) = -expm1(-2|x|)/(expm1(-2|x|) + 2) and sinh(x) = (e + e/(e + 1))/2, e = expm1(|x|),
+// keep full relative accuracy near 0.
+template <typename T> HH_INLINE T hh_tanh(T x) {
+  const T e = hh_expm1<T>(T(-2) * std::fabs(x));
+  const T t = -e / (e + T(2));
+  return x < T(0) ? -t : t;
+}
+template <typename T> HH_INLINE T hh_cosh(T x) {
+  const T e = hh_exp<T>(std::fabs(x));
+  return T(0.5) * (e + T(1) / e);
+}
+template <typename T> HH_INLINE T hh_sinh(T x) {
+  const T e = hh_expm1<T>(std::fabs(x));
+  const T s = T(0.5) * (e + e / (e + T(1)));
+  return x < T(0) ? -s : s;
+}
+
 template <typename T> struct BlockWidth { static constexpr int value = std::is_same<T, double>::value ? BLOCK_DOUBLE : BLOCK_FLOAT; };
 
 constexpr int NS = NUM_STATES;
@@ -230,30 +252,70 @@ def _interleave(lines, unroll: int, indent: str = "      ") -> str:
     return "\n".join(out)
 
 
+_ASSIGNMENT = re.compile(r"const T (\w+) = (.*);$")
+
+
+def hoisted_statements(program: StepProgram):
+    """Split the forward statements into those that read parameters (and ``dt``) only,
+    computed once per block and call instead of once per step (``1/C``, ``1/|V_th|``),
+    and the rest. Returns ``(hoisted [(name, statement)], rest [statement])``."""
+    invariant = {f"p_{p}" for p in program.parameters}
+    hoisted, rest = [], []
+    for line in program.forward:
+        match = _ASSIGNMENT.match(line)
+        if match and set(_LOCAL_NAME.findall(match.group(2))) <= invariant:
+            invariant.add(match.group(1))
+            hoisted.append((match.group(1), line))
+        else:
+            rest.append(line)
+    return hoisted, rest
+
+
 def _cpp_block_code(program: StepProgram, unroll: int = 2) -> str:
     U = unroll
     states, params = program.states, program.parameters
+    hoisted, forward = hoisted_statements(program)
     load_state = [f"const T s_{s} = SRC[{k}][i];" for k, s in enumerate(states)]
-    load_param = [f"const T p_{p} = P[{k}][i];" for k, p in enumerate(params)]
+    load_param = ([f"const T p_{p} = P[{k}][i];" for k, p in enumerate(params)]
+                  + [f"const T {name} = P[NP + {k}][i];" for k, (name, _) in enumerate(hoisted)])
+    derive = ([f"const T p_{p} = P[{k}][i];" for k, p in enumerate(params)]
+              + [line for _, line in hoisted]
+              + [f"P[NP + {k}][i] = {name};" for k, (name, _) in enumerate(hoisted)])
     store_state = [f"DST[{k}][i] = o_{s};" for k, s in enumerate(states)]
     load_gs = [f"const T gs_{s} = GS[{k}][i];" for k, s in enumerate(states)]
     store_go = [f"GS[{k}][i] = go_{s};" for k, s in enumerate(states)]
     pgrad = [f"GP[{k}][i] += {program.parameter_gradients[p]};"
              for k, p in enumerate(params) if p in program.parameter_gradients]
     fwd_body = _interleave(load_state + load_param + ["const T I_in = It[i];"]
-                           + list(program.forward) + store_state, U)
+                           + forward + store_state, U)
     fwd_z = _interleave(["Zt[i] = o_z;"], U, "        ")
     bwd_body = _interleave(load_state + load_gs + load_param
                            + ["const T I_in = It[i];", "const T g_z = gZt ? gZt[i] : T(0);"]
-                           + list(program.forward) + list(program.backward) + store_go
+                           + forward + list(program.backward) + store_go
                            + ["gIt[i] = g_I;"], U)
     bwd_pg = _interleave(pgrad, U, "        ")
+    derive_body = _interleave(derive, 1)
     return f"""
+constexpr int NH = {len(hoisted)};  // statements on parameters only, in P[NP ...]
+constexpr int NPX = NP + NH;
+
+// The statements that read parameters only, once per block: P[NP + k] from P[0, NP).
+template <typename T, int W>
+inline void derive_lanes(T (&P)[NPX][W], T dt) {{
+#pragma omp simd
+  for (int i = 0; i < W; ++i) {{
+{derive_body}
+  }}
+}}
+
 // One step for the lanes [0, W) of a block: state SRC -> DST (may alias), spikes to Zt.
 // Each simd iteration advances {U} independent lane groups (see codegen._interleave).
+// Not inlined: the sequence kernel and the single step run this one machine code, so
+// that they round identically (a cell loop gives the sequence module's spikes exactly).
 template <typename T, int RESET, int W>
-inline void step_lanes(int n, const T (&SRC)[NS][W], T (&DST)[NS][W], const T (&P)[NP][W],
-                       const T* __restrict It, T* __restrict Zt, T dt) {{
+__attribute__((noinline))
+void step_lanes(int n, const T (&SRC)[NS][W], T (&DST)[NS][W], const T (&P)[NPX][W],
+                const T* __restrict It, T* __restrict Zt, T dt) {{
   static_assert(W % {U} == 0, "block width must be a multiple of the interleave factor");
 #pragma omp simd
   for (int i = 0; i < W / {U}; ++i) {{
@@ -267,9 +329,10 @@ inline void step_lanes(int n, const T (&SRC)[NS][W], T (&DST)[NS][W], const T (&
 // Adjoint of one step: GS holds the adjoint of the state after the step on entry,
 // of the state before it on exit.
 template <typename T, int RESET, int W, bool PG>
-inline void adjoint_lanes(int n, const T (&SRC)[NS][W], T (&GS)[NS][W], T (&GP)[NP][W],
-                          const T (&P)[NP][W], const T* __restrict It,
-                          const T* __restrict gZt, T* __restrict gIt, T dt) {{
+__attribute__((noinline))
+void adjoint_lanes(int n, const T (&SRC)[NS][W], T (&GS)[NS][W], T (&GP)[NP][W],
+                   const T (&P)[NPX][W], const T* __restrict It,
+                   const T* __restrict gZt, T* __restrict gIt, T dt) {{
   static_assert(W % {U} == 0, "block width must be a multiple of the interleave factor");
 #pragma omp simd
   for (int i = 0; i < W / {U}; ++i) {{
@@ -283,17 +346,53 @@ inline void adjoint_lanes(int n, const T (&SRC)[NS][W], T (&GS)[NS][W], T (&GP)[
 
 
 _CPP_DRIVER = r"""
+// Lanes [0, W) from src[0, n), the last value repeated in the padding lanes.
 template <typename T, int W>
-inline void load_params(const Args<T>& a, int64_t j0, int n, T (&P)[NP][W]) {
-  for (int q = 0; q < NP; ++q)
-    for (int i = 0; i < W; ++i)
-      P[q][i] = a.scalar[q] ? a.param[q][0] : a.param[q][j0 + std::min(i, n - 1)];
+inline void load_lanes(const T* __restrict src, int n, T* __restrict dst) {
+  if (n == W) {
+    for (int i = 0; i < W; ++i) dst[i] = src[i];
+  } else {
+    for (int i = 0; i < W; ++i) dst[i] = src[std::min(i, n - 1)];
+  }
+}
+
+template <typename T, int W>
+inline void load_params(const Args<T>& a, int64_t j0, int n, T (&P)[NPX][W]) {
+  for (int q = 0; q < NP; ++q) {
+    if (a.scalar[q]) {
+      const T v = a.param[q][0];
+      for (int i = 0; i < W; ++i) P[q][i] = v;
+    } else {
+      load_lanes<T, W>(a.param[q] + j0, n, P[q]);
+    }
+  }
+  derive_lanes<T, W>(P, a.dt);
+}
+
+// Runs f(block) for blocks [0, nblocks) on up to the intra-op threads, at least
+// min_blocks per thread. Blocks are handed out one at a time from a shared counter
+// rather than split evenly in advance: when another process holds one of the cores for
+// a while, the other threads take over its blocks instead of waiting for it at the end.
+template <typename F>
+void for_each_block(int64_t nblocks, int64_t min_blocks, const F& f) {
+  const int64_t threads = std::min<int64_t>(at::get_num_threads(),
+                                            std::max<int64_t>(1, nblocks / std::max<int64_t>(1, min_blocks)));
+  if (threads <= 1 || at::in_parallel_region()) {
+    for (int64_t b = 0; b < nblocks; ++b) f(b);
+    return;
+  }
+  std::atomic<int64_t> next{0};
+  at::parallel_for(0, threads, 1, [&](int64_t, int64_t) {
+    for (int64_t b = next.fetch_add(1, std::memory_order_relaxed); b < nblocks;
+         b = next.fetch_add(1, std::memory_order_relaxed))
+      f(b);
+  });
 }
 
 template <typename T, int RESET, int W>
 void forward_block(const Args<T>& a, int64_t j0, int n) {
   alignas(64) T S[NS][W];
-  alignas(64) T P[NP][W];
+  alignas(64) T P[NPX][W];
   load_params<T, W>(a, j0, n, P);
   for (int s = 0; s < NS; ++s)
     for (int i = 0; i < W; ++i) S[s][i] = a.state0[s][j0 + std::min(i, n - 1)];
@@ -332,7 +431,7 @@ void backward_block(const Args<T>& a, int64_t j0, int n, std::vector<T>& scratch
   uintptr_t base = reinterpret_cast<uintptr_t>(scratch.data());
   T* aligned = reinterpret_cast<T*>((base + 63) & ~uintptr_t(63));
   Row* buf = reinterpret_cast<Row*>(aligned);
-  alignas(64) T P[NP][W];
+  alignas(64) T P[NPX][W];
   alignas(64) T GS[NS][W];
   alignas(64) T GP[NP][W];
   alignas(64) T Ipad[W];
@@ -393,32 +492,85 @@ void backward_block(const Args<T>& a, int64_t j0, int n, std::vector<T>& scratch
 template <typename T, int RESET>
 void run_forward(const Args<T>& a) {
   constexpr int W = BlockWidth<T>::value;
-  const int64_t nblocks = (a.M + W - 1) / W;
-  at::parallel_for(0, nblocks, 1, [&](int64_t b0, int64_t b1) {
-    for (int64_t blk = b0; blk < b1; ++blk) {
-      const int64_t j0 = blk * W;
-      forward_block<T, RESET, W>(a, j0, (int)std::min<int64_t>(W, a.M - j0));
-    }
+  for_each_block((a.M + W - 1) / W, 1, [&](int64_t blk) {
+    const int64_t j0 = blk * W;
+    forward_block<T, RESET, W>(a, j0, (int)std::min<int64_t>(W, a.M - j0));
   });
 }
 
 template <typename T, int RESET, bool PG>
 void run_backward(const Args<T>& a) {
   constexpr int W = BlockWidth<T>::value;
-  const int64_t nblocks = (a.M + W - 1) / W;
-  at::parallel_for(0, nblocks, 1, [&](int64_t b0, int64_t b1) {
-    std::vector<T> scratch;
-    for (int64_t blk = b0; blk < b1; ++blk) {
-      const int64_t j0 = blk * W;
-      backward_block<T, RESET, W, PG>(a, j0, (int)std::min<int64_t>(W, a.M - j0), scratch);
-    }
+  for_each_block((a.M + W - 1) / W, 1, [&](int64_t blk) {
+    thread_local std::vector<T> scratch;
+    const int64_t j0 = blk * W;
+    backward_block<T, RESET, W, PG>(a, j0, (int)std::min<int64_t>(W, a.M - j0), scratch);
+  });
+}
+
+// ---- One step of every neuron (the cell, hh_step_forward/hh_step_backward). The same
+// step_lanes and adjoint_lanes instantiations as the sequence kernel on the same padded
+// blocks, so a cell stepped in a loop rounds exactly as the sequence kernel does.
+template <typename T, int RESET, int W>
+void step_block(const Args<T>& a, int64_t j0, int n) {
+  alignas(64) T S[NS][W];
+  alignas(64) T P[NPX][W];
+  alignas(64) T Ipad[W];
+  alignas(64) T Zpad[W];
+  load_params<T, W>(a, j0, n, P);
+  for (int s = 0; s < NS; ++s) load_lanes<T, W>(a.state0[s] + j0, n, S[s]);
+  load_lanes<T, W>(a.I + j0, n, Ipad);
+  step_lanes<T, RESET, W>(W, S, S, P, Ipad, Zpad, a.dt);
+  for (int i = 0; i < n; ++i) a.Z[j0 + i] = Zpad[i];
+  for (int s = 0; s < NS; ++s)
+    for (int i = 0; i < n; ++i) a.state1[s][j0 + i] = S[s][i];
+}
+
+template <typename T, int RESET, int W>
+void step_adjoint_block(const Args<T>& a, int64_t j0, int n) {
+  alignas(64) T S[NS][W];
+  alignas(64) T P[NPX][W];
+  alignas(64) T GS[NS][W];
+  alignas(64) T GP[NP][W];
+  alignas(64) T Ipad[W];
+  alignas(64) T gZpad[W];
+  alignas(64) T gIpad[W];
+  load_params<T, W>(a, j0, n, P);
+  for (int s = 0; s < NS; ++s) load_lanes<T, W>(a.state0[s] + j0, n, S[s]);
+  load_lanes<T, W>(a.I + j0, n, Ipad);
+  for (int i = 0; i < W; ++i) gZpad[i] = (a.gZ && i < n) ? a.gZ[j0 + i] : T(0);
+  for (int s = 0; s < NS; ++s)
+    for (int i = 0; i < W; ++i) GS[s][i] = (a.gfinal[s] && i < n) ? a.gfinal[s][j0 + i] : T(0);
+  for (int q = 0; q < NP; ++q)
+    for (int i = 0; i < W; ++i) GP[q][i] = T(0);
+  adjoint_lanes<T, RESET, W, true>(W, S, GS, GP, P, Ipad, gZpad, gIpad, a.dt);
+  for (int i = 0; i < n; ++i) a.gI[j0 + i] = gIpad[i];
+  for (int s = 0; s < NS; ++s)
+    for (int i = 0; i < n; ++i) a.gstate0[s][j0 + i] = GS[s][i];
+  for (int q = 0; q < NP; ++q)
+    if (a.gparam[q])
+      for (int i = 0; i < n; ++i) a.gparam[q][j0 + i] = GP[q][i];
+}
+
+// Neurons per thread at least in a single step: a step of fewer takes less time than
+// handing work to a second thread does on a busy machine.
+constexpr int64_t STEP_MIN_NEURONS_PER_THREAD = STEP_GRAIN;
+
+template <typename T, int RESET>
+void run_step(const Args<T>& a, bool adjoint) {
+  constexpr int W = BlockWidth<T>::value;
+  for_each_block((a.M + W - 1) / W, STEP_MIN_NEURONS_PER_THREAD / W, [&](int64_t blk) {
+    const int64_t j0 = blk * W;
+    const int n = (int)std::min<int64_t>(W, a.M - j0);
+    if (adjoint) step_adjoint_block<T, RESET, W>(a, j0, n);
+    else step_block<T, RESET, W>(a, j0, n);
   });
 }
 
 // Large (T, M) outputs are fresh memory; faulting it in 4 KiB pages inside the kernel
 // cost about a third of the forward time at N = 1e4, T = 1000 on the benchmark machine.
 // Where transparent huge pages are enabled in "madvise" mode, ask for them.
-inline torch::Tensor big_empty(at::IntArrayRef shape, const torch::TensorOptions& opts) {
+inline torch::Tensor fresh_empty(at::IntArrayRef shape, const torch::TensorOptions& opts) {
   torch::Tensor t = torch::empty(shape, opts);
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
   const uintptr_t huge = uintptr_t(1) << 21;
@@ -429,6 +581,81 @@ inline torch::Tensor big_empty(at::IntArrayRef shape, const torch::TensorOptions
 #endif
   return t;
 }
+
+// Even so, fresh pages are zeroed by the operating system at first touch, and on a busy
+// machine that (with huge-page compaction) took up to two thirds of a forward call. So
+// the storages of large outputs are kept in a small pool and handed out again once
+// nothing refers to them any more: no tensor, view, saved tensor or storage object (the
+// storage's reference count is the pool's own). The pool keeps at most
+// HH_PLUGIN_OUTPUT_POOL_MB MiB (default 1024; 0 disables it); a buffer that does not fit
+// is allocated fresh as before, and hh_release_outputs() frees the unused ones.
+constexpr int64_t POOL_MIN_BYTES = int64_t(1) << 20;
+
+struct OutputPool {
+  std::mutex mutex;
+  std::vector<c10::Storage> storages;
+};
+
+inline OutputPool& output_pool() {
+  static OutputPool pool;
+  return pool;
+}
+
+inline int64_t output_pool_limit() {
+  static const int64_t limit = [] {
+    const char* env = std::getenv("HH_PLUGIN_OUTPUT_POOL_MB");
+    const long long mb = env ? std::atoll(env) : 1024;
+    return std::max<int64_t>(0, mb) * (int64_t(1) << 20);
+  }();
+  return limit;
+}
+
+inline torch::Tensor big_empty(at::IntArrayRef shape, const torch::TensorOptions& opts) {
+  int64_t numel = 1;
+  for (int64_t d : shape) numel *= d;
+  const int64_t nbytes = numel * (int64_t)c10::elementSize(c10::typeMetaToScalarType(opts.dtype()));
+  const int64_t limit = output_pool_limit();
+  if (nbytes < POOL_MIN_BYTES || nbytes > limit) return fresh_empty(shape, opts);
+  OutputPool& pool = output_pool();
+  std::lock_guard<std::mutex> lock(pool.mutex);
+  for (const c10::Storage& st : pool.storages)
+    if (st.use_count() == 1 && (int64_t)st.nbytes() == nbytes && st.device().is_cpu())
+      return torch::empty({0}, opts).set_(st, 0, shape);
+  // make room: drop unused storages until this one fits
+  int64_t total = 0;
+  for (const c10::Storage& st : pool.storages) total += (int64_t)st.nbytes();
+  for (auto it = pool.storages.begin(); it != pool.storages.end() && total + nbytes > limit;) {
+    if (it->use_count() == 1) {
+      total -= (int64_t)it->nbytes();
+      it = pool.storages.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  torch::Tensor t = fresh_empty(shape, opts);
+  if (total + nbytes <= limit) pool.storages.push_back(t.storage());
+  return t;
+}
+
+}  // namespace
+
+// Frees the pooled output storages that nothing refers to; returns the bytes freed.
+int64_t hh_release_outputs() {
+  OutputPool& pool = output_pool();
+  std::lock_guard<std::mutex> lock(pool.mutex);
+  int64_t freed = 0;
+  for (auto it = pool.storages.begin(); it != pool.storages.end();) {
+    if (it->use_count() == 1) {
+      freed += (int64_t)it->nbytes();
+      it = pool.storages.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return freed;
+}
+
+namespace {
 
 void check_vector(const std::vector<torch::Tensor>& v, size_t n, const char* what) {
   TORCH_CHECK(v.size() == n, what, ": expected ", n, " tensors, got ", v.size());
@@ -543,6 +770,81 @@ std::vector<torch::Tensor> hh_backward(torch::Tensor I, torch::Tensor ckpt,
   });
   return out;
 }
+
+// One step (the cell). I and the NS states: contiguous tensors of M elements, one shape;
+// params: NP tensors of 1 or M elements. Returns [z, new state (NS)] in I's shape.
+std::vector<torch::Tensor> hh_step_forward(torch::Tensor I, std::vector<torch::Tensor> state0,
+                                           std::vector<torch::Tensor> params, double dt,
+                                           int64_t reset) {
+  TORCH_CHECK(I.is_contiguous() && I.device().is_cpu(), "I must be a contiguous CPU tensor");
+  check_vector(state0, NS, "state0");
+  check_vector(params, NP, "params");
+  const int64_t M = I.numel();
+  std::vector<torch::Tensor> out;
+  for (int s = 0; s <= NS; ++s) out.push_back(torch::empty(I.sizes(), I.options()));
+  AT_DISPATCH_FLOATING_TYPES(I.scalar_type(), "hh_step_forward", [&] {
+    using T = scalar_t;
+    Args<T> a{};
+    fill_common<T>(a, I.view({1, M}), params, dt, 0);
+    a.Z = out[0].data_ptr<T>();
+    for (int s = 0; s < NS; ++s) {
+      TORCH_CHECK(state0[s].is_contiguous() && state0[s].numel() == M &&
+                  state0[s].scalar_type() == I.scalar_type(),
+                  "state tensors must be contiguous, of I's size and dtype");
+      a.state0[s] = state0[s].data_ptr<T>();
+      a.state1[s] = out[1 + s].data_ptr<T>();
+    }
+    if (M == 0) return;
+    if (reset == 0) run_step<T, 0>(a, false);
+    else if (reset == 1) run_step<T, 1>(a, false);
+    else run_step<T, 2>(a, false);
+  });
+  return out;
+}
+
+// Adjoint of one step. gZ: like I or empty (zero); gstate1: NS tensors, each like I or
+// empty (zero). Returns [gI, gstate0 (NS), in I's shape; per-neuron parameter gradients
+// (NP, (M,)) only when pgrad].
+std::vector<torch::Tensor> hh_step_backward(torch::Tensor I, std::vector<torch::Tensor> state0,
+                                            std::vector<torch::Tensor> params, double dt,
+                                            int64_t reset, torch::Tensor gZ,
+                                            std::vector<torch::Tensor> gstate1, bool pgrad) {
+  TORCH_CHECK(I.is_contiguous() && I.device().is_cpu(), "I must be a contiguous CPU tensor");
+  check_vector(state0, NS, "state0");
+  check_vector(params, NP, "params");
+  check_vector(gstate1, NS, "gstate1");
+  const int64_t M = I.numel();
+  std::vector<torch::Tensor> out;
+  for (int s = 0; s <= NS; ++s) out.push_back(torch::empty(I.sizes(), I.options()));
+  if (pgrad)
+    for (int q = 0; q < NP; ++q) out.push_back(torch::empty({M}, I.options()));
+  AT_DISPATCH_FLOATING_TYPES(I.scalar_type(), "hh_step_backward", [&] {
+    using T = scalar_t;
+    Args<T> a{};
+    fill_common<T>(a, I.view({1, M}), params, dt, 0);
+    TORCH_CHECK(gZ.numel() == 0 || (gZ.is_contiguous() && gZ.numel() == M &&
+                gZ.scalar_type() == I.scalar_type()), "bad gZ");
+    a.gZ = gZ.numel() ? gZ.data_ptr<T>() : nullptr;
+    a.gI = out[0].data_ptr<T>();
+    for (int s = 0; s < NS; ++s) {
+      TORCH_CHECK(state0[s].is_contiguous() && state0[s].numel() == M &&
+                  state0[s].scalar_type() == I.scalar_type(),
+                  "state tensors must be contiguous, of I's size and dtype");
+      TORCH_CHECK(gstate1[s].numel() == 0 || (gstate1[s].is_contiguous() &&
+                  gstate1[s].numel() == M && gstate1[s].scalar_type() == I.scalar_type()),
+                  "bad gstate1");
+      a.state0[s] = state0[s].data_ptr<T>();
+      a.gfinal[s] = gstate1[s].numel() ? gstate1[s].data_ptr<T>() : nullptr;
+      a.gstate0[s] = out[1 + s].data_ptr<T>();
+    }
+    for (int q = 0; q < NP; ++q) a.gparam[q] = pgrad ? out[1 + NS + q].data_ptr<T>() : nullptr;
+    if (M == 0) return;
+    if (reset == 0) run_step<T, 0>(a, true);
+    else if (reset == 1) run_step<T, 1>(a, true);
+    else run_step<T, 2>(a, true);
+  });
+  return out;
+}
 """
 
 #: Independent lane groups interleaved in each simd iteration (see :func:`_interleave`).
@@ -550,11 +852,14 @@ INTERLEAVE = 1
 #: Neurons per block (lanes kept in L1 across the time loop), float and double.
 BLOCK_FLOAT = 64
 BLOCK_DOUBLE = 32
+#: Neurons per thread at least in the single-step op (smaller steps run on one thread).
+STEP_GRAIN = 16384
 
 
 def generate_cpp(model: ModelDefinition) -> str:
-    """C++ source of the fused CPU extension for ``model`` (functions ``hh_forward``,
-    ``hh_backward``)."""
+    """C++ source of the fused CPU extension for ``model``: the sequence kernel
+    (``hh_forward``, ``hh_backward``) and the single step (``hh_step_forward``,
+    ``hh_step_backward``)."""
     program = step_program(model, CPP)
     header = (exprel_constants(_CPP_HEADER).replace("MODEL_NAME", model.name)
               .replace("NUM_STATES", str(len(program.states)))
@@ -562,7 +867,8 @@ def generate_cpp(model: ModelDefinition) -> str:
               .replace("BLOCK_DOUBLE", str(BLOCK_DOUBLE))
               .replace("BLOCK_FLOAT", str(BLOCK_FLOAT)))
     driver = (_CPP_DRIVER.replace("BLOCK_FLOAT_V", str(BLOCK_FLOAT))
-              .replace("BLOCK_DOUBLE_V", str(BLOCK_DOUBLE)))
+              .replace("BLOCK_DOUBLE_V", str(BLOCK_DOUBLE))
+              .replace("STEP_GRAIN", str(STEP_GRAIN)))
     return header + _cpp_block_code(program, INTERLEAVE) + driver
 
 

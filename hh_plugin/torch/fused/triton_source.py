@@ -52,6 +52,11 @@ def _cosh(x):
 
 
 @triton.jit
+def _sinh(x):
+    return 0.5 * (tl.exp(x) - tl.exp(-x))
+
+
+@triton.jit
 def _pow(a, b):
     return tl.exp(b * tl.log(a))
 """

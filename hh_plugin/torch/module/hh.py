@@ -16,16 +16,64 @@ Example:
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
+import numpy as np
 import torch
 from norse.torch.module.snn import SNN, SNNCell, SNNRecurrent, SNNRecurrentCell, _merge_states
 
 from ...model import HHSpec
-from ...model.initial import UNIFORM
+from ...model.initial import DEFAULT, UNIFORM, VOLTAGE_MARKERS
 from ..functional.hh import (HHRecurrentState, check_dt, check_input_current,
-                             hh_feed_forward_step, hh_recurrent_step, hh_step)
-from ..functional.parameters import as_parameters, initial_state
+                             hh_feed_forward_step,
+                             hh_recurrent_step)
+from ..functional.parameters import as_parameters, initial_state, state_type
+
+#: Said when ``norse.torch.to_nir`` (or another NIR tracer) meets an HH module.
+NIR_UNSUPPORTED = (
+    "NIR cannot describe {module}: NIR's neuron primitives are leaky/integrate-and-fire "
+    "types (LIF, CubaLIF, IF, LI, I) and it has no node for Hodgkin-Huxley neurons, so "
+    "norse.torch.to_nir would write an empty (None) node for this layer. To store or "
+    "exchange the HH population, write its specification and state with "
+    "hh_plugin.export.save(path, spec, state) (the plugin's HDF5 file, read back by "
+    "hh_plugin.export.load for the torch and Brian2 backends; see export/FORMAT.md), and "
+    "keep the other layers' weights with torch.save(model.state_dict()).")
+
+
+def _nir_tracing() -> bool:
+    """True inside nirtorch's graph tracer (used by ``norse.torch.to_nir``), which replaces
+    ``torch.nn.Module.__call__`` by its own wrapper while it runs the model."""
+    if torch.compiler.is_compiling():
+        return False
+    return getattr(torch.nn.Module.__call__, "__module__", "").startswith("nirtorch")
+
+
+def _initial_voltage_option(V):
+    """``V_init`` checked once: ``'default'``, ``'uniform'``, a finite number, or a finite
+    tensor (mV)."""
+    if isinstance(V, str):
+        if V not in VOLTAGE_MARKERS:
+            raise ValueError(f"unknown V_init {V!r}; use a number, an array, {DEFAULT!r} or "
+                             f"{UNIFORM!r}")
+        return V
+    if V is None or isinstance(V, bool):
+        raise ValueError(f"V_init must be a number, an array, {DEFAULT!r} or {UNIFORM!r}, "
+                         f"got {V!r}")
+    if isinstance(V, (int, float)):
+        value = float(V)
+    else:
+        if hasattr(V, "dim") and hasattr(V, "has_same_dimensions"):  # a Brian2 quantity
+            from ...model.spec import to_plain
+
+            V = to_plain(V, "mV", "V_init")
+        value = V if isinstance(V, torch.Tensor) else torch.as_tensor(
+            np.asarray(V, dtype=np.float64))
+    finite = (math.isfinite(value) if isinstance(value, float)
+              else bool(torch.isfinite(value.detach()).all()))
+    if not finite:
+        raise ValueError("V_init contains NaN or infinite values")
+    return value
 
 
 class _HHMixin:
@@ -33,9 +81,10 @@ class _HHMixin:
 
     def _setup(self, p, V_init, seed):
         self._cast_cache = {}
-        self.V_init = V_init
+        self.V_init = _initial_voltage_option(V_init)
         self.seed = seed
         self._n_neurons = p.size  # p was validated by as_parameters
+        type(p).model.compiled("torch")  # build the rate functions now, not while traced
 
     def parameters_like(self, tensor: torch.Tensor):
         """``self.p`` cast to ``tensor``'s dtype and device, cached (parameters that
@@ -50,42 +99,91 @@ class _HHMixin:
             cached = self._cast_cache[key] = p.to(dtype=tensor.dtype, device=tensor.device)
         return cached
 
-    def _check_input(self, input_tensor: torch.Tensor, name="input current"):
+    def _as_current(self, input_tensor, state_V=None, name="input current", neurons=True):
+        r"""``(current, sparse)``: the input as a dense floating-point tensor (uA) in the
+        dtype the step computes in, and whether it came in sparse.
+
+        As Norse's cells: boolean (spike) and integer inputs become currents of 0/1/... uA
+        in the state's dtype (float32 without a state); a sparse input is made dense (the
+        spikes go back sparse). A floating input and a floating state are promoted to a
+        common dtype, so ``V`` and the gates always share one dtype.
+        """
+        if _nir_tracing():
+            raise NotImplementedError(NIR_UNSUPPORTED.format(module=type(self).__name__))
         if not isinstance(input_tensor, torch.Tensor):
+            if isinstance(input_tensor, torch.fx.Proxy):  # nirtorch.torch_to_nir's fx tracer
+                raise NotImplementedError(NIR_UNSUPPORTED.format(module=type(self).__name__))
             raise TypeError(f"{name} must be a torch.Tensor, got {type(input_tensor).__name__}")
-        if not input_tensor.is_floating_point():
-            raise TypeError(f"{name} must be a floating-point tensor (uA), got {input_tensor.dtype}")
-        if self._n_neurons is not None and (input_tensor.ndim == 0
-                                            or input_tensor.shape[-1] != self._n_neurons):
+        sparse = input_tensor.layout != torch.strided
+        if sparse:
+            input_tensor = input_tensor.to_dense()
+        if input_tensor.is_complex():
+            raise TypeError(f"{name} must be real (uA), got {input_tensor.dtype}")
+        state_dtype = (state_V.dtype if isinstance(state_V, torch.Tensor)
+                       and state_V.is_floating_point() else None)
+        if input_tensor.is_floating_point():
+            dtype = (input_tensor.dtype if state_dtype is None
+                     else torch.promote_types(input_tensor.dtype, state_dtype))
+        else:  # boolean spikes or integer currents
+            dtype = state_dtype or torch.get_default_dtype()
+        if input_tensor.dtype != dtype:
+            input_tensor = input_tensor.to(dtype)
+        if neurons and self._n_neurons is not None and (
+                input_tensor.ndim == 0 or input_tensor.shape[-1] != self._n_neurons):
             raise ValueError(f"{name} of shape {tuple(input_tensor.shape)}: the last dimension "
                              f"must be the {self._n_neurons} neurons of the heterogeneous "
                              f"parameters")
+        return input_tensor, sparse
 
-    @staticmethod
-    def _check_state(state, shape):
-        V = getattr(state, "V", None)
-        if V is None:
-            raise TypeError(f"state must be an HHState (V, m, h, n), got {type(state).__name__}")
-        if tuple(V.shape) != tuple(shape):
-            raise ValueError(f"state of shape {tuple(V.shape)} does not match the input "
-                             f"(expected {tuple(shape)}; mismatched batch or neuron count?)")
+    def _prepare_state(self, state, shape, like: torch.Tensor):
+        """``state`` with every field of ``shape`` in ``like``'s dtype and device. A field
+        with one element (a 0-d tensor, as Norse's cells take) is broadcast; any other
+        shape must match."""
+        names = type(self.p).model.state_names
+        if getattr(state, "_fields", None) != names:
+            raise TypeError(f"state must be a {state_type(type(self.p).model).__name__} "
+                            f"({', '.join(names)}), got {type(state).__name__}")
+        shape = tuple(shape)
+        if all(isinstance(v, torch.Tensor) and v.shape == shape and v.dtype == like.dtype
+               and v.device == like.device for v in state):
+            return state
+        values = []
+        for value in state:
+            value = torch.as_tensor(value, device=like.device)
+            if value.layout != torch.strided:
+                value = value.to_dense()
+            value = value.to(like.dtype)
+            if tuple(value.shape) != shape:
+                if value.numel() != 1:
+                    raise ValueError(f"state of shape {tuple(value.shape)} does not match the "
+                                     f"input (expected {shape}, or one value to broadcast; "
+                                     f"mismatched batch or neuron count?)")
+                value = value.reshape(()).expand(shape).contiguous()
+            values.append(value)
+        return type(state)(*values) if hasattr(type(state), "model") else \
+            state_type(type(self.p).model)(*values)
 
     def initial_state(self, input_tensor: torch.Tensor, shape=None):
         """State for an input like ``input_tensor`` (``V_init``, ``seed``; gates at steady state)."""
+        dtype = (input_tensor.dtype if input_tensor.is_floating_point()
+                 else torch.get_default_dtype())
         return initial_state(self.p, input_tensor.shape if shape is None else shape,
-                             V=self.V_init, seed=self.seed, dtype=input_tensor.dtype,
+                             V=self.V_init, seed=self.seed, dtype=dtype,
                              device=input_tensor.device)
 
 
 class HHCell(_HHMixin, SNNCell):
-    r"""One exponential-Euler step of an HH population (see :mod:`hh_plugin.torch.functional.hh`).
+    r"""One exponential-Euler step of an HH population (see :mod:`hh_plugin.torch.functional.hh`;
+    on the CPU in float32/float64 one call of the fused C++ step, :mod:`hh_plugin.torch.fused.step`).
 
     Arguments:
         p: an :class:`~hh_plugin.HHSpec` or ``HHParameters`` (default: the reference model).
         dt: time step in seconds (default :math:`10^{-5}` s = 0.01 ms).
-        V_init: initial membrane potential when no state is given: ``'uniform'``
-            (the reference model's :math:`\mathcal U(-70,-60)` mV), a number or a tensor (mV).
-        seed: seed for the uniform draw (numpy generator, identical to the Brian2 backend's);
+        V_init: initial membrane potential when no state is given: ``'default'`` (the
+            model's default state; the reference model: :math:`\mathcal U(-70,-60)` mV,
+            gates at steady state), ``'uniform'`` (the model's range), a number or a tensor
+            (mV).
+        seed: seed for a random draw (numpy generator, identical to the Brian2 backend's);
             ``None`` uses torch's global generator.
 
     ``forward(input_tensor, state=None) -> (spikes, HHState)``; the input is a current in uA
@@ -100,22 +198,22 @@ class HHCell(_HHMixin, SNNCell):
     :class:`HH`, which checks a whole sequence at once.
     """
 
-    def __init__(self, p=None, dt: float = 1e-5, V_init=UNIFORM, seed: Optional[int] = None):
+    def __init__(self, p=None, dt: float = 1e-5, V_init=DEFAULT, seed: Optional[int] = None):
         p = as_parameters(HHSpec() if p is None else p)
         super().__init__(activation=hh_feed_forward_step, state_fallback=self.initial_state,
                          p=p, dt=check_dt(dt, type(p).model))
         self._setup(p, V_init, seed)
 
     def forward(self, input_tensor: torch.Tensor, state=None):
-        self._check_input(input_tensor)
-        p = self.parameters_like(input_tensor)
-        if input_tensor.device.type == "cpu":  # on a GPU it would synchronise every step
-            check_input_current(input_tensor, p)
+        current, sparse = self._as_current(input_tensor, getattr(state, "V", None))
+        if current.device.type == "cpu":  # on a GPU it would synchronise every step
+            check_input_current(current, self.parameters_like(current))
         if state is None:
-            state = self.initial_state(input_tensor)
+            state = self.initial_state(current)
         else:
-            self._check_state(state, input_tensor.shape)
-        return hh_step(input_tensor, state, p, self.dt)
+            state = self._prepare_state(state, current.shape, current)
+        z, state = self.activation(current, state, self.parameters_like(current), self.dt)
+        return (z.to_sparse() if sparse else z), state
 
 
 class HH(_HHMixin, SNN):
@@ -144,7 +242,7 @@ class HH(_HHMixin, SNN):
     ``max_dt`` is refused (:class:`~hh_plugin.model.limits.StepTooLong`).
     """
 
-    def __init__(self, p=None, dt: float = 1e-5, V_init=UNIFORM, seed: Optional[int] = None,
+    def __init__(self, p=None, dt: float = 1e-5, V_init=DEFAULT, seed: Optional[int] = None,
                  record_states: bool = False, path: str = "auto", checkpoint=None):
         from ..fused.sequence import PATHS, checkpoint_interval
 
@@ -159,43 +257,60 @@ class HH(_HHMixin, SNN):
         self.checkpoint = checkpoint
 
     def forward(self, input_tensor: torch.Tensor, state=None):
-        self._check_input(input_tensor)
-        if input_tensor.ndim < 1 or input_tensor.shape[0] == 0:
-            raise ValueError(f"input of shape {tuple(input_tensor.shape)}: expected (T, ...) "
+        current, sparse = self._as_current(input_tensor, getattr(state, "V", None))
+        if current.ndim < 1 or current.shape[0] == 0:
+            raise ValueError(f"input of shape {tuple(current.shape)}: expected (T, ...) "
                              f"with T >= 1 time steps")
-        step_shape = input_tensor.shape[1:]
+        step_shape = current.shape[1:]
         if state is None:
-            state = self.initial_state(input_tensor, step_shape)
+            state = self.initial_state(current, step_shape)
         else:
-            self._check_state(state, step_shape)
+            state = self._prepare_state(state, step_shape, current)
         from ..fused.sequence import hh_sequence  # the naive loop is one of its paths
 
-        p = self.parameters_like(input_tensor)
-        check_input_current(input_tensor, p)  # the whole input, once, before the run
-        return hh_sequence(input_tensor, state, p, self.dt,
-                           record_states=self.record_states, path=self.path,
-                           checkpoint=self.checkpoint)
+        p = self.parameters_like(current)
+        check_input_current(current, p)  # the whole input, once, before the run
+        z, state = hh_sequence(current, state, p, self.dt,
+                               record_states=self.record_states, path=self.path,
+                               checkpoint=self.checkpoint)
+        return (z.to_sparse() if sparse else z), state
 
 
 class _RecurrentMixin(_HHMixin):
     def recurrent_initial_state(self, input_tensor: torch.Tensor, shape=None):
         shape = tuple(input_tensor.shape[:-1] if shape is None else shape)
         hidden = shape + (int(self.hidden_size),)
+        dtype = (input_tensor.dtype if input_tensor.is_floating_point()
+                 else torch.get_default_dtype())
         neuron = initial_state(self.p, hidden, V=self.V_init, seed=self.seed,
-                               dtype=input_tensor.dtype, device=input_tensor.device)
-        return HHRecurrentState(neuron, torch.zeros(hidden, dtype=input_tensor.dtype,
+                               dtype=dtype, device=input_tensor.device)
+        return HHRecurrentState(neuron, torch.zeros(hidden, dtype=dtype,
                                                     device=input_tensor.device))
 
-    def _check_recurrent(self, x, state, batch_shape):
-        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-            raise TypeError("input must be a floating-point torch.Tensor")
-        if x.shape[-1] != int(self.input_size):
-            raise ValueError(f"input of shape {tuple(x.shape)}: last dimension must be "
+    def _prepare_recurrent(self, x, state, time_axis: bool):
+        """``(input, state, sparse)``: the input as in :meth:`_as_current` (last dimension
+        ``input_size``) and the state, if given, in its dtype with dense spikes ``z``."""
+        neuron = getattr(state, "neuron", None)
+        x, sparse = self._as_current(x, getattr(neuron, "V", None), name="input",
+                                     neurons=False)
+        if x.ndim < (2 if time_axis else 1) or x.shape[-1] != int(self.input_size):
+            raise ValueError(f"input of shape {tuple(x.shape)}: expected "
+                             f"({'T, ' if time_axis else ''}..., input_size) with "
                              f"input_size={int(self.input_size)}")
         if state is not None:
             if not isinstance(state, HHRecurrentState):
                 raise TypeError(f"state must be an HHRecurrentState, got {type(state).__name__}")
-            self._check_state(state.neuron, tuple(batch_shape) + (int(self.hidden_size),))
+            hidden = tuple(x.shape[1 if time_axis else 0:-1]) + (int(self.hidden_size),)
+            neuron = self._prepare_state(state.neuron, hidden, x)
+            z = state.z.to_dense() if state.z.layout != torch.strided else state.z
+            z = z.to(dtype=x.dtype, device=x.device)
+            if tuple(z.shape) != hidden:
+                if z.numel() != 1:
+                    raise ValueError(f"state.z of shape {tuple(z.shape)} does not match "
+                                     f"{hidden}")
+                z = z.reshape(()).expand(hidden).contiguous()
+            state = HHRecurrentState(neuron, z)
+        return x, state, sparse
 
     def _setup_recurrent(self, p, V_init, seed, hidden_size):
         self._setup(p, V_init, seed)
@@ -214,7 +329,7 @@ class HHRecurrentCell(_RecurrentMixin, SNNRecurrentCell):
     """
 
     def __init__(self, input_size: int, hidden_size: int, p=None, dt: float = 1e-5,
-                 V_init=UNIFORM, seed: Optional[int] = None, **kwargs):
+                 V_init=DEFAULT, seed: Optional[int] = None, **kwargs):
         p = as_parameters(HHSpec() if p is None else p)
         super().__init__(activation=hh_recurrent_step, state_fallback=self.recurrent_initial_state,
                          input_size=input_size, hidden_size=hidden_size, p=p,
@@ -222,19 +337,20 @@ class HHRecurrentCell(_RecurrentMixin, SNNRecurrentCell):
         self._setup_recurrent(p, V_init, seed, hidden_size)
 
     def forward(self, input_tensor: torch.Tensor, state=None):
-        self._check_recurrent(input_tensor, state, input_tensor.shape[:-1])
+        x, state, sparse = self._prepare_recurrent(input_tensor, state, time_axis=False)
         if state is None:
-            state = self.recurrent_initial_state(input_tensor)
-        p = self.parameters_like(input_tensor)
-        return hh_recurrent_step(input_tensor, state, self.input_weights.to(input_tensor.dtype),
-                                 self.recurrent_weights.to(input_tensor.dtype), p, self.dt)
+            state = self.recurrent_initial_state(x)
+        z, state = hh_recurrent_step(x, state, self.input_weights.to(x.dtype),
+                                     self.recurrent_weights.to(x.dtype),
+                                     self.parameters_like(x), self.dt)
+        return (z.to_sparse() if sparse else z), state
 
 
 class HHRecurrent(_RecurrentMixin, SNNRecurrent):
     """Recurrent HH layer over time: input ``(T, ..., input_size)``, spikes ``(T, ..., hidden)``."""
 
     def __init__(self, input_size: int, hidden_size: int, p=None, dt: float = 1e-5,
-                 V_init=UNIFORM, seed: Optional[int] = None, record_states: bool = False,
+                 V_init=DEFAULT, seed: Optional[int] = None, record_states: bool = False,
                  **kwargs):
         p = as_parameters(HHSpec() if p is None else p)
         super().__init__(activation=hh_recurrent_step, state_fallback=self.recurrent_initial_state,
@@ -243,19 +359,18 @@ class HHRecurrent(_RecurrentMixin, SNNRecurrent):
         self._setup_recurrent(p, V_init, seed, hidden_size)
 
     def forward(self, input_tensor: torch.Tensor, state=None):
-        if input_tensor.ndim < 2:
-            raise ValueError(f"input of shape {tuple(input_tensor.shape)}: expected "
-                             f"(T, ..., input_size)")
-        self._check_recurrent(input_tensor, state, input_tensor.shape[1:-1])
+        x, state, sparse = self._prepare_recurrent(input_tensor, state, time_axis=True)
         if state is None:
-            state = self.recurrent_initial_state(input_tensor[0])
-        p = self.parameters_like(input_tensor)
-        w_in = self.input_weights.to(input_tensor.dtype)
-        w_rec = self.recurrent_weights.to(input_tensor.dtype)
+            state = self.recurrent_initial_state(x[0])
+        p = self.parameters_like(x)
+        w_in = self.input_weights.to(x.dtype)
+        w_rec = self.recurrent_weights.to(x.dtype)
         outputs, states = [], []
-        for t in range(input_tensor.shape[0]):
-            z, state = hh_recurrent_step(input_tensor[t], state, w_in, w_rec, p, self.dt)
+        for t in range(x.shape[0]):
+            z, state = hh_recurrent_step(x[t], state, w_in, w_rec, p, self.dt)
             outputs.append(z)
             if self.record_states:
                 states.append(state)
-        return torch.stack(outputs), (_merge_states(states) if self.record_states else state)
+        z = torch.stack(outputs)
+        return ((z.to_sparse() if sparse else z),
+                (_merge_states(states) if self.record_states else state))

@@ -1,0 +1,296 @@
+r"""A ``brian2.Network`` built from a :class:`~hh_plugin.network.NetworkSpec`.
+
+Each population becomes a plugin ``NeuronGroup`` (:func:`~hh_plugin.brian2.neuron_group`:
+the model's equations, rising-edge spikes, reset, initial state) extended with its
+receptors' variables; each projection becomes ``Synapses`` with a per-synapse weight
+``w`` and ``on_pre='<variable>_post += w'``; spike sources become
+``SpikeGeneratorGroup``\ s replaying the specification's raster; currents become a
+``TimedArray`` (or a constant per-neuron ``I_ext``).
+
+Generated per receptor (see :mod:`hh_plugin.network.synapses`):
+
+- exponential: ``dx/dt = -x/tau_<receptor> : siemens`` (or ``amp``), integrated by
+  ``exponential_euler`` as :math:`x e^{-\Delta t/\tau}`;
+- pulse: ``x : amp``, cleared right after the group's state update;
+- entry: ``I = I_ext + <currents> + <g>*(E - V)``, the ``current`` expression of
+  the group. Exponential Euler treats :math:`g (E - V)` as part of the membrane
+  conductance, as the torch step does.
+
+**Schedule.** The torch side updates populations one after the other within a step
+(``spec.order``) so that a zero-delay spike reaches its target in the same step. Here,
+everything that belongs to one population runs in the ``groups`` slot, at
+``order = 10 (r + 1) + j`` for the population of rank :math:`r` in ``spec.order``:
+
+====  ===================================================================
+ j    object
+====  ===================================================================
+ 0    zero-delay ``Synapses`` into the population (spike delivery)
+ 1    the group's state update (neurons and synaptic variables)
+ 2    clearing of pulse variables
+ 3    ``StateMonitor`` of synaptic variables
+ 4    threshold (``set_event_schedule('spike', 'groups', ...)``)
+ 5    ``SpikeMonitor``
+====  ===================================================================
+
+Spike sources emit at ``order = 4`` (before every population). Projections with delay
+:math:`d \ge 1` keep Brian2's ``synapses`` slot with ``delay = (d-1)*dt``: delivered at
+the end of step :math:`k + d - 1`, seen by the update of step :math:`k + d`. Resets stay
+in the ``resets`` slot. ``StateMonitor``\ s of neuron variables record at ``end`` (the
+state after step :math:`k` and its reset); those of synaptic variables right after the
+decay (before the deliveries for the next step), both as the torch backend's traces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+
+from hh_plugin.model.spec import brian2_unit
+from hh_plugin.network.spec import NetworkSpec
+
+from .equations import _scalar_text
+from .group import neuron_group
+
+#: Brian2 dimension name of a synaptic variable of each plugin unit.
+_DIMENSIONS = {"mS": "siemens", "uA": "amp"}
+
+
+def _order(rank: int, slot: int) -> int:
+    return 10 * (rank + 1) + slot
+
+
+@dataclass
+class BrianNetwork:
+    """What :func:`build_network` made: the ``network`` and its parts by name.
+
+    ``groups[pop]``, ``sources[name]`` (``SpikeGeneratorGroup``),
+    ``synapses[projection]`` (a list: the delayed part and the zero-delay part),
+    ``spike_monitors[pop]``, ``state_monitors[pop]`` (``{'neuron': ..., 'synaptic': ...}``);
+    ``steps`` the run length the spike sources were drawn for (``None``: any).
+    """
+
+    spec: NetworkSpec
+    network: object
+    groups: Dict[str, object]
+    sources: Dict[str, object]
+    synapses: Dict[str, list]
+    spike_monitors: Dict[str, object]
+    state_monitors: Dict[str, object]
+    steps: Optional[int]
+    extra: Dict[str, object] = field(default_factory=dict)
+
+    def run(self, steps: Optional[int] = None, **kwargs) -> None:
+        """Run ``steps`` steps (default: the ``steps`` built for); ``kwargs`` go to
+        ``Network.run`` (``report``, ...)."""
+        import brian2
+
+        steps = self.steps if steps is None else steps
+        if steps is None:
+            raise ValueError("give the number of steps to run")
+        if self.steps is not None and steps > self.steps:
+            raise ValueError(f"the network's inputs were built for {self.steps} steps; "
+                             f"cannot run {steps}")
+        self.network.run(steps * self.spec.dt * brian2.ms, **kwargs)
+
+    def spike_raster(self, population: str, steps: int) -> np.ndarray:
+        """``(steps, N)`` 0/1 spikes of a population (row = step)."""
+        import brian2
+
+        mon = self.spike_monitors[population]
+        out = np.zeros((steps, self.spec.populations[population].size))
+        k = np.round(np.asarray(mon.t / brian2.ms) / self.spec.dt).astype(np.int64)
+        keep = k < steps
+        out[k[keep], np.asarray(mon.i)[keep]] = 1.0
+        return out
+
+    def spikes(self, population: str):
+        """``(step, index)`` integer arrays of a population's spikes."""
+        import brian2
+
+        mon = self.spike_monitors[population]
+        k = np.round(np.asarray(mon.t / brian2.ms) / self.spec.dt).astype(np.int64)
+        return k, np.asarray(mon.i, dtype=np.int64)
+
+    def trace(self, population: str, variable: str) -> np.ndarray:
+        """``(T, N)`` recorded values in the plugin's units (mV, mS, uA or 1)."""
+        monitors = self.state_monitors[population]
+        mon = next(m for m in monitors.values() if variable in m.record_variables)
+        values = getattr(mon, variable + "_")  # SI values without units
+        unit = _trace_unit(self.spec, population, variable)
+        return np.asarray(values).T / unit
+
+
+def _trace_unit(spec: NetworkSpec, population: str, variable: str) -> float:
+    if variable == "V":
+        return 1e-3
+    for syn in spec.receptors[population].values():
+        if syn.variable == variable:
+            return 1e-3 if syn.unit == "mS" else 1e-6
+    return 1.0
+
+
+def _receptor_equations(spec: NetworkSpec, population: str):
+    """Extra equations, current terms and pulse variables of a population's receptors."""
+    import brian2
+
+    lines, terms, pulses, constants = [], [], [], {}
+    for syn in spec.receptors[population].values():
+        var, dim = syn.variable, _DIMENSIONS[syn.unit]
+        if syn.model.is_pulse:
+            lines.append(f"{var} : {dim}")
+            pulses.append(f"{var} = 0*{dim}")
+        else:
+            tau = f"tau_{syn.receptor}"
+            lines.append(f"d{var}/dt = -{var}/{tau} : {dim}")
+            constants[tau] = syn.time_constant * brian2.ms
+        if syn.model.is_conductance:
+            terms.append(f"{var}*({_scalar_text(syn.reversal_potential, 'mV')} - V)")
+        else:
+            terms.append(var)
+    return lines, terms, pulses, constants
+
+
+def build_network(spec: NetworkSpec, steps: Optional[int] = None,
+                  record: Sequence[str] = ("V",), record_spikes: bool = True,
+                  method: str = "exponential_euler", name_prefix: str = "",
+                  **group_kwargs) -> BrianNetwork:
+    r"""Build the Brian2 network of ``spec`` (in the current Brian2 device).
+
+    Arguments:
+        spec: the :class:`~hh_plugin.network.NetworkSpec`.
+        steps: the run length in steps; needed when the specification has spike
+            sources (their spikes are generated for it) or time-varying currents
+            (checked against their length).
+        record: state variables recorded for every population (``'V'``, gates,
+            synaptic variables), all neurons, at the end of each step; ``()``: none.
+        record_spikes: add a ``SpikeMonitor`` per population.
+        method: the groups' integration method (exponential Euler is the scheme that
+            agrees with the torch backend).
+        name_prefix: prefix of every object name (several networks in one process).
+        **group_kwargs: passed to every ``NeuronGroup`` (e.g. ``dtype``).
+
+    The network runs on the runtime targets and in C++ standalone or Brian2CUDA (build it
+    inside :func:`~hh_plugin.brian2.use_device`); :meth:`BrianNetwork.run` runs it.
+    """
+    import brian2
+
+    if not isinstance(spec, NetworkSpec):
+        raise TypeError(f"spec must be a NetworkSpec, got {type(spec).__name__}")
+    if spec.sources and steps is None:
+        raise ValueError("the specification has spike sources: give steps= (their spikes "
+                         "are drawn for that many steps)")
+    timed = [c.steps for c in spec.currents if not c.is_constant]
+    if timed and steps is not None and steps > min(timed):
+        raise ValueError(f"a current input has {min(timed)} steps; cannot build for {steps}")
+    dt = spec.dt * brian2.ms
+    prefix = name_prefix
+    objects = []
+    groups, sources, synapses, spike_mons, state_mons = {}, {}, {}, {}, {}
+    rank = {name: r for r, name in enumerate(spec.order)}
+
+    for name, source in spec.sources.items():
+        k, i = source.spikes(steps, spec.dt)
+        gen = brian2.SpikeGeneratorGroup(source.size, i, (k * spec.dt) * brian2.ms, dt=dt,
+                                         when="groups", order=4, name=f"{prefix}{name}")
+        sources[name] = gen
+        objects.append(gen)
+
+    for name, pop in spec.populations.items():
+        r = rank[name]
+        lines, terms, pulses, constants = _receptor_equations(spec, name)
+        namespace = dict(constants)
+        current_terms = []
+        constant_current = None
+        if any(c.target == name for c in spec.currents):
+            if timed and any(not c.is_constant for c in spec.currents if c.target == name):
+                length = min(c.steps for c in spec.currents
+                             if c.target == name and not c.is_constant)
+                table = spec.current_table(name, length)
+                namespace[f"I_ext_{name}"] = brian2.TimedArray(table * brian2.uA, dt=dt)
+                lines.append(f"I_ext = I_ext_{name}(t, i) : amp")
+            else:
+                constant_current = spec.current_table(name, 1)[0]
+                lines.append("I_ext : amp (constant)")
+            current_terms.append("I_ext")
+        current_terms += terms
+        current = " + ".join(current_terms) if current_terms else "parameter"
+        state = spec.initial_state(name)
+        ref_steps = pop.refractory_steps(spec.dt)
+        if ref_steps is not None:
+            group_kwargs_pop = {**group_kwargs, "refractory": ref_steps * spec.dt}
+        else:
+            group_kwargs_pop = group_kwargs
+        group = neuron_group(pop.size, pop.spec, current=current, V_init=state["V"],
+                             method=method, extra_equations="\n".join(lines) or None,
+                             namespace=namespace, dt=dt, order=_order(r, 1),
+                             name=f"{prefix}{name}", **group_kwargs_pop)
+        for gate in pop.model.gate_names:
+            setattr(group, gate, state[gate])
+        for syn in spec.receptors[name].values():
+            setattr(group, syn.variable, state[syn.variable] * brian2_unit(syn.unit))
+        if constant_current is not None:
+            group.I_ext = constant_current * brian2.uA
+        if pulses:  # the regular operation is contained in the group
+            group.run_regularly("\n".join(pulses), when="groups", order=_order(r, 2),
+                                name=f"{prefix}{name}_clear_pulses")
+        group.set_event_schedule("spike", when="groups", order=_order(r, 4))
+        groups[name] = group
+        objects.append(group)
+        if record_spikes:
+            mon = brian2.SpikeMonitor(group, name=f"{prefix}{name}_spikes")
+            mon.when, mon.order = "groups", _order(r, 5)
+            spike_mons[name] = mon
+            objects.append(mon)
+
+    for proj in spec.projections:
+        conn = spec.connections[proj.name]
+        source = groups.get(proj.source, sources.get(proj.source))
+        target = groups[proj.target]
+        syn = proj.synapse
+        dim = _DIMENSIONS[syn.unit]
+        parts = []
+        delay = np.asarray(conn.delay)
+        for zero in (False, True):
+            sel = np.nonzero((delay == 0) if zero else (delay > 0))[0]
+            if len(sel) == 0:
+                continue
+            suffix = "_d0" if zero else ""
+            uniform = not zero and np.all(delay[sel] == delay[sel][0])
+            kwargs = {}
+            if uniform:
+                kwargs["delay"] = (int(delay[sel][0]) - 1) * dt
+            S = brian2.Synapses(source, target, model=f"w : {dim} (constant)",
+                                on_pre=f"{syn.variable}_post += w", dt=dt, namespace={},
+                                name=f"{prefix}{proj.name}{suffix}", **kwargs)
+            S.connect(i=np.asarray(conn.pre)[sel], j=np.asarray(conn.post)[sel])
+            S.w = np.asarray(conn.weight)[sel] * brian2_unit(syn.unit)
+            if zero:
+                S.pre.when, S.pre.order = "groups", _order(rank[proj.target], 0)
+            elif not uniform:
+                S.delay = (delay[sel] - 1) * dt
+            parts.append(S)
+            objects.append(S)
+        synapses[proj.name] = parts
+
+    record = tuple(record)
+    for name, group in groups.items():
+        synaptic = {s.variable for s in spec.receptors[name].values()}
+        neuron = [v for v in record if v in group.variables and v not in synaptic]
+        syn_vars = [v for v in record if v in synaptic]
+        monitors = {}
+        if neuron:
+            monitors["neuron"] = brian2.StateMonitor(group, neuron, record=True, when="end",
+                                                     name=f"{prefix}{name}_states")
+        if syn_vars:
+            monitors["synaptic"] = brian2.StateMonitor(
+                group, syn_vars, record=True, when="groups", order=_order(rank[name], 3),
+                name=f"{prefix}{name}_synaptic_states")
+        if monitors:
+            state_mons[name] = monitors
+            objects += list(monitors.values())
+
+    network = brian2.Network(*objects)
+    return BrianNetwork(spec, network, groups, sources, synapses, spike_mons, state_mons,
+                        steps)

@@ -1,0 +1,33 @@
+r"""Networks from one specification: populations, projections, synapse models, inputs.
+
+The specification is backend-independent (numpy only). Build it once, then run it in
+Brian2 (:func:`hh_plugin.brian2.network.build_network`) or PyTorch
+(:class:`hh_plugin.torch.network.NetworkModule`); both give the same spikes.
+
+Example:
+    >>> from hh_plugin import HHSpec
+    >>> from hh_plugin.network import (NetworkSpec, Population, Projection,
+    ...     FixedProbability, exponential_conductance, CurrentInput)
+    >>> exc = exponential_conductance("e", tau=5.0, E_rev=0.0)
+    >>> net = NetworkSpec(
+    ...     [Population("E", 80, HHSpec(), seed=1), Population("I", 20, HHSpec(), seed=2)],
+    ...     [Projection("E", "I", FixedProbability(0.1, weight=0.05, seed=3), exc, delay=2)],
+    ...     [CurrentInput("E", 12.0)], dt=0.01)
+    >>> net.order, net.connections["E_to_I_e"].size > 0
+    (('E', 'I'), True)
+"""
+
+from .connectivity import (AllToAll, Connection, Connector, Dense, FixedProbability, Normal,
+                           OneToOne, RandomDelay, Sparse, Uniform)
+from .inputs import CurrentInput, PoissonInput, SpikeSource, SpikeTrains
+from .spec import NetworkSpec, Population, Projection
+from .synapses import (CURRENT_PULSE, EXPONENTIAL_CONDUCTANCE, EXPONENTIAL_CURRENT, Synapse,
+                       SynapseModel, SynapseParameter, current_pulse, exponential_conductance,
+                       exponential_current, get_synapse_model, register_synapse_model)
+
+__all__ = ["AllToAll", "Connection", "Connector", "Dense", "FixedProbability", "Normal",
+           "OneToOne", "RandomDelay", "Sparse", "Uniform", "CurrentInput", "PoissonInput",
+           "SpikeSource", "SpikeTrains", "NetworkSpec", "Population", "Projection",
+           "CURRENT_PULSE", "EXPONENTIAL_CONDUCTANCE", "EXPONENTIAL_CURRENT", "Synapse",
+           "SynapseModel", "SynapseParameter", "current_pulse", "exponential_conductance",
+           "exponential_current", "get_synapse_model", "register_synapse_model"]

@@ -1,0 +1,480 @@
+r"""The trainable PyTorch network built from a :class:`~hh_plugin.network.NetworkSpec`.
+
+:class:`NetworkModule` is a ``torch.nn.Module`` whose parameters are the projections'
+weights (:mod:`.projection`). Its time loop follows the schedule of
+:mod:`hh_plugin.network.spec`; in step :math:`k`, for each population in
+``spec.order``:
+
+.. math::
+    \begin{align*}
+    x_r &\mathrel{+}= \sum_{\text{proj} \to r} W\, z^{src}_{k-d}
+        && \text{(spikes due now, per receptor } r\text{)}\\
+    I &= I_{ext,k} + \sum_{r\ \text{current}} x_r, \quad
+    G_s = \sum_{r\ \text{cond.}} x_r, \quad
+    J_s = \sum_{r\ \text{cond.}} x_r E_r \\
+    z_k, s_{k+1} &= \operatorname{hh\_step}(I, s_k; G_s, J_s)
+        && \text{(exponential Euler, conductances in } G\text{)}\\
+    x_r &\leftarrow x_r\, e^{-\Delta t/\tau_r} \quad (\text{a pulse: } x_r \leftarrow 0)
+    \end{align*}
+
+with :func:`~hh_plugin.torch.functional.hh.hh_step`. The surrogate gradient flows
+through spikes, synaptic variables and weights, so the weights train with autograd.
+Batches: currents of shape ``(T, *batch, N)`` give states of shape ``(*batch, N)``;
+the specification's own inputs are shared by every batch element.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+import math
+
+import numpy as np
+import torch
+
+from ...model.spec import HHSpec
+from ...network.spec import NetworkSpec
+from ..functional.hh import hh_step
+from ..functional.parameters import parameters_type, state_type
+from ..functional.surrogate import heaviside_relu
+from .projection import ProjectionOperator
+
+#: Computation paths of :class:`NetworkModule` (see its docstring).
+PATHS = ("auto", "naive", "fused")
+
+
+@dataclass
+class NetworkState:
+    """State of a :class:`NetworkModule` between calls.
+
+    ``neurons[pop]``: the population's state NamedTuple (``V`` mV, gates);
+    ``synapses[pop][variable]``: synaptic variables (mS or uA); ``history[source]``:
+    the spikes of the last steps, oldest first (as long as the longest delay leaving the
+    source); ``step``: steps run since :math:`t = 0` (indexes the specification's inputs);
+    ``since_spike[pop]``: steps since each neuron's last spike (populations with a
+    refractory period only).
+    """
+
+    neurons: Dict[str, object]
+    synapses: Dict[str, Dict[str, torch.Tensor]]
+    history: Dict[str, List[torch.Tensor]]
+    step: int = 0
+    since_spike: Dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def detach(self) -> "NetworkState":
+        """A copy with every tensor detached (truncated backpropagation through time)."""
+        return NetworkState({k: v.detach() for k, v in self.neurons.items()},
+                            {k: {n: t.detach() for n, t in d.items()}
+                             for k, d in self.synapses.items()},
+                            {k: [t.detach() for t in v] for k, v in self.history.items()},
+                            self.step, {k: v.detach() for k, v in self.since_spike.items()})
+
+
+@dataclass
+class NetworkOutput:
+    """``spikes[pop]``: ``(T, *batch, N)`` 0/1 with surrogate gradient; ``state``: the
+    :class:`NetworkState` after the run; ``traces[pop][variable]``: recorded ``(T, *batch,
+    N)`` values after each step (``record=``)."""
+
+    spikes: Dict[str, torch.Tensor]
+    state: NetworkState
+    traces: Dict[str, Dict[str, torch.Tensor]] = field(default_factory=dict)
+
+
+class _HHDynamics:
+    r"""The HH population kind: parameters, initial state and step of one population.
+
+    ``refractory_steps`` :math:`R` (``None``: the rising-edge rule of
+    :func:`~hh_plugin.torch.functional.hh.hh_step`): the spike of a step is
+    :math:`H((V' - V_{th})/|V_{th}|)\,[c \ge R]`, :math:`c` the steps since the last
+    spike at the step's start (Brian2's ``refractory=`` period with
+    ``threshold='V >= V_th'``)."""
+
+    def __init__(self, spec: HHSpec, refractory_steps: Optional[int] = None):
+        self.spec = spec
+        self.model = spec.model
+        self.refractory_steps = refractory_steps
+        self._cache: Dict = {}
+
+    def parameters(self, dtype, device):
+        key = (dtype, str(device))
+        if key not in self._cache:
+            self._cache[key] = parameters_type(self.model).from_spec(self.spec, dtype, device)
+        return self._cache[key]
+
+    def initial_state(self, values: Mapping[str, np.ndarray], shape, dtype, device):
+        tensors = [torch.broadcast_to(torch.as_tensor(np.array(values[name]), dtype=dtype,
+                                                      device=device), shape).clone()
+                   for name in self.model.state_names]
+        return state_type(self.model)(*tensors)
+
+    def step(self, current, state, p, dt, conductance, conductance_current, since=None):
+        """``(z, new_state, new_since)``; ``since`` is ``None`` without a refractory period."""
+        z, new = hh_step(current, state, p, dt, conductance=conductance,
+                         conductance_current=conductance_current)
+        if self.refractory_steps is None:
+            return z, new, None
+        V_th = getattr(p, self.model.threshold)
+        ready = (since >= self.refractory_steps).to(new.V.dtype)
+        z = heaviside_relu((new.V - V_th) / V_th.abs(), p.alpha, p.width) * ready
+        since = torch.where(z > 0, torch.ones_like(since), since + 1)
+        return z, new, since
+
+    @property
+    def state_names(self) -> Tuple[str, ...]:
+        return self.model.state_names
+
+
+#: Population kinds by specification type (a new kind, such as a leaky integrator
+#: readout, registers its dynamics here).
+POPULATION_KINDS = {HHSpec: _HHDynamics}
+
+
+def dynamics_for(population, dt: float):
+    """The torch dynamics of a :class:`~hh_plugin.network.Population` (``dt`` in ms)."""
+    for kind, dynamics in POPULATION_KINDS.items():
+        if isinstance(population.spec, kind):
+            return dynamics(population.spec, population.refractory_steps(dt))
+    raise TypeError(f"no torch dynamics for population specification "
+                    f"{type(population.spec).__name__}")
+
+
+class NetworkModule(torch.nn.Module):
+    r"""A network of the specification as a trainable module.
+
+    Arguments:
+        spec: the :class:`~hh_plugin.network.NetworkSpec`.
+        dtype: ``torch.float32`` (default) or ``torch.float64`` for the weights and states.
+        device: where parameters and buffers live (``.to(...)`` moves them later).
+
+    ``forward(currents=None, steps=None, state=None, record=(), batch_shape=None)``:
+
+    - ``currents``: ``{population: (T, *batch, N) tensor}`` in uA, added to the
+      specification's current inputs (for example an encoder's output);
+    - ``steps``: number of steps (default: ``T`` of the currents);
+    - ``state``: a :class:`NetworkState` to continue from (default: the specification's
+      initial state at step 0);
+    - ``record``: names of state variables to record for every population that has them
+      (``'V'``, gates, synaptic variables such as ``'g_e'``);
+    - ``batch_shape``: batch dimensions when no currents are given.
+
+    - ``path``: overrides the module's ``path`` for this call;
+    - ``spike_dtype``: dtype of the returned spikes (default: the states'; ``torch.uint8``
+      saves memory on long runs; the spikes then carry no gradient).
+
+    Returns a :class:`NetworkOutput`. Parameters: ``weights[<projection name>]``, the
+    ``(target, source)`` matrix of a dense projection or the synapse values of a sparse one.
+
+    Paths (all give the same spikes; states agree to round-off):
+
+    - ``'naive'``: the Python loop over populations and steps with
+      :func:`~hh_plugin.torch.functional.hh.hh_step` (any device, autograd);
+    - ``'fused'``: the whole loop in one generated C++ function with event-driven spike
+      delivery (:mod:`.fused`): CPU, float32/float64, no gradients;
+    - ``'auto'`` (default): ``'fused'`` when no gradient is needed (``torch.no_grad()``
+      or nothing requires grad), the tensors are on the CPU and a compiler is found,
+      else ``'naive'``.
+    """
+
+    def __init__(self, spec: NetworkSpec, dtype: torch.dtype = torch.float32, device=None,
+                 path: str = "auto"):
+        super().__init__()
+        if path not in PATHS:
+            raise ValueError(f"unknown path {path!r}; choose one of {PATHS}")
+        self.path = path
+        if not isinstance(spec, NetworkSpec):
+            raise TypeError(f"spec must be a NetworkSpec, got {type(spec).__name__}")
+        if dtype not in (torch.float32, torch.float64):
+            raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+        self.spec = spec
+        self.dt = spec.dt * 1e-3  # seconds, as Norse
+        self.projections = torch.nn.ModuleDict({
+            proj.name: ProjectionOperator(spec.connections[proj.name], dtype, device)
+            for proj in spec.projections})
+        self._dynamics = {name: dynamics_for(pop, spec.dt)
+                          for name, pop in spec.populations.items()}
+        self._decay = {}
+        for pop, receptors in spec.receptors.items():
+            for syn in receptors.values():
+                tau = syn.time_constant
+                self._decay[(pop, syn.variable)] = 0.0 if tau is None else math.exp(-spec.dt / tau)
+        self._history_length = {name: spec.max_delay(name)
+                                for name in list(spec.populations) + list(spec.sources)}
+        self._incoming = {pop: spec.incoming(pop) for pop in spec.populations}
+        self._raster_cache: Dict = {}
+
+    @property
+    def weights(self) -> Dict[str, torch.nn.Parameter]:
+        """``{projection name: weight parameter}``."""
+        return {name: op.weight for name, op in self.projections.items()}
+
+    def _reference(self) -> torch.Tensor:
+        for p in self.parameters():
+            return p
+        return torch.zeros((), dtype=torch.float32)
+
+    # ----------------------------------------------------------------- state
+    def initial_state(self, batch_shape: Sequence[int] = (), dtype=None, device=None
+                      ) -> NetworkState:
+        """The specification's initial state, broadcast to ``(*batch_shape, N)``."""
+        ref = self._reference()
+        dtype = dtype or ref.dtype
+        device = device or ref.device
+        batch_shape = tuple(batch_shape)
+        neurons, synapses = {}, {}
+        for name, pop in self.spec.populations.items():
+            values = self.spec.initial_state(name)
+            shape = batch_shape + (pop.size,)
+            neurons[name] = self._dynamics[name].initial_state(values, shape, dtype, device)
+            synapses[name] = {
+                syn.variable: torch.broadcast_to(torch.as_tensor(
+                    np.array(values[syn.variable]), dtype=dtype, device=device), shape).clone()
+                for syn in self.spec.receptors[name].values()}
+        since = {name: torch.full(batch_shape + (pop.size,), float(dyn.refractory_steps),
+                                  dtype=dtype, device=device)
+                 for (name, pop), dyn in zip(self.spec.populations.items(),
+                                             self._dynamics.values())
+                 if dyn.refractory_steps is not None}
+        return NetworkState(neurons, synapses, {name: [] for name in self._history_length}, 0,
+                            since)
+
+    def _source_rasters(self, start: int, steps: int, dtype, device) -> Dict[str, torch.Tensor]:
+        out = {}
+        for name, source in self.spec.sources.items():
+            key = (name, start + steps)
+            raster = self._raster_cache.get(key)
+            if raster is None:
+                self._raster_cache.clear()
+                raster = source.raster(start + steps, self.spec.dt)
+                self._raster_cache[key] = raster
+            out[name] = torch.as_tensor(raster[start:], dtype=dtype, device=device)
+        return out
+
+    def _external(self, start: int, steps: int, currents, dtype, device):
+        out = {}
+        for name in self.spec.populations:
+            table = self.spec.current_table(name, start + steps)
+            total = None if table is None else torch.as_tensor(
+                np.ascontiguousarray(table[start:]), dtype=dtype, device=device)
+            given = currents.get(name)
+            if given is not None:
+                total = given if total is None else given + total.reshape(
+                    (steps,) + (1,) * (given.ndim - 2) + (total.shape[-1],))
+            out[name] = total
+        return out
+
+    def _check_currents(self, currents, steps):
+        unknown = set(currents) - set(self.spec.populations)
+        if unknown:
+            raise ValueError(f"currents for unknown population(s) {sorted(unknown)}; "
+                             f"populations: {list(self.spec.populations)}")
+        batch = None
+        for name, tensor in currents.items():
+            if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point():
+                raise TypeError(f"current of {name!r} must be a floating-point tensor (uA)")
+            n = self.spec.populations[name].size
+            if tensor.ndim < 2 or tensor.shape[-1] != n:
+                raise ValueError(f"current of {name!r} of shape {tuple(tensor.shape)}: "
+                                 f"expected (T, *batch, {n})")
+            if steps is not None and tensor.shape[0] != steps:
+                raise ValueError(f"current of {name!r} has {tensor.shape[0]} steps, "
+                                 f"expected {steps}")
+            steps = tensor.shape[0]
+            shape = tuple(tensor.shape[1:-1])
+            if batch is not None and shape != batch:
+                raise ValueError(f"currents have different batch shapes {batch} and {shape}")
+            batch = shape
+        return steps, batch
+
+    # ----------------------------------------------------------------- forward
+    def forward(self, currents: Optional[Mapping[str, torch.Tensor]] = None,
+                steps: Optional[int] = None, state: Optional[NetworkState] = None,
+                record: Sequence[str] = (), batch_shape: Optional[Sequence[int]] = None,
+                path: Optional[str] = None, spike_dtype: Optional[torch.dtype] = None
+                ) -> NetworkOutput:
+        currents = dict(currents or {})
+        steps, batch = self._check_currents(currents, steps)
+        if steps is None:
+            raise ValueError("give steps= or currents with a time dimension")
+        if isinstance(steps, bool) or int(steps) != steps or steps < 1:
+            raise ValueError(f"steps must be a positive integer, got {steps!r}")
+        steps = int(steps)
+        ref = self._reference()
+        dtype, device = ref.dtype, ref.device
+        if batch is None:
+            batch = tuple(batch_shape or ())
+        elif batch_shape is not None and tuple(batch_shape) != batch:
+            raise ValueError(f"batch_shape {tuple(batch_shape)} does not match the currents' "
+                             f"{batch}")
+        currents = {k: v.to(dtype=dtype, device=device) for k, v in currents.items()}
+        if state is None:
+            state = self.initial_state(batch, dtype, device)
+        elif not isinstance(state, NetworkState):
+            raise TypeError(f"state must be a NetworkState, got {type(state).__name__}")
+        record = tuple(record)
+        path = self._resolve_path(self.path if path is None else path, currents, state, device)
+        if path == "fused":
+            out = self._run_fused(steps, currents, state, record, batch)
+        else:
+            out = self._run_naive(steps, currents, state, record, dtype, device)
+        if spike_dtype is not None:
+            out.spikes = {k: v.detach().to(spike_dtype) for k, v in out.spikes.items()}
+        elif path == "fused":
+            out.spikes = {k: v.to(dtype) for k, v in out.spikes.items()}
+        return out
+
+    def _needs_grad(self, currents, state) -> bool:
+        if not torch.is_grad_enabled():
+            return False
+        tensors = list(self.parameters()) + list(currents.values())
+        for neuron in state.neurons.values():
+            tensors += list(neuron)
+        for table in state.synapses.values():
+            tensors += list(table.values())
+        return any(t.requires_grad for t in tensors)
+
+    def _resolve_path(self, path, currents, state, device) -> str:
+        from ..fused.cpp import PathUnavailable, compiler_available
+
+        if path not in PATHS:
+            raise ValueError(f"unknown path {path!r}; choose one of {PATHS}")
+        if path == "naive":
+            return path
+        reason = None
+        if self._needs_grad(currents, state):
+            reason = ("the fused network path computes no gradients (use torch.no_grad() or "
+                      "path='naive')")
+        elif torch.device(device).type != "cpu":
+            reason = f"the fused network path runs on the CPU, the module is on {device}"
+        else:
+            reason = compiler_available()
+        if reason is None:
+            return "fused"
+        if path == "fused":
+            raise PathUnavailable(reason)
+        return "naive"
+
+    def _run_fused(self, steps, currents, state: NetworkState, record, batch):
+        from .fused import run_fused
+
+        size = int(np.prod(batch)) if batch else 1
+
+        def element(t, b, n):
+            return t.reshape(size, n)[b] if t.ndim > 1 else t
+
+        results = []
+        for b in range(size):
+            sub_currents = {k: v.reshape(steps, size, v.shape[-1])[:, b] if batch else v
+                            for k, v in currents.items()}
+            if batch:
+                sub = NetworkState(
+                    {k: type(v)(*(element(t, b, t.shape[-1]) for t in v))
+                     for k, v in state.neurons.items()},
+                    {k: {n: element(t, b, t.shape[-1]) for n, t in d.items()}
+                     for k, d in state.synapses.items()},
+                    {k: [element(t, b, t.shape[-1]) for t in v] for k, v in state.history.items()},
+                    state.step,
+                    {k: element(t, b, t.shape[-1]) for k, t in state.since_spike.items()})
+            else:
+                sub = state
+            results.append(run_fused(self, steps, sub_currents, sub, record))
+        if not batch:
+            spikes, final, traces = results[0]
+            return NetworkOutput(spikes, final, traces)
+
+        def join(tensors, time_major):
+            stacked = torch.stack(tensors, dim=1 if time_major else 0)
+            shape = stacked.shape
+            if time_major:
+                return stacked.reshape((shape[0],) + tuple(batch) + shape[2:])
+            return stacked.reshape(tuple(batch) + shape[1:])
+
+        spikes = {k: join([r[0][k] for r in results], True) for k in results[0][0]}
+        traces = {k: {n: join([r[2][k][n] for r in results], True) for n in d}
+                  for k, d in results[0][2].items()}
+        finals = [r[1] for r in results]
+        f0 = finals[0]
+        final = NetworkState(
+            {k: type(v)(*(join([getattr(f.neurons[k], field) for f in finals], False)
+                          for field in v._fields)) for k, v in f0.neurons.items()},
+            {k: {n: join([f.synapses[k][n] for f in finals], False) for n in d}
+             for k, d in f0.synapses.items()},
+            {k: [join([f.history[k][i] for f in finals], False) if k in self.spec.populations
+                 else f0.history[k][i] for i in range(len(f0.history[k]))]
+             for k in f0.history},
+            f0.step,
+            {k: join([f.since_spike[k] for f in finals], False) for k in f0.since_spike})
+        return NetworkOutput(spikes, final, traces)
+
+    def _run_naive(self, steps, currents, state: NetworkState, record, dtype, device):
+        spec = self.spec
+        start = state.step
+        rasters = self._source_rasters(start, steps, dtype, device)
+        external = self._external(start, steps, currents, dtype, device)
+        params = {name: self._dynamics[name].parameters(dtype, device)
+                  for name in spec.populations}
+        neurons = dict(state.neurons)
+        synapses = {k: dict(v) for k, v in state.synapses.items()}
+        history = {k: list(v) for k, v in state.history.items()}
+        since = dict(state.since_spike)
+        spikes: Dict[str, List[torch.Tensor]] = {name: [] for name in spec.populations}
+        traces: Dict[str, Dict[str, List[torch.Tensor]]] = {name: {} for name in spec.populations}
+        for name in spec.populations:
+            names = set(self._dynamics[name].state_names) | set(synapses[name])
+            for var in record:
+                if var in names:
+                    traces[name][var] = []
+        dt = self.dt
+        for k in range(steps):
+            now: Dict[str, torch.Tensor] = {src: rasters[src][k] for src in spec.sources}
+            for name in spec.order:
+                x = synapses[name]
+                for proj in self._incoming[name]:
+                    op = self.projections[proj.name]
+                    var = proj.synapse.variable
+                    for d in op.delays:
+                        if d == 0:
+                            z = now[proj.source]
+                        else:
+                            past = history[proj.source]
+                            if len(past) < d:
+                                continue
+                            z = past[-d]
+                        x[var] = x[var] + op.apply(z, d)
+                current = external[name][k] if external[name] is not None else None
+                conductance = conductance_current = None
+                for syn in spec.receptors[name].values():
+                    value = x[syn.variable]
+                    if syn.model.is_conductance:
+                        conductance = value if conductance is None else conductance + value
+                        term = value * syn.reversal_potential
+                        conductance_current = (term if conductance_current is None
+                                               else conductance_current + term)
+                    else:
+                        current = value if current is None else current + value
+                if current is None:
+                    current = torch.zeros((), dtype=dtype, device=device)
+                z, neurons[name], since_new = self._dynamics[name].step(
+                    current, neurons[name], params[name], dt, conductance, conductance_current,
+                    since.get(name))
+                if since_new is not None:
+                    since[name] = since_new
+                for syn in spec.receptors[name].values():
+                    factor = self._decay[(name, syn.variable)]
+                    x[syn.variable] = (x[syn.variable] * factor if factor
+                                       else torch.zeros_like(x[syn.variable]))
+                now[name] = z
+                spikes[name].append(z)
+                for var, out in traces[name].items():
+                    out.append(x[var] if var in x else getattr(neurons[name], var))
+            for src, length in self._history_length.items():
+                if length:
+                    past = history[src]
+                    past.append(now[src])
+                    if len(past) > length:
+                        del past[0]
+        final = NetworkState(neurons, synapses, history, start + steps, since)
+        return NetworkOutput({k: torch.stack(v) for k, v in spikes.items()}, final,
+                             {k: {n: torch.stack(t) for n, t in d.items()}
+                              for k, d in traces.items()})
