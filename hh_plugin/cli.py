@@ -405,7 +405,9 @@ def _cmd_inspect(args, outputs) -> int:
     for key in ("source", "notes"):
         if p.get(key):
             lines.append(f"  {key}: {p[key]}")
-    print("\n".join(lines))
+    from .export.errors import printable
+
+    print("\n".join(printable(line) for line in lines))  # strings from the file, escaped
     return EXIT_OK
 
 
@@ -425,7 +427,9 @@ _SHOWN: set = set()
 
 
 def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+    from .export.errors import printable
+
+    return printable(" ".join(str(exc).split()) or type(exc).__name__)
 
 
 def main(argv=None) -> int:

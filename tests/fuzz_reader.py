@@ -230,7 +230,7 @@ def cli_phase(count, workers, work, seed, log):
             start = time.perf_counter()
             try:
                 proc = subprocess.run([sys.executable, "-m", "hh_plugin.cli", *map(str, argv)],
-                                      env=ENV, capture_output=True, text=True, timeout=400,
+                                      env=ENV, capture_output=True, timeout=400,
                                       stdin=subprocess.DEVNULL)
                 result = classify_cli(proc, job["command"])
             except subprocess.TimeoutExpired:
@@ -253,6 +253,11 @@ def cli_phase(count, workers, work, seed, log):
 def classify_cli(proc, command) -> dict:
     from fuzz_mutations import CANARY
 
+    try:  # the command line must write valid UTF-8 text
+        proc.stdout, proc.stderr = proc.stdout.decode("utf-8"), proc.stderr.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return {"outcome": "bad exit", "message": f"output is not UTF-8: {exc}; "
+                f"stdout {proc.stdout[-200:]!r} stderr {proc.stderr[-300:]!r}"}
     err = proc.stderr.strip()
     lines = [line for line in err.splitlines() if not line.startswith("hh-plugin: warning:")]
     if proc.returncode < 0:

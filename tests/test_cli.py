@@ -377,3 +377,50 @@ def test_malformed_limits_in_the_environment(runs, monkeypatch, capsys, name, va
     monkeypatch.setenv(name, value)
     assert main(["inspect", str(runs / "case.h5")]) == 2
     assert name in capsys.readouterr().err
+
+
+def test_ctrl_c_during_a_brian2_run_is_an_interrupt_not_a_short_result(runs, monkeypatch):
+    # Brian2 turns Ctrl-C during a run into a stop at the current step; the run returned
+    # normally and a truncated result would have been saved
+    import brian2
+
+    from hh_plugin.export.runner import run_case
+
+    real = brian2.Network.run
+
+    def stopped_half_way(self, duration, *args, **kwargs):
+        return real(self, duration / 2, *args, **kwargs)
+    monkeypatch.setattr(brian2.Network, "run", stopped_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        run_case(load(runs / "case.h5"), "brian2")
+
+
+def test_strings_from_a_file_are_printed_escaped(tmp_path):
+    # found by the fuzz run: a crafted string (a lone surrogate) came out as invalid UTF-8;
+    # a terminal escape sequence would have been interpreted by the terminal
+    import json
+
+    import h5py
+
+    from hh_plugin.export.case import make_case
+    from hh_plugin.export.checksum import write_checksum
+
+    path = tmp_path / "f.h5"
+    make_case(3, duration=0.1, seed=0).save(path)
+    with h5py.File(path, "r+") as f:
+        meta = json.loads(f.attrs["metadata"])
+        meta["provenance"]["notes"] = "@@"
+        f.attrs["metadata"] = json.dumps(meta).replace('"@@"', '"\\u001b[2J red \\udcb8"')
+        f["state"].create_dataset("\x1b[31mX", data=[1.0])
+    write_checksum(path)
+    proc = _cli("inspect", path)
+    assert proc.returncode == 2 and "\x1b" not in proc.stderr and "\\x1b[31mX" in proc.stderr
+    with h5py.File(path, "r+") as f:
+        del f["state/\x1b[31mX"]
+    write_checksum(path)
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run([sys.executable, "-m", "hh_plugin.cli", "inspect", str(path)],
+                          capture_output=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.decode("utf-8")  # valid UTF-8
+    assert "\x1b" not in out and "notes: \\x1b[2J red \\udcb8" in out

@@ -163,16 +163,42 @@ def test_ctrl_c_stops_the_save(tmp_path, delay):
     assert "Exception ignored" not in proc.stderr
 
 
-def test_interrupt_in_this_process_cleans_up(tmp_path, monkeypatch):
+@pytest.mark.parametrize("handler", ["python", "custom"])
+def test_interrupt_in_this_process_cleans_up(tmp_path, monkeypatch, handler):
     from hh_plugin.export import checksum
+
+    def stop(signum, frame):  # e.g. Brian2's handler outside a run
+        raise KeyboardInterrupt
+    before = signal.signal(signal.SIGINT, signal.default_int_handler if handler == "python"
+                           else stop)
 
     def interrupted(fd, check=None):
         os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the checksum is computed
         time.sleep(0.05)
         check()
     monkeypatch.setattr(checksum, "stamp", interrupted)
-    before = signal.getsignal(signal.SIGINT)  # Python's, or Brian2's once brian2 is imported
     with pytest.raises(KeyboardInterrupt):
         save(tmp_path / "f.h5", HHSpec(), traces={"time": [0.01], "V": np.zeros((1, 2))})
     assert list(tmp_path.iterdir()) == []
-    assert signal.getsignal(signal.SIGINT) is before  # the caller's handler is back
+    assert signal.getsignal(signal.SIGINT) is (signal.default_int_handler
+                                               if handler == "python" else stop)
+    signal.signal(signal.SIGINT, before)
+
+
+def test_a_handler_that_returns_lets_the_save_finish(tmp_path, monkeypatch):
+    from hh_plugin.export import checksum
+
+    seen = []
+    before = signal.signal(signal.SIGINT, lambda signum, frame: seen.append(signum))
+    real = checksum.stamp
+
+    def interrupted(fd, check=None):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        real(fd, check)
+    monkeypatch.setattr(checksum, "stamp", interrupted)
+    try:
+        save(tmp_path / "f.h5", HHSpec())
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert seen == [signal.SIGINT] and load(tmp_path / "f.h5").spec == HHSpec()

@@ -11,10 +11,11 @@ hard link, which never replaces an existing file). Around that:
   the next save; any other exception removes the temporary file at once.
 - **signals**: during the write, ``SIGINT`` (Ctrl-C), ``SIGTERM`` and ``SIGHUP`` are
   recorded instead of acted on (h5py's C code can swallow a ``KeyboardInterrupt`` raised
-  inside it) and acted on at the next check point, about every 16 MB written: the
-  temporary file is removed, then ``KeyboardInterrupt`` is raised (``SIGINT``) or the
-  signal is delivered again with its default action. Only in the main thread, and only
-  for signals whose handler is Python's default.
+  inside it) and acted on at the next check point, about every 16 MB written: the handler
+  installed before is called there (Python's, or Brian2's outside a run, raises
+  ``KeyboardInterrupt``: the temporary file is removed and the exception propagates), and
+  a signal whose action is the default (termination) is delivered again after the
+  temporary file is removed. Only in the main thread; ignored signals stay ignored.
 - **modes**: the new file gets the mode of the file it replaces, else ``0o666`` minus
   the process's umask (as ``open()`` would create it), not the ``0o600`` of temporary
   files.
@@ -53,44 +54,50 @@ class Interrupted(BaseException):
 
 class _Deferred:
     def __init__(self):
-        self.received = []
+        self.pending = []
+        self.previous = {}
 
     def handler(self, signum, frame):
-        self.received.append(signum)
+        self.pending.append(signum)
 
     def check(self) -> None:
-        """Raise :class:`Interrupted` if a deferred signal arrived."""
-        if self.received:
-            raise Interrupted(self.received[0])
+        """Act on deferred signals now, at a safe point: call the handler that was
+        installed before (Python's raises ``KeyboardInterrupt``, which aborts the save; a
+        handler that returns lets it go on), or raise :class:`Interrupted` for a default
+        action (termination), which the caller performs after cleaning up."""
+        while self.pending:
+            signum = self.pending.pop(0)
+            old = self.previous.get(signum)
+            if callable(old):
+                old(signum, None)
+            else:
+                raise Interrupted(signum)
 
 
 @contextlib.contextmanager
 def deferred_signals():
-    """Record SIGINT/SIGTERM/SIGHUP (default handlers, main thread) instead of acting on
-    them; yields an object whose ``check()`` raises :class:`Interrupted`."""
+    """Record SIGINT/SIGTERM/SIGHUP (main thread only; not those ignored) instead of acting
+    on them inside h5py; yields an object whose ``check()`` acts on them."""
     state = _Deferred()
-    previous = {}
     if threading.current_thread() is threading.main_thread():
         for name in _DEFERRED:
             signum = getattr(signal, name, None)
             if signum is None:
                 continue
             old = signal.getsignal(signum)
-            default = signal.default_int_handler if name == "SIGINT" else signal.SIG_DFL
-            if old is default:
-                previous[signum] = old
-                signal.signal(signum, state.handler)
+            if old is None or old is signal.SIG_IGN:
+                continue
+            state.previous[signum] = old
+            signal.signal(signum, state.handler)
     try:
         yield state
     finally:
-        for signum, old in previous.items():
+        for signum, old in state.previous.items():
             signal.signal(signum, old)
 
 
 def deliver(signum: int) -> None:
-    """Act on a deferred signal now that its default handler is back."""
-    if signum == signal.SIGINT:
-        raise KeyboardInterrupt
+    """Perform a deferred signal's default action (termination) now that it is restored."""
     os.kill(os.getpid(), signum)
     time.sleep(1.0)  # the default action terminates the process during this
     raise SystemExit(128 + signum)  # pragma: no cover
@@ -257,8 +264,11 @@ def atomic_create(path, fill: Callable, *, overwrite: bool = False) -> Path:
             _fsync_directory(directory)
         except Interrupted as exc:
             pending = exc.signum
-        if pending is None and state.received:
-            pending = state.received[0]
+        if pending is None:
+            try:
+                state.check()  # signals that arrived after the last check point
+            except Interrupted as exc:
+                pending = exc.signum
     if pending is not None:
         deliver(pending)
     return path

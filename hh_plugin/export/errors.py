@@ -1,6 +1,13 @@
 """Errors of the export package: every problem with a file is one :class:`FormatError`."""
 
 
+def printable(text: str) -> str:
+    """``text`` with every non-printable character (controls such as terminal escape
+    sequences, lone surrogates, line separators) written as its Python escape: strings
+    from a file are shown, never interpreted by a terminal."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in str(text))
+
+
 class FormatError(ValueError):
     """A file that is not a valid hh_plugin file (format 1.0), with a one-line message.
 
@@ -10,7 +17,7 @@ class FormatError(ValueError):
     """
 
     def __init__(self, message: str, path=None):
-        message = " ".join(str(message).split())  # always one line
+        message = printable(" ".join(str(message).split()))  # one printable line
         self.reason = message
         self.path = None if path is None else str(path)
         super().__init__(message if path is None else f"{path}: {message}")

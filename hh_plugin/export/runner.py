@@ -126,6 +126,9 @@ def run_brian2(case: HHRecord, *, progress: bool = False, target: str = "numpy")
                     bar.n = int(round(completed * steps))
                     bar.refresh()
             net.run(steps * case.dt * brian2.ms, report=report, report_period=1 * brian2.second)
+            if float(net.t / brian2.ms) < (steps - 0.5) * case.dt:
+                # Brian2 turns Ctrl-C during a run into a stop at the current step
+                raise KeyboardInterrupt("the Brian2 run was stopped before its end")
             if bar is not None:
                 bar.n = steps
                 bar.refresh()
