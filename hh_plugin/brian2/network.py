@@ -172,7 +172,9 @@ def build_network(spec: NetworkSpec, steps: Optional[int] = None,
         **group_kwargs: passed to every ``NeuronGroup`` (e.g. ``dtype``).
 
     The network runs on the runtime targets and in C++ standalone or Brian2CUDA (build it
-    inside :func:`~hh_plugin.brian2.use_device`); :meth:`BrianNetwork.run` runs it.
+    inside :func:`~hh_plugin.brian2.use_device`); :meth:`BrianNetwork.run` runs it. Every
+    object runs on Brian2's ``defaultclock``, whose ``dt`` is set to ``spec.dt`` (Brian2CUDA
+    requires the default clock).
     """
     import brian2
 
@@ -185,6 +187,9 @@ def build_network(spec: NetworkSpec, steps: Optional[int] = None,
     if timed and steps is not None and steps > min(timed):
         raise ValueError(f"a current input has {min(timed)} steps; cannot build for {steps}")
     dt = spec.dt * brian2.ms
+    # Brian2CUDA's templates refer to the default clock by name, so every object runs on it
+    brian2.defaultclock.dt = dt
+    clock = brian2.defaultclock
     prefix = name_prefix
     objects = []
     groups, sources, synapses, spike_mons, state_mons = {}, {}, {}, {}, {}
@@ -192,7 +197,7 @@ def build_network(spec: NetworkSpec, steps: Optional[int] = None,
 
     for name, source in spec.sources.items():
         k, i = source.spikes(steps, spec.dt)
-        gen = brian2.SpikeGeneratorGroup(source.size, i, (k * spec.dt) * brian2.ms, dt=dt,
+        gen = brian2.SpikeGeneratorGroup(source.size, i, (k * spec.dt) * brian2.ms, clock=clock,
                                          when="groups", order=4, name=f"{prefix}{name}")
         sources[name] = gen
         objects.append(gen)
@@ -224,7 +229,7 @@ def build_network(spec: NetworkSpec, steps: Optional[int] = None,
             group_kwargs_pop = group_kwargs
         group = neuron_group(pop.size, pop.spec, current=current, V_init=state["V"],
                              method=method, extra_equations="\n".join(lines) or None,
-                             namespace=namespace, dt=dt, order=_order(r, 1),
+                             namespace=namespace, clock=clock, order=_order(r, 1),
                              name=f"{prefix}{name}", **group_kwargs_pop)
         for gate in pop.model.gate_names:
             setattr(group, gate, state[gate])
@@ -262,7 +267,7 @@ def build_network(spec: NetworkSpec, steps: Optional[int] = None,
             if uniform:
                 kwargs["delay"] = (int(delay[sel][0]) - 1) * dt
             S = brian2.Synapses(source, target, model=f"w : {dim} (constant)",
-                                on_pre=f"{syn.variable}_post += w", dt=dt, namespace={},
+                                on_pre=f"{syn.variable}_post += w", clock=clock, namespace={},
                                 name=f"{prefix}{proj.name}{suffix}", **kwargs)
             S.connect(i=np.asarray(conn.pre)[sel], j=np.asarray(conn.post)[sel])
             S.w = np.asarray(conn.weight)[sel] * brian2_unit(syn.unit)

@@ -193,7 +193,7 @@ _SHORT = {"alpha": "a", "beta": "b", "x_inf": "xi", "tau": "tau"}
 
 def step_program(model: ModelDefinition, dialect: Dialect,
                  synaptic: bool = False) -> StepProgram:
-    """Generate the forward step and its adjoint for ``model`` in ``dialect``.
+    r"""Generate the forward step and its adjoint for ``model`` in ``dialect``.
 
     ``synaptic=True``: the step also reads a synaptic conductance ``G_syn`` and
     :math:`\sum_s g_s E_s` ``J_syn`` (the ``conductance``, ``conductance_current`` of
