@@ -127,6 +127,24 @@ def test_standalone_session_without_build_restores_runtime(clean_device, tmp_pat
             runtime.build()
 
 
+def test_standalone_make_runs_one_compiler_per_core_unless_the_user_chose(clean_device,
+                                                                         tmp_path):
+    """Brian2's default ``make -j`` ran out of memory compiling a network's CUDA project."""
+    import os
+
+    key = "devices.cpp_standalone.extra_make_args_unix"
+    assert list(prefs[key]) == ["-j"]  # Brian2's unbounded default
+    with use_device("cpp_standalone", directory=str(tmp_path), build_on_run=False):
+        assert list(prefs[key]) == [f"-j{os.cpu_count()}"]
+    assert list(prefs[key]) == ["-j"]
+    prefs[key] = ["-j1"]
+    try:
+        with use_device("cpp_standalone", directory=str(tmp_path), build_on_run=False):
+            assert list(prefs[key]) == ["-j1"]
+    finally:
+        prefs[key] = ["-j"]
+
+
 EXPREL_POINTS = np.concatenate([
     [0.0, 1e-300, -1e-12, 1e-8, -9.99e-4, 1e-3, -1e-3, 0.5, -700.0, 700.0],
     np.linspace(-30, 30, 1001), np.geomspace(1e-7, 1, 50), -np.geomspace(1e-7, 1, 50)])

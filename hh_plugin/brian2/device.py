@@ -7,6 +7,10 @@ r"""One call to switch Brian2 between runtime, C++ standalone and Brian2CUDA.
   and Brian2's own ``set_device('cpp_standalone')`` after them, start fresh while the
   results of earlier sessions stay readable; ``defaultclock.dt`` is carried over;
 - **OpenMP threads** for ``cpp_standalone`` (``threads=k``);
+- **bounded parallel make**: Brian2's default ``make -j`` starts one compiler per code
+  object at once; a network's Brian2CUDA project (dozens of ``nvcc`` runs of about 1 GB
+  each) ran out of memory on a 24 GB machine, so a standalone build runs ``make -j<cores>``
+  unless ``prefs.devices.cpp_standalone.extra_make_args_unix`` was changed;
 - **Brian2CUDA on CUDA 12/13**: the generated makefile passes ``-std=c++11``, which the
   Thrust/CCCL of CUDA 13 rejects; ``-std=c++17`` is appended to the nvcc flags (nvcc keeps
   the last ``-std``) and ``-std=c++11`` is replaced in the host compiler flags;
@@ -66,6 +70,8 @@ CURAND_INSTALL_HINT = (
     "'nvidia-curand~=10.4.0'` for CUDA 13.0 (`nvidia-curand-cu12` for CUDA 12)")
 
 _CPP_STD_FLAG = "-std=c++17"
+_MAKE_ARGS = "devices.cpp_standalone.extra_make_args_unix"
+_BRIAN2_DEFAULT_MAKE_ARGS = ["-j"]
 
 
 class DeviceSession:
@@ -398,6 +404,8 @@ def use_device(name: str = "cpp_standalone", directory: Optional[str] = None,
             _configure_cuda(saved, compute_capability, cuda_runtime_version, gpu_id,
                             compile_=build_options.get("compile", True))
 
+        if name != "runtime" and list(prefs[_MAKE_ARGS]) == _BRIAN2_DEFAULT_MAKE_ARGS:
+            _set_pref(saved, _MAKE_ARGS, [f"-j{os.cpu_count() or 1}"])
         if name != "runtime":
             # a device instance of this session's own: Brian2's registered instance
             # (which refuses a second build once run) stays fresh for set_device(name)
