@@ -48,6 +48,9 @@ def _load_example():
 
 
 def _assert_close(a, b, what):
+    assert a.shape == b.shape, what
+    if a.numel() == 0:
+        return
     scale = max(float(a.abs().max()), 1e-300)
     err = float((a - b).abs().max())
     assert err <= 1e-12 * scale, f"{what}: max |difference| {err:.3e} (scale {scale:.3e})"
@@ -77,6 +80,74 @@ def test_two_torchrun_processes_give_the_gradients_of_one(tmp_path):
     for name, weight in single["weights"].items():
         _assert_close(weight, ddp["weights"][name], f"trained {name}")
     assert ddp["losses"] == pytest.approx(single["losses"], rel=1e-12)
+
+
+# Projections that deliver nothing in a run: one without synapses, one whose delay is longer
+# than the run. DistributedDataParallel needs a gradient of every parameter in every
+# backward pass ("Expected to have finished reduction in the prior iteration" otherwise).
+IDLE_WORKER = textwrap.dedent("""
+    import os, sys, torch
+    import torch.distributed as dist
+    from hh_plugin import HHSpec
+    from hh_plugin.network import (AllToAll, FixedProbability, NetworkSpec, OneToOne,
+                                   PoissonInput, Population, Projection, current_pulse,
+                                   exponential_conductance, exponential_current)
+    from hh_plugin.torch.network import NetworkModule
+
+    torch.set_num_threads(1)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = 0
+    spec = NetworkSpec(
+        [Population("H", 5, HHSpec(), initial={"V": -65.0})],
+        [Projection("P", "H", AllToAll(1.5), exponential_current("in", 2.0), delay=1),
+         Projection("H", "H", FixedProbability(0.0, 0.01, seed=1),
+                    exponential_conductance("rec", 5.0, 0.0), delay=2),
+         Projection("P", "H", OneToOne(1.0), current_pulse("late"), delay=500)],
+        [PoissonInput("P", 5, 200.0, seed=2)], dt=0.025)
+    module = NetworkModule(spec, dtype=torch.float64)
+    model = module
+    if world > 1:
+        dist.init_process_group("gloo")
+        rank = dist.get_rank()
+        model = torch.nn.parallel.DistributedDataParallel(module)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    currents = torch.linspace(4.0, 12.0, 4, dtype=torch.float64)[:, None].expand(4, 5)
+    share = 4 // world
+    local = currents[rank * share:(rank + 1) * share].expand(400, share, 5)
+    for _ in range(3):
+        out = model({"H": local})
+        loss = ((out.spikes["H"].sum(0) - 2.0) ** 2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    if rank == 0:
+        torch.save({n: p.detach() for n, p in module.named_parameters()}, sys.argv[1])
+    if world > 1:
+        dist.destroy_process_group()
+""")
+
+
+@pytest.mark.skipif(not torch.distributed.is_available() or
+                    not torch.distributed.is_gloo_available(),
+                    reason="torch.distributed with gloo is not available")
+def test_projections_that_deliver_nothing_do_not_stop_ddp(tmp_path):
+    script = tmp_path / "idle.py"
+    script.write_text(IDLE_WORKER)
+    runs = {}
+    for label, launcher in (("ddp", [sys.executable, "-m", "torch.distributed.run",
+                                     "--standalone", "--nproc_per_node=2"]),
+                            ("single", [sys.executable])):
+        out = tmp_path / f"{label}.pt"
+        done = subprocess.run([*launcher, str(script), str(out)], env=_env(), cwd=tmp_path,
+                              capture_output=True, text=True, timeout=600,
+                              stdin=subprocess.DEVNULL)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+        runs[label] = torch.load(out)
+    assert runs["ddp"]["projections.H_to_H_rec.weight"].numel() == 0
+    trained = runs["single"]["projections.P_to_H_in.weight"]
+    assert not torch.all(trained == 1.5), "the used projection did not train: a void test"
+    for name, weight in runs["single"].items():
+        _assert_close(weight, runs["ddp"][name], f"trained {name}")
 
 
 CONCURRENT = textwrap.dedent("""

@@ -439,6 +439,7 @@ class NetworkModule(torch.nn.Module):
                 if var in names:
                     traces[name][var] = []
         dt = self.dt
+        track = torch.is_grad_enabled()
         for k in range(steps):
             now: Dict[str, torch.Tensor] = {src: rasters[src][k] for src in spec.sources}
             for name in spec.order:
@@ -451,9 +452,16 @@ class NetworkModule(torch.nn.Module):
                             z = now[proj.source]
                         else:
                             past = history[proj.source]
-                            if len(past) < d:
+                            if len(past) >= d:
+                                z = past[-d]
+                            elif track and op.weight.requires_grad:
+                                # no spike is due yet; applying the weights to no spikes
+                                # adds exactly 0 but puts them in the graph, so that every
+                                # weight gets a gradient (DistributedDataParallel needs one
+                                # from every parameter in every backward pass)
+                                z = x[var].new_zeros(x[var].shape[:-1] + (op.n_pre,))
+                            else:
                                 continue
-                            z = past[-d]
                         x[var] = x[var] + op.apply(z, d)
                 current = external[name][k] if external[name] is not None else None
                 conductance = conductance_current = None
