@@ -162,7 +162,7 @@ CONCURRENT = textwrap.dedent("""
     module = NetworkModule(ddp_network.build_spec(), dtype=torch.float64, path="fused")
     with torch.no_grad():
         net = module(steps=400, record=("V",))
-        cell = HH(p=HHSpec(), dt=2.5e-5, path="fused_cpp")(torch.full((400, 4), 10.0))[0]
+        cell = HH(p=HHSpec(), dt=2.5e-5, seed=0, path="fused_cpp")(torch.full((400, 4), 10.0))[0]
     print("NETWORK", int(net.spikes["H"].sum()), float(net.traces["H"]["V"].sum()))
     print("CELL", int(cell.sum()))
 """)
