@@ -31,8 +31,8 @@ Run from the repository root::
     python examples/fit_network_brian2.py --quick    # about 15 s (CI)
 
 It writes ``fit_network_brian2.png`` (the loss; Brian2's raster against the target before
-and after the fit; the fitted network's rasters of both backends on top of each other) and ``fit_network_brian2.json``
-to ``--output-dir`` (default ``examples/output``).
+and after the fit; the fitted network's rasters of both backends on top of each other)
+and ``fit_network_brian2.json`` to ``--output-dir`` (default ``examples/output``).
 """
 
 from __future__ import annotations

@@ -12,13 +12,13 @@ import torch
 
 brian2 = pytest.importorskip("brian2")
 
-from brian2 import defaultclock, ms, msiemens, mV, prefs, start_scope, uA  # noqa: E402
+from brian2 import defaultclock, ms, msiemens, prefs, start_scope, uA  # noqa: E402
 
 from hh_plugin import HHSpec  # noqa: E402
 from hh_plugin.brian2.network import build_network  # noqa: E402
 from hh_plugin.brian2.transfer import network_spec_from_brian2, set_weights  # noqa: E402
 from hh_plugin.network import (CurrentInput, Dense, FixedProbability, NetworkSpec,  # noqa: E402
-                               OneToOne, PoissonInput, Population, Projection, RandomDelay,
+                               PoissonInput, Population, Projection, RandomDelay,
                                current_pulse, exponential_conductance, exponential_current)
 from hh_plugin.torch.network import NetworkModule  # noqa: E402
 

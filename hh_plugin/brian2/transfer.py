@@ -239,9 +239,9 @@ def set_weights(net: BrianNetwork, weights: Union[Mapping, "object"]) -> None:
         if values.shape == (conn.n_post, conn.n_pre) and conn.dense:
             values = values.reshape(-1)
         if values.shape != (conn.size,):
-            raise ValueError(f"weights of {name!r}: expected {conn.size} values"
-                             f"{' or a matrix ' + str((conn.n_post, conn.n_pre)) if conn.dense else ''}"
-                             f", got shape {values.shape}")
+            matrix = f" or a {(conn.n_post, conn.n_pre)} matrix" if conn.dense else ""
+            raise ValueError(f"weights of {name!r}: expected {conn.size} values{matrix}, "
+                             f"got shape {values.shape}")
         if not np.all(np.isfinite(values)):
             raise ValueError(f"weights of {name!r} contain NaN or infinite values")
         # the order of the synapses of each Brian2 object, in the connection's list
