@@ -210,7 +210,7 @@ def set_weights(net: BrianNetwork, weights: Union[Mapping, "object"]) -> None:
     """Write weights into the ``Synapses`` of ``net``.
 
     ``weights``: a :class:`~hh_plugin.torch.network.NetworkModule` (its trained
-    ``weights``) or ``{projection name: values}`` in the synapse model's unit (mS or uA),
+    ``weights``; also wrapped in ``DistributedDataParallel``) or ``{projection name: values}`` in the synapse model's unit (mS or uA),
     each the ``(target, source)`` matrix of a dense projection or one value per synapse in
     the order of the specification's connection (``spec.connections[name]``). The network's
     synapses must be the pairs of that specification (as for a module made from
@@ -218,6 +218,9 @@ def set_weights(net: BrianNetwork, weights: Union[Mapping, "object"]) -> None:
     weights. Call it after ``Network.restore()``, which restores the weights too.
     """
     _check_network(net)
+    inner = getattr(weights, "module", None)  # a DistributedDataParallel wrapper
+    if hasattr(inner, "weights") and hasattr(inner, "spec"):
+        weights = inner
     if hasattr(weights, "weights") and hasattr(weights, "spec"):
         module = weights
         spec = module.spec
