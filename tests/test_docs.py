@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 PAGES = ("index", "install", "getting_started_brian2", "getting_started_norse", "training",
-         "model", "export", "format", "performance", "validation", "api")
+         "model", "network", "export", "format", "performance", "validation", "api")
 MATHJAX = "_static/mathjax/tex-svg-full.js"
 
 
@@ -45,7 +45,8 @@ def test_docs_build_without_warnings(built_docs):
     for name in ("hh_plugin.model.HHSpec", "hh_plugin.torch.HHCell", "hh_plugin.torch.HH",
                  "hh_plugin.brian2.neuron_group", "hh_plugin.export.save"):
         assert f'id="{name}"' in api, f"{name} missing from the API reference"
-    for figure in ("learning_curve.png", "hh_membrane.png", "fit_spike_train.png"):
+    for figure in ("learning_curve.png", "hh_membrane.png", "fit_spike_train.png",
+                   "network_timeline.png", "fit_network_brian2.png"):
         assert (html / "_images" / figure).is_file(), figure
 
 
@@ -97,7 +98,7 @@ class _VisibleText(HTMLParser):
             self.text.append(data)
 
 
-@pytest.mark.parametrize("page", ["model", "api"])
+@pytest.mark.parametrize("page", ["model", "network", "api"])
 def test_formulas_are_typeset_offline_in_a_browser(built_docs, tmp_path, page):
     # The pages opened from disk in headless Chromium, which has no network here: every
     # formula is typeset (an mjx-container), none is left as raw LaTeX such as \(g(x)\).

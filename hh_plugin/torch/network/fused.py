@@ -18,8 +18,13 @@ The schedule is the same as the naive loop's (:mod:`.module`), step by step:
 
 So the cost per step is the neuron update plus the synapses of the neurons that spiked,
 not the number of synapses. The extension is compiled at first use for the set of models
-of a network and cached like the fused HH kernel (:func:`hh_plugin.torch.fused.cache_dir`);
-concurrent first builds from several processes are serialised by PyTorch's build lock.
+of a network and cached like the fused HH kernel (:func:`hh_plugin.torch.fused.cache_dir`,
+``$HH_PLUGIN_CACHE_DIR``), under the same build lock (:mod:`hh_plugin.torch.fused.cpp`): of
+several processes that start at once (``torchrun`` workers) one compiles while the others
+wait and then load its build; a build killed mid-way does not block later ones, and a wait
+longer than ``$HH_PLUGIN_BUILD_TIMEOUT`` seconds gives up with
+:class:`~hh_plugin.torch.fused.cpp.PathUnavailable` (the ``'auto'`` path then runs the
+naive loop, with a warning).
 """
 
 from __future__ import annotations
@@ -35,7 +40,8 @@ import torch
 from ...model.definition import ModelDefinition
 from ..fused.codegen import CPP, RESET_CODES, exprel_constants, kernel_parameters, source_hash, \
     step_program
-from ..fused.cpp import PathUnavailable, _cpu_flags, cache_dir, compile_flags, compiler_available
+from ..fused.cpp import (PathUnavailable, _build_lock, _cpu_flags, build_timeout, cache_dir,
+                         compile_flags, compiler_available)
 from ..fused.cpp_source import _CPP_HEADER
 
 _LOCK = threading.Lock()
@@ -307,17 +313,23 @@ def load_network_extension(models: Sequence[ModelDefinition], verbose: bool = Fa
         if name in _FAILURES:
             raise PathUnavailable(_FAILURES[name])
         build = cache_dir() / "torch_extensions" / name
-        build.mkdir(parents=True, exist_ok=True)
-        if not any(build.glob("*.so")):
-            print(f"hh_plugin: compiling the fused network kernel for models "
-                  f"{[m.name for m in models]} (first use, about a minute; cached in {build})",
-                  file=sys.stderr, flush=True)
         from torch.utils.cpp_extension import load_inline
         try:
-            ext = load_inline(name=name, cpp_sources=[source], functions=["network_forward"],
-                              extra_cflags=flags, extra_ldflags=["-fopenmp"],
-                              build_directory=str(build), verbose=verbose)
-        except Exception as exc:  # compiler errors, missing headers, ...
+            build.mkdir(parents=True, exist_ok=True)
+            # the cell kernels' lock: one process builds, the others wait, then load
+            with _build_lock(build, build_timeout()):
+                if not any(build.glob("*.so")):
+                    print(f"hh_plugin: compiling the fused network kernel for models "
+                          f"{[m.name for m in models]} (first use, about a minute; cached "
+                          f"in {build})", file=sys.stderr, flush=True)
+                ext = load_inline(name=name, cpp_sources=[source],
+                                  functions=["network_forward"], extra_cflags=flags,
+                                  extra_ldflags=["-fopenmp"], build_directory=str(build),
+                                  verbose=verbose)
+        except PathUnavailable as exc:
+            _FAILURES[name] = str(exc)
+            raise
+        except Exception as exc:  # compiler errors, missing headers, unwritable cache, ...
             _FAILURES[name] = f"building the fused network kernel failed: {exc}"
             raise PathUnavailable(_FAILURES[name]) from exc
         _EXTENSIONS[name] = ext

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -36,6 +37,7 @@ import torch
 from ...model.spec import HHSpec
 from ...network.spec import NetworkSpec
 from ..functional.hh import hh_step
+from ..fused.cpp import PathUnavailable
 from ..functional.parameters import parameters_type, state_type
 from ..functional.surrogate import heaviside_relu
 from .projection import ProjectionOperator
@@ -174,7 +176,8 @@ class NetworkModule(torch.nn.Module):
       delivery (:mod:`.fused`): CPU, float32/float64, no gradients;
     - ``'auto'`` (default): ``'fused'`` when no gradient is needed (``torch.no_grad()``
       or nothing requires grad), the tensors are on the CPU and a compiler is found,
-      else ``'naive'``.
+      else ``'naive'`` (also, with a warning, when the kernel cannot be built, or another
+      process's build of it takes longer than ``$HH_PLUGIN_BUILD_TIMEOUT`` seconds).
     """
 
     def __init__(self, spec: NetworkSpec, dtype: torch.dtype = torch.float32, device=None,
@@ -313,10 +316,20 @@ class NetworkModule(torch.nn.Module):
         elif not isinstance(state, NetworkState):
             raise TypeError(f"state must be a NetworkState, got {type(state).__name__}")
         record = tuple(record)
-        path = self._resolve_path(self.path if path is None else path, currents, state, device)
+        requested = self.path if path is None else path
+        path = self._resolve_path(requested, currents, state, device)
+        out = None
         if path == "fused":
-            out = self._run_fused(steps, currents, state, record, batch)
-        else:
+            try:
+                out = self._run_fused(steps, currents, state, record, batch)
+            except PathUnavailable as exc:  # the kernel could not be built or loaded
+                if requested == "fused":
+                    raise
+                warnings.warn(f"hh_plugin: the fused network kernel is unavailable ({exc}); "
+                              f"falling back to the naive path (the step loop)",
+                              RuntimeWarning, stacklevel=2)
+                path = "naive"
+        if out is None:
             out = self._run_naive(steps, currents, state, record, dtype, device)
         if spike_dtype is not None:
             out.spikes = {k: v.detach().to(spike_dtype) for k, v in out.spikes.items()}
@@ -335,7 +348,7 @@ class NetworkModule(torch.nn.Module):
         return any(t.requires_grad for t in tensors)
 
     def _resolve_path(self, path, currents, state, device) -> str:
-        from ..fused.cpp import PathUnavailable, compiler_available
+        from ..fused.cpp import compiler_available
 
         if path not in PATHS:
             raise ValueError(f"unknown path {path!r}; choose one of {PATHS}")
@@ -426,6 +439,7 @@ class NetworkModule(torch.nn.Module):
                 if var in names:
                     traces[name][var] = []
         dt = self.dt
+        track = torch.is_grad_enabled()
         for k in range(steps):
             now: Dict[str, torch.Tensor] = {src: rasters[src][k] for src in spec.sources}
             for name in spec.order:
@@ -438,9 +452,16 @@ class NetworkModule(torch.nn.Module):
                             z = now[proj.source]
                         else:
                             past = history[proj.source]
-                            if len(past) < d:
+                            if len(past) >= d:
+                                z = past[-d]
+                            elif track and op.weight.requires_grad:
+                                # no spike is due yet; applying the weights to no spikes
+                                # adds exactly 0 but puts them in the graph, so that every
+                                # weight gets a gradient (DistributedDataParallel needs one
+                                # from every parameter in every backward pass)
+                                z = x[var].new_zeros(x[var].shape[:-1] + (op.n_pre,))
+                            else:
                                 continue
-                            z = past[-d]
                         x[var] = x[var] + op.apply(z, d)
                 current = external[name][k] if external[name] is not None else None
                 conductance = conductance_current = None

@@ -36,7 +36,9 @@ class ProjectionOperator(torch.nn.Module):
         self.dense = connection.dense
         self.n_pre, self.n_post = connection.n_pre, connection.n_post
         delay = np.asarray(connection.delay)
-        self.delays: Tuple[int, ...] = tuple(int(d) for d in np.unique(delay))
+        # a projection without synapses still has one (empty) group, so that its weight
+        # takes part in every run (a gradient of size 0, as DistributedDataParallel needs)
+        self.delays: Tuple[int, ...] = tuple(int(d) for d in np.unique(delay)) or (1,)
         self.uniform = len(self.delays) <= 1
         if self.dense:
             weight = torch.tensor(np.asarray(connection.weight_matrix), dtype=dtype,
