@@ -108,8 +108,8 @@ def _pairs(pairs, n_src: int, n: int, what: str) -> Pairs:
         pre, post = pairs
     except (TypeError, ValueError):
         raise TypeError(f"{what}: expected a pair (source indices, target indices)") from None
-    pre = as_index_array(pre, f"{what}: source index", upper=n_src)
-    post = as_index_array(post, f"{what}: target index", size=len(pre), upper=n)
+    pre = as_index_array(pre, f"source indices of the {what}", upper=n_src)
+    post = as_index_array(post, f"target indices of the {what}", size=len(pre), upper=n)
     return pre, post
 
 
