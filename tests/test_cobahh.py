@@ -233,3 +233,20 @@ def test_cobahh_agrees_in_cpp_standalone(example_run, tmp_path):
     assert example.sum() > 50_000
     np.testing.assert_array_equal(ours, example, err_msg=lines[0])
     np.testing.assert_array_equal(torch_spikes, ours, err_msg=lines[1])
+
+
+@pytest.mark.slow
+def test_cobahh_example_script(tmp_path):
+    from pathlib import Path
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "examples" / "cobahh.py"
+    spec = importlib.util.spec_from_file_location("cobahh_script", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "cobahh.png"
+    b2_spikes, torch_spikes, first = module.main(["--quick", "--output", str(out)])
+    assert out.stat().st_size > 20_000
+    assert b2_spikes.shape == (1000, 4000) and b2_spikes.sum() > 5_000
+    assert first is None
+    np.testing.assert_array_equal(b2_spikes, torch_spikes)
