@@ -15,8 +15,11 @@ Example:
     ...     [CurrentInput("E", 12.0)], dt=0.01)
     >>> net.order, net.connections["E_to_I_e"].size > 0
     (('E', 'I'), True)
+
+Brian2's ``examples/COBAHH.py`` is :func:`~.cobahh.cobahh_network` (:mod:`.cobahh`).
 """
 
+from .cobahh import cobahh_network
 from .connectivity import (AllToAll, Connection, Connector, Dense, FixedProbability, Normal,
                            OneToOne, RandomDelay, Sparse, Uniform)
 from .inputs import CurrentInput, PoissonInput, SpikeSource, SpikeTrains
@@ -30,4 +33,5 @@ __all__ = ["AllToAll", "Connection", "Connector", "Dense", "FixedProbability", "
            "SpikeSource", "SpikeTrains", "NetworkSpec", "Population", "Projection",
            "CURRENT_PULSE", "EXPONENTIAL_CONDUCTANCE", "EXPONENTIAL_CURRENT", "Synapse",
            "SynapseModel", "SynapseParameter", "current_pulse", "exponential_conductance",
-           "exponential_current", "get_synapse_model", "register_synapse_model"]
+           "exponential_current", "get_synapse_model", "register_synapse_model",
+           "cobahh_network"]
