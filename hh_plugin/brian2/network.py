@@ -52,6 +52,8 @@ from hh_plugin.network.spec import NetworkSpec
 
 from .equations import _scalar_text
 from .group import neuron_group
+from .leaky_integrator import VARIABLES as LI_VARIABLES
+from .leaky_integrator import leaky_integrator_group
 
 #: Brian2 dimension name of a synaptic variable of each plugin unit.
 _DIMENSIONS = {"mS": "siemens", "uA": "amp"}
@@ -98,8 +100,10 @@ class BrianNetwork:
         """``(steps, N)`` 0/1 spikes of a population (row = step)."""
         import brian2
 
-        mon = self.spike_monitors[population]
         out = np.zeros((steps, self.spec.populations[population].size))
+        if population not in self.spike_monitors:  # a leaky integrator: no spikes
+            return out
+        mon = self.spike_monitors[population]
         k = np.round(np.asarray(mon.t / brian2.ms) / self.spec.dt).astype(np.int64)
         keep = k < steps
         out[k[keep], np.asarray(mon.i)[keep]] = 1.0
@@ -116,6 +120,8 @@ class BrianNetwork:
     def trace(self, population: str, variable: str) -> np.ndarray:
         """``(T, N)`` recorded values in the plugin's units (mV, mS, uA or 1)."""
         monitors = self.state_monitors[population]
+        if not self.spec.populations[population].spikes:
+            variable = LI_VARIABLES.get(variable, variable)
         mon = next(m for m in monitors.values() if variable in m.record_variables)
         values = getattr(mon, variable + "_")  # SI values without units
         unit = _trace_unit(self.spec, population, variable)
@@ -150,6 +156,15 @@ def _receptor_equations(spec: NetworkSpec, population: str):
         else:
             terms.append(var)
     return lines, terms, pulses, constants
+
+
+def _set_receptors(group, spec: NetworkSpec, population: str, state, constant_current):
+    import brian2
+
+    for syn in spec.receptors[population].values():
+        setattr(group, syn.variable, state[syn.variable] * brian2_unit(syn.unit))
+    if constant_current is not None:
+        group.I_ext = constant_current * brian2.uA
 
 
 def build_network(spec: NetworkSpec, steps: Optional[int] = None,
@@ -222,6 +237,17 @@ def build_network(spec: NetworkSpec, steps: Optional[int] = None,
         current_terms += terms
         current = " + ".join(current_terms) if current_terms else "parameter"
         state = spec.initial_state(name)
+        if not pop.spikes:
+            group = leaky_integrator_group(
+                pop.size, pop.spec, state, current if current_terms else None, lines,
+                namespace, clock, _order(r, 1), f"{prefix}{name}", method=method)
+            _set_receptors(group, spec, name, state, constant_current)
+            if pulses:
+                group.run_regularly("\n".join(pulses), when="groups", order=_order(r, 2),
+                                    name=f"{prefix}{name}_clear_pulses")
+            groups[name] = group
+            objects.append(group)
+            continue
         ref_steps = pop.refractory_steps(spec.dt)
         if ref_steps is not None:
             group_kwargs_pop = {**group_kwargs, "refractory": ref_steps * spec.dt}
@@ -233,10 +259,7 @@ def build_network(spec: NetworkSpec, steps: Optional[int] = None,
                              name=f"{prefix}{name}", **group_kwargs_pop)
         for gate in pop.model.gate_names:
             setattr(group, gate, state[gate])
-        for syn in spec.receptors[name].values():
-            setattr(group, syn.variable, state[syn.variable] * brian2_unit(syn.unit))
-        if constant_current is not None:
-            group.I_ext = constant_current * brian2.uA
+        _set_receptors(group, spec, name, state, constant_current)
         if pulses:  # the regular operation is contained in the group
             group.run_regularly("\n".join(pulses), when="groups", order=_order(r, 2),
                                 name=f"{prefix}{name}_clear_pulses")
@@ -282,7 +305,11 @@ def build_network(spec: NetworkSpec, steps: Optional[int] = None,
     record = tuple(record)
     for name, group in groups.items():
         synaptic = {s.variable for s in spec.receptors[name].values()}
-        neuron = [v for v in record if v in group.variables and v not in synaptic]
+        if not spec.populations[name].spikes:
+            names = [LI_VARIABLES.get(v, v) for v in record]
+        else:
+            names = list(record)
+        neuron = [v for v in names if v in group.variables and v not in synaptic]
         syn_vars = [v for v in record if v in synaptic]
         monitors = {}
         if neuron:

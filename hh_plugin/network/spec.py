@@ -45,6 +45,8 @@ from ..model.initial import DEFAULT, initial_state
 from ..model.spec import HHSpec
 from .connectivity import Connection, Connector, Dense, Sparse, as_connector
 from .inputs import CurrentInput, PoissonInput, SpikeSource, SpikeTrains
+from .leaky_integrator import KIND as LI_KIND
+from .leaky_integrator import LISpec
 from .synapses import Synapse
 from .units import as_array, as_count, as_scalar, check_name
 
@@ -74,24 +76,28 @@ class Population:
         self.name = check_name(name, "population")
         self.size = as_count(size, f"size of population {name!r}")
         spec = HHSpec() if spec is None else spec
-        if not isinstance(spec, HHSpec):
-            raise TypeError(f"population {name!r}: spec must be an HHSpec, got "
-                            f"{type(spec).__name__}")
-        spec.check_size(self.size)
+        if not isinstance(spec, (HHSpec, LISpec)):
+            raise TypeError(f"population {name!r}: spec must be an HHSpec or an LISpec (a "
+                            f"leaky integrator), got {type(spec).__name__}")
+        if isinstance(spec, HHSpec):
+            spec.check_size(self.size)
         self.spec = spec
         self.refractory = None if refractory is None else as_scalar(
             refractory, "ms", f"refractory period of {name!r}")
         if self.refractory is not None:
             if not self.refractory >= 0:
                 raise ValueError(f"refractory period of {name!r} must be >= 0 ms")
-            if spec.V_reset is not None:
+            if getattr(spec, "V_reset", None) is not None:
                 raise ValueError(f"population {name!r}: a refractory period cannot be "
                                  f"combined with V_reset (the reset follows the plugin's "
                                  f"rising-edge spike)")
+        if self.refractory is not None and isinstance(spec, LISpec):
+            raise ValueError(f"population {name!r}: a leaky integrator does not spike, so "
+                             f"it has no refractory period")
         self.seed = None if seed is None else as_count(seed, f"seed of {name!r}", 0)
         initial = dict(initial or {})
         model = spec.model
-        neuron_keys = {"V", *model.gate_names}
+        neuron_keys = {"V", *model.gate_names, *model.state_names}
         self._neuron_initial = {k: v for k, v in initial.items() if k in neuron_keys}
         self._synaptic_initial = {}
         for key, value in initial.items():
@@ -105,7 +111,17 @@ class Population:
     def model(self):
         return self.spec.model
 
+    @property
+    def spikes(self) -> bool:
+        """Whether the population emits spikes (a leaky integrator does not)."""
+        return not isinstance(self.spec, LISpec)
+
     def _compute_neuron_state(self) -> Dict[str, np.ndarray]:
+        if isinstance(self.spec, LISpec):
+            state = self.spec.initial_state(self.size, self._neuron_initial)
+            for array in state.values():
+                array.setflags(write=False)
+            return state
         values = dict(self._neuron_initial)
         V = values.pop("V", DEFAULT)
         if not isinstance(V, str):
@@ -119,7 +135,8 @@ class Population:
         return state
 
     def neuron_state(self) -> Dict[str, np.ndarray]:
-        """Initial ``V`` (mV) and gates, float64 ``(size,)`` arrays."""
+        """Initial ``V`` (mV) and gates (a leaky integrator: ``v``, ``i``), float64
+        ``(size,)`` arrays."""
         return dict(self._neuron_state)
 
     def synaptic_initial(self) -> Dict[str, object]:
@@ -233,6 +250,13 @@ class NetworkSpec:
             if proj.source not in pops and proj.source not in sources:
                 raise ValueError(f"projection source {proj.source!r} is neither a population "
                                  f"nor a spike source")
+            if proj.source in pops and not pops[proj.source].spikes:
+                raise ValueError(f"projection from {proj.source!r}: a leaky integrator "
+                                 f"emits no spikes; it can only be a target")
+            if not pops[proj.target].spikes and proj.synapse.model.is_conductance:
+                raise ValueError(f"projection onto {proj.target!r}: a leaky integrator "
+                                 f"takes current synapses only (its v is not a membrane "
+                                 f"potential in mV), not {proj.synapse.model.name!r}")
             name = proj.name or f"{proj.source}_to_{proj.target}_{proj.synapse.receptor}"
             base, n = name, 2
             while name in names:
@@ -387,7 +411,10 @@ class NetworkSpec:
             raise ValueError(f"unknown key(s) in network specification: {sorted(extra)}")
         pops = []
         for p in data["populations"]:
-            pops.append(Population(p["name"], p["size"], HHSpec.from_dict(p["spec"]),
+            kind = p["spec"].get("kind") if isinstance(p["spec"], Mapping) else None
+            pop_spec = (LISpec.from_dict(p["spec"]) if kind == LI_KIND
+                        else HHSpec.from_dict(p["spec"]))
+            pops.append(Population(p["name"], p["size"], pop_spec,
                                    initial=dict(p.get("initial", {})),
                                    refractory=p.get("refractory")))
         projections = []

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from ...model.spec import HHSpec
+from ...network.leaky_integrator import LISpec
 from ...network.spec import NetworkSpec
 from ..functional.hh import hh_step
 from ..fused.cpp import PathUnavailable
@@ -128,9 +129,49 @@ class _HHDynamics:
         return self.model.state_names
 
 
-#: Population kinds by specification type (a new kind, such as a leaky integrator
-#: readout, registers its dynamics here).
-POPULATION_KINDS = {HHSpec: _HHDynamics}
+class _LIDynamics:
+    r"""The leaky-integrator population kind: Norse's own ``li_feed_forward_step``
+    (:mod:`hh_plugin.network.leaky_integrator` gives the math), with its parameters as
+    tensors of the run's dtype. It emits no spikes (:math:`z = 0`)."""
+
+    refractory_steps = None
+
+    def __init__(self, spec: LISpec, refractory_steps: Optional[int] = None):
+        self.spec = spec
+        self._cache: Dict = {}
+
+    def parameters(self, dtype, device):
+        from norse.torch.functional.leaky_integrator import LIParameters
+
+        key = (dtype, str(device))
+        if key not in self._cache:
+            self._cache[key] = LIParameters(**{
+                name: torch.tensor(value, dtype=dtype, device=device)
+                for name, value in self.spec.parameters.items()})
+        return self._cache[key]
+
+    def initial_state(self, values: Mapping[str, np.ndarray], shape, dtype, device):
+        from norse.torch.functional.leaky_integrator import LIState
+
+        return LIState(*(torch.broadcast_to(torch.as_tensor(
+            np.array(values[name]), dtype=dtype, device=device), shape).clone()
+            for name in LIState._fields))
+
+    def step(self, current, state, p, dt, conductance, conductance_current, since=None):
+        from norse.torch.functional.leaky_integrator import li_feed_forward_step
+
+        if conductance is not None:
+            raise ValueError("a leaky integrator takes no conductance input")
+        v, new = li_feed_forward_step(current, state, p, dt)
+        return torch.zeros_like(v), new, None
+
+    @property
+    def state_names(self) -> Tuple[str, ...]:
+        return self.spec.state_names
+
+
+#: Population kinds by specification type (a new kind registers its dynamics here).
+POPULATION_KINDS = {HHSpec: _HHDynamics, LISpec: _LIDynamics}
 
 
 def dynamics_for(population, dt: float):
@@ -360,6 +401,8 @@ class NetworkModule(torch.nn.Module):
                       "path='naive')")
         elif torch.device(device).type != "cpu":
             reason = f"the fused network path runs on the CPU, the module is on {device}"
+        elif any(not pop.spikes for pop in self.spec.populations.values()):
+            reason = "the fused network path has no leaky-integrator populations"
         else:
             reason = compiler_available()
         if reason is None:
