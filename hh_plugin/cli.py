@@ -136,7 +136,10 @@ def _parser():
     p.add_argument("--device", help="torch only: device such as cpu or cuda:0 (default cpu)")
     p.add_argument("--dtype", choices=("float32", "float64"),
                    help="torch only: computation precision (default: the case's)")
-    p.add_argument("--target", choices=("numpy", "cython"),
+    p.add_argument("--steps", type=_positive_int,
+                   help="network files only: steps to run (default: the length of the "
+                        "network's current inputs)")
+    p.add_argument("--target", choices=("numpy", "cython", "cpp_standalone"),
                    help="brian2 only: code generation target (default numpy)")
 
     p = sub.add_parser("crosscheck", epilog=_EPILOG, help="compare two result files",
@@ -218,9 +221,15 @@ class _Output:
 
 
 def _load(path: str):
-    from .export import load
+    from .export.network_file import load_any
 
-    return load(path, isolate=True)
+    return load_any(path, isolate=True)
+
+
+def _is_network(record) -> bool:
+    from .export.network_file import NetworkRecord
+
+    return isinstance(record, NetworkRecord)
 
 
 def _check_readable_size(n_bytes: int, what: str) -> None:
@@ -311,6 +320,12 @@ def _cmd_run(args, outputs) -> int:
     out = _Output(args.output, args.force, inputs=[args.case])
     outputs.append(out)
     case = _load(args.case)
+    if _is_network(case):
+        return _run_network(case, args, options, out)
+    if args.steps is not None:
+        raise UsageError("--steps applies to network files (a case runs its input's length)")
+    if options.get("target") == "cpp_standalone":
+        raise UsageError("--target cpp_standalone applies to network files")
     check_case(case)
     steps, neurons = len(case.input), case.input[0].size
     itemsize = 4 if (args.dtype or str(case.dtype)) == "float32" else 8
@@ -326,6 +341,67 @@ def _cmd_run(args, outputs) -> int:
     return EXIT_OK
 
 
+def _run_network(record, args, options, out) -> int:
+    import time
+
+    import numpy as np
+
+    from .export import save_network
+    from .export.network_run import run_network
+
+    spec = record.spec
+    timed = [c.steps for c in spec.currents if not c.is_constant]
+    steps = args.steps or (min(timed) if timed else None)
+    if steps is None:
+        raise UsageError("the network's inputs do not fix a run length: give --steps")
+    neurons = sum(p.size for p in spec.populations.values())
+    _check_readable_size(steps * neurons * 9, "the result")
+    backend = args.backend
+    if backend == "brian2" and options.get("target") == "cpp_standalone":
+        backend, options = "cpp_standalone", {}
+    start = time.perf_counter()
+    try:
+        results = run_network(spec, backend, steps, **options)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    elapsed = time.perf_counter() - start
+    save_network(out.path, spec, results, backend=backend, overwrite=True,
+                 provenance={"source": str(args.case)})
+    out.placeholder = None
+    spikes = sum(int(np.sum(r)) for r in results["spikes"].values())
+    print(f"wrote {args.output}: network on {backend}, {steps} steps, {spikes} spikes, "
+          f"{elapsed:.2f} s")
+    return EXIT_OK
+
+
+def _crosscheck_networks(a, b, args, out) -> int:
+    from .export.network_run import compare_networks, comparison_table, plot_rasters
+
+    if not (_is_network(a) and _is_network(b)):
+        raise UsageError("one file holds a network, the other a single population")
+    for option in ("atol_gate", "spike_steps"):
+        if getattr(args, option) is not None:
+            raise UsageError(f"--{option.replace('_', '-')} applies to single-population "
+                             f"files")
+    rows = compare_networks(a, b)
+    print(comparison_table(rows, backends=(a.backend, b.backend)))
+    atol = 1e-6 if args.atol_V is None else args.atol_V
+    passed = all(r.identical_spikes and (r.max_dV is None or r.max_dV <= atol) for r in rows)
+    if out is not None:
+        from .export.atomic import atomic_create
+
+        def fill(tmp, fd, check):
+            with open(tmp, "wb") as handle:
+                plot_rasters(a, b, handle, labels=(f"{args.a} ({a.backend})",
+                                                   f"{args.b} ({b.backend})"))
+        atomic_create(out.path, fill, overwrite=True)
+        out.placeholder = None
+        print(f"plot: {args.plot}")
+    print("identical spikes, max |dV| within " f"{atol:g} mV" if passed else
+          f"the runs differ (spikes, or |dV| over {atol:g} mV)")
+    return EXIT_OK if passed else EXIT_FAIL
+
+
 def _cmd_crosscheck(args, outputs) -> int:
     from .export.crosscheck import compare
     from .export.report import plot, table
@@ -336,6 +412,8 @@ def _cmd_crosscheck(args, outputs) -> int:
                       option="--plot")
         outputs.append(out)
     a, b = _load(args.a), _load(args.b)
+    if _is_network(a) or _is_network(b):
+        return _crosscheck_networks(a, b, args, out)
     result = compare(a, b, atol_V=args.atol_V, atol_gate=args.atol_gate,
                      spike_steps=args.spike_steps)
     print(table(result, worst=args.worst, backends=(a.backend, b.backend)))
@@ -365,6 +443,13 @@ def _describe(name: str, array, unit: str) -> str:
 
 def _cmd_inspect(args, outputs) -> int:
     r = _load(args.file)
+    if _is_network(r):
+        from .export.errors import printable
+        from .export.network_file import summary
+
+        print("\n".join(printable(line) for line in
+                        [f"{args.file}:"] + summary(r).splitlines()))
+        return EXIT_OK
     spec = r.spec
     lines = [f"{args.file}: hh_plugin format {r.format_version}",
              f"model: {spec.model.name}, integrator exponential_euler (Jacobi), "

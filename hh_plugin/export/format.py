@@ -23,6 +23,9 @@ FLOAT_DTYPES = (np.dtype("float16"), np.dtype("float32"), np.dtype("float64"))
 #: Names of the spike raster and the time axis inside ``/traces``.
 SPIKES = "spikes"
 TIME = "time"
+#: The newest version this reader reads: 1.1 adds network files (:mod:`.network_file`);
+#: single-population files are still written as 1.0.
+NEWEST_VERSION = "1.1"
 #: Root members; ``spec`` is required, the others are present iff the metadata says so.
 ROOT_GROUPS = ("spec", "state", "input", "traces")
 
@@ -44,9 +47,9 @@ def check_version(text, path=None) -> str:
         version = parse_version(text)
     except FormatError as exc:
         raise FormatError(str(exc), path) from None
-    if version > parse_version(FORMAT_VERSION):
+    if version > parse_version(NEWEST_VERSION):
         raise FormatError(f"format version {text} is newer than the newest this reader "
-                          f"supports ({FORMAT_VERSION}); upgrade hh_plugin", path)
+                          f"supports ({NEWEST_VERSION}); upgrade hh_plugin", path)
     if version < (1, 0):
         raise FormatError(f"format version {text} is not supported", path)
     return f"{version[0]}.{version[1]}"

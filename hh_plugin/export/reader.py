@@ -39,6 +39,8 @@ from . import checksum
 from . import format as fmt
 from .errors import FormatError
 from .layout import DATASET, ROOT_ATTRIBUTES, Limits, check_attributes, expected_tree, walk
+from .network_file import check_metadata as check_network_metadata
+from .network_file import expected_network_tree, is_network_version
 from .record import HHRecord
 from .schema import FORMAT_NAME, validate
 from .units import convert
@@ -115,8 +117,9 @@ def _text(value, where: str, path, limit: int = Limits.max_attribute_bytes) -> s
     return value
 
 
-def parse_metadata(text: str, path) -> dict:
-    """The metadata JSON: finite numbers only, integers within +-2**53, schema-valid."""
+def parse_metadata(text: str, path, network: bool = False) -> dict:
+    """The metadata JSON: finite numbers only, integers within +-2**53, schema-valid
+    (a network file's metadata is checked by :mod:`.network_file`)."""
 
     def no_constants(token):
         raise FormatError(f"metadata contains {token}, which is not valid JSON", path)
@@ -142,6 +145,11 @@ def parse_metadata(text: str, path) -> dict:
         raise FormatError(f"metadata is not valid JSON: {exc}", path) from None
     except RecursionError:
         raise FormatError("metadata is nested too deeply", path) from None
+    if network:
+        if not isinstance(meta, dict):
+            raise FormatError("invalid metadata: metadata must be an object", path)
+        check_network_metadata(meta, path)
+        return meta
     problems = validate(meta)
     if problems:
         raise FormatError(f"invalid metadata: {problems[0]}", path)
@@ -156,7 +164,8 @@ def check_root(raw: RawFile, path) -> Tuple[dict, str]:
     version = fmt.check_version(_text(raw.format_version, "root attribute 'format_version'",
                                       path), path)
     meta = parse_metadata(_text(raw.metadata, "root attribute 'metadata'", path,
-                                Limits.max_metadata_bytes), path)
+                                Limits.max_metadata_bytes), path,
+                          network=is_network_version(version))
     if meta["format_version"] != version:
         raise FormatError(f"metadata format_version {meta['format_version']!r} differs from "
                           f"the root attribute {version!r}", path)
@@ -193,8 +202,11 @@ def read_raw(f, path, limits: Limits) -> RawFile:
     check_attributes(f, ROOT_ATTRIBUTES, "the root group", limits, path,
                      required=ROOT_ATTRIBUTES)
     raw = RawFile(f.attrs["format"], f.attrs["format_version"], f.attrs["metadata"], {})
-    meta, _ = check_root(raw, path)
-    tree = expected_tree(meta, _model(meta, path))
+    meta, version = check_root(raw, path)
+    if is_network_version(version):
+        tree = expected_network_tree(meta, path)
+    else:
+        tree = expected_tree(meta, _model(meta, path))
     walk(f, tree, limits, path)
     for where in sorted(dataset_paths(tree)):
         ds = f[where]
@@ -257,6 +269,9 @@ def _spec(raw: RawFile, meta: dict, model, path) -> HHSpec:
 def build_record(raw: RawFile, path) -> HHRecord:
     """Step 3: validate the decoded content and build the :class:`HHRecord` (pure numpy)."""
     meta, version = check_root(raw, path)
+    if is_network_version(version):
+        raise FormatError("a network file (format 1.1): read it with "
+                          "hh_plugin.export.load_network", path)
     model = _model(meta, path)
     expected = dataset_paths(expected_tree(meta, model))
     if set(raw.arrays) != expected:

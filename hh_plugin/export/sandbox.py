@@ -84,6 +84,14 @@ def _signal_name(number: int) -> str:
 def load_isolated(path, limits: Optional[Limits] = None, *, timeout: Optional[float] = None):
     """:func:`hh_plugin.export.load` with HDF5 in a child process (see the module docstring)."""
     path = Path(path)
+    return build_record(load_isolated_raw(path, limits, timeout=timeout), path)
+
+
+def load_isolated_raw(path, limits: Optional[Limits] = None, *,
+                      timeout: Optional[float] = None) -> RawFile:
+    """The container checks and reads of any format version in a child process: the
+    :class:`~hh_plugin.export.reader.RawFile` the caller validates."""
+    path = Path(path)
     limits = limits or Limits.default()
     timeout = default_timeout() if timeout is None else float(timeout)
     if not timeout > 0:
@@ -117,7 +125,7 @@ def load_isolated(path, limits: Optional[Limits] = None, *, timeout: Optional[fl
         lines = err.decode("utf-8", "replace").strip().splitlines()
         detail = lines[-1] if lines else f"exit status {proc.returncode}"
         raise FormatError(f"the reader process failed: {detail[:300]}", path)
-    return build_record(_unpack(out[len(_OK):], path), path)
+    return _unpack(out[len(_OK):], path)
 
 
 def _pack(raw: RawFile) -> bytes:

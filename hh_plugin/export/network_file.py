@@ -1,0 +1,437 @@
+r"""Network files (format 1.1): a :class:`~hh_plugin.network.NetworkSpec` and, optionally,
+the spikes and traces of a run, in the same checksummed HDF5 container as format 1.0.
+
+Layout (``export/FORMAT.md`` section 7): the root attributes ``format = 'hh_plugin'``,
+``format_version = '1.1'`` and ``metadata``, a JSON object
+
+.. code-block:: text
+
+    {"format": "hh_plugin", "format_version": "1.1", "kind": "network",
+     "network": <NetworkSpec.to_dict(), every array replaced by {"$array": "aN"}>,
+     "results": null | {"backend": ..., "steps": T,
+                        "populations": {name: {"spike_steps": ref, "spike_indices": ref,
+                                               "traces": {variable: ref}}}},
+     "provenance": {string: string}}
+
+and one group ``/arrays`` holding the datasets ``a0``, ``a1``, ... that the references
+name (each referenced exactly once; no other member). The network's description is the
+specification's own ``to_dict`` form (populations with their model, its definition,
+parameters and initial state; projections with dense weights or index pairs, delays and
+synapse model; inputs), so the file and the Python objects cannot drift apart.
+
+Reading trusts nothing: after the container checks of format 1.0 (checksum, attributes,
+allowed members, storage, filters, declared sizes; :mod:`.layout`) the metadata is checked
+for its shape, population and source sizes are bounded by the reader's limit before any
+allocation, arrays must be finite numbers, and the network is rebuilt through
+``NetworkSpec.from_dict``, whose validation (names, sizes, index ranges, delays, unknown
+models and synapse models, parameter values) names the problem; results are checked
+against the populations (step and neuron indices in range, trace shapes).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Mapping, Optional, Tuple
+
+import numpy as np
+
+from .errors import FormatError
+from .layout import DATASET, GROUP, Limits
+
+NETWORK_VERSION = "1.1"
+KIND = "network"
+ARRAY_KEY = "$array"
+_ARRAY_NAME = re.compile(r"^a(0|[1-9][0-9]{0,8})$")
+_TOP_KEYS = {"format", "format_version", "kind", "network", "results", "provenance"}
+
+
+@dataclass
+class NetworkRecord:
+    """A network file's content: ``spec``, and a run's ``steps``, ``spikes``
+    (``{population: (step indices, neuron indices)}``), ``traces``
+    (``{population: {variable: (steps, size)}}``) and ``backend`` when it holds one."""
+
+    spec: object
+    steps: Optional[int] = None
+    spikes: Dict[str, Tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    traces: Dict[str, Dict[str, np.ndarray]] = field(default_factory=dict)
+    backend: Optional[str] = None
+    provenance: Dict[str, str] = field(default_factory=dict)
+    path: Optional[str] = None
+
+    @property
+    def has_results(self) -> bool:
+        return self.steps is not None
+
+    def raster(self, population: str) -> np.ndarray:
+        """``(steps, size)`` 0/1 spikes of a population."""
+        out = np.zeros((self.steps, self.spec.populations[population].size))
+        k, i = self.spikes[population]
+        out[k, i] = 1.0
+        return out
+
+
+# ================================================================= writing
+def _encode(value, arrays: Dict[str, Tuple[np.ndarray, str]]):
+    """``value`` with every numpy array moved into ``arrays``."""
+    if isinstance(value, np.ndarray):
+        array = np.asarray(value)
+        if array.dtype.kind not in "fiu":
+            raise ValueError(f"cannot store an array of dtype {array.dtype}")
+        name = f"a{len(arrays)}"
+        arrays[name] = (np.ascontiguousarray(array), "1")
+        return {ARRAY_KEY: name}
+    if isinstance(value, Mapping):
+        return {str(k): _encode(v, arrays) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_encode(v, arrays) for v in value]
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    return value
+
+
+def _network_dict(spec) -> dict:
+    data = spec.to_dict()
+    for entry, pop in zip(data["populations"], spec.populations.values()):
+        if pop.spikes:  # an HH population: the model's definition travels along
+            entry["spec"] = pop.spec.to_dict(include_definition=True)
+            parameters = entry["spec"]["parameters"]
+            for name, value in parameters.items():  # per-neuron values as datasets
+                if isinstance(value, (list, tuple)):
+                    parameters[name] = np.asarray(value, dtype=np.float64)
+    return data
+
+
+def _results(spec, results) -> Optional[dict]:
+    """``results``: ``None``, the torch ``NetworkOutput``, a Brian2 ``BrianNetwork`` after
+    its run, or ``{'steps': T, 'spikes': {pop: (T, size) raster}, 'traces': {pop: {var:
+    (T, size)}}}``."""
+    if results is None:
+        return None
+    if hasattr(results, "spike_raster") and hasattr(results, "state_monitors"):
+        import brian2
+
+        steps = int(round(float(results.network.t / brian2.ms) / spec.dt))
+        spikes = {p: results.spike_raster(p, steps) for p in spec.populations}
+        traces = {}
+        for pop, monitors in results.state_monitors.items():
+            names = {v for m in monitors.values() for v in m.record_variables}
+            back = {"i_syn": "i"}
+            traces[pop] = {back.get(v, v): results.trace(pop, back.get(v, v)) for v in names}
+        results = {"steps": steps, "spikes": spikes, "traces": traces}
+    elif hasattr(results, "spikes") and hasattr(results, "traces"):
+        spikes = {p: np.asarray(v.detach().cpu()) for p, v in results.spikes.items()}
+        steps = next(iter(spikes.values())).shape[0] if spikes else 0
+        traces = {p: {n: np.asarray(t.detach().cpu()) for n, t in d.items()}
+                  for p, d in results.traces.items()}
+        results = {"steps": steps, "spikes": spikes, "traces": traces}
+    if not isinstance(results, Mapping) or set(results) - {"steps", "spikes", "traces"}:
+        raise TypeError("results must be a NetworkOutput, a BrianNetwork or a mapping with "
+                        "'steps', 'spikes' and 'traces'")
+    steps = int(results["steps"])
+    out = {}
+    for pop in spec.populations:
+        raster = np.asarray(results.get("spikes", {}).get(pop, np.zeros((steps, 0))))
+        size = spec.populations[pop].size
+        if raster.ndim != 2 or raster.shape[0] != steps or raster.shape[1] not in (0, size):
+            raise ValueError(f"spikes of {pop!r}: shape {raster.shape}, expected "
+                             f"({steps}, {size})")
+        k, i = np.nonzero(raster)
+        entry = {"spike_steps": k.astype(np.int64), "spike_indices": i.astype(np.int64),
+                 "traces": {}}
+        for var, trace in results.get("traces", {}).get(pop, {}).items():
+            trace = np.asarray(trace, dtype=np.float64)
+            if trace.ndim > 2:  # batch dimensions are not part of the file
+                raise ValueError(f"trace {var!r} of {pop!r} has shape {trace.shape}; save "
+                                 f"one sample (steps, size)")
+            entry["traces"][var] = trace
+        out[pop] = entry
+    return {"steps": steps, "populations": out}
+
+
+def save_network(path, spec, results=None, *, backend: Optional[str] = None,
+                 overwrite: bool = False, provenance: Optional[Mapping[str, str]] = None,
+                 compression=None) -> Path:
+    """Write a network file (format 1.1) atomically, with a content checksum.
+
+    Args:
+        path: the file; refused if it exists unless ``overwrite=True``.
+        spec: the :class:`~hh_plugin.network.NetworkSpec`.
+        results: a run to store: the torch ``NetworkOutput`` (one sample, no batch
+            dimension), a Brian2 ``BrianNetwork`` after ``run()``, or a mapping
+            ``{'steps', 'spikes', 'traces'}``.
+        backend: who produced ``results`` (``'torch'``, ``'brian2'``, ...).
+        provenance: extra strings.
+        compression: ``'gzip'`` or a level 0-9 (default none).
+    """
+    from ..network import NetworkSpec
+    from .atomic import atomic_create
+    from .io import _check_compression, _fill, _versions
+
+    if not isinstance(spec, NetworkSpec):
+        raise TypeError(f"spec must be a NetworkSpec, got {type(spec).__name__}")
+    compression = _check_compression(compression)
+    arrays: Dict[str, Tuple[np.ndarray, str]] = {}
+    network = _encode(_network_dict(spec), arrays)
+    run = _results(spec, results)
+    if run is not None:
+        run = {"backend": str(backend or "none"), **_encode(run, arrays)}
+    prov = {"writer": "hh_plugin", **_versions()}
+    for key, value in dict(provenance or {}).items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError("provenance must map strings to strings")
+        prov[key] = value
+    metadata = {"format": "hh_plugin", "format_version": NETWORK_VERSION, "kind": KIND,
+                "network": network, "results": run, "provenance": prov}
+    stored = {f"arrays/{name}": value for name, value in arrays.items()}
+    return atomic_create(Path(path), _fill(metadata, stored, compression, NETWORK_VERSION),
+                         overwrite=overwrite)
+
+
+# ================================================================= reading
+def _references(value, found: list, where: str, path) -> None:
+    if isinstance(value, Mapping):
+        if ARRAY_KEY in value:
+            name = value[ARRAY_KEY]
+            if len(value) != 1 or not isinstance(name, str) or not _ARRAY_NAME.match(name):
+                raise FormatError(f"{where}: malformed array reference", path)
+            found.append(name)
+            return
+        for key, item in value.items():
+            _references(item, found, f"{where}.{key}", path)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _references(item, found, f"{where}[{index}]", path)
+
+
+def check_metadata(meta: dict, path) -> Tuple[str, ...]:
+    """The metadata's shape; returns the referenced array names (each used once)."""
+    if set(meta) != _TOP_KEYS:
+        missing, extra = _TOP_KEYS - set(meta), set(meta) - _TOP_KEYS
+        what = f"missing {sorted(missing)}" if missing else f"unexpected {sorted(extra)}"
+        raise FormatError(f"invalid network metadata: {what}", path)
+    if meta["format"] != "hh_plugin" or meta["kind"] != KIND:
+        raise FormatError("invalid network metadata: format must be 'hh_plugin' and kind "
+                          "'network'", path)
+    if not isinstance(meta["network"], dict):
+        raise FormatError("invalid network metadata: network must be an object", path)
+    prov = meta["provenance"]
+    if not isinstance(prov, dict) or not all(isinstance(v, str) for v in prov.values()):
+        raise FormatError("invalid network metadata: provenance must map strings to "
+                          "strings", path)
+    if meta["results"] is not None and not isinstance(meta["results"], dict):
+        raise FormatError("invalid network metadata: results must be an object or null",
+                          path)
+    names: list = []
+    _references(meta["network"], names, "network", path)
+    _references(meta["results"], names, "results", path)
+    if len(set(names)) != len(names):
+        raise FormatError("invalid network metadata: an array is referenced twice", path)
+    return tuple(names)
+
+
+def expected_network_tree(meta: dict, path) -> Dict[str, Dict[str, str]]:
+    names = check_metadata(meta, path)
+    return {"/": {"arrays": GROUP}, "/arrays": {name: DATASET for name in names}}
+
+
+def _decode(value, arrays: Dict[str, np.ndarray]):
+    if isinstance(value, Mapping):
+        if ARRAY_KEY in value:
+            return arrays[value[ARRAY_KEY]]
+        return {k: _decode(v, arrays) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v, arrays) for v in value]
+    return value
+
+
+def _bounded_sizes(network: dict, limits: Limits, path) -> None:
+    """Population and source sizes bounded before anything is allocated for them."""
+    most = limits.max_bytes // 8
+    for group in ("populations", "inputs"):
+        items = network.get(group, [])
+        if not isinstance(items, list):
+            raise FormatError(f"invalid network: {group} must be a list", path)
+        for item in items:
+            if not isinstance(item, dict):
+                raise FormatError(f"invalid network: an entry of {group} is not an object",
+                                  path)
+            size = item.get("size")
+            if size is not None and (isinstance(size, bool) or not isinstance(size, int)
+                                     or not 0 < size <= most):
+                raise FormatError(f"invalid network: size {size!r} of {item.get('name')!r} "
+                                  f"is not an integer in 1..{most} (the reader's limit)", path)
+
+
+def _arrays(raw, path) -> Dict[str, np.ndarray]:
+    from .reader import _text
+
+    out = {}
+    for where, (values, unit) in raw.arrays.items():
+        name = where.rsplit("/", 1)[-1]
+        if _text(unit, f"{where} unit attribute", path) != "1":
+            raise FormatError(f"{where} has unit {unit!r}; network arrays carry '1' (the "
+                              f"specification fixes each value's unit)", path)
+        array = np.asarray(values)
+        if array.dtype.kind == "b":
+            array = array.astype(np.int64)
+        if array.dtype.kind not in "fiu":
+            raise FormatError(f"{where} is {array.dtype}; expected numbers", path)
+        if array.dtype.kind == "f":
+            if not np.all(np.isfinite(array)):
+                raise FormatError(f"{where} contains NaN or infinite values", path)
+            array = array.astype(np.float64)
+        else:
+            array = array.astype(np.int64)
+        out[name] = array
+    return out
+
+
+def _index_array(value, where: str, upper: int, path) -> np.ndarray:
+    array = np.asarray(value)
+    if array.ndim != 1 or array.dtype.kind not in "iu":
+        raise FormatError(f"{where} must be a 1-D integer array", path)
+    if array.size and (array.min() < 0 or array.max() >= upper):
+        raise FormatError(f"{where} has values outside 0..{upper - 1}", path)
+    return array.astype(np.int64)
+
+
+def _results_from(meta_results, arrays, spec, path):
+    run = _decode(meta_results, arrays)
+    if set(run) != {"backend", "steps", "populations"}:
+        raise FormatError("invalid network results: expected backend, steps, populations",
+                          path)
+    steps = run["steps"]
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise FormatError(f"invalid network results: steps {steps!r}", path)
+    if not isinstance(run["populations"], dict) or \
+            set(run["populations"]) != set(spec.populations):
+        raise FormatError("invalid network results: one entry per population is required",
+                          path)
+    spikes, traces = {}, {}
+    for pop, entry in run["populations"].items():
+        size = spec.populations[pop].size
+        if not isinstance(entry, dict) or set(entry) != {"spike_steps", "spike_indices",
+                                                        "traces"}:
+            raise FormatError(f"invalid network results of {pop!r}", path)
+        k = _index_array(entry["spike_steps"], f"results of {pop!r}: spike_steps",
+                         max(steps, 1), path)
+        i = _index_array(entry["spike_indices"], f"results of {pop!r}: spike_indices", size,
+                         path)
+        if len(k) != len(i):
+            raise FormatError(f"results of {pop!r}: spike_steps and spike_indices differ in "
+                              f"length", path)
+        spikes[pop] = (k, i)
+        if not isinstance(entry["traces"], dict):
+            raise FormatError(f"invalid traces of {pop!r}", path)
+        traces[pop] = {}
+        for var, trace in entry["traces"].items():
+            trace = np.asarray(trace)
+            if trace.dtype.kind != "f" or trace.shape != (steps, size):
+                raise FormatError(f"trace {var!r} of {pop!r} has shape {trace.shape}, "
+                                  f"expected ({steps}, {size})", path)
+            traces[pop][var] = trace
+    return steps, spikes, traces, str(run["backend"])
+
+
+def build_network_record(raw, meta: dict, path, limits: Optional[Limits] = None
+                         ) -> NetworkRecord:
+    """Step 3 for a network file: from the checked container content to the record."""
+    from ..network import NetworkSpec
+
+    limits = limits or Limits.default()
+    names = check_metadata(meta, path)
+    arrays = _arrays(raw, path)
+    if set(arrays) != set(names):
+        raise FormatError("the arrays in the file differ from those the metadata names",
+                          path)
+    _bounded_sizes(meta["network"], limits, path)
+    try:
+        spec = NetworkSpec.from_dict(_decode(meta["network"], arrays))
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
+        detail = str(exc) if not isinstance(exc, KeyError) else f"missing field {exc}"
+        raise FormatError(f"invalid network: {detail}", path) from None
+    record = NetworkRecord(spec=spec, provenance=dict(meta["provenance"]), path=str(path))
+    if meta["results"] is not None:
+        record.steps, record.spikes, record.traces, record.backend = _results_from(
+            meta["results"], arrays, spec, path)
+    return record
+
+
+def load_any(path, *, isolate: Optional[bool] = None, verify: bool = True, max_bytes=None,
+             timeout: Optional[float] = None):
+    """An :class:`~hh_plugin.export.HHRecord` (format 1.0) or a :class:`NetworkRecord`
+    (format 1.1), whichever the file is; options and checks as
+    :func:`hh_plugin.export.load`."""
+    import os
+
+    from .reader import build_record, check_root, probe_file, read_file
+    from .sandbox import load_isolated_raw
+
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    path = Path(path)
+    limits = Limits.default(max_bytes)
+    kind = probe_file(path, verify, limits)
+    if isolate is None:
+        isolate = kind != "checksummed"
+    raw = (load_isolated_raw(path, limits, timeout=timeout) if isolate
+           else read_file(path, limits))
+    meta, version = check_root(raw, path)
+    if not is_network_version(version):
+        return build_record(raw, path)
+    return build_network_record(raw, meta, path, limits)
+
+
+def load_network(path, **options) -> NetworkRecord:
+    """Read a network file (format 1.1) into a :class:`NetworkRecord`; the options
+    (``isolate``, ``verify``, ``max_bytes``, ``timeout``) and the checks are those of
+    :func:`hh_plugin.export.load` (``isolate=True`` for files from untrusted sources). A
+    single-population file is refused with a hint."""
+    record = load_any(path, **options)
+    if not isinstance(record, NetworkRecord):
+        raise FormatError("a single-population file (format 1.0), not a network file: read "
+                          "it with hh_plugin.export.load", path)
+    return record
+
+
+def is_network_version(version: str) -> bool:
+    return tuple(int(x) for x in version.split(".")) >= (1, 1)
+
+
+def summary(record: NetworkRecord) -> str:
+    """What ``hh-plugin inspect`` prints for a network file."""
+    spec = record.spec
+    lines = [f"hh_plugin network file (format {NETWORK_VERSION}), dt = {spec.dt:g} ms"]
+    lines.append("populations:")
+    for pop in spec.populations.values():
+        model = pop.model.name
+        extra = f", refractory {pop.refractory:g} ms" if pop.refractory is not None else ""
+        lines.append(f"  {pop.name}: {pop.size} x {model}{extra}")
+    if spec.sources:
+        lines.append("spike sources:")
+        for src in spec.sources.values():
+            lines.append(f"  {src.name}: {src.size} ({type(src).__name__})")
+    lines.append("projections:")
+    for proj in spec.projections:
+        conn = spec.connections[proj.name]
+        w = np.asarray(conn.weight)
+        d = np.asarray(conn.delay)
+        stats = (f"w mean {w.mean():.4g}, min {w.min():.4g}, max {w.max():.4g} "
+                 f"{proj.synapse.unit}" if w.size else "no synapses")
+        delays = f"delay {int(d.min())}..{int(d.max())} steps" if d.size else ""
+        lines.append(f"  {proj.name}: {proj.source} -> {proj.target}, "
+                     f"{proj.synapse.model.name} ({proj.synapse.receptor}), {w.size} synapses "
+                     f"({'dense' if conn.dense else 'sparse'}), {stats}, {delays}")
+    for cur in spec.currents:
+        lines.append(f"current input -> {cur.target}: "
+                     f"{'constant' if cur.is_constant else f'{cur.steps} steps'}")
+    if record.has_results:
+        lines.append(f"results ({record.backend}, {record.steps} steps):")
+        for pop, (k, _) in record.spikes.items():
+            names = ", ".join(sorted(record.traces.get(pop, {}))) or "none"
+            lines.append(f"  {pop}: {len(k)} spikes, traces: {names}")
+    return "\n".join(lines)

@@ -1,0 +1,145 @@
+"""Run a network file on a backend, and compare two runs population by population
+(``hh-plugin run`` / ``crosscheck`` on network files)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from .errors import CrosscheckError
+
+#: Backends of :func:`run_network`.
+NETWORK_BACKENDS = ("torch", "brian2", "cpp_standalone")
+
+
+def run_network(spec, backend: str, steps: int, record: Sequence[str] = ("V", "v"),
+                dtype=None, device=None, target: str = "numpy") -> Dict:
+    """Run ``spec`` for ``steps`` steps; the ``results`` mapping of
+    :func:`~hh_plugin.export.save_network` (spikes and the recorded variables that each
+    population has)."""
+    if backend not in NETWORK_BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; use one of {NETWORK_BACKENDS}")
+    if backend == "torch":
+        import torch
+
+        from ..torch.network import NetworkModule
+
+        module = NetworkModule(spec, dtype=dtype or torch.float64, device=device)
+        with torch.no_grad():
+            out = module(steps=steps, record=tuple(record))
+        return {"steps": steps,
+                "spikes": {p: out.spikes[p].cpu().numpy() for p in spec.populations},
+                "traces": {p: {n: t.cpu().numpy() for n, t in d.items()}
+                           for p, d in out.traces.items()}}
+    import tempfile
+
+    import brian2
+
+    from ..brian2 import use_device
+    from ..brian2.network import build_network
+
+    brian2.start_scope()
+    if backend == "brian2":
+        with use_device("runtime", target=target):
+            net = build_network(spec, steps, record=tuple(record))
+            net.run()
+            return _brian2_results(spec, net, steps, record)
+    with tempfile.TemporaryDirectory() as directory:
+        with use_device("cpp_standalone", directory=directory, build_on_run=False) as s:
+            net = build_network(spec, steps, record=tuple(record))
+            net.run()
+            s.build(with_output=False)
+        return _brian2_results(spec, net, steps, record)
+
+
+def _brian2_results(spec, net, steps, record) -> Dict:
+    traces = {}
+    for pop in spec.populations:
+        traces[pop] = {}
+        for var in record:
+            try:
+                traces[pop][var] = net.trace(pop, var)
+            except (StopIteration, KeyError):
+                continue  # not a variable of this population
+    return {"steps": steps, "spikes": {p: net.spike_raster(p, steps) for p in spec.populations},
+            "traces": traces}
+
+
+@dataclass
+class PopulationComparison:
+    name: str
+    spikes_a: int
+    spikes_b: int
+    first_diverging_step: Optional[int]
+    max_dV: Optional[float]
+    variable: Optional[str]
+
+    @property
+    def identical_spikes(self) -> bool:
+        return self.first_diverging_step is None
+
+
+def compare_networks(a, b) -> List[PopulationComparison]:
+    """Compare two :class:`~hh_plugin.export.NetworkRecord` runs of the same network:
+    per population the spike counts, the first step whose spikes differ and the largest
+    difference of ``V`` (or ``v``) where both recorded it."""
+    for record, label in ((a, "first"), (b, "second")):
+        if not record.has_results:
+            raise CrosscheckError(f"the {label} file holds a network but no run")
+    if list(a.spec.populations) != list(b.spec.populations) or any(
+            a.spec.populations[p].size != b.spec.populations[p].size
+            for p in a.spec.populations):
+        raise CrosscheckError("the files hold different networks (populations or sizes "
+                              "differ)")
+    steps = min(a.steps, b.steps)
+    rows = []
+    for pop in a.spec.populations:
+        ra, rb = a.raster(pop)[:steps], b.raster(pop)[:steps]
+        differ = np.nonzero(np.any(ra != rb, axis=1))[0]
+        dV = var = None
+        for name in ("V", "v"):
+            ta, tb = a.traces.get(pop, {}).get(name), b.traces.get(pop, {}).get(name)
+            if ta is not None and tb is not None:
+                dV, var = float(np.abs(ta[:steps] - tb[:steps]).max()), name
+                break
+        rows.append(PopulationComparison(pop, int(ra.sum()), int(rb.sum()),
+                                         int(differ[0]) if len(differ) else None, dV, var))
+    return rows
+
+
+def comparison_table(rows: List[PopulationComparison], backends=("a", "b")) -> str:
+    head = (f"{'population':<14} {'spikes ' + str(backends[0]):>16} "
+            f"{'spikes ' + str(backends[1]):>16} {'first diverging step':>21} "
+            f"{'max |dV|':>10}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        first = "none" if r.first_diverging_step is None else str(r.first_diverging_step)
+        dV = "-" if r.max_dV is None else f"{r.max_dV:.2e}"
+        lines.append(f"{r.name:<14} {r.spikes_a:>16d} {r.spikes_b:>16d} {first:>21} "
+                     f"{dV:>10}")
+    return "\n".join(lines)
+
+
+def plot_rasters(a, b, handle, labels=("a", "b")) -> None:
+    """Side-by-side rasters of every population of two runs (PNG to ``handle``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for ax, record, label in zip(axes, (a, b), labels):
+        offset = 0
+        for pop in record.spec.populations:
+            k, i = record.spikes[pop]
+            ax.plot(k * record.spec.dt, i + offset, "|", markersize=3, label=pop)
+            offset += record.spec.populations[pop].size
+        ax.set_title(str(label))
+        ax.set_xlabel("time (ms)")
+    axes[0].set_ylabel("neuron (populations stacked)")
+    axes[1].legend(loc="upper right", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(handle, format="png", dpi=110)
+    plt.close(fig)
