@@ -164,7 +164,9 @@ def test_save_refuses_bad_arguments(tmp_path):
 
 BAD_FILES = {
     "newer version": (lambda f: f.attrs.__setitem__("format_version", "2.0"), "newer"),
-    "newer minor": (lambda f: f.attrs.__setitem__("format_version", "1.1"), "newer"),
+    "newer minor": (lambda f: f.attrs.__setitem__("format_version", "1.2"), "newer"),
+    "1.0 content labelled 1.1": (lambda f: f.attrs.__setitem__("format_version", "1.1"),
+                                 "invalid network metadata"),
     "other format": (lambda f: f.attrs.__setitem__("format", "nir"), "not an hh_plugin"),
     "no format attr": (lambda f: f.attrs.__delitem__("format"), "not an hh_plugin"),
     "metadata not json": (lambda f: f.attrs.__setitem__("metadata", "{oops"), "not valid JSON"),

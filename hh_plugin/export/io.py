@@ -214,15 +214,14 @@ def _prepare(spec, state, time, dt, input, input_t_start, traces, backend, prove
 _SLICE_BYTES = 16 << 20
 
 
-def _write(path: str, metadata: dict, arrays: dict, compression, check=lambda: None,
-           version: str = FORMAT_VERSION) -> None:
+def _write(path: str, metadata: dict, arrays: dict, compression, check=lambda: None) -> None:
     """Write the HDF5 content (with the 512-byte user block for the checksum) to ``path``."""
     import h5py
 
     with h5py.File(path, "w", libver="earliest", userblock_size=checksum.USERBLOCK_SIZE,
                    locking=False) as f:
         f.attrs["format"] = FORMAT_NAME
-        f.attrs["format_version"] = version
+        f.attrs["format_version"] = metadata["format_version"]  # 1.0, or 1.1 for networks
         f.attrs["metadata"] = json.dumps(metadata, allow_nan=False, sort_keys=True)
         for name, (array, unit) in arrays.items():
             check()
@@ -242,9 +241,9 @@ def _write(path: str, metadata: dict, arrays: dict, compression, check=lambda: N
         f.flush()
 
 
-def _fill(metadata: dict, arrays: dict, compression, version: str = FORMAT_VERSION):
+def _fill(metadata: dict, arrays: dict, compression):
     def fill(tmp: str, fd: int, check) -> None:
-        _write(tmp, metadata, arrays, compression, check, version)
+        _write(tmp, metadata, arrays, compression, check)
         checksum.stamp(fd, check)
     return fill
 

@@ -115,11 +115,11 @@ def check_attributes(obj, allowed, where: str, limits: Limits, path, required=()
     if count > len(allowed):
         names = [name for _, name in zip(range(len(allowed) + 1), obj.attrs)]
         extra = [n for n in names if n not in allowed] or names
-        _fail(f"unexpected attribute {extra[0]!r} on {where} (not in format 1.0)", path)
+        _fail(f"unexpected attribute {extra[0]!r} on {where} (not in the format)", path)
     names = list(obj.attrs)
     for name in names:
         if name not in allowed:
-            _fail(f"unexpected attribute {name!r} on {where} (not in format 1.0)", path)
+            _fail(f"unexpected attribute {name!r} on {where} (not in the format)", path)
     for name in required:
         if name not in names:
             _fail(f"{where} has no {name!r} attribute", path)
@@ -227,7 +227,7 @@ def walk(f, tree: Dict[str, Dict[str, str]], limits: Limits, path) -> Dict[str, 
         if count > len(members):
             names: List[str] = [n for _, n in zip(range(len(members) + 1), group)]
             extra = [n for n in names if n not in members]
-            _fail(f"unexpected field {_join(group_path, extra[0])} (not in format 1.0)", path)
+            _fail(f"unexpected field {_join(group_path, extra[0])} (not in the format)", path)
         present = set(group)
         for name in present:
             if not isinstance(name, str):  # h5py hands back undecodable names as bytes
@@ -235,7 +235,7 @@ def walk(f, tree: Dict[str, Dict[str, str]], limits: Limits, path) -> Dict[str, 
                       path)
         for name in sorted(present):
             if name not in members:
-                _fail(f"unexpected field {_join(group_path, name)} (not in format 1.0)", path)
+                _fail(f"unexpected field {_join(group_path, name)} (not in the format)", path)
         for name in sorted(members):
             where = _join(group_path, name)
             if name not in present:

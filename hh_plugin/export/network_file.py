@@ -82,7 +82,7 @@ def _encode(value, arrays: Dict[str, Tuple[np.ndarray, str]]):
         if array.dtype.kind not in "fiu":
             raise ValueError(f"cannot store an array of dtype {array.dtype}")
         name = f"a{len(arrays)}"
-        arrays[name] = (np.ascontiguousarray(array), "1")
+        arrays[name] = (np.array(array, order="C"), "1")  # keeps 0-d arrays 0-d
         return {ARRAY_KEY: name}
     if isinstance(value, Mapping):
         return {str(k): _encode(v, arrays) for k, v in value.items()}
@@ -187,7 +187,7 @@ def save_network(path, spec, results=None, *, backend: Optional[str] = None,
     metadata = {"format": "hh_plugin", "format_version": NETWORK_VERSION, "kind": KIND,
                 "network": network, "results": run, "provenance": prov}
     stored = {f"arrays/{name}": value for name, value in arrays.items()}
-    return atomic_create(Path(path), _fill(metadata, stored, compression, NETWORK_VERSION),
+    return atomic_create(Path(path), _fill(metadata, stored, compression),
                          overwrite=overwrite)
 
 
