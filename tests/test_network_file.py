@@ -200,3 +200,32 @@ def test_cli_runs_a_network_file_on_both_backends_and_crosschecks(tmp_path):
     mixed = _cli("crosscheck", str(tmp_path / "torch.h5"),
                  str(save(tmp_path / "one.h5", HHSpec(), dt=0.01)))
     assert mixed.returncode == 2 and "single population" in mixed.stderr
+
+
+def test_network_metadata_follows_the_published_schema(tmp_path):
+    """export/schema/hh_plugin_network-1.1.schema.json describes what save_network writes
+    (a file with and one without results)."""
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((ROOT / "export" / "schema" /
+                         "hh_plugin_network-1.1.schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    spec = network()
+    for name, results in (("plain", None), ("run", run_torch(spec, 20))):
+        path = save_network(tmp_path / f"{name}.h5", spec, results, backend="torch")
+        with h5py.File(path, "r") as f:
+            meta = json.loads(f.attrs["metadata"])
+        jsonschema.validate(meta, schema)
+    meta["network"]["projections"][0]["dense"] = "yes"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(meta, schema)
+
+
+def test_float_delays_are_refused(tmp_path):
+    spec = NetworkSpec([Population("A", 5), Population("B", 4)],
+                       [Projection("A", "B", Sparse([0, 1], [0, 1], [1.0, 2.0]),
+                                   current_pulse(), delay=1)])
+    path = save_network(tmp_path / "net.h5", spec)
+    _rewrite(path, lambda m, f: _set_array(f, _first_projection_array(m, f, "delay"),
+                                           np.array([1.5, 1.0])))
+    with pytest.raises(FormatError, match="delay"):
+        load_network(path)
