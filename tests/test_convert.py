@@ -203,3 +203,10 @@ def test_trained_digits_model_runs_in_brian2_with_identical_predictions():
         fields = row.split()
         assert "True True" in " ".join(fields), row  # identical spikes, same predictions
     print(proc.stdout[-1500:])
+
+
+def test_network_without_projections_keeps_its_dtype():
+    spec = NetworkSpec([Population("R", 2, LISpec())], [], [CurrentInput("R", 1.0)], dt=0.1)
+    with torch.no_grad():
+        out = NetworkModule(spec, dtype=torch.float64)(steps=3, record=("v",))
+    assert out.traces["R"]["v"].dtype == torch.float64

@@ -103,6 +103,10 @@ def _population(net: BrianNetwork, name: str, initial: str) -> Population:
     spec = net.spec
     pop = spec.populations[name]
     group = net.groups[name]
+    if not pop.spikes:
+        raise NotImplementedError(f"population {name!r} is a leaky integrator: reading "
+                                  f"leaky-integrator populations back from Brian2 is not "
+                                  f"supported (take them from the specification)")
     model = pop.model
     changed = {}
     for pname, value in pop.spec.parameters.items():

@@ -232,6 +232,9 @@ class NetworkModule(torch.nn.Module):
         if dtype not in (torch.float32, torch.float64):
             raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
         self.spec = spec
+        # the dtype and device of a network without projections (no weight to ask)
+        self.register_buffer("_empty_reference", torch.zeros((), dtype=dtype, device=device),
+                             persistent=False)
         self.dt = spec.dt * 1e-3  # seconds, as Norse
         self.projections = torch.nn.ModuleDict({
             proj.name: ProjectionOperator(spec.connections[proj.name], dtype, device)
@@ -256,7 +259,7 @@ class NetworkModule(torch.nn.Module):
     def _reference(self) -> torch.Tensor:
         for p in self.parameters():
             return p
-        return torch.zeros((), dtype=torch.float32)
+        return self._empty_reference
 
     # ----------------------------------------------------------------- state
     def initial_state(self, batch_shape: Sequence[int] = (), dtype=None, device=None
