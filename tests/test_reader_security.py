@@ -223,8 +223,9 @@ def test_file_without_checksum_loads_in_a_child_by_default(tmp_path, monkeypatch
     from hh_plugin.export import sandbox
 
     calls = []
-    real = sandbox.load_isolated
-    monkeypatch.setattr(sandbox, "load_isolated", lambda *a, **k: calls.append(a) or real(*a, **k))
+    real = sandbox.load_isolated_raw
+    monkeypatch.setattr(sandbox, "load_isolated_raw",
+                        lambda *a, **k: calls.append(a) or real(*a, **k))
     record = load(tmp_path / "plain.h5")
     assert calls and np.array_equal(record.input, load(path).input)
     assert load(tmp_path / "plain.h5", isolate=False).spec == record.spec

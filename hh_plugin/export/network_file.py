@@ -366,20 +366,9 @@ def load_any(path, *, isolate: Optional[bool] = None, verify: bool = True, max_b
     """An :class:`~hh_plugin.export.HHRecord` (format 1.0) or a :class:`NetworkRecord`
     (format 1.1), whichever the file is; options and checks as
     :func:`hh_plugin.export.load`."""
-    import os
+    from .reader import build_record, check_root, read_checked
 
-    from .reader import build_record, check_root, probe_file, read_file
-    from .sandbox import load_isolated_raw
-
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
-    path = Path(path)
-    limits = Limits.default(max_bytes)
-    kind = probe_file(path, verify, limits)
-    if isolate is None:
-        isolate = kind != "checksummed"
-    raw = (load_isolated_raw(path, limits, timeout=timeout) if isolate
-           else read_file(path, limits))
+    raw, path, limits = read_checked(path, isolate, verify, max_bytes, timeout)
     meta, version = check_root(raw, path)
     if not is_network_version(version):
         return build_record(raw, path)

@@ -407,6 +407,14 @@ def load(path, *, isolate: Optional[bool] = None, verify: bool = True, max_bytes
     values outside [0, 1], unknown or mismatched units. ``export/FORMAT.md`` section 5 lists
     the rules.
     """
+    raw, path, _ = read_checked(path, isolate, verify, max_bytes, timeout)
+    return build_record(raw, path)
+
+
+def read_checked(path, isolate: Optional[bool], verify: bool, max_bytes,
+                 timeout: Optional[float]) -> Tuple[RawFile, Path, Limits]:
+    """Steps 1 and 2 and the reads of :func:`load` (of any format version), in this
+    process or a child process as ``isolate`` says: ``(raw content, path, limits)``."""
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
     path = Path(path)
@@ -415,7 +423,7 @@ def load(path, *, isolate: Optional[bool] = None, verify: bool = True, max_bytes
     if isolate is None:
         isolate = kind != "checksummed"
     if isolate:
-        from .sandbox import load_isolated
+        from .sandbox import load_isolated_raw
 
-        return load_isolated(path, limits, timeout=timeout)
-    return build_record(read_file(path, limits), path)
+        return load_isolated_raw(path, limits, timeout=timeout), path, limits
+    return read_file(path, limits), path, limits
