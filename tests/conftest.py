@@ -26,3 +26,17 @@ def reference(request):
 def grad_reference():
     with np.load(DATA / "brainpy_hh_grad_f64.npz") as data:
         return {k: data[k] for k in data.files}
+
+
+@pytest.fixture
+def numpy_target():
+    """Brian2 on its numpy target in a fresh scope; the target and ``defaultclock.dt``
+    restored afterwards."""
+    brian2 = pytest.importorskip("brian2")
+    old_target, old_dt = brian2.prefs.codegen.target, brian2.defaultclock.dt
+    brian2.prefs.codegen.target = "numpy"
+    brian2.start_scope()
+    yield brian2
+    brian2.prefs.codegen.target = old_target
+    brian2.defaultclock.dt = old_dt
+    brian2.start_scope()

@@ -12,7 +12,7 @@ import torch
 
 brian2 = pytest.importorskip("brian2")
 
-from brian2 import defaultclock, ms, msiemens, prefs, start_scope, uA  # noqa: E402
+from brian2 import ms, msiemens, uA  # noqa: E402
 
 from hh_plugin import HHSpec  # noqa: E402
 from hh_plugin.brian2.network import build_network  # noqa: E402
@@ -27,14 +27,8 @@ STEPS = 600
 
 
 @pytest.fixture(autouse=True)
-def numpy_target():
-    old_target, old_dt = prefs.codegen.target, defaultclock.dt
-    prefs.codegen.target = "numpy"
-    start_scope()
+def _numpy(numpy_target):  # every test here runs Brian2 on the numpy target (conftest)
     yield
-    prefs.codegen.target = old_target
-    defaultclock.dt = old_dt
-    start_scope()
 
 
 def make_spec():

@@ -41,17 +41,6 @@ def norse_run(model, x, steps):
     return outputs[2].numpy(), outputs[4].numpy()
 
 
-@pytest.fixture
-def numpy_target():
-    brian2 = pytest.importorskip("brian2")
-    old = brian2.prefs.codegen.target
-    brian2.prefs.codegen.target = "numpy"
-    brian2.start_scope()
-    yield brian2
-    brian2.prefs.codegen.target = old
-    brian2.start_scope()
-
-
 # --------------------------------------------------------------- leaky integrator
 def test_leaky_integrator_defaults_and_dict_are_norses():
     norse_defaults = LIParameters()

@@ -9,7 +9,7 @@ import torch
 brian2 = pytest.importorskip("brian2")
 
 from brian2 import (SpikeMonitor, StateMonitor, defaultclock, ms, mV, msiemens,  # noqa: E402
-                    prefs, run, start_scope, uA)
+                    run, start_scope, uA)
 
 from hh_plugin import HHSpec  # noqa: E402
 from hh_plugin.brian2 import equations, namespace, neuron_group, use_device  # noqa: E402
@@ -21,17 +21,6 @@ from hh_plugin.network import (CurrentInput, NetworkSpec, OneToOne, Population, 
 from hh_plugin.torch.network import NetworkModule  # noqa: E402
 
 from test_network_torch import _mixed_net, first_changed_row, single_spike_net  # noqa: E402
-
-
-@pytest.fixture
-def numpy_target():
-    old_target, old_dt = prefs.codegen.target, defaultclock.dt
-    prefs.codegen.target = "numpy"
-    start_scope()
-    yield
-    prefs.codegen.target = old_target
-    defaultclock.dt = old_dt
-    start_scope()
 
 
 def run_brian2(spec, steps, record=("V",), prefix=""):
