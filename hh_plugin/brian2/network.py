@@ -94,6 +94,9 @@ class BrianNetwork:
         if self.steps is not None and steps > self.steps:
             raise ValueError(f"the network's inputs were built for {self.steps} steps; "
                              f"cannot run {steps}")
+        # every name the objects use is in their own namespaces; an empty run namespace
+        # keeps the caller's variables (an ``i`` of a loop, say) out of the resolution
+        kwargs.setdefault("namespace", {})
         self.network.run(steps * self.spec.dt * brian2.ms, **kwargs)
 
     def spike_raster(self, population: str, steps: int) -> np.ndarray:
