@@ -120,6 +120,14 @@ class BrianNetwork:
         k = np.round(np.asarray(mon.t / brian2.ms) / self.spec.dt).astype(np.int64)
         return k, np.asarray(mon.i, dtype=np.int64)
 
+    def recorded(self, population: str) -> tuple:
+        """The variables recorded for a population, by the plugin's names (a leaky
+        integrator's ``i``, not Brian2's ``i_syn``)."""
+        back = {} if self.spec.populations[population].spikes else {
+            brian: norse for norse, brian in LI_VARIABLES.items()}
+        return tuple(back.get(v, v) for m in self.state_monitors.get(population, {}).values()
+                     for v in m.record_variables)
+
     def trace(self, population: str, variable: str) -> np.ndarray:
         """``(T, N)`` recorded values in the plugin's units (mV, mS, uA or 1)."""
         monitors = self.state_monitors[population]
@@ -159,15 +167,6 @@ def _receptor_equations(spec: NetworkSpec, population: str):
         else:
             terms.append(var)
     return lines, terms, pulses, constants
-
-
-def _set_receptors(group, spec: NetworkSpec, population: str, state, constant_current):
-    import brian2
-
-    for syn in spec.receptors[population].values():
-        setattr(group, syn.variable, state[syn.variable] * brian2_unit(syn.unit))
-    if constant_current is not None:
-        group.I_ext = constant_current * brian2.uA
 
 
 def build_network(spec: NetworkSpec, steps: Optional[int] = None,
@@ -240,36 +239,33 @@ def build_network(spec: NetworkSpec, steps: Optional[int] = None,
         current_terms += terms
         current = " + ".join(current_terms) if current_terms else "parameter"
         state = spec.initial_state(name)
-        if not pop.spikes:
+        if pop.spikes:
+            ref_steps = pop.refractory_steps(spec.dt)
+            if ref_steps is not None:
+                group_kwargs_pop = {**group_kwargs, "refractory": ref_steps * spec.dt}
+            else:
+                group_kwargs_pop = group_kwargs
+            group = neuron_group(pop.size, pop.spec, current=current, V_init=state["V"],
+                                 method=method, extra_equations="\n".join(lines) or None,
+                                 namespace=namespace, clock=clock, order=_order(r, 1),
+                                 name=f"{prefix}{name}", **group_kwargs_pop)
+            for gate in pop.model.gate_names:
+                setattr(group, gate, state[gate])
+            group.set_event_schedule("spike", when="groups", order=_order(r, 4))
+        else:
             group = leaky_integrator_group(
                 pop.size, pop.spec, state, current if current_terms else None, lines,
                 namespace, clock, _order(r, 1), f"{prefix}{name}", method=method)
-            _set_receptors(group, spec, name, state, constant_current)
-            if pulses:
-                group.run_regularly("\n".join(pulses), when="groups", order=_order(r, 2),
-                                    name=f"{prefix}{name}_clear_pulses")
-            groups[name] = group
-            objects.append(group)
-            continue
-        ref_steps = pop.refractory_steps(spec.dt)
-        if ref_steps is not None:
-            group_kwargs_pop = {**group_kwargs, "refractory": ref_steps * spec.dt}
-        else:
-            group_kwargs_pop = group_kwargs
-        group = neuron_group(pop.size, pop.spec, current=current, V_init=state["V"],
-                             method=method, extra_equations="\n".join(lines) or None,
-                             namespace=namespace, clock=clock, order=_order(r, 1),
-                             name=f"{prefix}{name}", **group_kwargs_pop)
-        for gate in pop.model.gate_names:
-            setattr(group, gate, state[gate])
-        _set_receptors(group, spec, name, state, constant_current)
+        for syn in spec.receptors[name].values():
+            setattr(group, syn.variable, state[syn.variable] * brian2_unit(syn.unit))
+        if constant_current is not None:
+            group.I_ext = constant_current * brian2.uA
         if pulses:  # the regular operation is contained in the group
             group.run_regularly("\n".join(pulses), when="groups", order=_order(r, 2),
                                 name=f"{prefix}{name}_clear_pulses")
-        group.set_event_schedule("spike", when="groups", order=_order(r, 4))
         groups[name] = group
         objects.append(group)
-        if record_spikes:
+        if record_spikes and pop.spikes:
             mon = brian2.SpikeMonitor(group, name=f"{prefix}{name}_spikes")
             mon.when, mon.order = "groups", _order(r, 5)
             spike_mons[name] = mon

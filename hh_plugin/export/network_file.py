@@ -30,7 +30,6 @@ against the populations (step and neuron indices in range, trace shapes).
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,23 +110,12 @@ def _results(spec, results) -> Optional[dict]:
     (T, size)}}}``."""
     if results is None:
         return None
-    if hasattr(results, "spike_raster") and hasattr(results, "state_monitors"):
-        import brian2
+    from .network_run import results_from_brian2, results_from_torch
 
-        steps = int(round(float(results.network.t / brian2.ms) / spec.dt))
-        spikes = {p: results.spike_raster(p, steps) for p in spec.populations}
-        traces = {}
-        for pop, monitors in results.state_monitors.items():
-            names = {v for m in monitors.values() for v in m.record_variables}
-            back = {"i_syn": "i"}
-            traces[pop] = {back.get(v, v): results.trace(pop, back.get(v, v)) for v in names}
-        results = {"steps": steps, "spikes": spikes, "traces": traces}
+    if hasattr(results, "spike_raster") and hasattr(results, "state_monitors"):
+        results = results_from_brian2(results)
     elif hasattr(results, "spikes") and hasattr(results, "traces"):
-        spikes = {p: np.asarray(v.detach().cpu()) for p, v in results.spikes.items()}
-        steps = next(iter(spikes.values())).shape[0] if spikes else 0
-        traces = {p: {n: np.asarray(t.detach().cpu()) for n, t in d.items()}
-                  for p, d in results.traces.items()}
-        results = {"steps": steps, "spikes": spikes, "traces": traces}
+        results = results_from_torch(results)
     if not isinstance(results, Mapping) or set(results) - {"steps", "spikes", "traces"}:
         raise TypeError("results must be a NetworkOutput, a BrianNetwork or a mapping with "
                         "'steps', 'spikes' and 'traces'")

@@ -29,10 +29,7 @@ def run_network(spec, backend: str, steps: int, record: Sequence[str] = ("V", "v
         module = NetworkModule(spec, dtype=dtype or torch.float64, device=device)
         with torch.no_grad():
             out = module(steps=steps, record=tuple(record))
-        return {"steps": steps,
-                "spikes": {p: out.spikes[p].cpu().numpy() for p in spec.populations},
-                "traces": {p: {n: t.cpu().numpy() for n, t in d.items()}
-                           for p, d in out.traces.items()}}
+        return results_from_torch(out)
     import tempfile
 
     import brian2
@@ -45,26 +42,35 @@ def run_network(spec, backend: str, steps: int, record: Sequence[str] = ("V", "v
         with use_device("runtime", target=target):
             net = build_network(spec, steps, record=tuple(record))
             net.run()
-            return _brian2_results(spec, net, steps, record)
+            return results_from_brian2(net, steps)
     with tempfile.TemporaryDirectory() as directory:
         with use_device("cpp_standalone", directory=directory, build_on_run=False) as s:
             net = build_network(spec, steps, record=tuple(record))
             net.run()
             s.build(with_output=False)
-        return _brian2_results(spec, net, steps, record)
+        return results_from_brian2(net, steps)
 
 
-def _brian2_results(spec, net, steps, record) -> Dict:
-    traces = {}
-    for pop in spec.populations:
-        traces[pop] = {}
-        for var in record:
-            try:
-                traces[pop][var] = net.trace(pop, var)
-            except (StopIteration, KeyError):
-                continue  # not a variable of this population
+def results_from_torch(out) -> Dict:
+    """The ``results`` mapping of a torch ``NetworkOutput`` (one sample)."""
+    spikes = {p: np.asarray(v.detach().cpu()) for p, v in out.spikes.items()}
+    steps = next(iter(spikes.values())).shape[0] if spikes else 0
+    traces = {p: {n: np.asarray(t.detach().cpu()) for n, t in d.items()}
+              for p, d in out.traces.items()}
+    return {"steps": steps, "spikes": spikes, "traces": traces}
+
+
+def results_from_brian2(net, steps: Optional[int] = None) -> Dict:
+    """The ``results`` mapping of a Brian2 ``BrianNetwork`` after its run (``steps``:
+    default, the steps it has run)."""
+    spec = net.spec
+    if steps is None:
+        import brian2
+
+        steps = int(round(float(net.network.t / brian2.ms) / spec.dt))
     return {"steps": steps, "spikes": {p: net.spike_raster(p, steps) for p in spec.populations},
-            "traces": traces}
+            "traces": {p: {v: net.trace(p, v) for v in net.recorded(p)}
+                       for p in spec.populations}}
 
 
 @dataclass

@@ -87,13 +87,13 @@ class Population:
         if self.refractory is not None:
             if not self.refractory >= 0:
                 raise ValueError(f"refractory period of {name!r} must be >= 0 ms")
-            if getattr(spec, "V_reset", None) is not None:
+            if isinstance(spec, LISpec):
+                raise ValueError(f"population {name!r}: a leaky integrator does not spike, "
+                                 f"so it has no refractory period")
+            if spec.V_reset is not None:
                 raise ValueError(f"population {name!r}: a refractory period cannot be "
                                  f"combined with V_reset (the reset follows the plugin's "
                                  f"rising-edge spike)")
-        if self.refractory is not None and isinstance(spec, LISpec):
-            raise ValueError(f"population {name!r}: a leaky integrator does not spike, so "
-                             f"it has no refractory period")
         self.seed = None if seed is None else as_count(seed, f"seed of {name!r}", 0)
         initial = dict(initial or {})
         model = spec.model
