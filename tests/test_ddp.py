@@ -25,6 +25,8 @@ import torch
 
 from hh_plugin.torch.fused.cpp import compiler_available
 
+from test_kernel_lock import FAKE_BUILD, _wait_for  # the simulated kernel build
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "ddp_network.py"
 
@@ -203,28 +205,7 @@ def test_processes_building_the_same_kernels_at_once_all_succeed_and_agree(tmp_p
 
 
 # --------------------------------------------------------------- simulated network builds
-STAND_IN = textwrap.dedent("""
-    import os, sys, time, warnings
-    import torch
-    import torch.utils.cpp_extension as cpp_extension
-    from torch.utils.file_baton import FileBaton
-
-    seconds = float(sys.argv[1])
-
-    def fake_load_inline(name, cpp_sources, functions, extra_cflags, extra_ldflags,
-                         build_directory, verbose=False):
-        baton = FileBaton(os.path.join(build_directory, "lock"))
-        if baton.try_acquire():          # torch's own guard of a build
-            try:
-                print("BUILDING", flush=True)
-                time.sleep(seconds)      # the compiler at work
-            finally:
-                baton.release()
-        else:
-            baton.wait()                 # torch waits while 'lock' exists
-        raise RuntimeError("stand-in build: no kernel")
-
-    cpp_extension.load_inline = fake_load_inline
+STAND_IN = FAKE_BUILD + textwrap.dedent("""
     from hh_plugin.network import CurrentInput, NetworkSpec, Population
     from hh_plugin.torch.network import NetworkModule
     spec = NetworkSpec([Population("A", 3, initial={"V": -65.0})], [], [CurrentInput("A", 10.0)])
@@ -243,16 +224,6 @@ def _start(cache, seconds, **extra):
                             env=_env(HH_PLUGIN_CACHE_DIR=str(cache), **extra),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             stdin=subprocess.DEVNULL)
-
-
-def _wait_for(proc, word, timeout=120):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        line = proc.stdout.readline()
-        if line.startswith(word):
-            return
-        assert line or proc.poll() is None, proc.stderr.read()
-    raise AssertionError(f"no {word} within {timeout} s")
 
 
 def _run(cache, seconds, timeout=120, **extra):

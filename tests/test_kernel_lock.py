@@ -23,7 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(compiler_available() is not None,
                                 reason="the fused path needs a C++ compiler and ninja")
 
-CHILD = textwrap.dedent("""
+#: A child process's start: torch's ``load_inline`` replaced by a stand-in build that holds
+#: torch's own build lock for ``sys.argv[1]`` seconds, then fails (shared with test_ddp).
+FAKE_BUILD = textwrap.dedent("""
     import os, sys, time, types, warnings
     import torch
     import torch.utils.cpp_extension as cpp_extension
@@ -45,6 +47,9 @@ CHILD = textwrap.dedent("""
         raise RuntimeError("stand-in build: no kernel")   # -> the fallback path
 
     cpp_extension.load_inline = fake_load_inline
+""")
+
+CHILD = FAKE_BUILD + textwrap.dedent("""
     from hh_plugin import HHSpec
     from hh_plugin.torch import HH
     with warnings.catch_warnings(record=True) as caught:
