@@ -82,16 +82,51 @@ def _argparse():
     return argparse
 
 
+class _ModelMaxDt:
+    """The default model's largest time step, looked up only when a help text shows it
+    (so that ``hh-plugin --help`` and ``--version`` import neither sympy nor numpy)."""
+
+    def __str__(self) -> str:
+        from .model import HODGKIN_HUXLEY
+
+        return f"{HODGKIN_HUXLEY.max_dt:g}"
+
+
+def _formats() -> str:
+    """The file formats this version writes and reads, from the format modules."""
+    from .formats import NETWORK_FORMAT_VERSION, POPULATION_FORMAT_VERSION
+
+    return (f"file formats: {POPULATION_FORMAT_VERSION} population files, "
+            f"{NETWORK_FORMAT_VERSION} network files")
+
+
+def _version_action():
+    argparse = _argparse()
+
+    class VersionAction(argparse.Action):
+        """``--version``: the package and the file formats it reads and writes."""
+
+        def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                     help="print the version and the file formats, then exit"):
+            super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+        def __call__(self, parser, namespace, values, option_string=None):
+            from . import __version__
+
+            print(f"hh-plugin {__version__} ({_formats()})")
+            parser.exit()
+
+    return VersionAction
+
+
 def _parser():
     argparse = _argparse()
-    from . import __version__
-    from .model import HODGKIN_HUXLEY
 
     parser = argparse.ArgumentParser(prog="hh-plugin", epilog=_EPILOG, description=(
-        "Portable HH files (format 1.0): make a test case, run it on torch or Brian2, "
-        "cross-check two runs, inspect a file."))
-    parser.add_argument("--version", action="version",
-                        version=f"hh-plugin {__version__} (file format 1.0)")
+        "Portable HH files: population files (format 1.0: a case or a run of one "
+        "population) and network files (format 1.1). Make a test case, run a case or a "
+        "network on torch or Brian2, cross-check two runs, inspect a file."))
+    parser.add_argument("--version", action=_version_action())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("make-case", epilog=_EPILOG,
@@ -107,9 +142,10 @@ def _parser():
                    help="number of neurons (default 1000)")
     p.add_argument("--duration", type=_positive_float, default=50.0,
                    help="simulated time in ms (default 50)")
-    p.add_argument("--dt", type=_positive_float, default=0.01,
-                   help=f"time step in ms, at most the model's max_dt of "
-                        f"{HODGKIN_HUXLEY.max_dt:g} ms (default 0.01)")
+    dt = p.add_argument("--dt", type=_positive_float, default=0.01,
+                        help="time step in ms, at most the model's max_dt of %(max_dt)s ms "
+                             "(default 0.01)")
+    dt.max_dt = _ModelMaxDt()  # filled in by argparse when the help is shown
     p.add_argument("--seed", type=_nonnegative_int, default=0,
                    help="seed of every random draw: parameters, initial state, input "
                         "(default 0; the same seed gives the same case)")
@@ -124,11 +160,13 @@ def _parser():
     p.add_argument("--force", action="store_true", help="overwrite an existing output file")
 
     p = sub.add_parser("run", epilog=_EPILOG,
-                       help="run a case file on a backend and write the result (traces)",
+                       help="run a case or a network file on a backend and write the result",
                        description="Run a case (from make-case or any format 1.0 file with "
                                    "a state, an input and dt) and write the traces of every "
-                                   "step and the final state.")
-    p.add_argument("case", help="the case file to run (read in an isolated child process)")
+                                   "step and the final state, or run a network file "
+                                   "(format 1.1) and write its spikes and recorded traces.")
+    p.add_argument("case", help="the case or network file to run (read in an isolated child "
+                                "process)")
     p.add_argument("--backend", choices=("torch", "brian2"), required=True,
                    help="simulator: torch (hh_plugin.torch.HH) or brian2 (a NeuronGroup)")
     p.add_argument("-o", "--output", required=True, help="the result file to write (.h5)")
@@ -143,13 +181,15 @@ def _parser():
                    help="brian2 only: code generation target (default numpy)")
 
     p = sub.add_parser("crosscheck", epilog=_EPILOG, help="compare two result files",
-                       description="Compare the traces of two results of the same case, "
-                                   "neuron by neuron; exit status 0 if they agree within "
-                                   "the tolerances, 1 if not.")
+                       description="Compare two results of the same case neuron by neuron "
+                                   "(format 1.0), or of the same network population by "
+                                   "population (format 1.1); exit status 0 if they agree "
+                                   "within the tolerances, 1 if not.")
     p.add_argument("a", help="first result file (reference, e.g. from --backend torch)")
     p.add_argument("b", help="second result file (e.g. from --backend brian2)")
     p.add_argument("--plot", metavar="FILE.png",
-                   help="also write a PNG overlay of V for the worst neurons")
+                   help="also write a PNG: V of the worst neurons overlaid (cases), or the "
+                        "two runs' rasters side by side (networks)")
     p.add_argument("--force", action="store_true", help="overwrite an existing --plot file")
     p.add_argument("--atol-V", type=_nonnegative_float,
                    help="tolerance on V in mV (default: 1e-6 float64, 0.5 float32)")
@@ -512,15 +552,45 @@ _SHOWN: set = set()
 
 
 def _one_line(exc: BaseException) -> str:
-    from .export.errors import printable
+    from .text import printable  # no numpy: this runs after any failure, even mid-import
 
     return printable(" ".join(str(exc).split()) or type(exc).__name__)
 
 
+_INTERRUPTED = False
+
+
+def _on_interrupt(signum, frame):
+    """SIGINT: remember it, then stop the way Python's default handler does.
+
+    A KeyboardInterrupt that lands inside the import of a C extension (numpy, torch, h5py)
+    can come out as an ImportError or RuntimeError instead; the flag tells main() that the
+    failure was the interrupt, not a bug."""
+    global _INTERRUPTED
+    _INTERRUPTED = True
+    raise KeyboardInterrupt
+
+
+def _catch_interrupts():
+    """Install :func:`_on_interrupt` for SIGINT where Python's default handler is active
+    (the main thread of a process); returns the handler to restore, or None."""
+    import signal
+
+    try:
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            return signal.signal(signal.SIGINT, _on_interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        pass
+    return None
+
+
 def main(argv=None) -> int:
     """Entry point of ``hh-plugin``; returns the exit status (see the module docstring)."""
-    command, outputs, shown = "", [], None
+    global _INTERRUPTED
+    command, outputs, shown, handler = "", [], None, None
+    _INTERRUPTED = False
     try:
+        handler = _catch_interrupts()
         import warnings
 
         args = _parser().parse_args(argv)
@@ -535,11 +605,12 @@ def main(argv=None) -> int:
         except (UsageError, FormatError, CrosscheckError, SimulationError, StepTooLong,
                 FileExistsError, FileNotFoundError, PermissionError,
                 IsADirectoryError) as exc:
+            if _INTERRUPTED:
+                raise KeyboardInterrupt from exc
             print(f"hh-plugin {command}: error: {_one_line(exc)}", file=sys.stderr)
             return EXIT_ERROR
     except KeyboardInterrupt:
-        print("hh-plugin: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _interrupted()
     except SystemExit as exc:  # argparse: --help, --version (0) and usage errors (2)
         return exc.code if isinstance(exc.code, int) else EXIT_ERROR
     except BrokenPipeError:
@@ -550,6 +621,8 @@ def main(argv=None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
     except Exception as exc:  # noqa: BLE001 - a bug: one line, its own exit status
+        if _INTERRUPTED:  # an interrupted import fails with ImportError, RuntimeError, ...
+            return _interrupted()
         print(f"hh-plugin {command}: internal error: {type(exc).__name__}: {_one_line(exc)} "
               f"(please report this)", file=sys.stderr)
         return EXIT_INTERNAL
@@ -558,6 +631,15 @@ def main(argv=None) -> int:
             out.release()
         if shown is not None:
             warnings.showwarning = shown
+        if handler is not None:
+            import signal
+
+            signal.signal(signal.SIGINT, handler)
+
+
+def _interrupted() -> int:
+    print("hh-plugin: interrupted", file=sys.stderr)
+    return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

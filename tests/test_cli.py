@@ -272,55 +272,89 @@ def test_internal_error_has_its_own_exit_status(runs, tmp_path, capsys, monkeypa
     assert not (tmp_path / "o.h5").exists()  # the reserved output is released
 
 
-def test_ctrl_c_during_start_up_prints_no_traceback(runs, tmp_path):
-    import signal
-    import time
+# Runs the command with SIGINT sent to itself when a chosen module is first imported: an
+# event in the command's own start-up or run, not a delay that a loaded machine stretches.
+# With "converted", the interrupt comes out of that import as an ImportError, as it does
+# from C code that reports any failure of an import it makes as its own (CPython's
+# PyCapsule_Import, the extension modules of numpy and torch).
+INTERRUPT_AT_IMPORT = """
+import os, signal, sys
 
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    for delay in (0.15, 0.3, 0.6, 1.0, 1.5):
-        out = tmp_path / f"o{delay}.h5"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "hh_plugin.cli", "run", "--backend", "torch",
-             str(runs / "case.h5"), "-o", str(out)], env=env, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True,
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-        time.sleep(delay)
-        proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=300)
-        if "Failed to import the site module" in stderr:
-            continue  # Python's own start-up, before any hh_plugin code runs
-        if proc.returncode == 0:  # it had finished
-            assert "wrote" in stdout
-            continue
-        # -SIGINT: CPython exits by SIGINT when the interrupt hit code run by a C extension
-        assert proc.returncode in (130, -signal.SIGINT), stderr
-        assert "Traceback" not in stderr and "hh-plugin: interrupted" in stderr, stderr
-        assert not out.exists()
+class InterruptAt:
+    def find_spec(self, name, path=None, target=None):
+        if name != sys.argv[2]:
+            return None
+        sys.meta_path.remove(self)
+        print("SIGINT at import of", name, file=sys.stderr, flush=True)
+        if sys.argv[1] == "plain":
+            os.kill(os.getpid(), signal.SIGINT)
+            return None
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(10**9):  # Python runs the handler at the next instruction
+                pass
+        except KeyboardInterrupt as exc:
+            raise ImportError(f"could not import module {name!r}") from exc
+        raise AssertionError("SIGINT did not interrupt")
+
+sys.meta_path.insert(0, InterruptAt())
+from hh_plugin.cli import main
+sys.exit(main(sys.argv[3:]))
+"""
+
+# start-up (argparse), inside the imports of numpy (numpy.dtypes is imported by numpy's C
+# extension), sympy, torch and h5py, before the file is read, and when the run starts
+INTERRUPT_POINTS = [("plain", "argparse"), ("converted", "numpy.dtypes"),
+                    ("plain", "sympy.core"), ("converted", "hh_plugin.export.sandbox"),
+                    ("converted", "torch._tensor"), ("converted", "h5py"),
+                    ("plain", "hh_plugin.torch.fused.sequence")]
 
 
-def test_second_run_with_the_same_output_fails_at_once(runs, tmp_path):
-    # fault 15: the second computed the whole run, then failed and lost its result
-    import time
-
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+@pytest.mark.parametrize("mode, module", INTERRUPT_POINTS)
+def test_ctrl_c_anywhere_in_start_up_or_run_exits_130_with_one_line(runs, tmp_path, mode,
+                                                                    module):
+    # fault 3: a Ctrl-C inside numpy's import came out as an ImportError; the error handler
+    # imported numpy again (RuntimeError: CPU dispatcher tracer already initialized) and
+    # printed a traceback
     out = tmp_path / "o.h5"
-    first = subprocess.Popen([sys.executable, "-m", "hh_plugin.cli", "run", "--backend",
-                              "brian2", str(runs / "case.h5"), "-o", str(out)], env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.time() + 120
-        while not out.exists():  # the first run reserves its output before running
-            assert first.poll() is None and time.time() < deadline, first.stderr.read()
-            time.sleep(0.02)
-        start = time.perf_counter()
-        second = _cli("run", "--backend", "torch", runs / "case.h5", "-o", out)
-        elapsed = time.perf_counter() - start
-        still_running = first.poll() is None
-    finally:
-        first.wait(timeout=600)
-    assert second.returncode == 2 and "exists; use --force" in second.stderr
-    assert still_running and elapsed < 30
-    assert first.returncode == 0, first.stderr
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run(
+        [sys.executable, "-c", INTERRUPT_AT_IMPORT, mode, module, "run", "--backend", "torch",
+         str(runs / "case.h5"), "-o", str(out)], env=env, capture_output=True, text=True,
+        timeout=600)
+    assert f"SIGINT at import of {module}" in proc.stderr, proc.stderr[-3000:]
+    assert proc.returncode == 130, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines()
+             if not line.startswith(("SIGINT at import", "hh_plugin: compiling"))]
+    assert lines == ["hh-plugin: interrupted"], proc.stderr[-3000:]
+    assert not out.exists()  # the reserved output is released
+
+
+def test_second_run_with_the_same_output_fails_at_once(runs, tmp_path, monkeypatch, capsys):
+    # fault 15: the second computed the whole run, then failed and lost its result. The
+    # second command starts while the first is inside its run (the patched run_case), so
+    # no clock decides the order; it must fail without running the case.
+    from hh_plugin.export import runner
+
+    real_run_case = runner.run_case
+    out = tmp_path / "o.h5"
+    calls, second = [], {}
+
+    def run_case(*args, **kwargs):
+        calls.append(args[1])
+        if len(calls) == 1:  # the first command, its output reserved: start the second
+            second["status"] = main(["run", "--backend", "torch", str(runs / "case.h5"),
+                                     "-o", str(out)])
+            second["stderr"] = capsys.readouterr().err
+            second["process"] = _cli("run", "--backend", "torch", runs / "case.h5", "-o", out)
+        return real_run_case(*args, **kwargs)
+    monkeypatch.setattr(runner, "run_case", run_case)
+    assert main(["run", "--backend", "brian2", str(runs / "case.h5"), "-o", str(out)]) == 0
+    assert calls == ["brian2"]  # neither second command ran the case
+    assert second["status"] == 2 and "exists; use --force" in second["stderr"]
+    assert second["process"].returncode == 2
+    assert "exists; use --force" in second["process"].stderr
     assert load(out).backend == "brian2"
 
 
@@ -329,7 +363,8 @@ def test_version_and_help_for_every_option(capsys):
     from hh_plugin.cli import _parser
 
     assert main(["--version"]) == 0
-    assert capsys.readouterr().out.strip() == f"hh-plugin {__version__} (file format 1.0)"
+    assert capsys.readouterr().out.strip() == (f"hh-plugin {__version__} (file formats: 1.0 "
+                                                f"population files, 1.1 network files)")
     parser = _parser()
     sub = next(a for a in parser._actions if a.dest == "command")
     for name, command in sub.choices.items():
@@ -341,6 +376,26 @@ def test_version_and_help_for_every_option(capsys):
     assert main(["make-case", "--help"]) == 0
     assert "per-neuron parameters drawn with the seed" in " ".join(capsys.readouterr().out
                                                                    .split())
+
+
+@pytest.mark.parametrize("argv, light", [(["--version"], True), (["--help"], True),
+                                          (["run", "--help"], True),
+                                          (["make-case", "--help"], False)])
+def test_help_and_version_answer_without_the_simulators(argv, light):
+    # issue 18: --help and --version imported the model (sympy, numpy), ~10 s under load
+    code = ("import sys\nfrom hh_plugin.cli import main\nstatus = main(sys.argv[1:])\n"
+            "heavy = sorted(m for m in ('torch', 'brian2', 'numpy', 'sympy', 'h5py') "
+            "if m in sys.modules)\nprint('IMPORTED', *heavy, file=sys.stderr)\n"
+            "sys.exit(status)")
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("hh-plugin" if argv == ["--version"] else "usage:")
+    imported = proc.stderr.split("IMPORTED")[-1].split()
+    assert "torch" not in imported and "brian2" not in imported, imported
+    if light:  # make-case --help shows the model's max_dt, read from the model
+        assert imported == [], imported
 
 
 def test_make_case_is_heterogeneous_and_seeded(tmp_path):

@@ -1,11 +1,8 @@
 """Errors of the export package: every problem with a file is one :class:`FormatError`."""
 
+from ..text import printable
 
-def printable(text: str) -> str:
-    """``text`` with every non-printable character (controls such as terminal escape
-    sequences, lone surrogates, line separators) written as its Python escape: strings
-    from a file are shown, never interpreted by a terminal."""
-    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in str(text))
+__all__ = ["printable", "FormatError", "CrosscheckError", "SimulationError"]
 
 
 class FormatError(ValueError):

@@ -9,6 +9,7 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..formats import NETWORK_FORMAT_VERSION
 from .errors import FormatError
 from .schema import FORMAT_NAME, FORMAT_VERSION
 
@@ -25,7 +26,7 @@ SPIKES = "spikes"
 TIME = "time"
 #: The newest version this reader reads: 1.1 adds network files (:mod:`.network_file`);
 #: single-population files are still written as 1.0.
-NEWEST_VERSION = "1.1"
+NEWEST_VERSION = NETWORK_FORMAT_VERSION
 #: Root members; ``spec`` is required, the others are present iff the metadata says so.
 ROOT_GROUPS = ("spec", "state", "input", "traces")
 

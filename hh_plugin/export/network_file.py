@@ -37,10 +37,11 @@ from typing import Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
+from ..formats import NETWORK_FORMAT_VERSION
 from .errors import FormatError
 from .layout import DATASET, GROUP, Limits
 
-NETWORK_VERSION = "1.1"
+NETWORK_VERSION = NETWORK_FORMAT_VERSION
 KIND = "network"
 ARRAY_KEY = "$array"
 _ARRAY_NAME = re.compile(r"^a(0|[1-9][0-9]{0,8})$")

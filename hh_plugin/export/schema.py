@@ -15,10 +15,9 @@ import re
 import sys
 from typing import Any, List
 
+from ..formats import FORMAT_NAME
+from ..formats import POPULATION_FORMAT_VERSION as FORMAT_VERSION
 from .units import FACTORS
-
-FORMAT_NAME = "hh_plugin"
-FORMAT_VERSION = "1.0"
 
 
 def _time_quantity(positive: bool) -> dict:

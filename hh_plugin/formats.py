@@ -1,0 +1,12 @@
+"""Names and versions of the portable file formats (specified in ``export/FORMAT.md``).
+
+Kept apart from :mod:`hh_plugin.export`, with no imports, so that ``hh-plugin --version``
+answers without loading numpy, h5py or a simulator.
+"""
+
+#: The ``format`` field of every file's metadata.
+FORMAT_NAME = "hh_plugin"
+#: Files of one population: a case (specification, state, input) or a run (traces).
+POPULATION_FORMAT_VERSION = "1.0"
+#: Network files: populations, projections, inputs and, optionally, a run.
+NETWORK_FORMAT_VERSION = "1.1"
