@@ -116,10 +116,15 @@ def main(argv=None):
                         help="seed of the connectivity and the initial values")
     parser.add_argument("--quick", action="store_true",
                         help="100 ms with the numpy target (for CI)")
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="PNG to write")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="PNG to write (default examples/output/cobahh.png, "
+                             "examples/output/quick/cobahh.png with --quick)")
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.target = 100.0, "numpy"
+    if args.output is None:  # a quick run never overwrites a full run's figure
+        args.output = (DEFAULT_OUTPUT.parent / "quick" / DEFAULT_OUTPUT.name if args.quick
+                       else DEFAULT_OUTPUT)
 
     from hh_plugin.network import cobahh_network
 

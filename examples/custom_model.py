@@ -79,7 +79,9 @@ def run_brian2(celsius: float, dt_ms: float, duration_ms: float = DURATION_MS):
     monitor = b2.StateMonitor(group, "V", record=True, when="end")
     spikes = b2.SpikeMonitor(group)
     steps = int(round(duration_ms / dt_ms))
-    b2.Network(group, monitor, spikes).run(steps * dt_ms * b2.ms)
+    # an empty namespace: the group's own celsius is used, not this function's argument of
+    # the same name (Brian2 would warn that the internal variable shadows it)
+    b2.Network(group, monitor, spikes).run(steps * dt_ms * b2.ms, namespace={})
     z = np.zeros(steps)
     z[np.round(np.asarray(spikes.t / b2.ms) / dt_ms).astype(int)] = 1
     return z, np.asarray(monitor.V / b2.mV)[0]

@@ -32,7 +32,7 @@ Run from the repository root::
 
 It writes ``fit_network_brian2.png`` (the loss; Brian2's raster against the target before
 and after the fit; the fitted network's rasters of both backends on top of each other)
-and ``fit_network_brian2.json`` to ``--output-dir`` (default ``examples/output``).
+and ``fit_network_brian2.json`` to ``--output-dir`` (default ``examples/output``; ``examples/output/quick`` with ``--quick``).
 """
 
 from __future__ import annotations
@@ -74,9 +74,14 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--target", default="numpy", choices=("numpy", "cython"),
                         help="Brian2 runtime code generation target")
-    parser.add_argument("--output-dir", type=Path, default=OUTPUT)
+    parser.add_argument("--output-dir", type=Path, default=None,
+                        help="folder for the PNG and the JSON summary (default "
+                             "examples/output, examples/output/quick with --quick)")
     parser.add_argument("--no-plots", action="store_true")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.output_dir is None:  # a quick run never overwrites a full run's figures
+        args.output_dir = OUTPUT / "quick" if args.quick else OUTPUT
+    return args
 
 
 def specification(args) -> NetworkSpec:

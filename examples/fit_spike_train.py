@@ -25,7 +25,7 @@ Run from the repository root::
 
 It prints the loss at the start and the end and writes ``fit_spike_train.png`` (loss
 curve, target/initial/fitted rasters, currents) and ``fit_spike_train.json`` to
-``--output-dir`` (default ``examples/output``).
+``--output-dir`` (default ``examples/output``; ``examples/output/quick`` with ``--quick``).
 """
 
 from __future__ import annotations
@@ -58,7 +58,9 @@ REST_MV = -70.68
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--output-dir", type=Path, default=None,
+                        help="folder for the PNG and the JSON summary (default "
+                             "examples/output, examples/output/quick with --quick)")
     parser.add_argument("--iterations", type=int, default=None, help="Adam steps (400; quick: 20)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the teacher current")
     parser.add_argument("--quick", action="store_true", help="a few seconds (for tests)")
@@ -73,7 +75,10 @@ def parse_args(argv=None):
     parser.add_argument("--lr", type=float, default=0.5, help="Adam learning rate (uA)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-plots", action="store_true")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.output_dir is None:  # a quick run never overwrites a full run's figures
+        args.output_dir = DEFAULT_OUTPUT / "quick" if args.quick else DEFAULT_OUTPUT
+    return args
 
 
 def teacher_current(neurons, bins, seed):
@@ -203,7 +208,8 @@ def plot(args, losses, target, initial, final, teacher, learned, V, path):
     ax.set(xlabel="time (ms)", ylabel="neuron", title="Spike trains",
            xlim=(0, args.duration_ms), ylim=(-0.6, args.neurons + 0.6),
            yticks=range(args.neurons))
-    ax.legend(fontsize=7, loc="upper right", ncol=3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0),  # hides no spike
+              frameon=False)
 
     t_bins = np.arange(teacher.shape[0] + 1) * args.bin_ms     # bin edges
     for j in range(min(args.neurons, 2)):

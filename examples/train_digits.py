@@ -22,7 +22,7 @@ Run from the repository root::
 
 It prints test accuracy, spikes per hidden neuron per sample and wall time, and writes
 ``learning_curve.png``, ``hh_membrane.png`` and ``train_digits.json`` to
-``--output-dir`` (default ``examples/output``).
+``--output-dir`` (default ``examples/output``; ``examples/output/quick`` with ``--quick``).
 """
 
 from __future__ import annotations
@@ -56,8 +56,9 @@ REST_MV = -70.68  # resting potential of the reference model (gL = 0.03 mS)
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT,
-                        help="folder for the PNGs and the JSON summary")
+    parser.add_argument("--output-dir", type=Path, default=None,
+                        help="folder for the PNGs and the JSON summary (default "
+                             "examples/output, examples/output/quick with --quick)")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (20; quick: 2)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split, init and batches")
     parser.add_argument("--quick", action="store_true",
@@ -75,7 +76,10 @@ def parse_args(argv=None):
                         help="time-loop implementation of the HH layer, e.g. 'naive' (a Python "
                              "loop of hh_step) or 'fused_cpp'; default: the HH module's default")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNGs")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.output_dir is None:  # a quick run never overwrites a full run's figures
+        args.output_dir = DEFAULT_OUTPUT / "quick" if args.quick else DEFAULT_OUTPUT
+    return args
 
 
 def load_data(seed: int, input_scale: float, quick: bool):

@@ -43,6 +43,16 @@ def test_crosscheck_pass_with_plot(runs, capsys):
     assert (runs / "cc.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_crosscheck_table_is_sorted_by_its_max_dV_column(runs, capsys):
+    # issue 18, 8: "worst first" was a hidden score, not the column shown
+    assert main(["crosscheck", str(runs / "t.h5"), str(runs / "b.h5"), "--worst", "50"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split()[:2] == ["neuron", "max|dV|"])
+    assert "worst first (failed first, then by max |dV|)" in lines[header - 1]
+    dV = [float(line.split()[1]) for line in lines[header + 1:header + 51]]
+    assert len(dV) == 50 and dV == sorted(dV, reverse=True) and dV[0] > dV[-1]
+
+
 def test_crosscheck_fails_when_tolerance_exceeded(runs, capsys):
     assert main(["crosscheck", str(runs / "t.h5"), str(runs / "b.h5"),
                  "--atol-V", "1e-14"]) == 1

@@ -48,3 +48,16 @@ def test_training_examples_are_deterministic(name, keys, tmp_path):
             for _ in range(2)]
     for key in keys:
         assert runs[0][key] == runs[1][key], key
+
+
+@pytest.mark.parametrize("name", ["train_digits", "fit_spike_train", "fit_network_brian2"])
+def test_quick_runs_never_overwrite_the_full_runs_figures(name):
+    # issue 18, 8: --quick wrote over examples/output's figures of the full run
+    pytest.importorskip("norse")
+    pytest.importorskip("brian2")
+    module = load_example(name)
+    full, quick = module.parse_args([]), module.parse_args(["--quick"])
+    assert full.output_dir == EXAMPLES / "output"
+    assert quick.output_dir == EXAMPLES / "output" / "quick"
+    assert module.parse_args(["--quick", "--output-dir", "elsewhere"]).output_dir == Path(
+        "elsewhere")

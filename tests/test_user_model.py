@@ -16,8 +16,12 @@ def example():
 
 @pytest.mark.parametrize("celsius", [6.3, 16.3])
 def test_user_model_identical_on_both_backends(example, celsius):
+    from brian2.utils.logger import catch_logs
+
     z_torch, V_torch = example.run_torch(celsius, 0.01, duration_ms=30.0)
-    z_brian2, V_brian2 = example.run_brian2(celsius, 0.01, duration_ms=30.0)
+    with catch_logs() as logs:  # issue 18: Brian2 warned that 'celsius' is shadowed
+        z_brian2, V_brian2 = example.run_brian2(celsius, 0.01, duration_ms=30.0)
+    assert [message for _, _, message in logs] == []
     assert z_torch.sum() >= 2
     np.testing.assert_array_equal(z_torch, z_brian2)
     assert np.abs(V_torch - V_brian2).max() <= 1e-6

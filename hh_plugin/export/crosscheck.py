@@ -80,10 +80,9 @@ class CrosscheckResult:
 
     @property
     def worst(self) -> np.ndarray:
-        """Neuron indices, worst first (failed first, then by |dV| relative to tolerance)."""
-        score = (self.max_dV / self.tolerances.atol_V
-                 + self.max_gate / self.tolerances.atol_gate)
-        return np.lexsort((-score, ~self.failed))
+        """Neuron indices, worst first: failed neurons first, then by max |dV|, then by
+        max gate error (the order of the report's table, so its max |dV| column falls)."""
+        return np.lexsort((-self.max_gate, -self.max_dV, ~self.failed))
 
     def neuron_name(self, index: int) -> str:
         if len(self.shape) == 1:

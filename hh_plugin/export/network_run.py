@@ -145,7 +145,9 @@ def plot_rasters(a, b, handle, labels=("a", "b")) -> None:
         ax.set_title(str(label))
         ax.set_xlabel("time (ms)")
     axes[0].set_ylabel("neuron (populations stacked)")
-    axes[1].legend(loc="upper right", fontsize=7)
+    # outside the axes, so that it hides no spike
+    axes[1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False,
+                   markerscale=3)
     fig.tight_layout()
     fig.savefig(handle, format="png", dpi=110)
     plt.close(fig)

@@ -35,6 +35,8 @@ def table(result: CrosscheckResult, worst: int = 10, backends=("", "")) -> str:
                  f"{count_diff} neuron(s) with different counts, max spike shift "
                  f"{(finite.max() if len(finite) else 0.0):.3g} ms")
     lines.append("")
+    lines.append(f"neurons, worst first (failed first, then by max |dV|); {min(worst, n)} "
+                 f"of {n} listed (--worst):")
     lines.append(f"{'neuron':>10} {'max|dV| mV':>12} {'max gate err':>13} {'spikes A':>9} "
                  f"{'spikes B':>9} {'shift ms':>13} {'diverges at':>16}  status")
     for j in r.worst[:worst]:
