@@ -17,7 +17,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -156,17 +155,13 @@ CONCURRENT = textwrap.dedent("""
     import sys, torch
     sys.path.insert(0, sys.argv[1])
     import ddp_network
-    from hh_plugin import HHSpec
-    from hh_plugin.torch import HH
     from hh_plugin.torch.network import NetworkModule
 
     torch.set_num_threads(1)
     module = NetworkModule(ddp_network.build_spec(), dtype=torch.float64, path="fused")
     with torch.no_grad():
         net = module(steps=400, record=("V",))
-        cell = HH(p=HHSpec(), dt=2.5e-5, seed=0, path="fused_cpp")(torch.full((400, 4), 10.0))[0]
     print("NETWORK", int(net.spikes["H"].sum()), float(net.traces["H"]["V"].sum()))
-    print("CELL", int(cell.sum()))
 """)
 
 
@@ -191,15 +186,15 @@ def test_processes_building_the_same_kernels_at_once_all_succeed_and_agree(tmp_p
                 proc.wait()
     for rc, out, err in results:
         assert rc == 0, err[-5000:]
-    outputs = {tuple(line for line in out.splitlines() if line.split()[0] in ("NETWORK", "CELL"))
+    outputs = {tuple(line for line in out.splitlines() if line.startswith("NETWORK"))
                for _, out, _ in results}
     assert len(outputs) == 1, outputs
     (lines,) = outputs
-    assert len(lines) == 2 and int(lines[0].split()[1]) > 0
+    assert len(lines) == 1 and int(lines[0].split()[1]) > 0
     stderr = "".join(err for _, _, err in results)
-    # one process compiled each kernel; the others waited for it, then loaded its build
+    # one process compiled the kernel; the others waited for it, then loaded its build (the
+    # cell kernels are built by the same function, hh_plugin.torch.fused.cpp.cached_build)
     assert stderr.count("compiling the fused network kernel") == 1, stderr[-5000:]
-    assert stderr.count("compiling the fused HH kernel") == 1, stderr[-5000:]
     assert len(list(cache.rglob("hh_network_*.so"))) == 1
     assert not list(cache.rglob("lock")), "torch's build lock file was left behind"
 
@@ -243,7 +238,7 @@ def test_network_build_killed_mid_way_does_not_block_later_runs(tmp_path):
         first.kill()
         first.wait()
     assert list(tmp_path.rglob("lock")), "the killed build should have left torch's lock"
-    later = _run(tmp_path, 0.1, timeout=120)
+    later = _run(tmp_path, 0.1, timeout=600)
     assert later.returncode == 0, later.stderr[-3000:]
     assert "BUILDING" in later.stdout  # built itself, did not wait for the dead process
     warning = [line for line in later.stdout.splitlines() if line.startswith("WARNING")]
@@ -257,21 +252,19 @@ def test_waiting_for_a_live_network_build_times_out_into_the_naive_path(tmp_path
     from hh_plugin.network import CurrentInput, NetworkSpec, Population
     from hh_plugin.torch.network import NetworkModule
 
-    first = _start(tmp_path, 600)
+    first = _start(tmp_path, 3600)
     try:
         _wait_for(first, "BUILDING")
-        start = time.perf_counter()
-        later = _run(tmp_path, 0.1, timeout=120, HH_PLUGIN_BUILD_TIMEOUT="2")
-        elapsed = time.perf_counter() - start
+        later = _run(tmp_path, 0.1, timeout=600, HH_PLUGIN_BUILD_TIMEOUT="2")
+        holding = first.poll() is None  # the first still builds: the later one gave up
     finally:
         first.kill()
         first.wait()
     assert later.returncode == 0, later.stderr[-3000:]
-    assert "BUILDING" not in later.stdout
+    assert holding and "BUILDING" not in later.stdout
     assert "waiting for another process" in later.stderr
     warning = [line for line in later.stdout.splitlines() if line.startswith("WARNING")]
     assert any("more than 2 s" in w and "falling back" in w for w in warning), later.stdout
-    assert elapsed < 60
     spec = NetworkSpec([Population("A", 3, initial={"V": -65.0})], [], [CurrentInput("A", 10.0)])
     with _torch.no_grad():
         expected = NetworkModule(spec, dtype=_torch.float64, path="naive")(steps=2000)

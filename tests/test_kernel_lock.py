@@ -71,7 +71,7 @@ def _start(cache, seconds, **extra):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _wait_for(proc, word, timeout=120):
+def _wait_for(proc, word, timeout=600):
     deadline = time.time() + timeout
     while time.time() < deadline:
         line = proc.stdout.readline()
@@ -93,30 +93,26 @@ def test_build_killed_mid_way_does_not_block_later_runs(tmp_path):
     first.kill()
     first.wait()
     assert list(tmp_path.rglob("lock")), "the killed build should have left torch's lock"
-    start = time.perf_counter()
-    later = _run(tmp_path, 0.1, timeout=120)
+    later = _run(tmp_path, 0.1, timeout=600)
     assert later.returncode == 0, later.stderr
     assert "RESULT" in later.stdout and "BUILDING" in later.stdout  # built, not waited
-    assert time.perf_counter() - start < 100
 
 
 def test_waiting_for_a_live_build_times_out_and_falls_back(tmp_path):
-    first = _start(tmp_path, 600)
+    first = _start(tmp_path, 3600)
     try:
         _wait_for(first, "BUILDING")
-        start = time.perf_counter()
-        later = _run(tmp_path, 0.1, timeout=120, HH_PLUGIN_BUILD_TIMEOUT="2")
-        elapsed = time.perf_counter() - start
+        later = _run(tmp_path, 0.1, timeout=600, HH_PLUGIN_BUILD_TIMEOUT="2")
+        holding = first.poll() is None  # the first still builds: the later one gave up
     finally:
         first.kill()
         first.wait()
     assert later.returncode == 0, later.stderr
-    assert "BUILDING" not in later.stdout
+    assert holding and "BUILDING" not in later.stdout
     assert "RESULT" in later.stdout
     warning = [line for line in later.stdout.splitlines() if line.startswith("WARNING")]
     assert any("more than 2 s" in w and "falling back" in w for w in warning), later.stdout
     assert "waiting for another process" in later.stderr
-    assert elapsed < 60
 
 
 def test_fallback_gives_the_step_loop_result(tmp_path):
@@ -130,3 +126,48 @@ def test_fallback_gives_the_step_loop_result(tmp_path):
     expected = HH(p=HHSpec(), dt=1e-5, seed=0, path="naive")(torch.full((1000, 3), 10.0))[0]
     assert f"RESULT {int(expected.sum())}" in done.stdout
     assert "falling back to the naive path" in done.stdout
+
+
+def test_cache_key_covers_the_build_environment_and_every_build_is_announced(
+        tmp_path, monkeypatch, capsys):
+    # issue 18, 6: a cache made by another virtual environment held a build under the same
+    # key; torch rebuilt it for 75 s and, since a .so was there, nothing said "compiling"
+    import torch
+    import torch.utils.cpp_extension as cpp_extension
+
+    from hh_plugin.torch.fused import cpp
+
+    environment = cpp.build_environment()
+    compiler = next(part for part in environment if part.startswith("compiler "))
+    assert any(char.isdigit() for char in compiler.split(maxsplit=2)[-1])  # its version
+    assert any(str(Path(torch.__file__).parent) in part and "cxx11abi=" in part
+               for part in environment)
+    assert any(part.startswith("python " + sys.version) for part in environment)
+
+    builds = []
+
+    def load_inline(name, cpp_sources, functions, extra_cflags, extra_ldflags,
+                    build_directory, verbose=False):
+        builds.append(name)
+        Path(build_directory, f"{name}.so").write_bytes(b"")
+        return name
+    monkeypatch.setattr(cpp_extension, "load_inline", load_inline)
+    monkeypatch.setenv("HH_PLUGIN_CACHE_DIR", str(tmp_path))
+
+    def build():
+        name = cpp.cached_build("hh_test", "int f() { return 1; }", ["f"], "the test kernel")
+        return name, capsys.readouterr().err.count("compiling the test kernel")
+
+    first, announced = build()
+    assert announced == 1 and (tmp_path / "torch_extensions" / first / cpp.BUILD_STAMP).exists()
+    assert build() == (first, 0)  # cached: loaded without a word
+    # another torch installation (another virtual environment): another folder, announced
+    monkeypatch.setattr(cpp, "_ENVIRONMENT", [part.replace(str(Path(torch.__file__).parent),
+                                                           "/elsewhere/torch")
+                                              for part in environment])
+    other, announced = build()
+    assert other != first and announced == 1
+    # a folder with a library but no record of a finished build (e.g. copied from
+    # elsewhere, or interrupted): the build that torch may run is announced
+    (tmp_path / "torch_extensions" / other / cpp.BUILD_STAMP).unlink()
+    assert build() == (other, 1)

@@ -3,7 +3,10 @@ r"""The fused CPU path: a C++ extension generated from the model definition.
 The source comes from :func:`.cpp_source.generate_cpp`; it is compiled with PyTorch's own
 tooling (:func:`torch.utils.cpp_extension.load_inline`, which needs a C++ compiler and
 ``ninja``) **at first use**, and cached in a per-user directory keyed by a hash of the
-source, the compiler flags, the torch and Python versions and the CPU:
+source, the compiler flags and everything else that makes two builds differ
+(:func:`build_environment`: the compiler and its version, torch's version, revision, C++
+ABI and installation, Python's version and headers, the CPU), so that a cache shared by two
+virtual environments or compilers never hands one the other's build:
 
 * ``$HH_PLUGIN_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/hh_plugin``, else
   ``~/.cache/hh_plugin``; the extension lives under ``torch_extensions/<name>/``.
@@ -170,15 +173,63 @@ def _build_lock(build: Path, timeout: float):
         os.close(fd)  # releases the flock
 
 
-def _build(name: str, source: str, flags: list, build: Path, verbose: bool):
-    """Compile (or load, when cached) the extension with torch's tooling."""
+def build_environment() -> list:
+    """What, besides the source and the flags, makes two builds differ (part of the cache
+    key): the compiler (resolved path and version), torch (version, git revision, C++ ABI,
+    installation folder, whose headers and libraries the build uses), Python (version and
+    include folder) and the CPU (machine and instruction-set flags). Computed once."""
+    if not _ENVIRONMENT:
+        import subprocess
+        import sysconfig
+
+        cxx = os.environ.get("CXX", "c++")
+        found = shutil.which(cxx)
+        compiler = os.path.realpath(found) if found else cxx
+        try:
+            version = subprocess.run([compiler, "--version"], capture_output=True, text=True,
+                                     timeout=60).stdout.splitlines()[:1]
+        except (OSError, subprocess.SubprocessError):
+            version = []
+        _ENVIRONMENT.extend([
+            f"compiler {compiler} {' '.join(version)}",
+            f"torch {torch.__version__} {getattr(torch.version, 'git_version', '')} "
+            f"cxx11abi={torch.compiled_with_cxx11_abi()} {Path(torch.__file__).parent}",
+            f"python {sys.version} {sysconfig.get_paths().get('include')}",
+            f"cpu {platform.machine()} {_cpu_flags()}"])
+    return list(_ENVIRONMENT)
+
+
+_ENVIRONMENT: list = []
+#: Written beside a finished build: the key's parts, for a person looking at the cache.
+BUILD_STAMP = "hh_plugin_build.txt"
+
+
+def cached_build(prefix: str, source: str, functions: list, what: str, verbose: bool = False):
+    """Compile (first use) or load (cached) the extension of ``source`` with ``functions``.
+
+    Its folder under :func:`cache_dir` is named ``prefix`` and a hash of the source, the
+    flags and :func:`build_environment`; one process builds, others wait under the build
+    lock (:func:`_build_lock`), then load. Whenever a build runs, ``what`` is named on
+    stderr first (a build takes tens of seconds of CPU time)."""
     from torch.utils.cpp_extension import load_inline
 
-    return load_inline(name=name, cpp_sources=[source],
-                       functions=["hh_forward", "hh_backward", "hh_step_forward",
-                                  "hh_step_backward", "hh_release_outputs"],
-                       extra_cflags=flags, extra_ldflags=["-fopenmp"],
-                       build_directory=str(build), verbose=verbose)
+    flags = compile_flags()
+    key = "\n".join([source, " ".join(flags), *build_environment()])
+    name = f"{prefix}_{source_hash(key)}"
+    build = cache_dir() / "torch_extensions" / name
+    build.mkdir(parents=True, exist_ok=True)
+    stamp = build / BUILD_STAMP
+    with _build_lock(build, build_timeout()):
+        built = any(build.glob("*.so")) and stamp.is_file()
+        if not built:
+            print(f"hh_plugin: compiling {what} (first use here: about 40 s of CPU time, "
+                  f"longer on a busy machine; cached in {build})", file=sys.stderr, flush=True)
+        ext = load_inline(name=name, cpp_sources=[source], functions=functions,
+                          extra_cflags=flags, extra_ldflags=["-fopenmp"],
+                          build_directory=str(build), verbose=verbose)
+        if not built:
+            stamp.write_text("\n".join([" ".join(flags), *build_environment()]) + "\n")
+    return ext
 
 
 def load_extension(model: ModelDefinition, verbose: bool = False):
@@ -197,21 +248,11 @@ def load_extension(model: ModelDefinition, verbose: bool = False):
         if reason is not None:
             _FAILURES[key] = f"the fused C++ path needs a compiler: {reason}"
             raise PathUnavailable(_FAILURES[key])
-        source = generate_cpp(model)
-        flags = compile_flags()
-        fingerprint = "\n".join([source, " ".join(flags), torch.__version__, sys.version,
-                                 platform.machine(), _cpu_flags()])
-        name = f"hh_fused_{model.name}_{source_hash(fingerprint)}"
-        build = cache_dir() / "torch_extensions" / name
         try:
-            build.mkdir(parents=True, exist_ok=True)
-            with _build_lock(build, build_timeout()):
-                if not any(build.glob("*.so")):
-                    # a first build takes tens of seconds: say so rather than seem to hang
-                    print(f"hh_plugin: compiling the fused HH kernel for model "
-                          f"{model.name!r} (first use, about 30 s; cached in {build})",
-                          file=sys.stderr, flush=True)
-                ext = _build(name, source, flags, build, verbose)
+            ext = cached_build(f"hh_fused_{model.name}", generate_cpp(model),
+                               ["hh_forward", "hh_backward", "hh_step_forward",
+                                "hh_step_backward", "hh_release_outputs"],
+                               f"the fused HH kernel for model {model.name!r}", verbose)
         except PathUnavailable as exc:
             _FAILURES[key] = str(exc)
             raise

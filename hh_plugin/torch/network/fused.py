@@ -29,8 +29,6 @@ naive loop, with a warning).
 
 from __future__ import annotations
 
-import platform
-import sys
 import threading
 from typing import Dict, List, Sequence
 
@@ -40,8 +38,7 @@ import torch
 from ...model.definition import ModelDefinition
 from ..fused.codegen import CPP, RESET_CODES, exprel_constants, kernel_parameters, source_hash, \
     step_program
-from ..fused.cpp import (PathUnavailable, _build_lock, _cpu_flags, build_timeout, cache_dir,
-                         compile_flags, compiler_available)
+from ..fused.cpp import PathUnavailable, cached_build, compiler_available
 from ..fused.cpp_source import _CPP_HEADER
 
 _LOCK = threading.Lock()
@@ -299,10 +296,7 @@ def load_network_extension(models: Sequence[ModelDefinition], verbose: bool = Fa
     if reason is not None:
         raise PathUnavailable(f"the fused network path needs a compiler: {reason}")
     source = generate_network_cpp(models)
-    flags = compile_flags()
-    fingerprint = "\n".join([source, " ".join(flags), torch.__version__, sys.version,
-                             platform.machine(), _cpu_flags()])
-    name = f"hh_network_{source_hash(fingerprint)}"
+    name = f"hh_network_{source_hash(source)}"  # this process's memo; the cache key has more
     ext = _EXTENSIONS.get(name)
     if ext is not None:
         return ext
@@ -312,20 +306,10 @@ def load_network_extension(models: Sequence[ModelDefinition], verbose: bool = Fa
             return ext
         if name in _FAILURES:
             raise PathUnavailable(_FAILURES[name])
-        build = cache_dir() / "torch_extensions" / name
-        from torch.utils.cpp_extension import load_inline
         try:
-            build.mkdir(parents=True, exist_ok=True)
-            # the cell kernels' lock: one process builds, the others wait, then load
-            with _build_lock(build, build_timeout()):
-                if not any(build.glob("*.so")):
-                    print(f"hh_plugin: compiling the fused network kernel for models "
-                          f"{[m.name for m in models]} (first use, about a minute; cached "
-                          f"in {build})", file=sys.stderr, flush=True)
-                ext = load_inline(name=name, cpp_sources=[source],
-                                  functions=["network_forward"], extra_cflags=flags,
-                                  extra_ldflags=["-fopenmp"], build_directory=str(build),
-                                  verbose=verbose)
+            ext = cached_build("hh_network", source, ["network_forward"],
+                               f"the fused network kernel for models "
+                               f"{[m.name for m in models]}", verbose)
         except PathUnavailable as exc:
             _FAILURES[name] = str(exc)
             raise
