@@ -84,8 +84,8 @@ run "$PY" -m pip install --no-deps "norse==1.1.0"
 if [ "$TEST_ENVS" = all ]; then
     run "$PY" tests/environments.py install triton cuda brian28
 else
-    say "not installing the environments of four slow tests (Triton, about 1 GB; Brian2 2.8,"
-    say "about 250 MB; Brian2CUDA, about 340 MB, only with nvcc): those tests will be skipped."
+    say "not installing the three environments of some slow tests (Triton, about 1 GB; Brian2"
+    say "2.8, about 250 MB; Brian2CUDA, about 340 MB, only with nvcc): those tests will be skipped."
     say "HH_PLUGIN_TEST_ENVS=all bash install.sh installs them into ~/.cache/hh_plugin"
 fi
 

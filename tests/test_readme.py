@@ -39,19 +39,43 @@ def _load_example(name):
     return module
 
 
+#: How far a fresh run on another CPU may land from the README's figures (stated in the
+#: README): float32 training rounds differently with another instruction set, and the
+#: difference grows over the epochs (an Intel Xeon ended at accuracy 0.9556 and final loss
+#: 0.5525 where an AMD Zen 5 ended at 0.9644 and 0.5892).
+ACCURACY_TOLERANCE = 0.02          # absolute
+SPIKES_PER_NEURON_TOLERANCE = 0.10  # relative
+LOSS_START_TOLERANCE = 0.01        # relative: before any training step
+LOSS_END_TOLERANCE = 0.15          # relative
+SPIKE_COUNT_TOLERANCE = 2          # spikes
+
+
+def test_readme_states_the_tolerance_that_the_training_figures_are_checked_with():
+    text = " ".join(README.split())
+    assert (f"accuracy within {ACCURACY_TOLERANCE:g}, spikes per neuron within "
+            f"{SPIKES_PER_NEURON_TOLERANCE:.0%}, the first loss within "
+            f"{LOSS_START_TOLERANCE:.0%}, the final loss within {LOSS_END_TOLERANCE:.0%} and "
+            f"spike counts within {SPIKE_COUNT_TOLERANCE}") in text
+
+
 @pytest.mark.slow
 def test_training_figures_quoted_in_the_readme_match_a_fresh_run(tmp_path):
+    # issue 18, 1: compared printed digits, so it failed on every CPU but the one that
+    # wrote the README
     pytest.importorskip("norse")
     pytest.importorskip("sklearn")
-    accuracy, spikes = re.search(r"test accuracy (\S+) \| spikes per HH neuron per sample (\S+)",
-                                 README).groups()
+    accuracy, spikes = map(float, re.search(
+        r"test accuracy (\S+) \| spikes per HH neuron per sample (\S+)", README).groups())
     digits = _load_example("train_digits").main(["--no-plots", "--output-dir", str(tmp_path)])
-    assert f"{digits['test_accuracy']:.4f}" == accuracy
-    assert f"{digits['spikes_per_neuron_per_sample']:.3f}" == spikes
+    assert abs(digits["test_accuracy"] - accuracy) <= ACCURACY_TOLERANCE
+    assert digits["spikes_per_neuron_per_sample"] == pytest.approx(
+        spikes, rel=SPIKES_PER_NEURON_TOLERANCE)
     start, end, target, initial, fitted = re.search(
         r"loss (\S+) -> (\S+) in 400 iterations; spikes target (\d+), initial (\d+), "
         r"fitted (\d+)", README).groups()
     fit = _load_example("fit_spike_train").main(["--no-plots", "--output-dir", str(tmp_path)])
-    assert (f"{fit['loss_start']:.4f}", f"{fit['loss_end']:.4f}") == (start, end)
-    assert (fit["target_spikes"], fit["initial_spikes"], fit["final_spikes"]) == (
-        int(target), int(initial), int(fitted))
+    assert fit["loss_start"] == pytest.approx(float(start), rel=LOSS_START_TOLERANCE)
+    assert fit["loss_end"] == pytest.approx(float(end), rel=LOSS_END_TOLERANCE)
+    for got, quoted in ((fit["target_spikes"], target), (fit["initial_spikes"], initial),
+                        (fit["final_spikes"], fitted)):
+        assert abs(got - int(quoted)) <= SPIKE_COUNT_TOLERANCE
