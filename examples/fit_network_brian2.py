@@ -28,7 +28,7 @@ The user story of "from Brian2 to PyTorch":
 Run from the repository root::
 
     python examples/fit_network_brian2.py            # about 3 minutes on one core
-    python examples/fit_network_brian2.py --quick    # about 15 s (CI)
+    python examples/fit_network_brian2.py --quick    # about 30 s of CPU time (CI)
 
 It writes ``fit_network_brian2.png`` (the loss; Brian2's raster against the target before
 and after the fit; the fitted network's rasters of both backends on top of each other)

@@ -222,7 +222,7 @@ def cached_build(prefix: str, source: str, functions: list, what: str, verbose: 
     with _build_lock(build, build_timeout()):
         built = any(build.glob("*.so")) and stamp.is_file()
         if not built:
-            print(f"hh_plugin: compiling {what} (first use here: about 40 s of CPU time, "
+            print(f"hh_plugin: compiling {what} (first use here: about 35 s of CPU time, "
                   f"longer on a busy machine; cached in {build})", file=sys.stderr, flush=True)
         ext = load_inline(name=name, cpp_sources=[source], functions=functions,
                           extra_cflags=flags, extra_ldflags=["-fopenmp"],
