@@ -257,7 +257,7 @@ _ASSIGNMENT = re.compile(r"const T (\w+) = (.*);$")
 
 def hoisted_statements(program: StepProgram):
     """Split the forward statements into those that read parameters (and ``dt``) only,
-    computed once per block and call instead of once per step (``1/C``, ``1/|V_th|``),
+    computed once per block and call instead of once per step (``1/C``, ``1/V_scale``),
     and the rest. Returns ``(hoisted [(name, statement)], rest [statement])``."""
     invariant = {f"p_{p}" for p in program.parameters}
     hoisted, rest = [], []

@@ -40,7 +40,7 @@ from ...network.spec import NetworkSpec
 from ..functional.hh import hh_step
 from ..fused.cpp import PathUnavailable
 from ..functional.parameters import parameters_type, state_type
-from ..functional.surrogate import heaviside_relu
+from ..functional.surrogate import heaviside_relu, surrogate_scale
 from .projection import ProjectionOperator
 
 #: Computation paths of :class:`NetworkModule` (see its docstring).
@@ -90,7 +90,8 @@ class _HHDynamics:
 
     ``refractory_steps`` :math:`R` (``None``: the rising-edge rule of
     :func:`~hh_plugin.torch.functional.hh.hh_step`): the spike of a step is
-    :math:`H((V' - V_{th})/|V_{th}|)\,[c \ge R]`, :math:`c` the steps since the last
+    :math:`H((V' - V_{th})/V_{scale})\,[c \ge R]` (:math:`V_{scale}` as in
+    :func:`~hh_plugin.torch.functional.surrogate.surrogate_scale`), :math:`c` the steps since the last
     spike at the step's start (Brian2's ``refractory=`` period with
     ``threshold='V >= V_th'``)."""
 
@@ -120,7 +121,8 @@ class _HHDynamics:
             return z, new, None
         V_th = getattr(p, self.model.threshold)
         ready = (since >= self.refractory_steps).to(new.V.dtype)
-        z = heaviside_relu((new.V - V_th) / V_th.abs(), p.alpha, p.width) * ready
+        scale = surrogate_scale(V_th, p.V_scale)
+        z = heaviside_relu((new.V - V_th) / scale, p.alpha, p.width) * ready
         since = torch.where(z > 0, torch.ones_like(since), since + 1)
         return z, new, since
 
