@@ -27,7 +27,7 @@ def _input():
 
 
 def _run_hh(path):
-    module = HH(p=SPEC, dt=DT_MS * 1e-3, V_init=V0, path=path, record_states=True)
+    module = HH(p=SPEC, dt=DT_MS * 1e-3, V_init=V0, path=path, record_states=("V",))
     with torch.no_grad():
         z, states = module(_input())
     return z.numpy(), states.V.numpy()

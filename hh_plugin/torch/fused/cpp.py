@@ -241,8 +241,9 @@ class FusedHHFunction(torch.autograd.Function):
 
     ``forward(ctx, ext, meta, I, *state0, *params)`` with ``I`` of shape ``(T, M)``,
     states ``(M,)``, params of 1 or ``M`` elements. ``meta = (ns, dt_ms, reset, every,
-    record)``. Returns spikes and the final states, or spikes and recorded ``(T, M)``
-    trajectories when ``record``.
+    record)``, ``record`` the increasing indices of the state variables to record (empty:
+    none). Returns spikes and the final states, or spikes and the recorded ``(T, M)``
+    trajectories (one per index of ``record``) when ``record`` is not empty.
     """
 
     @staticmethod
@@ -251,7 +252,7 @@ class FusedHHFunction(torch.autograd.Function):
         state0, params = list(tensors[:ns]), list(tensors[ns:])
         needs_grad = any(ctx.needs_input_grad[2:])
         out = ext.hh_forward(I, state0, params, dt_ms, reset, every if needs_grad else 0,
-                             record)
+                             list(record))
         Z, final = out[0], out[1:1 + ns]
         rest = out[1 + ns:]
         ckpt = rest[:1] if needs_grad else []
@@ -275,9 +276,11 @@ class FusedHHFunction(torch.autograd.Function):
         empty = I.new_empty(0)
         gZ = empty if gZ is None else gZ.contiguous()
         if record:
-            grec = ([empty if g is None else g.contiguous() for g in gstates]
-                    if any(g is not None for g in gstates) else [])
-            grec = [g if g.numel() else torch.zeros_like(I) for g in grec]
+            grec = []
+            if any(g is not None for g in gstates):  # an empty tensor: no gradient (zero)
+                given = dict(zip(record, gstates))
+                grec = [empty if given.get(s) is None else given[s].contiguous()
+                        for s in range(ns)]
             gfinal = []
         else:
             grec = []

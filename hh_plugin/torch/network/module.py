@@ -201,7 +201,8 @@ class NetworkModule(torch.nn.Module):
     - ``state``: a :class:`NetworkState` to continue from (default: the specification's
       initial state at step 0);
     - ``record``: names of state variables to record for every population that has them
-      (``'V'``, gates, synaptic variables such as ``'g_e'``);
+      (``'V'``, gates, synaptic variables such as ``'g_e'``): only those traces are
+      stored; a name no population has is refused (``ValueError``);
     - ``batch_shape``: batch dimensions when no currents are given.
 
     - ``path``: overrides the module's ``path`` for this call;
@@ -361,7 +362,7 @@ class NetworkModule(torch.nn.Module):
             state = self.initial_state(batch, dtype, device)
         elif not isinstance(state, NetworkState):
             raise TypeError(f"state must be a NetworkState, got {type(state).__name__}")
-        record = tuple(record)
+        record = self._record_names(record)
         requested = self.path if path is None else path
         path = self._resolve_path(requested, currents, state, device)
         out = None
@@ -382,6 +383,17 @@ class NetworkModule(torch.nn.Module):
         elif path == "fused":
             out.spikes = {k: v.to(dtype) for k, v in out.spikes.items()}
         return out
+
+    def _record_names(self, record) -> Tuple[str, ...]:
+        """``record`` as a tuple of names (one name may be given as a string); a name that
+        no population has is refused, naming the variables there are."""
+        record = (record,) if isinstance(record, str) else tuple(record)
+        known = self.spec.variables()
+        for var in record:
+            if not isinstance(var, str) or var not in known:
+                raise ValueError(f"record: unknown variable {var!r}; the populations have "
+                                 f"{', '.join(known)}")
+        return record
 
     def _needs_grad(self, currents, state) -> bool:
         if not torch.is_grad_enabled():
