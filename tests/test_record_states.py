@@ -94,3 +94,26 @@ def test_network_module_records_only_the_names_given_and_refuses_unknown_ones(pa
     with pytest.raises(ValueError, match="record: unknown variable 'g_e'; the populations "
                                          "have V, m, h, n"):
         module(steps=10, record=("V", "g_e"))
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_return_final_continues_a_run_recorded_in_part(path):
+    """hh_sequence(return_final=True) also gives the final state, all variables, so a run
+    that records only V continues exactly where one long run goes."""
+    from hh_plugin.torch.functional import as_parameters, initial_state
+    from hh_plugin.torch.fused.sequence import hh_sequence
+
+    p = as_parameters(HHSpec())
+    I = _input(1200)
+    s0 = initial_state(p, (4,), V=-65.0, dtype=torch.float64)
+    z_long, V_long = hh_sequence(I, s0, p, 1e-5, path=path, record_states=("V",))
+    z1, V1, final = hh_sequence(I[:700], s0, p, 1e-5, path=path, record_states=("V",),
+                                return_final=True)
+    assert all(t.shape == (4,) for t in final)
+    z2, V2, _ = hh_sequence(I[700:], final, p, 1e-5, path=path, record_states="V",
+                            return_final=True)
+    assert torch.equal(torch.cat([z1, z2]), z_long) and z_long.sum() > 0
+    torch.testing.assert_close(torch.cat([V1.V, V2.V]), V_long.V, rtol=0, atol=1e-12)
+    _, final_only = hh_sequence(I[:700], s0, p, 1e-5, path=path)
+    for a, b in zip(final, final_only):
+        assert torch.equal(a, b)

@@ -117,6 +117,7 @@ def resolve_path(path: str, input_current: torch.Tensor, record_states: bool = F
 
 
 def _naive(input_current, state, p, dt, names):
+    """``(spikes, recorded state or None, final state)``, as every path's runner."""
     outputs = []
     rows = {name: [] for name in names}
     for t in range(input_current.shape[0]):
@@ -124,10 +125,9 @@ def _naive(input_current, state, p, dt, names):
         outputs.append(z)
         for name in names:
             rows[name].append(getattr(state, name))
-    if names:
-        return torch.stack(outputs), _recorded(
-            type(state), names, {name: torch.stack(r) for name, r in rows.items()})
-    return torch.stack(outputs), state
+    recorded = _recorded(type(state), names, {name: torch.stack(r) for name, r in
+                                              rows.items()}) if names else None
+    return torch.stack(outputs), recorded, state
 
 
 # ------------------------------------------------------------------ torch.compile path
@@ -163,10 +163,10 @@ def _compiled(input_current, state, p, dt, names, chunk: int = 8):
             outputs.append(z)
             recorded.append(rows)
             t += k
-    if names:
-        return torch.cat(outputs), _recorded(type(state), names, {
-            name: torch.cat([rows[j] for rows in recorded]) for j, name in enumerate(names)})
-    return torch.cat(outputs), state
+    traces = _recorded(type(state), names, {
+        name: torch.cat([rows[j] for rows in recorded]) for j, name in enumerate(names)}) \
+        if names else None
+    return torch.cat(outputs), traces, state
 
 
 # ------------------------------------------------------------------ fused C++ path
@@ -227,15 +227,16 @@ def _fused_cpp(input_current, state, p, dt, names, checkpoint):
     out = FusedHHFunction.apply(ext, meta, I, *states, *params)
     Z = out[0].reshape(input_current.shape)
     cls = state_type(model)
+    final = cls(*(s.reshape(step_shape) for s in out[len(out) - len(states):]))
     if names:
         return Z, _recorded(cls, names, {name: r.reshape(input_current.shape)
-                                         for name, r in zip(names, out[1:])})
-    return Z, cls(*(s.reshape(step_shape) for s in out[1:]))
+                                         for name, r in zip(names, out[1:])}), final
+    return Z, None, final
 
 
 def hh_sequence(input_current: torch.Tensor, state, p, dt: float = 1e-5, *,
                 record_states: bool = False, path: str = "auto",
-                checkpoint=None) -> Tuple[torch.Tensor, object]:
+                checkpoint=None, return_final: bool = False) -> Tuple[torch.Tensor, object]:
     r"""Run ``T = input_current.shape[0]`` HH steps.
 
     Arguments:
@@ -250,8 +251,11 @@ def hh_sequence(input_current: torch.Tensor, state, p, dt: float = 1e-5, *,
             allocated).
         path: see the module docstring.
         checkpoint: fused C++ backward only: see :func:`checkpoint_interval`.
+        return_final: also return the final state (all variables), to continue a run
+            that recorded only some of them.
 
-    Returns ``(spikes, state)`` exactly as :class:`hh_plugin.torch.HH` does.
+    Returns ``(spikes, state)`` exactly as :class:`hh_plugin.torch.HH` does, and with
+    ``return_final`` ``(spikes, state, final_state)``.
     """
     check_dt(dt, type(p).model)
     names = record_names(record_states, type(p).model)
@@ -263,17 +267,21 @@ def hh_sequence(input_current: torch.Tensor, state, p, dt: float = 1e-5, *,
     concrete = resolve_path(path, input_current, record_states, needs_grad)
     if concrete == "fused_cpp":
         try:
-            return _fused_cpp(input_current, state, p, dt, names, checkpoint)
+            z, recorded, final = _fused_cpp(input_current, state, p, dt, names, checkpoint)
         except PathUnavailable as exc:
             if explicit:
                 raise
             warnings.warn(f"hh_plugin: the fused C++ kernel is unavailable ({exc}); "
                           f"falling back to the naive path (the step loop)", RuntimeWarning,
                           stacklevel=2)
-            return _naive(input_current, state, p, dt, names)
-    if concrete == "triton":
+            z, recorded, final = _naive(input_current, state, p, dt, names)
+    elif concrete == "triton":
         from .triton_kernel import hh_sequence_triton
-        return hh_sequence_triton(input_current, state, p, dt, names)
-    if concrete == "compiled":
-        return _compiled(input_current, state, p, dt, names)
-    return _naive(input_current, state, p, dt, names)
+        z, recorded, final = hh_sequence_triton(input_current, state, p, dt, names,
+                                                return_final=True)
+    elif concrete == "compiled":
+        z, recorded, final = _compiled(input_current, state, p, dt, names)
+    else:
+        z, recorded, final = _naive(input_current, state, p, dt, names)
+    out = recorded if names else final
+    return (z, out, final) if return_final else (z, out)

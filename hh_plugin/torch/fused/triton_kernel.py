@@ -85,11 +85,12 @@ def load_module(model: ModelDefinition):
 
 def hh_sequence_triton(input_current: torch.Tensor, state, p, dt: float,
                        record_states=False, block: int = 128,
-                       allow_cpu: bool = False):
+                       allow_cpu: bool = False, return_final: bool = False):
     """Forward over ``T = input_current.shape[0]`` steps with the generated Triton kernel.
 
     Returns ``(spikes, state)`` like :func:`.sequence.hh_sequence` (``record_states`` as
-    there: a trajectory is stored only for the variables named). ``allow_cpu`` lets CPU
+    there: a trajectory is stored only for the variables named; ``return_final``: also the
+    final state, as ``(spikes, recorded or None, final)``). ``allow_cpu`` lets CPU
     tensors through when Triton's interpreter is enabled (tests).
     """
     reason = triton_unavailable_reason(input_current, allow_cpu=allow_cpu)
@@ -132,7 +133,10 @@ def hh_sequence_triton(input_current: torch.Tensor, state, p, dt: float,
         DT=tl.float64 if dtype == torch.float64 else tl.float32, BLOCK=block)
     cls = state_type(model)
     Zr = Z.reshape(input_current.shape)
-    if names:
-        return Zr, _recorded(cls, names, {name: r.reshape(input_current.shape)
-                                          for name, r in zip(model.state_names, rec)})
-    return Zr, cls(*(s.reshape(step_shape) for s in s1))
+    final = cls(*(s.reshape(step_shape) for s in s1))
+    recorded = _recorded(cls, names, {name: r.reshape(input_current.shape)
+                                      for name, r in zip(model.state_names, rec)}) \
+        if names else None
+    if return_final:
+        return Zr, recorded, final
+    return Zr, (recorded if names else final)
