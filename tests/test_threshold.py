@@ -183,3 +183,26 @@ def test_zero_threshold_and_scale_travel_in_the_network_file(tmp_path):
                       [CurrentInput("P", CURRENTS[:3])], dt=DT_MS)
     save_network(tmp_path / "n.h5", net)
     assert load_network(tmp_path / "n.h5").spec.populations["P"].spec == pop_spec
+
+
+def test_a_file_whose_definition_declares_the_threshold_nonzero_still_loads(tmp_path,
+                                                                            monkeypatch):
+    """Files written before V_scale carry ``V_th`` with ``"constraint": "nonzero"`` in
+    their model definition; they load as the registered model."""
+    from hh_plugin.export import load, save
+    from hh_plugin.model import HODGKIN_HUXLEY
+
+    old_to_dict = type(HODGKIN_HUXLEY).to_dict
+
+    def legacy(model):
+        data = old_to_dict(model)
+        for p in data["parameters"]:
+            if p["name"] == model.threshold:
+                p["constraint"] = "nonzero"
+        return data
+
+    monkeypatch.setattr(type(HODGKIN_HUXLEY), "to_dict", legacy)
+    save(tmp_path / "old.h5", HHSpec(gL=0.05))
+    monkeypatch.undo()
+    record = load(tmp_path / "old.h5")
+    assert record.spec == HHSpec(gL=0.05) and record.spec.model is HODGKIN_HUXLEY
