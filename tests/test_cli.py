@@ -35,6 +35,33 @@ def test_make_case_and_run(runs):
         assert r.time == pytest.approx(10.0) and r.provenance["source"].endswith("case.h5")
 
 
+@pytest.mark.parametrize("backend", ["torch", "brian2"])
+def test_run_records_only_the_variables_asked_for(runs, tmp_path, backend, capsys):
+    """--record V: traces of V and spikes only, the same values as the full run's, the same
+    final state (all variables), and a crosscheck against the full run passes."""
+    out = tmp_path / f"{backend}_V.h5"
+    assert main(["run", "--backend", backend, str(runs / "case.h5"), "--record", "V",
+                 "-o", str(out)]) == 0
+    full = load(runs / ("t.h5" if backend == "torch" else "b.h5"))
+    part = load(out)
+    assert set(part.traces) == {"time", "V", "spikes"}
+    np.testing.assert_array_equal(part.traces["V"], full.traces["V"])
+    np.testing.assert_array_equal(part.traces["spikes"], full.traces["spikes"])
+    for name in ("V", "m", "h", "n"):
+        np.testing.assert_array_equal(part.state[name], full.state[name])
+    assert main(["crosscheck", str(out), str(runs / "t.h5")]) == 0
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("value, message", [("m", "must include V"),
+                                            ("V,w", "unknown state variable 'w'")])
+def test_run_record_names_are_checked(runs, tmp_path, capsys, value, message):
+    assert main(["run", "--backend", "torch", str(runs / "case.h5"), "--record", value,
+                 "-o", str(tmp_path / "x.h5")]) != 0
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "x.h5").exists()
+
+
 def test_crosscheck_pass_with_plot(runs, capsys):
     assert main(["crosscheck", str(runs / "t.h5"), str(runs / "b.h5"),
                  "--plot", str(runs / "cc.png"), "--worst", "3"]) == 0

@@ -364,8 +364,8 @@ def test_unavailable_paths_raise_clear_errors():
     if not torch.cuda.is_available():
         with pytest.raises(PathUnavailable, match="triton"):
             hh_sequence(I32, s0.to(torch.float32), p, 1e-5, path="triton")
-    with pytest.raises(PathUnavailable, match="record"):
-        hh_sequence(I32, s0.to(torch.float32), p, 1e-5, path="compiled", record_states=True)
+    with pytest.raises(ValueError, match="unknown state variable 'q'.*V, m, h, n"):
+        hh_sequence(I32, s0.to(torch.float32), p, 1e-5, path="naive", record_states=("V", "q"))
 
 
 def test_missing_compiler_is_reported(monkeypatch):

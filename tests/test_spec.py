@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from hh_plugin import HHSpec
+from hh_plugin.model.spec import ZERO_THRESHOLD_SCALE
 from hh_plugin.model import (HODGKIN_HUXLEY, ChannelDefinition, GateDefinition, ModelDefinition,
                              ParameterDefinition, initial_state, steady_state_gates)
 
@@ -34,7 +35,10 @@ def test_brian2_quantities_are_converted():
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(C=-1.0), "C must be > 0"),
-    (dict(V_th=0.0), "V_th must be != 0"),
+    (dict(V_scale=0.0), "V_scale must be > 0"),
+    (dict(V_scale=-2.0), "V_scale must be > 0"),
+    (dict(V_scale=np.ones(3)), "V_scale must be a scalar"),
+    (dict(V_scale=float("inf")), "V_scale contains NaN or infinite"),
     (dict(gNa=float("nan")), "gNa contains NaN"),
     (dict(spk_reset="sometimes"), "spk_reset must be one of"),
     (dict(gK=-1.0), "gK must be >= 0"),
@@ -46,6 +50,22 @@ def test_brian2_quantities_are_converted():
 def test_bad_parameters_name_the_problem(kwargs, message):
     with pytest.raises((TypeError, ValueError), match=message):
         HHSpec(**kwargs)
+
+
+def test_surrogate_scale_rule():
+    """V_scale None: |V_th| (the reference), 1 mV where V_th = 0; a given V_scale wins.
+    Any threshold is valid; V_scale travels through to_dict/from_dict only when set."""
+    assert HHSpec().surrogate_scale == 20.0
+    assert HHSpec(V_th=-15.0).surrogate_scale == 15.0
+    assert HHSpec(V_th=0.0).surrogate_scale == ZERO_THRESHOLD_SCALE == 1.0
+    assert HHSpec(V_th=0.0, V_scale=20.0).surrogate_scale == 20.0
+    per_neuron = HHSpec(V_th=np.array([0.0, -3.0, 20.0])).surrogate_scale
+    np.testing.assert_array_equal(per_neuron, [1.0, 3.0, 20.0])
+    assert "V_scale" not in HHSpec().to_dict() and "V_scale" not in HHSpec().to_dict()["units"]
+    spec = HHSpec(V_th=0.0, V_scale=5.0)
+    assert spec.to_dict()["V_scale"] == 5.0 and HHSpec.from_dict(spec.to_dict()) == spec
+    assert spec.replace(V_th=10.0).V_scale == 5.0
+    assert HHSpec(V_scale=5.0) != HHSpec()
 
 
 def test_immutable_and_replace():
@@ -94,3 +114,16 @@ def test_model_definition_rejects_bad_expressions():
         ModelDefinition("bad2", (ParameterDefinition("C", 1.0, "uF", "cap"),
                                  ParameterDefinition("V_th", 20.0, "mV", "th")),
                         (), (ChannelDefinition("L", "1", "EL"),))
+
+
+def test_definitions_with_the_legacy_nonzero_threshold_still_load():
+    """Files written before V_scale carry V_th declared 'nonzero'; they read as the
+    registered model. Any other difference is still refused."""
+    data = HHSpec().to_dict(include_definition=True)
+    for p in data["definition"]["parameters"]:
+        if p["name"] == "V_th":
+            p["constraint"] = "nonzero"
+    assert HHSpec.from_dict(data).model is HODGKIN_HUXLEY
+    data["definition"]["parameters"][0]["default"] = 51.0
+    with pytest.raises(ValueError, match="differs from the registered model"):
+        HHSpec.from_dict(data)

@@ -111,7 +111,7 @@ def _spec_differences(a: HHRecord, b: HHRecord) -> List[str]:
         shown = ", ".join(f"neuron {i}: {float(va[i])!r} vs {float(vb[i])!r}" for i in bad[:3])
         more = f" (+{len(bad) - 3} more)" if len(bad) > 3 else ""
         out.append(f"{name}: {shown}{more}")
-    for key in ("spk_reset", "alpha", "width"):
+    for key in ("spk_reset", "alpha", "width", "V_scale"):
         if getattr(a.spec, key) != getattr(b.spec, key):
             out.append(f"{key}: {getattr(a.spec, key)!r} vs {getattr(b.spec, key)!r}")
     if not np.array_equal(np.asarray(a.spec.V_reset, dtype=object),

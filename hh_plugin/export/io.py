@@ -78,6 +78,15 @@ def _check(problem: Optional[str]):
 
 
 # ============================================================================ save
+def _surrogate(spec) -> dict:
+    """``spec.surrogate`` of the metadata; ``scale`` (``V_scale``, mV) only when set, so
+    that a file without it reads as before (scale :math:`|V_{th}|`, 1 mV at 0 mV)."""
+    out = {"kind": "relu", "alpha": float(spec.alpha), "width": float(spec.width)}
+    if spec.V_scale is not None:
+        out["scale"] = {"value": float(spec.V_scale), "unit": "mV"}
+    return out
+
+
 def _prepare(spec, state, time, dt, input, input_t_start, traces, backend, provenance):
     """Validate everything in memory; return ``(metadata, {path: (array, unit)})``."""
     if hasattr(spec, "to_spec") and not isinstance(spec, HHSpec):
@@ -198,8 +207,7 @@ def _prepare(spec, state, time, dt, input, input_t_start, traces, backend, prove
                  "spike_rule": fmt.SPIKE_RULE,
                  "reset_rule": "none" if spec.V_reset is None else spec.spk_reset,
                  "spk_reset": spec.spk_reset,
-                 "surrogate": {"kind": "relu", "alpha": float(spec.alpha),
-                               "width": float(spec.width)}},
+                 "surrogate": _surrogate(spec)},
         "state": state_meta, "input": input_meta, "traces": traces_meta,
         "provenance": prov,
     }

@@ -18,9 +18,11 @@ def run_network(spec, backend: str, steps: int, record: Sequence[str] = ("V", "v
                 dtype=None, device=None, target: str = "numpy") -> Dict:
     """Run ``spec`` for ``steps`` steps; the ``results`` mapping of
     :func:`~hh_plugin.export.save_network` (spikes and the recorded variables that each
-    population has)."""
+    population has; names no population has are skipped)."""
     if backend not in NETWORK_BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; use one of {NETWORK_BACKENDS}")
+    known = spec.variables()
+    record = [name for name in record if name in known]
     if backend == "torch":
         import torch
 

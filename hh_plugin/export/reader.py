@@ -237,6 +237,13 @@ def _quantity(q: Optional[dict], where: str, path) -> Optional[float]:
     return value
 
 
+def _voltage(q: dict, where: str, path) -> float:
+    value = convert(q["value"], q["unit"], "mV", where, path)
+    if not math.isfinite(value):
+        raise FormatError(f"{where} is out of range in mV", path)
+    return value
+
+
 def _spec(raw: RawFile, meta: dict, model, path) -> HHSpec:
     spec_meta = meta["spec"]
     has_reset = spec_meta["reset_rule"] != "none"
@@ -258,10 +265,13 @@ def _spec(raw: RawFile, meta: dict, model, path) -> HHSpec:
             raise FormatError(f"/spec/V_reset has shape {V_reset.shape}, expected () or "
                               f"(neurons,)", path)
         V_reset = V_reset.astype(np.float64)
+    scale = spec_meta["surrogate"].get("scale")
+    V_scale = None if scale is None else _voltage(scale, "spec.surrogate.scale", path)
     try:
         return HHSpec(model=model, spk_reset=spec_meta["spk_reset"],
                       alpha=spec_meta["surrogate"]["alpha"],
-                      width=spec_meta["surrogate"]["width"], V_reset=V_reset, **params)
+                      width=spec_meta["surrogate"]["width"], V_reset=V_reset,
+                      V_scale=V_scale, **params)
     except (TypeError, ValueError) as exc:
         raise FormatError(f"invalid specification: {exc}", path) from None
 

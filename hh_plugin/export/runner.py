@@ -1,7 +1,8 @@
 """Run a case (specification, initial state, input current) on a backend; return the result.
 
 A result record holds the same specification and ``dt``, the **final** state (at the time
-of the last step) and the traces of every step: ``V``, ``m``, ``h``, ``n`` and ``spikes``.
+of the last step) and the traces of every step: ``V``, ``m``, ``h``, ``n`` (or those named
+by ``record``, ``V`` always among them) and ``spikes``.
 """
 
 from __future__ import annotations
@@ -53,6 +54,19 @@ def _check_finite(values: np.ndarray, start: int, dt: float, t0: float, path) ->
                               f"the input current is too large for the model")
 
 
+def record_variables(case: HHRecord, record=None) -> tuple:
+    """The state variables a run of ``case`` records: all (``None``) or those named, which
+    must include ``V`` (the result's NaN check and the crosscheck read it)."""
+    from ..torch.fused.sequence import record_names
+
+    model = case.spec.model
+    names = record_names(True if record is None else tuple(record), model)
+    if "V" not in names:
+        raise ValueError(f"record must include V (the result's check and the crosscheck "
+                         f"read it), got {tuple(record)}")
+    return names
+
+
 def _progress(total: int, enabled: bool, desc: str):
     if not enabled:
         return contextlib.nullcontext(None)
@@ -62,42 +76,50 @@ def _progress(total: int, enabled: bool, desc: str):
 
 
 def run_torch(case: HHRecord, *, progress: bool = False, device: str = "cpu",
-              dtype=None, chunk: int = 200) -> HHRecord:
-    """Run ``case`` with :class:`hh_plugin.torch.HH` (in the case's dtype unless ``dtype``)."""
+              dtype=None, chunk: int = 200, record=None) -> HHRecord:
+    """Run ``case`` with :class:`hh_plugin.torch.HH`'s sequence (in the case's dtype unless
+    ``dtype``), recording ``record`` (:func:`record_variables`; default: all)."""
     import torch
 
-    from ..torch import HH
+    from ..torch.functional import as_parameters
+    from ..torch.fused.sequence import hh_sequence
     from .torch_adapter import input_tensor, state_from_record, traces_from_run
 
     check_case(case)
+    names = record_variables(case, record)
     state = state_from_record(case, dtype=dtype, device=device)
     current = input_tensor(case, dtype=state.V.dtype, device=device)
-    module = HH(p=case.spec, dt=case.dt * 1e-3, record_states=True)
+    p = as_parameters(case.spec).to(dtype=state.V.dtype, device=current.device)
     steps = current.shape[0]
     spikes, rows = [], []
     with torch.no_grad(), _progress(steps, progress, "torch") as bar, \
             warnings.catch_warnings():
         warnings.simplefilter("ignore", ImplausibleInputWarning)  # check_case warned once
         for start in range(0, steps, chunk):
-            z, states = module(current[start:start + chunk], state)
+            z, states, state = hh_sequence(current[start:start + chunk], state, p,
+                                           case.dt * 1e-3, record_states=names,
+                                           return_final=True)
             _check_finite(states.V.cpu().numpy(), start, case.dt, case.time, case.path)
-            state = type(states)(*(s[-1] for s in states))
             spikes.append(z)
             rows.append(states)
             if bar is not None:
                 bar.update(z.shape[0])
     spikes = torch.cat(spikes)
-    stacked = type(rows[0])(*(torch.cat([r[i] for r in rows]) for i in range(len(rows[0]))))
+    stacked = type(rows[0])(*(None if rows[0][i] is None else torch.cat([r[i] for r in rows])
+                              for i in range(len(rows[0]))))
     traces = traces_from_run(spikes, stacked, case.dt * 1e-3, t_start=case.time)
-    final = {name: traces[name][-1].copy() for name in case.spec.model.state_names}
+    final = {name: getattr(state, name).cpu().numpy().copy()
+             for name in case.spec.model.state_names}
     return HHRecord(spec=case.spec, dt=case.dt, state=final, time=float(traces["time"][-1]),
                     traces=traces,
                     provenance={"backend": "torch", "device": str(state.V.device),
                                 "source": str(case.path or "")})
 
 
-def run_brian2(case: HHRecord, *, progress: bool = False, target: str = "numpy") -> HHRecord:
-    """Run ``case`` with a Brian2 ``NeuronGroup`` (runtime mode, ``target`` code generation).
+def run_brian2(case: HHRecord, *, progress: bool = False, target: str = "numpy",
+               record=None) -> HHRecord:
+    """Run ``case`` with a Brian2 ``NeuronGroup`` (runtime mode, ``target`` code generation),
+    recording ``record`` (:func:`record_variables`; default: all).
 
     Brian2 computes in float64 whatever the case's dtype.
     """
@@ -106,6 +128,7 @@ def run_brian2(case: HHRecord, *, progress: bool = False, target: str = "numpy")
     from .brian2_adapter import group_from_record, state_from_group, traces_from_monitors
 
     check_case(case)
+    names = record_variables(case, record)
     shape = case.shape
     steps = len(case.input)
     flat = np.ascontiguousarray(case.input, dtype=np.float64).reshape(steps, -1)
@@ -115,7 +138,7 @@ def run_brian2(case: HHRecord, *, progress: bool = False, target: str = "numpy")
         stimulus = brian2.TimedArray(flat * brian2.uA, dt=case.dt * brian2.ms)
         group = group_from_record(case, current="hh_export_I(t, i)",
                                   namespace={"hh_export_I": stimulus})
-        variables = list(case.spec.model.state_names)
+        variables = list(names)
         state_monitor = brian2.StateMonitor(group, variables, record=True, when="end")
         spike_monitor = brian2.SpikeMonitor(group)
         net = brian2.Network(group, state_monitor, spike_monitor)
@@ -146,7 +169,8 @@ def run_brian2(case: HHRecord, *, progress: bool = False, target: str = "numpy")
 
 def run_case(case: HHRecord, backend: str, *, progress: bool = False, **options) -> HHRecord:
     """Run ``case`` on ``'torch'`` (options: ``device``, ``dtype``, ``chunk``) or ``'brian2'``
-    (option: ``target``, default ``'numpy'``). Returns the result record (not saved)."""
+    (option: ``target``, default ``'numpy'``); both take ``record`` (the state variables to
+    trace, ``V`` among them; default all). Returns the result record (not saved)."""
     if backend == "torch":
         return run_torch(case, progress=progress, **options)
     if backend == "brian2":

@@ -47,6 +47,10 @@ SCHEMA = {
     "$defs": {
         "time": _time_quantity(False),
         "positive_time": _time_quantity(True),
+        "positive_voltage": {"type": "object", "required": ["value", "unit"],
+                             "additionalProperties": False,
+                             "properties": {"value": {"type": "number", "exclusiveMinimum": 0},
+                                            "unit": {"enum": sorted(FACTORS["voltage"])}}},
         "spec": {
             "type": "object",
             "required": ["model", "integrator", "dt", "spike_rule", "reset_rule", "spk_reset",
@@ -70,7 +74,11 @@ SCHEMA = {
                     "additionalProperties": False,
                     "properties": {"kind": {"const": "relu"},
                                    "alpha": {"type": "number", "minimum": 0},
-                                   "width": {"type": "number", "exclusiveMinimum": 0}}},
+                                   "width": {"type": "number", "exclusiveMinimum": 0},
+                                   "scale": {"$ref": "#/$defs/positive_voltage",
+                                             "description": "V_scale: x = (V - V_th)/scale; "
+                                                            "absent: |V_th|, 1 mV where "
+                                                            "V_th = 0"}}},
             },
         },
         "state": {

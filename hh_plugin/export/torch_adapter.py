@@ -23,9 +23,12 @@ _TORCH_DTYPES = {np.dtype("float16"): torch.float16, np.dtype("float32"): torch.
 
 
 def state_to_arrays(state) -> Dict[str, np.ndarray]:
-    """``{'V': mV, 'm', 'h', 'n'}`` numpy arrays (CPU copies, same dtype) of an ``HHState``."""
+    """``{'V': mV, 'm', 'h', 'n'}`` numpy arrays (CPU copies, same dtype) of an ``HHState``
+    (fields that are ``None``, not recorded, are left out)."""
     out = {}
     for name, tensor in state._asdict().items():
+        if tensor is None:
+            continue
         if tensor.dtype == torch.bfloat16:
             raise ValueError("bfloat16 states have no HDF5 equivalent; convert to float32")
         out[name] = tensor.detach().cpu().numpy().copy()

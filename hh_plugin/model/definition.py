@@ -47,7 +47,8 @@ PARAMETER_UNITS = ("mV", "mS", "uF", "uA", "ms", "1/ms", "1")
 #: Parameter constraints a definition may declare.
 CONSTRAINTS = (None, "positive", "nonnegative", "nonzero")
 #: Names the backends reserve (input current, spike options, time).
-RESERVED_NAMES = ("I", "t", "dt", "i", "alpha", "width", "V_reset", "spk_reset", "z")
+RESERVED_NAMES = ("I", "t", "dt", "i", "alpha", "width", "V_reset", "V_scale", "spk_reset",
+                  "z")
 #: Range of V (mV) over which every rate must be finite (checked when a model is defined).
 VOLTAGE_CHECK_RANGE = (-100.0, 60.0)
 

@@ -26,7 +26,7 @@ HODGKIN_HUXLEY = register_model(ModelDefinition(
         ParameterDefinition("gK", 36.0, "mS", "maximal potassium conductance", "nonnegative"),
         ParameterDefinition("EL", -54.387, "mV", "leak reversal potential"),
         ParameterDefinition("gL", 0.03, "mS", "leak conductance", "nonnegative"),
-        ParameterDefinition("V_th", 20.0, "mV", "spike threshold", "nonzero"),
+        ParameterDefinition("V_th", 20.0, "mV", "spike threshold"),
         ParameterDefinition("C", 1.0, "uF", "membrane capacitance", "positive"),
     ),
     gates=(

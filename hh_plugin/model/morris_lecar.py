@@ -34,7 +34,7 @@ MORRIS_LECAR = register_model(ModelDefinition(
         ParameterDefinition("V3", 2.0, "mV", "half-activation potential of W"),
         ParameterDefinition("V4", 30.0, "mV", "slope of W's activation", "nonzero"),
         ParameterDefinition("phi", 0.04, "1/ms", "rate of W", "positive"),
-        ParameterDefinition("V_th", 10.0, "mV", "spike threshold", "nonzero"),
+        ParameterDefinition("V_th", 10.0, "mV", "spike threshold"),
     ),
     gates=(
         GateDefinition.instantaneous("M", x_inf="0.5*(1 + tanh((V - V1)/V2))"),

@@ -9,6 +9,7 @@ have the same length.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
@@ -22,16 +23,34 @@ RESET_MODES = ("soft", "hard")
 def model_from_definition(definition: Mapping[str, Any]) -> ModelDefinition:
     """The model a (possibly untrusted) definition describes: the registered model of that
     name when the definition equals it, else the new model, registered. A definition that
-    differs from a registered model of the same name is refused."""
+    differs from a registered model of the same name is refused (except for the legacy
+    ``'nonzero'`` constraint on the threshold, see :func:`_legacy_threshold_constraint`)."""
     model = ModelDefinition.from_dict(definition)
     if model.name in known_models():
         existing = get_model(model.name)
-        if existing != model:
+        if existing != model and not _legacy_threshold_constraint(existing, model):
             raise ValueError(f"the definition of model {model.name!r} differs from the "
                              f"registered model of that name")
         return existing
     return register_model(model)
-_OPTION_NAMES = ("spk_reset", "alpha", "width", "V_reset")
+
+
+def _legacy_threshold_constraint(registered: ModelDefinition, carried: ModelDefinition) -> bool:
+    """Whether ``carried`` equals ``registered`` but for a ``'nonzero'`` constraint on the
+    threshold parameter: definitions written before the surrogate had its own scale
+    (``V_scale``) declared every shipped threshold ``nonzero``; such files still load."""
+    th = carried.threshold
+    if th != registered.threshold or carried.parameter(th).constraint != "nonzero":
+        return False
+    fixed = tuple(dataclasses.replace(p, constraint=registered.parameter(th).constraint)
+                  if p.name == th else p for p in carried.parameters)
+    return dataclasses.replace(carried, parameters=fixed, _cache={}) == registered
+
+
+_OPTION_NAMES = ("spk_reset", "alpha", "width", "V_reset", "V_scale")
+#: The surrogate's scale (mV) where the threshold is 0 mV and no ``V_scale`` is given:
+#: :math:`x = (V - V_{th})/1\,\mathrm{mV}`, the surrogate on the voltage in mV.
+ZERO_THRESHOLD_SCALE = 1.0
 
 
 def brian2_unit(unit: str):
@@ -92,7 +111,14 @@ class HHSpec:
     Options:
         spk_reset: ``'soft'`` (default) or ``'hard'``; matters only when ``V_reset`` is set.
         alpha, width: the ReLU surrogate :math:`\partial z/\partial x \approx
-            \alpha \max(0, \text{width} - |x|)` with :math:`x = (V - V_{th})/V_{th}`.
+            \alpha \max(0, \text{width} - |x|)` with :math:`x = (V - V_{th})/V_{scale}`
+            (dimensionless).
+        V_scale: the surrogate's scale :math:`V_{scale}` in mV, a positive scalar, or
+            ``None`` (default): :math:`|V_{th}|` where :math:`V_{th} \ne 0` (the reference
+            model, which divides by its threshold) and :data:`ZERO_THRESHOLD_SCALE` = 1 mV
+            where :math:`V_{th} = 0` (then :math:`x` is :math:`V - V_{th}` in mV). It shapes
+            gradients only: spikes and trajectories do not depend on it. Any threshold,
+            0 mV included, is valid.
         V_reset: ``None`` (default, the reference model: a spike changes no state) or a
             potential in mV. Then the step that emits a spike also resets the membrane:
             soft subtracts :math:`z (V_{th} - V_{reset})`, hard sets :math:`V_{reset}`.
@@ -105,10 +131,12 @@ class HHSpec:
         (0.3, 'soft')
     """
 
-    __slots__ = ("model", "_values", "spk_reset", "alpha", "width", "V_reset", "size")
+    __slots__ = ("model", "_values", "spk_reset", "alpha", "width", "V_reset", "V_scale",
+                 "size")
 
     def __init__(self, *, model: ModelDefinition = HODGKIN_HUXLEY, spk_reset: str = "soft",
-                 alpha: float = 0.3, width: float = 1.0, V_reset=None, **parameters):
+                 alpha: float = 0.3, width: float = 1.0, V_reset=None, V_scale=None,
+                 **parameters):
         if not isinstance(model, ModelDefinition):
             raise TypeError(f"model must be a ModelDefinition, got {type(model).__name__}")
         unknown = set(parameters) - set(model.parameter_names)
@@ -132,6 +160,12 @@ class HHSpec:
         if V_reset is not None:
             V_reset = to_plain(V_reset, "mV", "V_reset")
             _check_values("V_reset", V_reset, "mV", None)
+        if V_scale is not None:
+            V_scale = to_plain(V_scale, "mV", "V_scale")
+            if np.ndim(V_scale) != 0:
+                raise ValueError("V_scale must be a scalar (mV), the surrogate's scale for "
+                                 "every neuron")
+            _check_values("V_scale", V_scale, "mV", "positive")
         sizes = {len(v) for v in list(values.values()) + [V_reset] if isinstance(v, np.ndarray)}
         if len(sizes) > 1:
             raise ValueError(f"per-neuron parameter arrays have different lengths {sorted(sizes)}")
@@ -142,6 +176,7 @@ class HHSpec:
         set_(self, "alpha", alpha)
         set_(self, "width", width)
         set_(self, "V_reset", V_reset)
+        set_(self, "V_scale", V_scale)
         set_(self, "size", sizes.pop() if sizes else None)
 
     # ------------------------------------------------------------------ access
@@ -165,7 +200,18 @@ class HHSpec:
     @property
     def options(self) -> Dict[str, Any]:
         return {"spk_reset": self.spk_reset, "alpha": self.alpha, "width": self.width,
-                "V_reset": self.V_reset}
+                "V_reset": self.V_reset, "V_scale": self.V_scale}
+
+    @property
+    def surrogate_scale(self):
+        r"""The surrogate's scale in mV as the backends use it (float or per-neuron array):
+        ``V_scale`` if set, else :math:`|V_{th}|`, and :data:`ZERO_THRESHOLD_SCALE` where
+        :math:`V_{th} = 0`."""
+        if self.V_scale is not None:
+            return self.V_scale
+        magnitude = np.abs(self._values[self.model.threshold])
+        scale = np.where(magnitude > 0, magnitude, ZERO_THRESHOLD_SCALE)
+        return float(scale) if scale.ndim == 0 else scale
 
     @property
     def units(self) -> Dict[str, str]:
@@ -204,6 +250,9 @@ class HHSpec:
                "units": self.units,
                "spk_reset": self.spk_reset, "alpha": self.alpha, "width": self.width,
                "V_reset": plain(self.V_reset)}
+        if self.V_scale is not None:  # written only when set: older readers read the rest
+            out["V_scale"] = self.V_scale
+            out["units"] = {**out["units"], "V_scale": "mV"}
         if include_definition:
             out["definition"] = self.model.to_dict()
         return out
@@ -236,7 +285,7 @@ class HHSpec:
         if units is not None:
             if not isinstance(units, Mapping):
                 raise ValueError("units must be a mapping")
-            expected = {**model.units, "V_reset": "mV"}
+            expected = {**model.units, "V_reset": "mV", "V_scale": "mV"}
             for key, unit in units.items():
                 if expected.get(key) != unit:
                     raise ValueError(f"unit of {key!r} is {unit!r}; this model expects "
@@ -262,7 +311,8 @@ class HHSpec:
             return repr(v)
 
         parts = [f"{k}={fmt(v)}" for k, v in self._values.items()]
-        parts += [f"{k}={fmt(v)}" for k, v in self.options.items()]
+        parts += [f"{k}={fmt(v)}" for k, v in self.options.items()
+                  if k != "V_scale" or v is not None]
         if self.model is not HODGKIN_HUXLEY:
             parts.append(f"model={self.model.name!r}")
         return f"HHSpec({', '.join(parts)})"

@@ -36,7 +36,7 @@ TRAUB_MILES = register_model(ModelDefinition(
                             "nonnegative"),
         ParameterDefinition("Cm", 2e-4, "uF", "membrane capacitance", "positive"),
         ParameterDefinition("VT", -63.0, "mV", "threshold shift of the rates"),
-        ParameterDefinition("V_th", -20.0, "mV", "spike threshold", "nonzero"),
+        ParameterDefinition("V_th", -20.0, "mV", "spike threshold"),
     ),
     gates=(
         GateDefinition("m", alpha="0.32*4/exprel((13 - V + VT)/4)",

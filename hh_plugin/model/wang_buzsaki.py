@@ -27,7 +27,7 @@ WANG_BUZSAKI = register_model(ModelDefinition(
         ParameterDefinition("gK", 9.0, "mS", "maximal potassium conductance", "nonnegative"),
         ParameterDefinition("EL", -65.0, "mV", "leak reversal potential"),
         ParameterDefinition("gL", 0.1, "mS", "leak conductance", "nonnegative"),
-        ParameterDefinition("V_th", 20.0, "mV", "spike threshold", "nonzero"),
+        ParameterDefinition("V_th", 20.0, "mV", "spike threshold"),
         ParameterDefinition("phi", 5.0, "1", "rate factor of h and n", "positive"),
         ParameterDefinition("C", 1.0, "uF", "membrane capacitance", "positive"),
     ),

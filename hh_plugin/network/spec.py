@@ -339,6 +339,16 @@ class NetworkSpec:
             state[syn.variable] = np.broadcast_to(array, (pop.size,))
         return state
 
+    def variables(self) -> Tuple[str, ...]:
+        """Names of the variables some population has (``V``, gates, a leaky integrator's
+        ``v``, ``i``, synaptic variables), in order of first appearance: what a run can
+        record."""
+        names: Dict[str, None] = {}
+        for population in self.populations:
+            for var in self.initial_state(population):
+                names.setdefault(var, None)
+        return tuple(names)
+
     def current_table(self, population: str, steps: int) -> Optional[np.ndarray]:
         """Summed external current (uA) ``(steps, size)`` of a population, or ``None``."""
         n = self.populations[population].size

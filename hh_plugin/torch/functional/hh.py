@@ -22,8 +22,9 @@ equation with the other variables frozen. Synaptic conductances :math:`g_s` with
 reversal potentials :math:`E_s` (``conductance``, ``conductance_current`` of
 :func:`hh_step`) join the channels: :math:`G \mathrel{+}= \sum_s g_s` and the membrane
 current gains :math:`\sum_s g_s (V - E_s)`. The spike output is the rising edge
-:math:`z = H(x')(1 - H(x))`, :math:`x = (V - V_{th})/|V_{th}|`
-(:mod:`.surrogate`). With ``V_reset`` set, the same step then resets the membrane:
+:math:`z = H(x')(1 - H(x))`, :math:`x = (V - V_{th})/V_{scale}` with the surrogate's
+scale :math:`V_{scale}` (mV; by default :math:`|V_{th}|`, 1 mV at :math:`V_{th} = 0`;
+:mod:`.surrogate`). With ``V_reset`` set, the same step then resets the membrane:
 
 .. math::
     V' \leftarrow V' - z (V_{th} - V_{reset}) \ \text{(soft)}, \qquad
@@ -46,7 +47,7 @@ from ...model.definition import steady_state
 from ...model.expressions import exprel_torch
 from ...model.limits import MAX_PLAUSIBLE_RATE, check_step, warn_if_implausible
 from .parameters import _ParametersMixin, _TensorTuple, state_type
-from .surrogate import rising_edge
+from .surrogate import rising_edge, surrogate_scale
 
 
 def check_dt(dt, model=None) -> float:
@@ -103,7 +104,8 @@ def check_input_current(current: torch.Tensor, p, name: str = "input current") -
 
 
 def _cast(p: _ParametersMixin, like: torch.Tensor) -> dict:
-    """Parameters as tensors of ``like``'s dtype and device (no copy when they match)."""
+    """Parameters as tensors of ``like``'s dtype and device (no copy when they match), with
+    ``V_scale`` resolved to the surrogate's scale (:func:`.surrogate.surrogate_scale`)."""
     out = {}
     for key, value in p._asdict().items():
         if isinstance(value, torch.Tensor):
@@ -112,6 +114,7 @@ def _cast(p: _ParametersMixin, like: torch.Tensor) -> dict:
         elif value is not None and key != "spk_reset":
             value = torch.as_tensor(value, dtype=like.dtype, device=like.device)
         out[key] = value
+    out["V_scale"] = surrogate_scale(out[type(p).model.threshold], out["V_scale"])
     return out
 
 
@@ -196,7 +199,7 @@ def hh_step(input_current: torch.Tensor, state, p: _ParametersMixin,
         new_gates.append(gates[name] + dt_ms * exprel_torch(-decay * dt_ms) * derivative)
 
     V_th = values[model.threshold]
-    z = rising_edge(V_new, V, V_th, values["alpha"], values["width"])
+    z = rising_edge(V_new, V, V_th, values["alpha"], values["width"], values["V_scale"])
     V_reset = values["V_reset"]
     if V_reset is not None:
         if p.spk_reset == "soft":

@@ -19,7 +19,7 @@ from ...model import HODGKIN_HUXLEY, HHSpec, ModelDefinition
 from ...model.definition import steady_state
 from ...model.initial import DEFAULT, UNIFORM, default_gate_values, initial_voltage
 
-_OPTIONS = ("spk_reset", "alpha", "width", "V_reset")
+_OPTIONS = ("spk_reset", "alpha", "width", "V_reset", "V_scale")
 _CACHE: dict = {}
 
 
@@ -116,8 +116,9 @@ class _ParametersMixin(_TensorTuple):
                              f"the specification is for {spec.model.name!r}")
         values = {k: _tensor(v, dtype, device) for k, v in spec.parameters.items()}
         V_reset = None if spec.V_reset is None else _tensor(spec.V_reset, dtype, device)
+        V_scale = None if spec.V_scale is None else _tensor(spec.V_scale, dtype, device)
         return cls(**values, spk_reset=spec.spk_reset, alpha=_tensor(spec.alpha, dtype, device),
-                   width=_tensor(spec.width, dtype, device), V_reset=V_reset)
+                   width=_tensor(spec.width, dtype, device), V_reset=V_reset, V_scale=V_scale)
 
     @property
     def size(self) -> Optional[int]:
@@ -138,7 +139,8 @@ class _ParametersMixin(_TensorTuple):
 
         values = {k: plain(getattr(self, k)) for k in self.model.parameter_names}
         return HHSpec(model=self.model, spk_reset=self.spk_reset, alpha=plain(self.alpha),
-                      width=plain(self.width), V_reset=plain(self.V_reset), **values)
+                      width=plain(self.width), V_reset=plain(self.V_reset),
+                      V_scale=plain(self.V_scale), **values)
 
 
 class _StateMixin(_TensorTuple):
@@ -153,7 +155,7 @@ def parameters_type(model: ModelDefinition, name: Optional[str] = None):
         fields = list(model.parameter_names) + list(_OPTIONS)
         defaults = [torch.as_tensor(p.default, dtype=torch.float64) for p in model.parameters]
         defaults += ["soft", torch.as_tensor(0.3, dtype=torch.float64),
-                     torch.as_tensor(1.0, dtype=torch.float64), None]
+                     torch.as_tensor(1.0, dtype=torch.float64), None, None]
         base = collections.namedtuple((name or "Parameters") + "Base", fields, defaults=defaults)
         cls = type(name or f"{model.name.title().replace('_', '')}Parameters",
                    (_ParametersMixin, base), {"__slots__": (), "model": model})
@@ -177,7 +179,9 @@ HHParameters.__doc__ = r"""Parameters of the reference HH model as tensors.
 
 Fields: ``ENa, gNa, EK, gK, EL, gL, V_th`` (mV, mS), ``C`` (uF), each a scalar or a
 per-neuron tensor broadcastable against the input; ``spk_reset`` (``'soft'``/``'hard'``),
-surrogate ``alpha`` and ``width``; ``V_reset`` (mV or ``None``: no reset, the reference).
+surrogate ``alpha`` and ``width``; ``V_reset`` (mV or ``None``: no reset, the reference);
+``V_scale``, the surrogate's scale (mV or ``None``: :math:`|V_{th}|`, 1 mV where
+:math:`V_{th} = 0`; see :class:`~hh_plugin.HHSpec`).
 Defaults are the reference model's. ``HHParameters.from_spec(spec)`` builds one from an
 :class:`~hh_plugin.HHSpec`, ``p.to_spec()`` goes back.
 """
@@ -191,7 +195,7 @@ def as_parameters(p):
     if isinstance(p, HHSpec):
         return parameters_type(p.model).from_spec(p)
     if isinstance(p, _ParametersMixin):
-        p.to_spec()  # validates values (NaN, C <= 0, V_th = 0, unknown reset mode...)
+        p.to_spec()  # validates values (NaN, C <= 0, V_scale <= 0, unknown reset mode...)
         return p
     raise TypeError(f"p must be an HHSpec or a parameters NamedTuple such as HHParameters, "
                     f"got {type(p).__name__}")

@@ -15,7 +15,7 @@ intermediate form (:class:`StepProgram`) and printed in one of two dialects, by
 * ``'triton'``: the body of a ``@triton.jit`` function.
 
 Names inside the generated code: ``s_<state>`` old state, ``I_in`` input current,
-``p_<param>`` parameters (the model's, then ``alpha``, ``width``, ``V_reset``),
+``p_<param>`` parameters (the model's, then ``alpha``, ``width``, ``V_reset``, ``V_scale``),
 ``dt`` (ms), ``o_<state>`` / ``o_z`` new state and spike; backward: ``gs_<state>``
 adjoint of the new state, ``g_z`` gradient of the spike output, ``go_<state>``
 adjoint of the old state, ``g_I`` gradient of the input current, ``dp_<param>``
@@ -40,8 +40,11 @@ from ...model.definition import ModelDefinition
 from ...model.expressions import (EXPREL_TAYLOR_COEFFICIENTS, EXPREL_TAYLOR_CUTOFF_FLOAT32,
                                    EXPREL_TAYLOR_CUTOFF_FLOAT64, VOLTAGE_SYMBOL, exprel)
 
-#: Extra kernel parameters after the model's own (the surrogate and the reset potential).
-EXTRA_PARAMETERS = ("alpha", "width", "V_reset")
+#: Extra kernel parameters after the model's own (the surrogate, the reset potential and
+#: the surrogate's scale, resolved by the caller: :func:`~hh_plugin.torch.functional.
+#: surrogate.surrogate_scale`, so that its default :math:`|V_{th}|` passes its gradient on
+#: to the threshold through autograd).
+EXTRA_PARAMETERS = ("alpha", "width", "V_reset", "V_scale")
 #: Reset modes as the compile-time constant ``RESET``.
 RESET_CODES = {None: 0, "soft": 1, "hard": 2}
 
@@ -179,7 +182,8 @@ class StepProgram:
 
 
 def kernel_parameters(model: ModelDefinition) -> Tuple[str, ...]:
-    """Parameter order of the kernels: the model's parameters, then ``alpha, width, V_reset``."""
+    """Parameter order of the kernels: the model's parameters, then ``alpha, width, V_reset,
+    V_scale``."""
     clash = set(model.parameter_names) & set(EXTRA_PARAMETERS)
     if clash:
         raise ValueError(f"model {model.name!r}: parameter names {sorted(clash)} clash with "
@@ -269,8 +273,7 @@ def step_program(model: ModelDefinition, dialect: Dialect,
         a(d.assign(f"f_r_{g}", r0))
         a(d.assign(f"o_{g}", f"s_{g} + dt*f_e_{g}*f_r_{g}"))
     # -- rising-edge spike and reset
-    a(d.assign("f_sc", d.func("fabs", Vth)))
-    a(d.assign("f_isc", f"{L(1.0)}/f_sc"))
+    a(d.assign("f_isc", f"{L(1.0)}/p_V_scale"))
     a(d.assign("f_y1", f"(f_Vpre - {Vth})*f_isc"))
     a(d.assign("f_y0", f"(s_V - {Vth})*f_isc"))
     a(d.assign("f_H1", d.func("heaviside", "f_y1")))
@@ -378,9 +381,10 @@ def step_program(model: ModelDefinition, dialect: Dialect,
         pterms[ch.reversal].append(f"(-(b_gIion*f_g_{ch.name}))")
     pterms[model.capacitance].append("b_guV*f_G*dt*(f_iC*f_iC)")
     pterms[model.capacitance].append("(-(b_gdrive*f_drive*f_iC))")
-    pterms[model.threshold].append(
-        f"(-(b_gy1 + b_gy0)*f_isc) - (b_gy1*(f_Vpre - {Vth}) + b_gy0*(s_V - {Vth}))"
-        f"*(f_isc*f_isc)*" + d.func("sign", Vth))
+    # x = (V - V_th)/V_scale: dx/dV_th = -1/V_scale, dx/dV_scale = -(V - V_th)/V_scale^2
+    pterms[model.threshold].append("(-(b_gy1 + b_gy0)*f_isc)")
+    pterms["V_scale"].append(
+        f"(-(b_gy1*(f_Vpre - {Vth}) + b_gy0*(s_V - {Vth})))*(f_isc*f_isc)")
     pterms[model.threshold].append(d.static_select("RESET == 1", "(-(gs_V*o_z))", zero))
     pterms["V_reset"].append(d.static_select("RESET == 0", zero, "gs_V*o_z"))
     pgrads = {p: " + ".join(t) for p, t in pterms.items() if t}

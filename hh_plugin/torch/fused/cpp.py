@@ -282,8 +282,10 @@ class FusedHHFunction(torch.autograd.Function):
 
     ``forward(ctx, ext, meta, I, *state0, *params)`` with ``I`` of shape ``(T, M)``,
     states ``(M,)``, params of 1 or ``M`` elements. ``meta = (ns, dt_ms, reset, every,
-    record)``. Returns spikes and the final states, or spikes and recorded ``(T, M)``
-    trajectories when ``record``.
+    record)``, ``record`` the increasing indices of the state variables to record (empty:
+    none). Returns spikes and the final states, or, when ``record`` is not empty, spikes,
+    the recorded ``(T, M)`` trajectories (one per index of ``record``) and the final
+    states.
     """
 
     @staticmethod
@@ -292,7 +294,7 @@ class FusedHHFunction(torch.autograd.Function):
         state0, params = list(tensors[:ns]), list(tensors[ns:])
         needs_grad = any(ctx.needs_input_grad[2:])
         out = ext.hh_forward(I, state0, params, dt_ms, reset, every if needs_grad else 0,
-                             record)
+                             list(record))
         Z, final = out[0], out[1:1 + ns]
         rest = out[1 + ns:]
         ckpt = rest[:1] if needs_grad else []
@@ -302,7 +304,7 @@ class FusedHHFunction(torch.autograd.Function):
         if needs_grad:
             ctx.save_for_backward(I, *params, *ckpt)
         if record:
-            return (Z, *rec)
+            return (Z, *rec, *final)
         return (Z, *final)
 
     @staticmethod
@@ -315,14 +317,14 @@ class FusedHHFunction(torch.autograd.Function):
         ckpt = saved[1 + ctx.num_params]
         empty = I.new_empty(0)
         gZ = empty if gZ is None else gZ.contiguous()
+        grec = []
         if record:
-            grec = ([empty if g is None else g.contiguous() for g in gstates]
-                    if any(g is not None for g in gstates) else [])
-            grec = [g if g.numel() else torch.zeros_like(I) for g in grec]
-            gfinal = []
-        else:
-            grec = []
-            gfinal = [empty if g is None else g.contiguous() for g in gstates]
+            gtraces, gstates = gstates[:len(record)], gstates[len(record):]
+            if any(g is not None for g in gtraces):  # an empty tensor: no gradient (zero)
+                given = dict(zip(record, gtraces))
+                grec = [empty if given.get(s) is None else given[s].contiguous()
+                        for s in range(ns)]
+        gfinal = [empty if g is None else g.contiguous() for g in gstates]
         needs = ctx.needs_input_grad
         pgrad = any(needs[3 + ns:])
         out = ctx.ext.hh_backward(I, ckpt, params, dt_ms, reset, every, gZ, gfinal, grec, pgrad)

@@ -221,13 +221,15 @@ template <typename T> struct Args {
   T* state1[NS];
   T* ckpt;  // block-major: (nblocks, nseg, NS, W)
   int64_t nseg;
-  T* rec[NS];
+  T* rec[NS];       // nullptr: that state variable is not recorded
+  bool any_rec;
   const T* param[NP];
   bool scalar[NP];
   // backward
   const T* gZ;
   const T* gfinal[NS];
-  const T* grec[NS];
+  const T* grec[NS];  // nullptr: no gradient for that recorded variable
+  bool any_grec;
   T* gI;
   T* gstate0[NS];
   T* gparam[NP];
@@ -257,7 +259,7 @@ _ASSIGNMENT = re.compile(r"const T (\w+) = (.*);$")
 
 def hoisted_statements(program: StepProgram):
     """Split the forward statements into those that read parameters (and ``dt``) only,
-    computed once per block and call instead of once per step (``1/C``, ``1/|V_th|``),
+    computed once per block and call instead of once per step (``1/C``, ``1/V_scale``),
     and the rest. Returns ``(hoisted [(name, statement)], rest [statement])``."""
     invariant = {f"p_{p}" for p in program.parameters}
     hoisted, rest = [], []
@@ -413,9 +415,10 @@ void forward_block(const Args<T>& a, int64_t j0, int n) {
       step_lanes<T, RESET, W>(W, S, S, P, Ipad, Zpad, a.dt);
       for (int i = 0; i < n; ++i) Zt[i] = Zpad[i];
     }
-    if (a.rec[0]) {
+    if (a.any_rec) {
       for (int s = 0; s < NS; ++s)
-        for (int i = 0; i < n; ++i) a.rec[s][t * a.M + j0 + i] = S[s][i];
+        if (a.rec[s])
+          for (int i = 0; i < n; ++i) a.rec[s][t * a.M + j0 + i] = S[s][i];
     }
   }
   for (int s = 0; s < NS; ++s)
@@ -461,9 +464,10 @@ void backward_block(const Args<T>& a, int64_t j0, int n, std::vector<T>& scratch
     }
     for (int64_t tt = len - 1; tt >= 0; --tt) {
       const int64_t t = t0 + tt;
-      if (a.grec[0]) {
+      if (a.any_grec) {
         for (int s = 0; s < NS; ++s)
-          for (int i = 0; i < n; ++i) GS[s][i] += a.grec[s][t * a.M + j0 + i];
+          if (a.grec[s])
+            for (int i = 0; i < n; ++i) GS[s][i] += a.grec[s][t * a.M + j0 + i];
       }
       const T* It = a.I + t * a.M + j0;
       const T* gZt = a.gZ ? a.gZ + t * a.M + j0 : nullptr;
@@ -685,10 +689,12 @@ void fill_common(Args<T>& a, const torch::Tensor& I, const std::vector<torch::Te
 // Forward over the whole sequence. I: (steps, M) contiguous; state0: NS tensors (M,);
 // params: NP tensors of 1 or M elements. every > 0 stores the state before steps
 // 0, every, 2 every, ... (checkpoints for the backward). Returns
-// [Z, final state (NS), checkpoints (NS, if every > 0), recorded states (NS, if record)].
+// [Z, final state (NS), checkpoints (if every > 0), recorded states (steps, M), one per
+// entry of record: the indices of the state variables to record, increasing].
 std::vector<torch::Tensor> hh_forward(torch::Tensor I, std::vector<torch::Tensor> state0,
                                       std::vector<torch::Tensor> params, double dt,
-                                      int64_t reset, int64_t every, bool record) {
+                                      int64_t reset, int64_t every,
+                                      std::vector<int64_t> record) {
   TORCH_CHECK(I.dim() == 2 && I.is_contiguous() && I.device().is_cpu(),
               "I must be a contiguous CPU tensor (steps, M)");
   check_vector(state0, NS, "state0");
@@ -703,8 +709,12 @@ std::vector<torch::Tensor> hh_forward(torch::Tensor I, std::vector<torch::Tensor
     const int64_t W = I.scalar_type() == torch::kDouble ? Wd : Wf;
     out.push_back(torch::empty({(M + W - 1) / W, (steps + every - 1) / every, NS, W}, opts));
   }
-  if (record)
-    for (int s = 0; s < NS; ++s) out.push_back(big_empty({steps, M}, opts));
+  const size_t first_rec = out.size();
+  for (size_t k = 0; k < record.size(); ++k) {
+    TORCH_CHECK(record[k] >= 0 && record[k] < NS && (k == 0 || record[k] > record[k - 1]),
+                "record: increasing state indices below ", NS);
+    out.push_back(big_empty({steps, M}, opts));
+  }
   AT_DISPATCH_FLOATING_TYPES(I.scalar_type(), "hh_forward", [&] {
     using T = scalar_t;
     Args<T> a{};
@@ -716,8 +726,11 @@ std::vector<torch::Tensor> hh_forward(torch::Tensor I, std::vector<torch::Tensor
                   state0[s].scalar_type() == I.scalar_type(), "state0 tensors must be (M,) contiguous");
       a.state0[s] = state0[s].data_ptr<T>();
       a.state1[s] = out[1 + s].data_ptr<T>();
-      a.rec[s] = record ? out[1 + NS + (every > 0 ? 1 : 0) + s].data_ptr<T>() : nullptr;
+      a.rec[s] = nullptr;
     }
+    for (size_t k = 0; k < record.size(); ++k)
+      a.rec[record[k]] = out[first_rec + k].data_ptr<T>();
+    a.any_rec = !record.empty();
     if (M == 0 || steps == 0) return;
     if (reset == 0) run_forward<T, 0>(a);
     else if (reset == 1) run_forward<T, 1>(a);
@@ -727,7 +740,8 @@ std::vector<torch::Tensor> hh_forward(torch::Tensor I, std::vector<torch::Tensor
 }
 
 // Backward: recomputes each checkpoint segment and runs the adjoint step backwards.
-// gZ: (steps, M) or empty; gfinal, grec: NS tensors each or an empty list (zero).
+// gZ: (steps, M) or empty; gfinal, grec: NS tensors each (an empty tensor: zero) or an
+// empty list (zero).
 // Returns [gI, gstate0 (NS), per-neuron parameter gradients (NP, (M,))].
 std::vector<torch::Tensor> hh_backward(torch::Tensor I, torch::Tensor ckpt,
                                        std::vector<torch::Tensor> params, double dt,
@@ -755,11 +769,14 @@ std::vector<torch::Tensor> hh_backward(torch::Tensor I, torch::Tensor ckpt,
     TORCH_CHECK(ckpt.size(1) == a.nseg && ckpt.size(3) == BlockWidth<T>::value, "bad checkpoint shape");
     for (int s = 0; s < NS; ++s) {
       a.gfinal[s] = (gfinal.size() == (size_t)NS && gfinal[s].numel()) ? gfinal[s].data_ptr<T>() : nullptr;
-      a.grec[s] = (grec.size() == (size_t)NS) ? grec[s].data_ptr<T>() : nullptr;
+      a.grec[s] = (grec.size() == (size_t)NS && grec[s].numel()) ? grec[s].data_ptr<T>() : nullptr;
+      a.any_grec = a.any_grec || a.grec[s] != nullptr;
       a.gstate0[s] = out[1 + s].data_ptr<T>();
     }
     if (grec.size() == (size_t)NS)
-      for (int s = 0; s < NS; ++s) TORCH_CHECK(grec[s].is_contiguous() && grec[s].numel() == steps * M, "bad grec");
+      for (int s = 0; s < NS; ++s)
+        TORCH_CHECK(grec[s].numel() == 0 || (grec[s].is_contiguous() && grec[s].numel() == steps * M),
+                    "bad grec");
     for (int q = 0; q < NP; ++q) a.gparam[q] = out[1 + NS + q].data_ptr<T>();
     if (M == 0 || steps == 0) return;
     // Parameter gradients cost little next to the rest, so one variant (with them) is

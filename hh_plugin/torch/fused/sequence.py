@@ -44,6 +44,35 @@ def _check_path(path: str) -> str:
     return path
 
 
+def record_names(record_states, model) -> Tuple[str, ...]:
+    """The state variables to record, in the model's order: ``False``/``None``: none;
+    ``True``: all (``V`` and the gates); a name or a sequence of names (``('V',)``):
+    those. An unknown name or another type is refused (``ValueError``/``TypeError``)."""
+    if record_states is None or record_states is False:
+        return ()
+    if record_states is True:
+        return tuple(model.state_names)
+    names = (record_states,) if isinstance(record_states, str) else record_states
+    try:
+        names = tuple(names)
+    except TypeError:
+        raise TypeError(f"record_states must be True, False or state variable names such as "
+                        f"('V',), got {record_states!r}") from None
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"record_states: names must be strings, got {name!r}")
+        if name not in model.state_names:
+            raise ValueError(f"record_states: unknown state variable {name!r}; model "
+                             f"{model.name!r} has {', '.join(model.state_names)}")
+    return tuple(n for n in model.state_names if n in names)
+
+
+def _recorded(cls, names, values):
+    """A state of ``cls`` holding the recorded ``(T, ...)`` trajectories by name and
+    ``None`` for the variables not recorded."""
+    return cls(*(values.get(field) if field in names else None for field in cls._fields))
+
+
 def path_unavailable_reason(path: str, input_current: torch.Tensor,
                             record_states: bool = False) -> Optional[str]:
     """Why ``path`` cannot run for this input, or ``None`` if it can."""
@@ -87,52 +116,57 @@ def resolve_path(path: str, input_current: torch.Tensor, record_states: bool = F
     return path
 
 
-def _naive(input_current, state, p, dt, record_states):
-    outputs, states = [], []
+def _naive(input_current, state, p, dt, names):
+    """``(spikes, recorded state or None, final state)``, as every path's runner."""
+    outputs = []
+    rows = {name: [] for name in names}
     for t in range(input_current.shape[0]):
         z, state = hh_step(input_current[t], state, p, dt)
         outputs.append(z)
-        if record_states:
-            states.append(state)
-    if record_states:
-        cls = type(state)
-        return torch.stack(outputs), cls(*(torch.stack([getattr(s, f) for s in states])
-                                           for f in cls._fields))
-    return torch.stack(outputs), state
+        for name in names:
+            rows[name].append(getattr(state, name))
+    recorded = _recorded(type(state), names, {name: torch.stack(r) for name, r in
+                                              rows.items()}) if names else None
+    return torch.stack(outputs), recorded, state
 
 
 # ------------------------------------------------------------------ torch.compile path
 _COMPILED: dict = {}
 
 
-def _chunk_fn(k: int):
+def _chunk_fn(k: int, names: Tuple[str, ...]):
     def run(I_chunk, state, p, dt: float):
         zs = []
+        rows = [[] for _ in names]
         for t in range(k):
             z, state = hh_step(I_chunk[t], state, p, dt)
             zs.append(z)
-        return torch.stack(zs), state
+            for row, name in zip(rows, names):
+                row.append(getattr(state, name))
+        return torch.stack(zs), state, [torch.stack(r) for r in rows]
     return run
 
 
-def _compiled(input_current, state, p, dt, record_states, chunk: int = 8):
+def _compiled(input_current, state, p, dt, names, chunk: int = 8):
     """Chunks of ``chunk`` steps compiled with :func:`torch.compile` (the remainder
-    step by step, also compiled)."""
-    if record_states:
-        raise PathUnavailable("path 'compiled' does not record states; use 'naive' or "
-                              "'fused_cpp'")
+    step by step, also compiled); each chunk returns its spikes and the recorded
+    variables ``names``."""
     T = input_current.shape[0]
-    outputs = []
+    outputs, recorded = [], []
     t = 0
     for k in (chunk, 1):
-        fn = _COMPILED.get(k)
+        fn = _COMPILED.get((k, names))
         if fn is None:
-            fn = _COMPILED[k] = torch.compile(_chunk_fn(k), dynamic=False)
+            fn = _COMPILED[(k, names)] = torch.compile(_chunk_fn(k, names), dynamic=False)
         while T - t >= k:
-            z, state = fn(input_current[t:t + k], state, p, dt)
+            z, state, rows = fn(input_current[t:t + k], state, p, dt)
             outputs.append(z)
+            recorded.append(rows)
             t += k
-    return torch.cat(outputs), state
+    traces = _recorded(type(state), names, {
+        name: torch.cat([rows[j] for rows in recorded]) for j, name in enumerate(names)}) \
+        if names else None
+    return torch.cat(outputs), traces, state
 
 
 # ------------------------------------------------------------------ fused C++ path
@@ -172,7 +206,7 @@ def _flat_parameters(p, like: torch.Tensor, step_shape) -> list:
     return flat
 
 
-def _fused_cpp(input_current, state, p, dt, record_states, checkpoint):
+def _fused_cpp(input_current, state, p, dt, names, checkpoint):
     model = type(p).model
     ext = load_extension(model)
     T = input_current.shape[0]
@@ -188,19 +222,21 @@ def _fused_cpp(input_current, state, p, dt, record_states, checkpoint):
         states.append(torch.broadcast_to(v, step_shape).reshape(M).contiguous())
     params = _flat_parameters(p, input_current, step_shape)
     reset = RESET_CODES[None if p.V_reset is None else p.spk_reset]
-    meta = (len(states), float(dt) * 1e3, reset, checkpoint_interval(checkpoint, T),
-            bool(record_states))
+    record = tuple(model.state_names.index(name) for name in names)
+    meta = (len(states), float(dt) * 1e3, reset, checkpoint_interval(checkpoint, T), record)
     out = FusedHHFunction.apply(ext, meta, I, *states, *params)
     Z = out[0].reshape(input_current.shape)
     cls = state_type(model)
-    if record_states:
-        return Z, cls(*(r.reshape(input_current.shape) for r in out[1:]))
-    return Z, cls(*(s.reshape(step_shape) for s in out[1:]))
+    final = cls(*(s.reshape(step_shape) for s in out[len(out) - len(states):]))
+    if names:
+        return Z, _recorded(cls, names, {name: r.reshape(input_current.shape)
+                                         for name, r in zip(names, out[1:])}), final
+    return Z, None, final
 
 
 def hh_sequence(input_current: torch.Tensor, state, p, dt: float = 1e-5, *,
                 record_states: bool = False, path: str = "auto",
-                checkpoint=None) -> Tuple[torch.Tensor, object]:
+                checkpoint=None, return_final: bool = False) -> Tuple[torch.Tensor, object]:
     r"""Run ``T = input_current.shape[0]`` HH steps.
 
     Arguments:
@@ -208,13 +244,21 @@ def hh_sequence(input_current: torch.Tensor, state, p, dt: float = 1e-5, *,
         state: initial ``HHState`` of shape ``input_current.shape[1:]`` (broadcastable).
         p: parameters NamedTuple (``HHParameters``).
         dt: step in seconds.
-        record_states: return the ``(T, ...)`` trajectories instead of the final state.
+        record_states: return the ``(T, ...)`` trajectories instead of the final state:
+            ``True`` all state variables, ``False`` none (the final state), or names such
+            as ``('V',)`` (:func:`record_names`): a state whose other fields are ``None``
+            (only those trajectories are stored; on the fused C++ path only they are
+            allocated).
         path: see the module docstring.
         checkpoint: fused C++ backward only: see :func:`checkpoint_interval`.
+        return_final: also return the final state (all variables), to continue a run
+            that recorded only some of them.
 
-    Returns ``(spikes, state)`` exactly as :class:`hh_plugin.torch.HH` does.
+    Returns ``(spikes, state)`` exactly as :class:`hh_plugin.torch.HH` does, and with
+    ``return_final`` ``(spikes, state, final_state)``.
     """
     check_dt(dt, type(p).model)
+    names = record_names(record_states, type(p).model)
     needs_grad = torch.is_grad_enabled() and (
         input_current.requires_grad
         or any(isinstance(t, torch.Tensor) and t.requires_grad for t in state)
@@ -223,17 +267,21 @@ def hh_sequence(input_current: torch.Tensor, state, p, dt: float = 1e-5, *,
     concrete = resolve_path(path, input_current, record_states, needs_grad)
     if concrete == "fused_cpp":
         try:
-            return _fused_cpp(input_current, state, p, dt, record_states, checkpoint)
+            z, recorded, final = _fused_cpp(input_current, state, p, dt, names, checkpoint)
         except PathUnavailable as exc:
             if explicit:
                 raise
             warnings.warn(f"hh_plugin: the fused C++ kernel is unavailable ({exc}); "
                           f"falling back to the naive path (the step loop)", RuntimeWarning,
                           stacklevel=2)
-            return _naive(input_current, state, p, dt, record_states)
-    if concrete == "triton":
+            z, recorded, final = _naive(input_current, state, p, dt, names)
+    elif concrete == "triton":
         from .triton_kernel import hh_sequence_triton
-        return hh_sequence_triton(input_current, state, p, dt, record_states)
-    if concrete == "compiled":
-        return _compiled(input_current, state, p, dt, record_states)
-    return _naive(input_current, state, p, dt, record_states)
+        z, recorded, final = hh_sequence_triton(input_current, state, p, dt, names,
+                                                return_final=True)
+    elif concrete == "compiled":
+        z, recorded, final = _compiled(input_current, state, p, dt, names)
+    else:
+        z, recorded, final = _naive(input_current, state, p, dt, names)
+    out = recorded if names else final
+    return (z, out, final) if return_final else (z, out)

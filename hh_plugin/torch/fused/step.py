@@ -10,7 +10,7 @@ neurons, so a cell stepped in a Python loop gives bit-for-bit the spikes and sta
 :class:`hh_plugin.torch.HH` on the fused path, in float32 as in float64.
 
 The plain torch step :func:`hh_step` rounds differently in float32: it divides where
-the kernel multiplies by a reciprocal (``1/C``, ``1/|V_th|``), rounds every product
+the kernel multiplies by a reciprocal (``1/C``, ``1/V_scale``), rounds every product
 where the compiler fuses multiply-adds, and takes torch's ``exp``/``expm1`` instead of
 the kernel's (libmvec); near-threshold crossings can then move by a step.
 

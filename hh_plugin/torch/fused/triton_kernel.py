@@ -84,11 +84,13 @@ def load_module(model: ModelDefinition):
 
 
 def hh_sequence_triton(input_current: torch.Tensor, state, p, dt: float,
-                       record_states: bool = False, block: int = 128,
-                       allow_cpu: bool = False):
+                       record_states=False, block: int = 128,
+                       allow_cpu: bool = False, return_final: bool = False):
     """Forward over ``T = input_current.shape[0]`` steps with the generated Triton kernel.
 
-    Returns ``(spikes, state)`` like :func:`.sequence.hh_sequence`. ``allow_cpu`` lets CPU
+    Returns ``(spikes, state)`` like :func:`.sequence.hh_sequence` (``record_states`` as
+    there: a trajectory is stored only for the variables named; ``return_final``: also the
+    final state, as ``(spikes, recorded or None, final)``). ``allow_cpu`` lets CPU
     tensors through when Triton's interpreter is enabled (tests).
     """
     reason = triton_unavailable_reason(input_current, allow_cpu=allow_cpu)
@@ -98,9 +100,10 @@ def hh_sequence_triton(input_current: torch.Tensor, state, p, dt: float,
     import triton.language as tl
 
     from .codegen import kernel_parameters
-    from .sequence import _flat_parameters
+    from .sequence import _flat_parameters, _recorded, record_names
 
     model = type(p).model
+    names = record_names(record_states, model)
     mod = load_module(model)
     dtype = input_current.dtype
     T = input_current.shape[0]
@@ -110,7 +113,7 @@ def hh_sequence_triton(input_current: torch.Tensor, state, p, dt: float,
     s0 = [torch.broadcast_to(getattr(state, n).detach().to(dtype), step_shape)
           .reshape(M).contiguous() for n in model.state_names]
     s1 = [torch.empty_like(s) for s in s0]
-    rec = [torch.empty_like(I) for _ in s0] if record_states else [I] * len(s0)
+    rec = [torch.empty_like(I) if name in names else I for name in model.state_names]
     params = [q.detach() for q in _flat_parameters(p, input_current, step_shape)]
     Z = torch.empty_like(I)
     args = [I, Z, torch.full((1,), float(dt) * 1e3, dtype=dtype, device=I.device)]
@@ -123,13 +126,17 @@ def hh_sequence_triton(input_current: torch.Tensor, state, p, dt: float,
     reset = RESET_CODES[None if p.V_reset is None else p.spk_reset]
     grid = ((M + block - 1) // block,)
     mod.hh_forward_kernel[grid](
-        *args, RESET=reset, RECORD=bool(record_states),
+        *args, RESET=reset, **{f"RECORD_{name}": name in names for name in model.state_names},
         EPS=(EXPREL_TAYLOR_CUTOFF_FLOAT64 if dtype == torch.float64
              else EXPREL_TAYLOR_CUTOFF_FLOAT32),
         LIBDEVICE=I.device.type == "cuda" and not interpreter_enabled(),
         DT=tl.float64 if dtype == torch.float64 else tl.float32, BLOCK=block)
     cls = state_type(model)
     Zr = Z.reshape(input_current.shape)
-    if record_states:
-        return Zr, cls(*(r.reshape(input_current.shape) for r in rec))
-    return Zr, cls(*(s.reshape(step_shape) for s in s1))
+    final = cls(*(s.reshape(step_shape) for s in s1))
+    recorded = _recorded(cls, names, {name: r.reshape(input_current.shape)
+                                      for name, r in zip(model.state_names, rec)}) \
+        if names else None
+    if return_final:
+        return Zr, recorded, final
+    return Zr, (recorded if names else final)

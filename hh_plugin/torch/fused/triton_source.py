@@ -86,8 +86,8 @@ def generate_triton(model: ModelDefinition) -> str:
     for line in fwd:
         b("        " + line)
     b("        tl.store(Z_ptr + base, o_z, mask=mask)")
-    b("        if RECORD:")
     for s in states:
+        b(f"        if RECORD_{s}:")
         b(f"            tl.store(R_{s} + base, o_{s}, mask=mask)")
     for s in states:
         b(f"        s_{s} = o_{s}")
@@ -96,7 +96,8 @@ def generate_triton(model: ModelDefinition) -> str:
     kernel = (
         "\n\n@triton.jit\n"
         f"def hh_forward_kernel(I_ptr, Z_ptr, DT_ptr, {sig_states}, {sig_params}, steps, M,\n"
-        "                      RESET: tl.constexpr, RECORD: tl.constexpr, EPS: tl.constexpr,\n"
+        "                      RESET: tl.constexpr, "
+        + "".join(f"RECORD_{s}: tl.constexpr, " for s in states) + "EPS: tl.constexpr,\n"
         "                      LIBDEVICE: tl.constexpr, DT: tl.constexpr, BLOCK: tl.constexpr):\n"
         + "\n".join(body) + "\n")
     return exprel_constants(_TRITON_HELPERS, cpp=False).replace("MODEL_NAME", model.name) + kernel

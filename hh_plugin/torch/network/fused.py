@@ -40,6 +40,7 @@ from ..fused.codegen import CPP, RESET_CODES, exprel_constants, kernel_parameter
     step_program
 from ..fused.cpp import PathUnavailable, cached_build, compiler_available
 from ..fused.cpp_source import _CPP_HEADER
+from ..functional.hh import _cast
 
 _LOCK = threading.Lock()
 _EXTENSIONS: Dict[str, object] = {}
@@ -371,10 +372,10 @@ def run_fused(module, steps: int, currents: Dict[str, torch.Tensor], state, reco
             st = [getattr(neuron, v).detach().to(dtype).contiguous().clone()
                   for v in model.state_names]
             states.append(st)
-            p = dyn.parameters(dtype, torch.device("cpu"))
+            p = _cast(dyn.parameters(dtype, torch.device("cpu")), torch.empty((), dtype=dtype))
             values = []
             for key in kernel_parameters(model):
-                value = getattr(p, key)
+                value = p[key]  # V_scale resolved by _cast
                 if value is None:
                     value = torch.zeros((), dtype=dtype)
                 values.append(torch.broadcast_to(torch.as_tensor(value, dtype=dtype), (n,))

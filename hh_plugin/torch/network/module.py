@@ -40,7 +40,7 @@ from ...network.spec import NetworkSpec
 from ..functional.hh import hh_step
 from ..fused.cpp import PathUnavailable
 from ..functional.parameters import parameters_type, state_type
-from ..functional.surrogate import heaviside_relu
+from ..functional.surrogate import heaviside_relu, surrogate_scale
 from .projection import ProjectionOperator
 
 #: Computation paths of :class:`NetworkModule` (see its docstring).
@@ -90,7 +90,8 @@ class _HHDynamics:
 
     ``refractory_steps`` :math:`R` (``None``: the rising-edge rule of
     :func:`~hh_plugin.torch.functional.hh.hh_step`): the spike of a step is
-    :math:`H((V' - V_{th})/|V_{th}|)\,[c \ge R]`, :math:`c` the steps since the last
+    :math:`H((V' - V_{th})/V_{scale})\,[c \ge R]` (:math:`V_{scale}` as in
+    :func:`~hh_plugin.torch.functional.surrogate.surrogate_scale`), :math:`c` the steps since the last
     spike at the step's start (Brian2's ``refractory=`` period with
     ``threshold='V >= V_th'``)."""
 
@@ -120,7 +121,8 @@ class _HHDynamics:
             return z, new, None
         V_th = getattr(p, self.model.threshold)
         ready = (since >= self.refractory_steps).to(new.V.dtype)
-        z = heaviside_relu((new.V - V_th) / V_th.abs(), p.alpha, p.width) * ready
+        scale = surrogate_scale(V_th, p.V_scale)
+        z = heaviside_relu((new.V - V_th) / scale, p.alpha, p.width) * ready
         since = torch.where(z > 0, torch.ones_like(since), since + 1)
         return z, new, since
 
@@ -199,7 +201,8 @@ class NetworkModule(torch.nn.Module):
     - ``state``: a :class:`NetworkState` to continue from (default: the specification's
       initial state at step 0);
     - ``record``: names of state variables to record for every population that has them
-      (``'V'``, gates, synaptic variables such as ``'g_e'``);
+      (``'V'``, gates, synaptic variables such as ``'g_e'``): only those traces are
+      stored; a name no population has is refused (``ValueError``);
     - ``batch_shape``: batch dimensions when no currents are given.
 
     - ``path``: overrides the module's ``path`` for this call;
@@ -359,7 +362,7 @@ class NetworkModule(torch.nn.Module):
             state = self.initial_state(batch, dtype, device)
         elif not isinstance(state, NetworkState):
             raise TypeError(f"state must be a NetworkState, got {type(state).__name__}")
-        record = tuple(record)
+        record = self._record_names(record)
         requested = self.path if path is None else path
         path = self._resolve_path(requested, currents, state, device)
         out = None
@@ -380,6 +383,17 @@ class NetworkModule(torch.nn.Module):
         elif path == "fused":
             out.spikes = {k: v.to(dtype) for k, v in out.spikes.items()}
         return out
+
+    def _record_names(self, record) -> Tuple[str, ...]:
+        """``record`` as a tuple of names (one name may be given as a string); a name that
+        no population has is refused, naming the variables there are."""
+        record = (record,) if isinstance(record, str) else tuple(record)
+        known = self.spec.variables()
+        for var in record:
+            if not isinstance(var, str) or var not in known:
+                raise ValueError(f"record: unknown variable {var!r}; the populations have "
+                                 f"{', '.join(known)}")
+        return record
 
     def _needs_grad(self, currents, state) -> bool:
         if not torch.is_grad_enabled():
