@@ -518,8 +518,9 @@ BRIAN2_28_TESTS = ["tests/test_brian2_backend.py", "tests/test_brian2_user.py",
 @pytest.mark.slow
 def test_8_brian2_tests_pass_on_brian2_2_8(brian2_28_env):
     python, environ = brian2_28_env
+    # -o addopts=: that environment has no pytest-xdist (one process is enough here)
     proc = subprocess.run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           "-m", "not slow", *BRIAN2_28_TESTS],
+                           "-o", "addopts=", "-m", "not slow", *BRIAN2_28_TESTS],
                           cwd=ROOT, env=environ, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-3000:]
     version = subprocess.run([str(python), "-c", "import brian2; print(brian2.__version__)"],

@@ -447,6 +447,7 @@ def test_triton_kernel_in_interpreter_subprocess(tmp_path):
     env = dict(os.environ, TRITON_INTERPRET="1",
                PYTHONPATH=os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "-o", "addopts=",  # one process: no xdist workers for 3 tests
                            f"{__file__}::test_triton_kernel_in_interpreter_equals_naive"],
                           capture_output=True, text=True, env=env, timeout=1200,
                           cwd=str(tmp_path))

@@ -316,19 +316,22 @@ print("brian2", brian2.__version__, "max |dV| =", dV)
 
 
 @pytest.mark.slow
-def test_cuda_standalone_project_compiles_for_sm90(cuda_env, tmp_path):
+def test_cuda_standalone_example_generates_the_project_for_sm90(cuda_env, tmp_path):
+    # The nvcc compile and link of a Brian2CUDA project is checked once per test run, on
+    # the network project of tests/test_network_brian2.py (a superset of this group's code
+    # objects: HH state update, threshold, reset, monitors, plus synapses); compiling this
+    # project as well cost another ~250 s of CPU time (issue 18).
     python, environ = cuda_env
     out = tmp_path / "result.json"
     project = tmp_path / "cuda_project"
     cmd = [str(python), str(ROOT / "examples" / "gpu_large_run.py"), "-N", "1000",
-           "--duration", "1", "--generate-only", "--compute-capability", "9.0",
-           "--directory", str(project), "--json", str(out)]
+           "--duration", "1", "--generate-only", "--no-compile", "--compute-capability",
+           "9.0", "--directory", str(project), "--json", str(out)]
     proc = subprocess.run(cmd, cwd=tmp_path, env=environ, capture_output=True, text=True,
                           timeout=900)
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
     result = json.loads(out.read_text())
-    assert result["device"] == "cuda_standalone" and result["compile_s"] > 0
-    assert (project / "main").is_file() and os.access(project / "main", os.X_OK)
+    assert result["device"] == "cuda_standalone" and not result["compile_s"]
     makefile = (project / "makefile").read_text()
     assert "-arch=sm_90" in makefile and "-std=c++17" in makefile
     kernels = "".join(p.read_text() for p in (project / "code_objects").glob("*stateupdater*.cu"))
