@@ -1,0 +1,191 @@
+"""Issue 20: a file from anyone (with a valid checksum: anyone can stamp one) or a model
+definition from anyone is checked before anything symbolic runs, bounded before anything
+is allocated, and never changes process-wide state. One test (or parametrised case) per
+numbered fault of the issue.
+
+Files are edited with h5py and re-stamped with a valid checksum (what an attacker can do).
+Loads that used to hang run in a child process with a generous guard (a hang is a
+failure of the test, not a stuck test run); no test depends on how fast anything is.
+"""
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import h5py
+import pytest
+
+from hh_plugin import HHSpec
+from hh_plugin.export import FormatError, load, load_network, save, save_network
+from hh_plugin.export.checksum import write_checksum
+from hh_plugin.export.network_file import load_any
+from hh_plugin.model import (ChannelDefinition, GateDefinition, ModelDefinition,
+                             ParameterDefinition)
+from hh_plugin.model.expressions import parse
+from hh_plugin.network import CurrentInput, NetworkSpec, Population
+
+ROOT = Path(__file__).resolve().parents[1]
+P = ParameterDefinition
+#: Seconds a child may take before a load counts as hung (each load here takes well under
+#: one second; only a hang reaches this).
+HANG_GUARD = 300
+
+
+def _model(name="issue20_model", alpha="0.1*exp(V/20)", parameters=()):
+    return ModelDefinition(
+        name=name,
+        parameters=(P("E", 0.0, "mV"), P("g", 1.0, "mS"), P("EL", -65.0, "mV"),
+                    P("gL", 0.1, "mS"), P("V_th", 0.0, "mV"),
+                    P("C", 1.0, "uF", constraint="positive")) + tuple(parameters),
+        gates=(GateDefinition("x", alpha=alpha, beta="0.1*exp(-V/20)"),),
+        channels=(ChannelDefinition("X", "g*x", "E"), ChannelDefinition("L", "gL", "EL")))
+
+
+def _restamp(path, edit):
+    with h5py.File(path, "r+") as f:
+        meta = json.loads(f.attrs["metadata"])
+        edit(meta)
+        f.attrs["metadata"] = json.dumps(meta)
+    write_checksum(path)
+    return path
+
+
+def _population_file(path, alpha=None, name="issue20_model"):
+    """A format 1.0 file of an unregistered model; ``alpha`` replaces its gate's rate."""
+    save(path, HHSpec(model=_model(name)), dt=0.01)
+    if alpha is not None:
+        _restamp(path, lambda m: m["spec"]["definition"]["gates"][0].update(alpha=alpha))
+    return path
+
+
+def _network_file(path, alpha=None, edit=None):
+    """A format 1.1 file with one population of an unregistered model."""
+    spec = NetworkSpec([Population("A", 3, HHSpec(model=_model()))], [],
+                       [CurrentInput("A", 1.0)], dt=0.01)
+    save_network(path, spec)
+    if alpha is not None:
+        _restamp(path, lambda m: m["network"]["populations"][0]["spec"]["definition"][
+            "gates"][0].update(alpha=alpha))
+    if edit is not None:
+        _restamp(path, edit)
+    return path
+
+
+def _all_loads_refuse(path, match, network):
+    """Every public reader, in this process and isolated, refuses ``path`` with one line
+    that matches ``match``."""
+    loads = [load_any, load_network if network else load]
+    for reader in loads:
+        for isolate in (False, True):
+            with pytest.raises(FormatError, match=match) as info:
+                reader(path, isolate=isolate)
+            assert "\n" not in str(info.value)
+
+
+# ------------------------------------------------------------------ fault 1
+HANGING = ["(V/100)**(10**30)", "(2*V)**(10**30)", "(3*V)**(2**64)", "(V/3)**(10**25)"]
+
+
+def test_fault1_huge_exponents_are_refused_before_sympy_in_every_reader(tmp_path):
+    """These rates made sympy compute numbers of 10^25 and more digits (a hang in the
+    caller, outside the sandbox). The check runs in a child so a regression fails, not
+    hangs, the test run."""
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(Path(__file__).parent)!r})
+        import pytest
+        from pathlib import Path
+        from test_untrusted_input import (HANGING, _all_loads_refuse, _model,
+                                          _network_file, _population_file)
+        for i, alpha in enumerate(HANGING):
+            with pytest.raises(ValueError, match="beyond the bound"):
+                _model(alpha=alpha)
+            d = Path({str(tmp_path)!r})
+            _all_loads_refuse(_population_file(d / f"p{{i}}.h5", alpha), "beyond the bound",
+                              network=False)
+            _all_loads_refuse(_network_file(d / f"n{{i}}.h5", alpha), "beyond the bound",
+                              network=True)
+        print("ok")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=HANG_GUARD, cwd=ROOT)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
+
+
+def test_fault1_inspect_exits_2_instead_of_hanging(tmp_path):
+    path = _network_file(tmp_path / "n.h5", HANGING[0])
+    done = subprocess.run([sys.executable, "-m", "hh_plugin.cli", "inspect", str(path)],
+                          capture_output=True, text=True, timeout=HANG_GUARD, cwd=ROOT,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 2, done.stderr
+    assert "beyond the bound" in done.stderr and "Traceback" not in done.stderr
+
+
+# ------------------------------------------------------------------ fault 2
+PRODUCTS = ["*".join(["10**30"] * 12) + "*V", "V*" + "*".join(["10**15"] * 25),
+            "*".join(["1e15"] * 3)]
+
+
+@pytest.mark.parametrize("alpha", PRODUCTS, ids=["10**30s", "10**15s-with-V", "floats"])
+def test_fault2_products_of_large_numbers_are_a_named_error(tmp_path, alpha):
+    with pytest.raises(ValueError, match="beyond the bound|overflows|not finite"):
+        _model(alpha=alpha)
+    _all_loads_refuse(_population_file(tmp_path / "p.h5", alpha), "beyond the bound|overflows|not finite",
+                      network=False)
+    _all_loads_refuse(_network_file(tmp_path / "n.h5", alpha), "beyond the bound|overflows|not finite",
+                      network=True)
+
+
+# ------------------------------------------------------------------ fault 3
+SINGULAR = {"0**-1": "divides by zero", "(V-V)**-1": "infinite or undefined|not finite",
+            "log(0*V)": "infinite or undefined|not finite",
+            "sqrt(-1)+V": "not a real number", "log(-1)*V": "not a real number",
+            "sqrt(V)": "not finite at V = -100"}
+
+
+@pytest.mark.parametrize("alpha", sorted(SINGULAR))
+def test_fault3_infinite_and_complex_rates_are_named_errors(tmp_path, alpha):
+    match = SINGULAR[alpha]
+    with pytest.raises(ValueError, match=match) as info:
+        _model(alpha=alpha)
+    assert "ComplexInfinity" not in str(info.value)
+    _all_loads_refuse(_population_file(tmp_path / "p.h5", alpha), match, network=False)
+    _all_loads_refuse(_network_file(tmp_path / "n.h5", alpha), match, network=True)
+
+
+@pytest.mark.parametrize("text", ["(V-V)**-1", "log(0*V)", "sqrt(-1)", "log(-1)*V"])
+def test_fault3_parse_refuses_what_sympy_makes_infinite_or_complex(text):
+    with pytest.raises(ValueError, match="infinite or undefined|not a real number"):
+        parse(text, ["V"])
+
+
+def test_fault3_inspect_exits_2_for_a_complex_rate(tmp_path):
+    path = _population_file(tmp_path / "p.h5", "sqrt(-1)+V")
+    done = subprocess.run([sys.executable, "-m", "hh_plugin.cli", "inspect", str(path)],
+                          capture_output=True, text=True, timeout=HANG_GUARD, cwd=ROOT,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 2 and "not a real number" in done.stderr, done.stderr
+
+
+# ------------------------------------------------------------------ fault 7
+@pytest.mark.parametrize("alpha", ["0.1*exp(Ｖ/20)", "0.1*exp(𝐕/20)", "0.1*exp(V/20)·1"])
+def test_fault7_non_ascii_expressions_are_refused(tmp_path, alpha):
+    with pytest.raises(ValueError, match="is not ASCII"):
+        _model(alpha=alpha)
+    with pytest.raises(ValueError, match="is not ASCII"):
+        parse(alpha, ["V"])
+    _all_loads_refuse(_population_file(tmp_path / "p.h5", alpha), "is not ASCII",
+                      network=False)
+
+
+@pytest.mark.parametrize("name", ["Ｖ", "𝐕", "gᴸ"])
+def test_fault7_non_ascii_names_are_refused(tmp_path, name):
+    with pytest.raises(ValueError, match="not a valid identifier"):
+        P(name, 1.0, "mV")
+
+    def edit(meta):
+        meta["spec"]["definition"]["parameters"][0]["name"] = name
+    path = _restamp(_population_file(tmp_path / "p.h5"), edit)
+    _all_loads_refuse(path, "not a valid identifier", network=False)
