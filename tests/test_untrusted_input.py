@@ -22,7 +22,7 @@ from hh_plugin.export import FormatError, load, load_network, save, save_network
 from hh_plugin.export.checksum import write_checksum
 from hh_plugin.export.network_file import load_any
 from hh_plugin.model import (ChannelDefinition, GateDefinition, ModelDefinition,
-                             ParameterDefinition)
+                             ParameterDefinition, known_models, register_model)
 from hh_plugin.model.expressions import parse
 from hh_plugin.network import CurrentInput, NetworkSpec, Population
 
@@ -167,6 +167,26 @@ def test_fault3_inspect_exits_2_for_a_complex_rate(tmp_path):
                           capture_output=True, text=True, timeout=HANG_GUARD, cwd=ROOT,
                           stdin=subprocess.DEVNULL)
     assert done.returncode == 2 and "not a real number" in done.stderr, done.stderr
+
+
+# ------------------------------------------------------------------ fault 6
+def test_fault6_loading_a_file_registers_nothing(tmp_path):
+    name = "issue20_file_model"
+    path = _population_file(tmp_path / "p.h5", name=name)
+    for isolate in (True, False):
+        record = load(path, isolate=isolate)
+        assert record.spec.model == _model(name)
+        assert name not in known_models()
+    net = _network_file(tmp_path / "n.h5", edit=lambda m: [
+        m["network"]["populations"][0]["spec"].update(model=name),
+        m["network"]["populations"][0]["spec"]["definition"].update(name=name)])
+    assert load_network(net, isolate=True).spec.populations["A"].model.name == name
+    assert name not in known_models()
+    # the user's own, different model of that name can still be registered
+    mine = register_model(_model(name, alpha="0.2*exp(V/20)"))
+    assert mine.name in known_models()
+    with pytest.raises(FormatError, match="differs from the registered"):
+        load(path)
 
 
 # ------------------------------------------------------------------ fault 7

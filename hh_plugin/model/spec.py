@@ -19,10 +19,13 @@ from .hodgkin_huxley import HODGKIN_HUXLEY
 RESET_MODES = ("soft", "hard")
 
 
-def model_from_definition(definition: Mapping[str, Any]) -> ModelDefinition:
+def model_from_definition(definition: Mapping[str, Any], register: bool = False
+                          ) -> ModelDefinition:
     """The model a (possibly untrusted) definition describes: the registered model of that
-    name when the definition equals it, else the new model, registered. A definition that
-    differs from a registered model of the same name is refused."""
+    name when the definition equals it, else the new model, used as it is and registered
+    only when ``register=True`` (reading a file never changes the process's registry, so
+    a later :func:`~hh_plugin.model.register_model` of that name still works). A
+    definition that differs from a registered model of the same name is refused."""
     model = ModelDefinition.from_dict(definition)
     if model.name in known_models():
         existing = get_model(model.name)
@@ -30,7 +33,9 @@ def model_from_definition(definition: Mapping[str, Any]) -> ModelDefinition:
             raise ValueError(f"the definition of model {model.name!r} differs from the "
                              f"registered model of that name")
         return existing
-    return register_model(model)
+    return register_model(model) if register else model
+
+
 _OPTION_NAMES = ("spk_reset", "alpha", "width", "V_reset")
 
 
@@ -212,9 +217,9 @@ class HHSpec:
     def from_dict(cls, data: Mapping[str, Any]) -> "HHSpec":
         """Inverse of :meth:`to_dict`. Refuses unknown keys and units other than the model's.
 
-        A ``'definition'`` entry is rebuilt and validated (its expressions are parsed, never
-        evaluated); it must equal the registered model of that name if there is one, and
-        is registered otherwise.
+        A ``'definition'`` entry is rebuilt and validated (its expressions are checked and
+        parsed, never evaluated); it must equal the registered model of that name if there
+        is one, and is otherwise used for this specification without being registered.
         """
         if not isinstance(data, Mapping):
             raise TypeError(f"expected a mapping, got {type(data).__name__}")
