@@ -12,9 +12,11 @@ import json
 import subprocess
 import sys
 import textwrap
+import tracemalloc
 from pathlib import Path
 
 import h5py
+import numpy as np
 import pytest
 
 from hh_plugin import HHSpec
@@ -209,3 +211,86 @@ def test_fault7_non_ascii_names_are_refused(tmp_path, name):
         meta["spec"]["definition"]["parameters"][0]["name"] = name
     path = _restamp(_population_file(tmp_path / "p.h5"), edit)
     _all_loads_refuse(path, "not a valid identifier", network=False)
+
+
+# ------------------------------------------------------------------ faults 4 and 10
+def _sized_network(path, population=3, synapses=0, compression=None):
+    """One population and a Poisson source; ``synapses`` zero-weight synapses from the
+    source (all at index 0), stored compressed when asked."""
+    from hh_plugin.network import PoissonInput, Projection, Sparse, current_pulse
+
+    idx = np.zeros(max(synapses, 1), dtype=np.int64)
+    spec = NetworkSpec([Population("A", population)],
+                       [Projection("P", "A", Sparse(idx, idx, np.zeros(len(idx))),
+                                   current_pulse(), delay=1)],
+                       [PoissonInput("P", 2, 10.0, seed=1)], dt=0.01)
+    return save_network(path, spec, compression=compression)
+
+
+def _peak_traced_bytes(fn):
+    """Peak of the memory numpy and Python allocate (tracemalloc) while ``fn`` runs."""
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def _edit_size(group, index, size):
+    return lambda m: m["network"][group][index].update(size=size)
+
+
+@pytest.mark.parametrize("size", [2 ** 27, 10 ** 8])
+def test_fault4_population_at_the_size_bound_is_refused_before_allocation(tmp_path, size):
+    path = _restamp(_sized_network(tmp_path / "n.h5"), _edit_size("populations", 0, size))
+    for isolate in (False, True):
+        def refused():
+            with pytest.raises(FormatError, match=r"declared sizes would need about .* "
+                                                  r"population 'A'"):
+                load_network(path, isolate=isolate)
+        assert _peak_traced_bytes(refused) < 64 << 20
+
+
+def test_fault4_memory_is_computed_from_declared_sizes_against_a_limit_that_can_be_raised(
+        tmp_path):
+    """The issue's 4e7 compressed zero synapses (0.96 GiB declared, 3.7 GB used) scaled
+    down: 1e6 synapses declare 24 MB, within a 64 MiB limit, but need about 100 MB to
+    build; refused with that limit, loaded with a raised one."""
+    path = _sized_network(tmp_path / "n.h5", synapses=10 ** 6, compression="gzip")
+    assert path.stat().st_size < 1 << 20
+    for isolate in (False, True):
+        with pytest.raises(FormatError, match=r"declared sizes .* projection 'P_to_A_syn' "
+                                              r"\(1000000 synapses"):
+            load_network(path, isolate=isolate, max_bytes=64 << 20)
+    record = load_network(path, max_bytes=256 << 20)
+    assert record.spec.connections["P_to_A_syn"].weight.size == 10 ** 6
+
+
+def test_fault10_a_delay_of_1e9_steps_is_refused(tmp_path):
+    path = _sized_network(tmp_path / "n.h5")
+    with h5py.File(path, "r+") as f:
+        meta = json.loads(f.attrs["metadata"])
+        ref = meta["network"]["projections"][0]["delay"]["$array"]
+        del f[f"arrays/{ref}"]
+        f.create_dataset(f"arrays/{ref}", data=np.array(10 ** 9)).attrs["unit"] = "1"
+    write_checksum(path)
+    for isolate in (False, True):
+        with pytest.raises(FormatError, match=r"delays up to 1000000000 steps"):
+            load_network(path, isolate=isolate)
+
+
+def test_fault10_a_poisson_source_of_2_27_neurons_is_refused(tmp_path):
+    path = _restamp(_sized_network(tmp_path / "n.h5"), _edit_size("inputs", 0, 2 ** 27))
+    for isolate in (False, True):
+        with pytest.raises(FormatError, match=r"declared sizes .* source 'P'"):
+            load_network(path, isolate=isolate)
+
+
+def test_fault10_a_run_of_huge_step_count_is_refused(tmp_path):
+    path = _sized_network(tmp_path / "n.h5")
+    spec = load_network(path).spec
+    save_network(path, spec, {"steps": 1, "spikes": {}, "traces": {}}, overwrite=True)
+    _restamp(path, lambda m: m["results"].update(steps=2 ** 40))
+    with pytest.raises(FormatError, match=r"declared sizes .* spike rasters"):
+        load_network(path, isolate=False)

@@ -39,6 +39,7 @@ from . import checksum
 from . import format as fmt
 from .errors import FormatError
 from .layout import DATASET, ROOT_ATTRIBUTES, Limits, check_attributes, expected_tree, walk
+from .network_file import check_memory as check_network_memory
 from .network_file import check_metadata as check_network_metadata
 from .network_file import expected_network_tree, is_network_version
 from .record import HHRecord
@@ -207,7 +208,9 @@ def read_raw(f, path, limits: Limits) -> RawFile:
         tree = expected_network_tree(meta, path)
     else:
         tree = expected_tree(meta, _model(meta, path))
-    walk(f, tree, limits, path)
+    infos = walk(f, tree, limits, path)
+    if is_network_version(version):
+        check_network_memory(meta, infos, limits, path)  # from the shapes, before reading
     for where in sorted(dataset_paths(tree)):
         ds = f[where]
         raw.arrays[where] = (np.asarray(ds[()]), ds.attrs["unit"])
