@@ -9,6 +9,7 @@ failure of the test, not a stuck test run); no test depends on how fast anything
 """
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -294,3 +295,101 @@ def test_fault10_a_run_of_huge_step_count_is_refused(tmp_path):
     _restamp(path, lambda m: m["results"].update(steps=2 ** 40))
     with pytest.raises(FormatError, match=r"declared sizes .* spike rasters"):
         load_network(path, isolate=False)
+
+
+# ------------------------------------------------------------------ faults 8, 9, 11 (CLI)
+@pytest.mark.parametrize("variable, value, message", [
+    ("HH_PLUGIN_MAX_READ_BYTES", "1e400", "HH_PLUGIN_MAX_READ_BYTES='1e400' is not a number"),
+    ("HH_PLUGIN_MAX_READ_BYTES", "1e300", "in 1..2\\*\\*53"),
+    ("HH_PLUGIN_READ_TIMEOUT", "inf", "HH_PLUGIN_READ_TIMEOUT must be a positive finite"),
+    ("HH_PLUGIN_READ_TIMEOUT", "nan", "HH_PLUGIN_READ_TIMEOUT must be a positive finite"),
+])
+def test_fault8_bad_environment_values_exit_2(tmp_path, monkeypatch, capsys, variable, value,
+                                               message):
+    from hh_plugin.cli import main
+
+    path = _population_file(tmp_path / "p.h5")
+    monkeypatch.setenv(variable, value)
+    assert main(["inspect", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "internal error" not in err and re.search(message, err), err
+
+
+def test_fault8_a_plot_name_over_255_bytes_exits_2(tmp_path, capsys):
+    from hh_plugin.cli import main
+
+    a = _population_file(tmp_path / "a.h5")
+    name = "x" * 300 + ".png"
+    assert main(["crosscheck", str(a), str(a), "--plot", str(tmp_path / name),
+                 "--force"]) == 2
+    err = capsys.readouterr().err
+    assert "internal error" not in err and "the file name is 304 bytes" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.h5"]
+
+
+BLOCKED_RUN = """
+import sys
+import hh_plugin.cli as cli
+
+def blocked(path):  # the output is reserved; tell the test, then wait to be killed
+    open(sys.argv[1], "w").close()
+    sys.stdin.read()
+
+cli._load = blocked
+sys.exit(cli.main(sys.argv[2:]))
+"""
+
+
+def test_fault9_kill_9_of_run_leaves_nothing_at_the_output(tmp_path):
+    import os
+    import signal
+
+    from hh_plugin.export.case import make_case
+
+    case = make_case(4, duration=0.5, dt=0.01, seed=1).save(tmp_path / "case.h5")
+    out, started = tmp_path / "o.h5", tmp_path / "started"
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH",
+                                                                                  "")}
+    proc = subprocess.Popen([sys.executable, "-c", BLOCKED_RUN, str(started), "run",
+                             "--backend", "torch", str(case), "-o", str(out)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env, cwd=ROOT)
+    try:
+        while not started.exists():  # synchronised on the file the blocked run writes
+            assert proc.poll() is None, proc.stderr.read()
+            os.sched_yield()
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(timeout=HANG_GUARD) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stdin.close()
+    assert not out.exists()  # it used to hold an empty placeholder: "exists; use --force"
+    done = subprocess.run([sys.executable, "-m", "hh_plugin.cli", "run", "--backend", "torch",
+                           str(case), "-o", str(out)], capture_output=True, text=True,
+                          timeout=HANG_GUARD, cwd=ROOT, env=env, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    assert load(out).backend == "torch"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["case.h5", "o.h5", "started"]
+
+
+def test_fault11_outputs_that_are_not_regular_files_are_refused(tmp_path, capsys):
+    import os
+    import stat
+
+    from hh_plugin.cli import UsageError, _Output, main
+    from hh_plugin.export.atomic import atomic_create
+
+    fifo = tmp_path / "pipe.h5"
+    os.mkfifo(fifo)
+    with pytest.raises(FileExistsError, match="not a regular file"):
+        atomic_create(fifo, lambda tmp, fd, check: None, overwrite=True)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert main(["make-case", "--neurons", "2", "--duration", "0.1", "-o", str(fifo),
+                 "--force"]) == 2
+    assert "not a regular file" in capsys.readouterr().err
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    # /dev/null is only inspected, never written, by this check
+    with pytest.raises(UsageError, match="/dev/null: exists and is not a regular file"):
+        _Output("/dev/null", force=True)
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
