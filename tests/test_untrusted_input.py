@@ -393,3 +393,29 @@ def test_fault11_outputs_that_are_not_regular_files_are_refused(tmp_path, capsys
     with pytest.raises(UsageError, match="/dev/null: exists and is not a regular file"):
         _Output("/dev/null", force=True)
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+# ------------------------------------------------------------------ fault 5
+def test_fault5_default_loads_parse_in_the_sandbox_trusted_loads_in_process(tmp_path,
+                                                                            monkeypatch):
+    from hh_plugin.export import sandbox
+
+    calls = []
+    real = sandbox.load_isolated_raw
+    monkeypatch.setattr(sandbox, "load_isolated_raw",
+                        lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    population = _population_file(tmp_path / "p.h5")
+    network = _network_file(tmp_path / "n.h5")
+    for reader, path in ((load, population), (load_any, population), (load_any, network),
+                         (load_network, network)):
+        calls.clear()
+        untrusted = reader(path)  # checksummed, and still parsed in the child
+        assert calls == [path]
+        calls.clear()
+        trusted = reader(path, trusted=True)
+        assert calls == []
+        assert type(trusted) is type(untrusted)
+    plain = tmp_path / "plain.h5"  # no checksum: the child even when trusted
+    plain.write_bytes(population.read_bytes()[512:])
+    load(plain, trusted=True)
+    assert calls == [plain]

@@ -445,14 +445,14 @@ def build_network_record(raw, meta: dict, path, limits: Optional[Limits] = None
     return record
 
 
-def load_any(path, *, isolate: Optional[bool] = None, verify: bool = True, max_bytes=None,
-             timeout: Optional[float] = None):
+def load_any(path, *, trusted: bool = False, isolate: Optional[bool] = None,
+             verify: bool = True, max_bytes=None, timeout: Optional[float] = None):
     """An :class:`~hh_plugin.export.HHRecord` (format 1.0) or a :class:`NetworkRecord`
-    (format 1.1), whichever the file is; options and checks as
-    :func:`hh_plugin.export.load`."""
+    (format 1.1), whichever the file is; options (untrusted by default: HDF5 parses the
+    file in a child process) and checks as :func:`hh_plugin.export.load`."""
     from .reader import build_record, check_root, read_checked
 
-    raw, path, limits = read_checked(path, isolate, verify, max_bytes, timeout)
+    raw, path, limits = read_checked(path, isolate, verify, max_bytes, timeout, trusted)
     meta, version = check_root(raw, path)
     if not is_network_version(version):
         return build_record(raw, path)
@@ -461,9 +461,10 @@ def load_any(path, *, isolate: Optional[bool] = None, verify: bool = True, max_b
 
 def load_network(path, **options) -> NetworkRecord:
     """Read a network file (format 1.1) into a :class:`NetworkRecord`; the options
-    (``isolate``, ``verify``, ``max_bytes``, ``timeout``) and the checks are those of
-    :func:`hh_plugin.export.load` (``isolate=True`` for files from untrusted sources). A
-    single-population file is refused with a hint."""
+    (``trusted``, ``isolate``, ``verify``, ``max_bytes``, ``timeout``) and the checks are
+    those of :func:`hh_plugin.export.load` (untrusted by default: HDF5 parses the file in
+    a child process; ``trusted=True`` for the in-process path). A single-population file
+    is refused with a hint."""
     record = load_any(path, **options)
     if not isinstance(record, NetworkRecord):
         raise FormatError("a single-population file (format 1.0), not a network file: read "
