@@ -136,3 +136,150 @@ def test_inspect_command(corpus, tmp_path, capsys, seed, which, family):
     if status == 2:
         assert err.count("\n") == 1 and err.startswith("hh-plugin inspect: error:"), err
     assert "Traceback" not in err and f"{CANARY:g}" not in out
+
+
+# ---------------------------------------------------------------- model definitions (issue 20)
+_NUMBERS = st.one_of(st.integers(-10 ** 40, 10 ** 40), st.sampled_from(
+    [0, 1, 2, 3, 10, 30, 64, 65, 100, 10 ** 15, 10 ** 16, 2 ** 64, 10 ** 30]),
+    st.floats(allow_nan=False, allow_infinity=False), st.sampled_from([0.5, 1e-300, 1e308]))
+_NAMES = st.sampled_from(["V", "g", "C", "k", "Ｖ", "𝐕", "exp"])
+
+
+def _expressions():
+    """Expression texts from the model grammar with hostile numbers, names and nesting:
+    what a crafted file can carry."""
+    leaf = st.one_of(_NUMBERS.map(lambda n: f"({n!r})"), _NAMES)
+
+    def extend(inner):
+        binary = st.tuples(inner, st.sampled_from(["+", "-", "*", "/", "**"]), inner).map(
+            lambda t: f"({t[0]}{t[1]}{t[2]})")
+        call = st.tuples(st.sampled_from(["exp", "log", "sqrt", "tanh", "cosh", "exprel"]),
+                         inner).map(lambda t: f"{t[0]}({t[1]})")
+        return st.one_of(binary, call, inner.map(lambda e: f"-{e}"))
+    return st.recursive(leaf, extend, max_leaves=12)
+
+
+@settings(max_examples=300, **SETTINGS)
+@given(text=_expressions())
+def test_hostile_expressions_are_built_or_refused_with_a_value_error(text):
+    """Whatever the expression: a model is built (its rate finite over -100..60 mV) or a
+    ValueError names the expression; never another exception, a hang or a complex rate."""
+    from hh_plugin.model import (ChannelDefinition, GateDefinition, ModelDefinition,
+                                 ParameterDefinition as P)
+    from hh_plugin.model.expressions import parse
+
+    with deadline(60):
+        try:
+            parse(text, ["V", "g", "C"])
+        except ValueError as exc:
+            assert "model expression" in str(exc) or "longer than" in str(exc)
+        try:
+            model = ModelDefinition(
+                "fuzz_model", (P("g", 1.0, "mS"), P("E", 0.0, "mV"), P("V_th", 0.0, "mV"),
+                               P("C", 1.0, "uF")),
+                (GateDefinition("x", alpha=text, beta="0.1"),),
+                (ChannelDefinition("X", "g*x", "E"),))
+        except ValueError:
+            return
+    fn, args = model.compiled("numpy").intermediates["x"]["alpha"]
+    V = np.linspace(-100, 60, 161)
+    values = np.broadcast_to(fn(*(V if a == "V" else model.defaults[a] for a in args)),
+                             V.shape)
+    assert not np.iscomplexobj(values) and np.all(np.isfinite(values))
+
+
+# ---------------------------------------------------------------- network files (issue 20)
+@pytest.fixture(scope="module")
+def network_seed(tmp_path_factory):
+    from hh_plugin import HHSpec
+    from hh_plugin.export import save_network
+    from hh_plugin.network import (CurrentInput, NetworkSpec, PoissonInput, Population,
+                                   Projection, Sparse, current_pulse)
+
+    spec = NetworkSpec([Population("A", 5), Population("B", 3, HHSpec(gL=0.2))],
+                       [Projection("A", "B", Sparse([0, 1, 2], [0, 1, 2], [1.0, 2.0, 3.0]),
+                                   current_pulse(), delay=2),
+                        Projection("P", "A", Sparse([0, 1], [3, 4], [0.5, 0.5]),
+                                   current_pulse("p"), delay=1)],
+                       [CurrentInput("A", 2.0), PoissonInput("P", 4, 20.0, seed=1)],
+                       dt=0.01)
+    path = save_network(tmp_path_factory.mktemp("netfuzz") / "seed.h5", spec,
+                        {"steps": 3, "spikes": {}, "traces": {}})
+    return path.read_bytes()
+
+
+_SIZES = st.one_of(st.integers(-3, 2 ** 62), st.sampled_from([2 ** 27, 10 ** 8, 0, True]),
+                   st.floats(allow_nan=False), st.text(max_size=3))
+
+
+def _network_edit(data):
+    """One change an attacker with h5py makes to a network file (then restamped)."""
+    kind = data.draw(st.sampled_from(["population size", "source size", "delay", "steps",
+                                      "rate", "parameter name", "huge dataset"]))
+    import json as _json
+
+    import h5py
+
+    def apply(f):
+        meta = _json.loads(f.attrs["metadata"])
+        net = meta["network"]
+        if kind == "population size":
+            net["populations"][data.draw(st.integers(0, 1))]["size"] = data.draw(_SIZES)
+        elif kind == "source size":
+            net["inputs"][-1]["size"] = data.draw(_SIZES)
+        elif kind in ("delay", "huge dataset"):
+            ref = net["projections"][data.draw(st.integers(0, 1))][
+                "delay" if kind == "delay" else "weight"]["$array"]
+            del f[f"arrays/{ref}"]
+            if kind == "delay":
+                value = np.array(data.draw(st.integers(-10, 2 ** 62)), dtype=np.int64)
+                f.create_dataset(f"arrays/{ref}", data=value).attrs["unit"] = "1"
+            else:  # declared, never written: compressed chunks that do not exist
+                rows = data.draw(st.sampled_from([10 ** 6, 4 * 10 ** 7, 2 ** 40]))
+                f.create_dataset(f"arrays/{ref}", shape=(rows,), dtype="f8", chunks=(4096,),
+                                 compression="gzip").attrs["unit"] = "1"
+        elif kind == "steps":
+            meta["results"]["steps"] = data.draw(_SIZES)
+        elif kind == "rate":
+            gate = net["populations"][0]["spec"]["definition"]["gates"][0]
+            gate["alpha"] = data.draw(_expressions())
+        else:
+            param = net["populations"][0]["spec"]["definition"]["parameters"][0]
+            param["name"] = data.draw(st.text(min_size=1, max_size=3))
+        f.attrs["metadata"] = _json.dumps(meta)
+    return kind, apply
+
+
+@settings(max_examples=80, **SETTINGS)
+@given(data=st.data())
+def test_crafted_network_files_load_or_are_refused_within_their_memory_limit(
+        network_seed, tmp_path, data):
+    """Sizes, delays, step counts, rates, names and declared datasets of a network file
+    changed with h5py and restamped: read in this process (the harsher case), the result
+    is a record or a one-line FormatError, and the memory used stays within a small
+    multiple of the limit given (16 MiB)."""
+    import tracemalloc
+
+    import h5py
+
+    from hh_plugin.export import load_network
+    from hh_plugin.export.checksum import write_checksum
+
+    path = tmp_path / "net.h5"
+    path.write_bytes(network_seed)
+    kind, apply = _network_edit(data)
+    with h5py.File(path, "r+") as f:
+        apply(f)
+    write_checksum(path)
+    tracemalloc.start()
+    try:
+        with deadline(60):
+            try:
+                load_network(path, trusted=True, max_bytes=16 << 20)
+            except FormatError as exc:
+                text = str(exc)
+                assert "\n" not in text and text.startswith(str(path)), text
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 << 20, (kind, peak)
