@@ -11,8 +11,8 @@ Mutated files (``fuzz_mutations.py``) in four families:
               h5py, then a fresh checksum (an attacker using h5py; canary files as targets).
 
 ``--load``: files through ``hh_plugin.export.load`` as a library user calls it: ``load(p)``
-for damaged, plain and structure files, ``load(p, isolate=True)`` for crafted ones (the
-documented mode for files from untrusted sources). Each load runs in a worker process that
+for damaged, plain and structure files (HDF5 in the sandboxed child by default since
+issue 20), ``load(p, isolate=True)`` for crafted ones. Each load runs in a worker process that
 the driver replaces if it dies or hangs, so every outcome is recorded.
 ``--inprocess``: crafted files through ``load(p, isolate=False)``: what HDF5 does when it
 parses such files in the caller's process (the reason the isolated reader exists).
