@@ -191,86 +191,29 @@ def test_hostile_expressions_are_built_or_refused_with_a_value_error(text):
 # ---------------------------------------------------------------- network files (issue 20)
 @pytest.fixture(scope="module")
 def network_seed(tmp_path_factory):
-    from hh_plugin import HHSpec
-    from hh_plugin.export import save_network
-    from hh_plugin.network import (CurrentInput, NetworkSpec, PoissonInput, Population,
-                                   Projection, Sparse, current_pulse)
+    from fuzz_mutations import network_seed_file
 
-    spec = NetworkSpec([Population("A", 5), Population("B", 3, HHSpec(gL=0.2))],
-                       [Projection("A", "B", Sparse([0, 1, 2], [0, 1, 2], [1.0, 2.0, 3.0]),
-                                   current_pulse(), delay=2),
-                        Projection("P", "A", Sparse([0, 1], [3, 4], [0.5, 0.5]),
-                                   current_pulse("p"), delay=1)],
-                       [CurrentInput("A", 2.0), PoissonInput("P", 4, 20.0, seed=1)],
-                       dt=0.01)
-    path = save_network(tmp_path_factory.mktemp("netfuzz") / "seed.h5", spec,
-                        {"steps": 3, "spikes": {}, "traces": {}})
-    return path.read_bytes()
-
-
-_SIZES = st.one_of(st.integers(-3, 2 ** 62), st.sampled_from([2 ** 27, 10 ** 8, 0, True]),
-                   st.floats(allow_nan=False), st.text(max_size=3))
-
-
-def _network_edit(data):
-    """One change an attacker with h5py makes to a network file (then restamped)."""
-    kind = data.draw(st.sampled_from(["population size", "source size", "delay", "steps",
-                                      "rate", "parameter name", "huge dataset"]))
-    import json as _json
-
-    import h5py
-
-    def apply(f):
-        meta = _json.loads(f.attrs["metadata"])
-        net = meta["network"]
-        if kind == "population size":
-            net["populations"][data.draw(st.integers(0, 1))]["size"] = data.draw(_SIZES)
-        elif kind == "source size":
-            net["inputs"][-1]["size"] = data.draw(_SIZES)
-        elif kind in ("delay", "huge dataset"):
-            ref = net["projections"][data.draw(st.integers(0, 1))][
-                "delay" if kind == "delay" else "weight"]["$array"]
-            del f[f"arrays/{ref}"]
-            if kind == "delay":
-                value = np.array(data.draw(st.integers(-10, 2 ** 62)), dtype=np.int64)
-                f.create_dataset(f"arrays/{ref}", data=value).attrs["unit"] = "1"
-            else:  # declared, never written: compressed chunks that do not exist
-                rows = data.draw(st.sampled_from([10 ** 6, 4 * 10 ** 7, 2 ** 40]))
-                f.create_dataset(f"arrays/{ref}", shape=(rows,), dtype="f8", chunks=(4096,),
-                                 compression="gzip").attrs["unit"] = "1"
-        elif kind == "steps":
-            meta["results"]["steps"] = data.draw(_SIZES)
-        elif kind == "rate":
-            gate = net["populations"][0]["spec"]["definition"]["gates"][0]
-            gate["alpha"] = data.draw(_expressions())
-        else:
-            param = net["populations"][0]["spec"]["definition"]["parameters"][0]
-            param["name"] = data.draw(st.text(min_size=1, max_size=3))
-        f.attrs["metadata"] = _json.dumps(meta)
-    return kind, apply
+    return network_seed_file(tmp_path_factory.mktemp("netfuzz")).read_bytes()
 
 
 @settings(max_examples=80, **SETTINGS)
-@given(data=st.data())
+@given(seed=st.integers(0, 2 ** 32 - 1), family=st.sampled_from(["network", "definition"]))
 def test_crafted_network_files_load_or_are_refused_within_their_memory_limit(
-        network_seed, tmp_path, data):
-    """Sizes, delays, step counts, rates, names and declared datasets of a network file
-    changed with h5py and restamped: read in this process (the harsher case), the result
-    is a record or a one-line FormatError, and the memory used stays within a small
-    multiple of the limit given (16 MiB)."""
+        network_seed, tmp_path, seed, family):
+    """Sizes, delays, step counts, declared datasets and JSON of a network file, or its
+    models' rates and names, changed with h5py and restamped (``fuzz_mutations``): read in
+    this process (the harsher case), the result is a record or a one-line FormatError, and
+    the memory traced stays within 4 times the limit given (16 MiB)."""
     import tracemalloc
 
-    import h5py
+    from fuzz_mutations import mutate_definition, mutate_network
 
     from hh_plugin.export import load_network
-    from hh_plugin.export.checksum import write_checksum
 
     path = tmp_path / "net.h5"
     path.write_bytes(network_seed)
-    kind, apply = _network_edit(data)
-    with h5py.File(path, "r+") as f:
-        apply(f)
-    write_checksum(path)
+    ops = (mutate_network if family == "network" else mutate_definition)(
+        path, random.Random(seed))
     tracemalloc.start()
     try:
         with deadline(60):
@@ -282,4 +225,4 @@ def test_crafted_network_files_load_or_are_refused_within_their_memory_limit(
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert peak < 64 << 20, (kind, peak)
+    assert peak < 64 << 20, (ops, peak)

@@ -133,12 +133,11 @@ PRODUCTS = ["*".join(["10**30"] * 12) + "*V", "V*" + "*".join(["10**15"] * 25),
 
 @pytest.mark.parametrize("alpha", PRODUCTS, ids=["10**30s", "10**15s-with-V", "floats"])
 def test_fault2_products_of_large_numbers_are_a_named_error(tmp_path, alpha):
-    with pytest.raises(ValueError, match="beyond the bound|overflows|not finite"):
+    refused = "beyond the bound|overflows|not finite"
+    with pytest.raises(ValueError, match=refused):
         _model(alpha=alpha)
-    _all_loads_refuse(_population_file(tmp_path / "p.h5", alpha), "beyond the bound|overflows|not finite",
-                      network=False)
-    _all_loads_refuse(_network_file(tmp_path / "n.h5", alpha), "beyond the bound|overflows|not finite",
-                      network=True)
+    _all_loads_refuse(_population_file(tmp_path / "p.h5", alpha), refused, network=False)
+    _all_loads_refuse(_network_file(tmp_path / "n.h5", alpha), refused, network=True)
 
 
 # ------------------------------------------------------------------ fault 3

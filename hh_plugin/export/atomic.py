@@ -340,7 +340,8 @@ def atomic_create(path, fill: Callable, *, overwrite: bool = False) -> Path:
     ``fill`` writes the temporary file (``fd`` is open on it, read-write) and calls
     ``check()`` between pieces of work (a deferred signal raises there). Raises
     ``FileExistsError`` if ``path`` exists and not ``overwrite``, or is a device, pipe or
-    socket (never replaced), ``IsADirectoryError`` if it is a directory; a deferred Ctrl-C becomes ``KeyboardInterrupt`` after clean-up.
+    socket (never replaced), ``IsADirectoryError`` if it is a directory; a deferred Ctrl-C
+    becomes ``KeyboardInterrupt`` after clean-up.
     """
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
