@@ -418,3 +418,19 @@ def test_fault5_default_loads_parse_in_the_sandbox_trusted_loads_in_process(tmp_
     plain.write_bytes(population.read_bytes()[512:])
     load(plain, trusted=True)
     assert calls == [plain]
+
+
+def test_fault4_every_population_counts_even_under_a_repeated_name(tmp_path):
+    """Two populations of 30,000 neurons need about 9.2 MiB together: refused within an
+    8 MiB limit although each alone (4.6 MiB) fits and the names repeat."""
+    spec = NetworkSpec([Population("A", 3), Population("B", 3)], [], [CurrentInput("A", 1.0)],
+                       dt=0.01)
+
+    def edit(meta):
+        for pop in meta["network"]["populations"]:
+            pop.update(name="A", size=30_000)
+    path = _restamp(save_network(tmp_path / "n.h5", spec), edit)
+    for isolate in (False, True):
+        with pytest.raises(FormatError, match=r"about 9 MiB .* population 'A' "
+                                              r"\(30000 neurons\)"):
+            load_network(path, isolate=isolate, max_bytes=8 << 20)

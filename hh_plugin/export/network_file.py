@@ -277,9 +277,9 @@ def _bounded_sizes(network: dict, limits: Limits, path) -> None:
                                   f"is not an integer in 1..{most} (the reader's limit)", path)
 
 
-def network_memory(meta: dict, arrays: Mapping[str, object]) -> Dict[str, int]:
+def network_memory(meta: dict, arrays: Mapping[str, object]) -> list:
     """Bytes the caller will need to build a network file's content, from its declared
-    sizes only (nothing is allocated): ``{what: bytes}`` for every population
+    sizes only (nothing is allocated): ``[(what, bytes)]`` for every population
     (:data:`NEURON_BYTES` per neuron), spike source (:data:`SOURCE_BYTES`), projection
     (:data:`SYNAPSE_BYTES` per sparse synapse or :data:`DENSE_ENTRY_BYTES` per dense
     entry, plus a spike buffer of :data:`DELAY_BUFFER_BYTES` per source neuron and step
@@ -294,7 +294,7 @@ def network_memory(meta: dict, arrays: Mapping[str, object]) -> Dict[str, int]:
             return arrays.get(f"/arrays/{ref[ARRAY_KEY]}")
         return None
 
-    need: Dict[str, int] = {}
+    need = []
     sizes: Dict[str, int] = {}
     for group, per in (("populations", NEURON_BYTES), ("inputs", SOURCE_BYTES)):
         items = network.get(group)
@@ -303,7 +303,7 @@ def network_memory(meta: dict, arrays: Mapping[str, object]) -> Dict[str, int]:
                 size = _count(item["size"])
                 sizes[str(item.get("name"))] = size
                 kind = "population" if group == "populations" else "source"
-                need[f"{kind} {item.get('name')!r} ({size} neurons)"] = size * per
+                need.append((f"{kind} {item.get('name')!r} ({size} neurons)", size * per))
     projections = network.get("projections")
     for item in projections if isinstance(projections, list) else []:
         if not isinstance(item, dict):
@@ -316,21 +316,17 @@ def network_memory(meta: dict, arrays: Mapping[str, object]) -> Dict[str, int]:
         if isinstance(delay, np.ndarray) and delay.size and delay.dtype.kind in "iu":
             longest = max(0, int(delay.max()))
         buffer = (longest + 1) * sizes.get(str(item.get("source")), 0) * DELAY_BUFFER_BYTES
-        need[f"projection {item.get('name')!r} ({entries} synapses, delays up to "
-             f"{longest} steps)"] = entries * per + buffer
+        need.append((f"projection {item.get('name')!r} ({entries} synapses, delays up to "
+                     f"{longest} steps)", entries * per + buffer))
     results = meta.get("results")
     if isinstance(results, dict):
         steps = _count(results.get("steps"))
-        need[f"the run's spike rasters ({steps} steps)"] = \
-            steps * sum(sizes.get(name, 0) for name in network_population_names(network)) \
-            * RASTER_BYTES
+        neurons = sum(_count(item.get("size")) for item in network.get("populations", [])
+                      if isinstance(item, dict)) \
+            if isinstance(network.get("populations"), list) else 0
+        need.append((f"the run's spike rasters ({steps} steps)",
+                     steps * neurons * RASTER_BYTES))
     return need
-
-
-def network_population_names(network: dict) -> Tuple[str, ...]:
-    items = network.get("populations")
-    return tuple(str(item.get("name")) for item in (items if isinstance(items, list) else [])
-                 if isinstance(item, dict))
 
 
 def check_memory(meta: dict, arrays: Mapping[str, object], limits: Limits, path) -> None:
@@ -338,12 +334,12 @@ def check_memory(meta: dict, arrays: Mapping[str, object], limits: Limits, path)
     (:func:`network_memory`); run on the dataset shapes before any data is read, and again
     with the arrays (for the delays) before the network is built."""
     need = network_memory(meta, arrays)
-    total = sum(need.values())
+    total = sum(n for _, n in need)
     if total > limits.max_bytes:
-        largest = max(need, key=need.get)
+        largest, most = max(need, key=lambda item: item[1])
         raise FormatError(f"the network's declared sizes would need about "
                           f"{total / 2**20:.0f} MiB to build (largest: {largest}, "
-                          f"{need[largest] / 2**20:.0f} MiB), more than the reader's limit "
+                          f"{most / 2**20:.0f} MiB), more than the reader's limit "
                           f"of {limits.max_bytes / 2**20:.0f} MiB "
                           f"(max_bytes or HH_PLUGIN_MAX_READ_BYTES)", path)
 
