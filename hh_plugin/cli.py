@@ -213,55 +213,66 @@ def _parser():
 
 # ------------------------------------------------------------------ outputs
 class _Output:
-    """An output path checked and reserved before the run: an empty placeholder created
-    exclusively (so a second command with the same ``-o`` fails at once, not after its
-    run), replaced atomically by the result, removed if the command fails."""
+    """An output path checked and reserved before the run: the hidden lock file of
+    :func:`~hh_plugin.export.atomic.reserve` (so a second command with the same ``-o``
+    fails at once, not after its run), released when the command ends. Nothing is
+    created at the path until the result replaces it atomically, so a command killed
+    with ``kill -9`` leaves no empty file there (its free lock is taken over by the
+    next command). A path that exists and is not a regular file (``/dev/null``, a pipe)
+    is refused, with ``--force`` too."""
 
     def __init__(self, path: str, force: bool, inputs=(), suffix=None, option="-o"):
         import os
         from pathlib import Path
 
+        from .export.atomic import Reserved, not_regular, reserve
+
         self.path = Path(path)
-        self.placeholder = None
+        self.placeholder = None  # the commands clear it once written; nothing to remove
+        self._lock = None
+        directory = self.path.parent if str(self.path.parent) else Path(".")
+        try:
+            longest = os.pathconf(directory, "PC_NAME_MAX")
+        except (OSError, ValueError, AttributeError):
+            longest = 255
+        size = len(os.fsencode(self.path.name))
+        if size > longest:
+            raise UsageError(f"{option} {path[:60]}...: the file name is {size} bytes, longer "
+                             f"than the {longest} bytes the file system allows")
         if self.path.is_dir() or path.endswith(os.sep):
             raise UsageError(f"{option} {path}: is a directory; give a file name")
         if suffix and self.path.suffix.lower() != suffix:
             raise UsageError(f"{option} {path}: the file is written as {suffix[1:].upper()}; "
                              f"give a name ending in {suffix}")
-        directory = self.path.parent if str(self.path.parent) else Path(".")
         if not directory.is_dir():
             raise UsageError(f"{option} {path}: directory {directory} does not exist")
         if not os.access(directory, os.W_OK | os.X_OK):
             raise UsageError(f"{option} {path}: directory {directory} is not writable")
+        problem = not_regular(self.path)
+        if problem:
+            raise UsageError(f"{option} {path}: {problem}; give a file name")
         for name in inputs:
             if os.path.exists(name) and os.path.exists(path) and os.path.samefile(name, path):
                 raise UsageError(f"{option} {path}: is an input file of this command; "
                                  f"choose another name")
-        if force:
-            return
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        except FileExistsError:
-            raise UsageError(f"{option} {path}: exists; use --force to overwrite it") from None
+            self._lock = reserve(self.path)
+        except Reserved:
+            raise UsageError(f"{option} {path}: is being written by another hh-plugin "
+                             f"command") from None
         except OSError as exc:
             raise UsageError(f"{option} {path}: cannot be created: {exc.strerror}") from None
-        os.close(fd)
-        self.placeholder = os.stat(self.path)
+        if not force and os.path.lexists(self.path):
+            self.release()
+            raise UsageError(f"{option} {path}: exists; use --force to overwrite it")
 
     def release(self) -> None:
-        """Remove the placeholder (the command failed before writing)."""
-        import os
+        """End the reservation (the command wrote its result, or failed before)."""
+        from .export.atomic import release
 
-        if self.placeholder is None:
-            return
-        try:
-            now = os.stat(self.path)
-            if (now.st_ino, now.st_dev, now.st_size) == (self.placeholder.st_ino,
-                                                          self.placeholder.st_dev, 0):
-                os.unlink(self.path)
-        except OSError:
-            pass
-        self.placeholder = None
+        if self._lock is not None:
+            release(self.path, self._lock)
+            self._lock = None
 
 
 def _load(path: str):

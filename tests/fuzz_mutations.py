@@ -282,3 +282,120 @@ def mutate_structure(path: Path, rng: random.Random, canaries, count: int = None
             done.append(op)
     write_checksum(path)
     return "+".join(done) or "none"
+
+
+# ----------------------------------------------------------- issue 20: networks, definitions
+def network_seed_file(directory: Path) -> Path:
+    """A small valid network file (format 1.1) with results: two HH models, sparse and
+    dense projections with delays, current, Poisson and spike-train inputs."""
+    from hh_plugin.export import save_network
+    from hh_plugin.model import WANG_BUZSAKI
+    from hh_plugin.network import (CurrentInput, Dense, NetworkSpec, PoissonInput, Population,
+                                   Projection, Sparse, SpikeTrains, current_pulse,
+                                   exponential_current)
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    spec = NetworkSpec(
+        [Population("A", 5), Population("W", 3, HHSpec(model=WANG_BUZSAKI))],
+        [Projection("A", "W", Sparse([0, 1, 2], [0, 1, 2], [1.0, 2.0, 3.0]), current_pulse(),
+                    delay=2),
+         Projection("W", "A", Dense(np.full((5, 3), 0.5)), exponential_current("x", 3.0),
+                    delay=1),
+         Projection("P", "A", Sparse([0, 1], [3, 4], [0.5, 0.5]), current_pulse("p"),
+                    delay=0)],
+        [CurrentInput("A", 2.0), PoissonInput("P", 4, 20.0, seed=1),
+         SpikeTrains("S", 2, [1, 3], [0, 1])], dt=0.01)
+    raster = {"A": np.zeros((4, 5)), "W": np.eye(4, 3)}
+    return save_network(directory / "network.h5", spec, {"steps": 4, "spikes": raster,
+                                                         "traces": {}}, overwrite=True)
+
+
+#: Pieces of hostile model expressions: numbers, names (non-ASCII ones that Python folds
+#: into V), operators and functions.
+_HOSTILE_NUMBERS = ["0", "1", "-1", "2", "64", "65", "10**30", "2**64", "1e15", "1e16",
+                    "1e308", "1e-300", "0.5", "(1/3)", "10**15"]
+_HOSTILE_NAMES = ["V", "V", "V", "Ｖ", "𝐕", "k", "exp", "__import__"]
+
+
+def hostile_expression(rng: random.Random, depth: int = 0) -> str:
+    """A random expression of the model grammar with hostile numbers and names."""
+    roll = rng.random()
+    if depth >= 4 or roll < 0.3:
+        return rng.choice(_HOSTILE_NUMBERS + _HOSTILE_NAMES)
+    if roll < 0.75:
+        op = rng.choice(["+", "-", "*", "/", "**", "**", "^"])
+        return f"({hostile_expression(rng, depth + 1)}{op}{hostile_expression(rng, depth + 1)})"
+    if roll < 0.95:
+        name = rng.choice(["exp", "log", "sqrt", "tanh", "cosh", "exprel"])
+        return f"{name}({hostile_expression(rng, depth + 1)})"
+    return "*".join(rng.choice(["10**30", "10**15", "1e15", "V"])
+                    for _ in range(rng.randint(2, 40)))
+
+
+def _definitions(meta: dict) -> list:
+    """The model definitions a file's metadata carries (format 1.0 or 1.1)."""
+    if "spec" in meta and isinstance(meta["spec"], dict) and "definition" in meta["spec"]:
+        return [meta["spec"]["definition"]]
+    pops = meta.get("network", {}).get("populations", [])
+    return [p["spec"]["definition"] for p in pops
+            if isinstance(p, dict) and "definition" in p.get("spec", {})]
+
+
+def mutate_definition(path: Path, rng: random.Random) -> str:
+    """Replace an expression (a rate, a conductance) or a name of a carried model
+    definition with a hostile one, then a fresh checksum. Returns what was changed."""
+    with h5py.File(path, "r+") as f:
+        meta = json.loads(f.attrs["metadata"])
+        definition = rng.choice(_definitions(meta))
+        if rng.random() < 0.8:
+            gates = definition["gates"]
+            fields = [(g, k) for g in gates for k in ("alpha", "beta", "x_inf", "tau")
+                      if k in g] + [(c, "conductance") for c in definition["channels"]]
+            item, key = rng.choice(fields)
+            item[key] = hostile_expression(rng)
+            done = f"expression {key}={item[key][:60]}"
+        else:
+            item = rng.choice(definition["parameters"] + definition["gates"])
+            item["name"] = rng.choice(["Ｖ", "𝐕", "V", "gᴸ", "_x", "x y", "C", "I"])
+            done = f"name {item['name']}"
+        f.attrs["metadata"] = json.dumps(meta)
+    write_checksum(path)
+    return done
+
+
+_NETWORK_SIZES = [0, -1, 1, 2 ** 27, 10 ** 8, 2 ** 52, 2 ** 62, 1.5, "5", None, True]
+
+
+def mutate_network(path: Path, rng: random.Random) -> str:
+    """One change an attacker with h5py makes to a network file: sizes of populations
+    and sources, delays, the run's step count, a dataset declaring a huge compressed size
+    it does not store, or a JSON edit of the network description; then a fresh checksum."""
+    op = rng.choice(["population size", "source size", "delay", "steps", "declared",
+                     "json"])
+    with h5py.File(path, "r+") as f:
+        meta = json.loads(f.attrs["metadata"])
+        net = meta["network"]
+        if op == "population size":
+            rng.choice(net["populations"])["size"] = rng.choice(_NETWORK_SIZES)
+        elif op == "source size":
+            sources = [i for i in net["inputs"] if "size" in i]
+            rng.choice(sources)["size"] = rng.choice(_NETWORK_SIZES)
+        elif op in ("delay", "declared"):
+            proj = rng.choice(net["projections"])
+            ref = proj["delay" if op == "delay" else "weight"]["$array"]
+            del f[f"arrays/{ref}"]
+            if op == "delay":
+                value = np.array(rng.choice([-1, 0, 10 ** 6, 10 ** 9, 2 ** 62]))
+                f.create_dataset(f"arrays/{ref}", data=value).attrs["unit"] = "1"
+            else:
+                rows = rng.choice([10 ** 6, 4 * 10 ** 7, 2 ** 40])
+                f.create_dataset(f"arrays/{ref}", shape=(rows,), dtype="f8", chunks=(4096,),
+                                 compression="gzip").attrs["unit"] = "1"
+        elif op == "steps":
+            meta["results"]["steps"] = rng.choice(_NETWORK_SIZES + [2 ** 40])
+        else:
+            meta["network"] = _mutate_json(net, rng)
+        f.attrs["metadata"] = json.dumps(meta)
+    write_checksum(path)
+    return op

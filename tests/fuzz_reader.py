@@ -8,11 +8,18 @@ Mutated files (``fuzz_mutations.py``) in four families:
 ``plain``     bytes changed, user block removed (a file without a checksum);
 ``crafted``   bytes changed, then a fresh checksum (an attacker who rewrites HDF5 structures);
 ``structure`` members, storage, links, types, values, attributes or metadata changed with
-              h5py, then a fresh checksum (an attacker using h5py; canary files as targets).
+              h5py, then a fresh checksum (an attacker using h5py; canary files as targets);
+``network``   a network file (1.1): sizes, delays, step counts, declared datasets, JSON
+              edits; then a fresh checksum (issue 20);
+``definition`` a carried model definition with a hostile expression or name (1.0 and 1.1
+              files), then a fresh checksum (issue 20).
+
+A mutation that raises (the harness's own failure) is counted as ``harness error``, apart
+from the reader's outcomes and not as a reader failure.
 
 ``--load``: files through ``hh_plugin.export.load`` as a library user calls it: ``load(p)``
-for damaged, plain and structure files, ``load(p, isolate=True)`` for crafted ones (the
-documented mode for files from untrusted sources). Each load runs in a worker process that
+for damaged, plain and structure files (HDF5 in the sandboxed child by default since
+issue 20), ``load(p, isolate=True)`` for crafted ones. Each load runs in a worker process that
 the driver replaces if it dies or hangs, so every outcome is recorded.
 ``--inprocess``: crafted files through ``load(p, isolate=False)``: what HDF5 does when it
 parses such files in the caller's process (the reason the isolated reader exists).
@@ -52,30 +59,47 @@ WORKER = r"""
 import json, random, sys, traceback
 from pathlib import Path
 import numpy as np
-from fuzz_mutations import (CANARY, canary_files, mutate_bytes, mutate_structure, seed_files,
+from fuzz_mutations import (CANARY, canary_files, mutate_bytes, mutate_definition,
+                            mutate_network, mutate_structure, network_seed_file, seed_files,
                             write_bytes_variant)
 from hh_plugin.export import FormatError, load
+from hh_plugin.export.network_file import NetworkRecord, load_any
 work = Path(sys.argv[1])
 seeds = [(p.name, p.read_bytes()) for p in seed_files(work / "seeds")]
+network = network_seed_file(work / "seeds")
+seeds.append((network.name, network.read_bytes()))
 canaries = canary_files(work)
 print("READY", flush=True)
 for line in sys.stdin:
     job = json.loads(line)
     rng = random.Random(job["seed"])
-    name, data = seeds[job["which"]]
-    path = work / f"w{job['worker']}-{name}"
     family, mode = job["family"], job["mode"]
-    if family == "structure":
-        path.write_bytes(data)
-        ops = mutate_structure(path, rng, canaries)
-    else:
-        write_bytes_variant(path, mutate_bytes(data, rng), family)
-        ops = family
+    name, data = seeds[-1 if family == "network" else
+                       job["which"] % (len(seeds) if family == "definition" else 4)]
+    path = work / f"w{job['worker']}-{name}"
+    try:  # a failure here is the harness's, not the reader's: reported apart
+        if family == "structure":
+            path.write_bytes(data)
+            ops = mutate_structure(path, rng, canaries)
+        elif family in ("network", "definition"):
+            path.write_bytes(data)
+            ops = (mutate_network if family == "network" else mutate_definition)(path, rng)
+        else:
+            write_bytes_variant(path, mutate_bytes(data, rng), family)
+            ops = family
+    except Exception as exc:
+        print(json.dumps({"started": job["id"]}), flush=True)
+        print(json.dumps({"id": job["id"], "outcome": "harness error",
+                          "message": f"{type(exc).__name__}: {exc}"[:300]}), flush=True)
+        continue
     print(json.dumps({"started": job["id"]}), flush=True)
     options = {"isolate": True, "timeout": 20} if mode == "isolated" else \
         {"isolate": False} if mode == "inprocess" else {"timeout": 20}
     try:
-        record = load(path, **options)
+        record = load_any(path, **options)
+        if isinstance(record, NetworkRecord):
+            print(json.dumps({"id": job["id"], "outcome": "record", "ops": ops}), flush=True)
+            continue
         arrays = [np.asarray(v) for v in record.spec.parameters.values()]
         arrays += list((record.state or {}).values()) + list((record.traces or {}).values())
         arrays += [] if record.input is None else [record.input]
@@ -160,7 +184,7 @@ def load_phase(count, mode_of_family, families, workers, work, seed, timeout, lo
     rng = random.Random(seed)
     for i in range(count):
         family = families[i % len(families)]
-        jobs.put({"id": i, "seed": rng.getrandbits(48), "which": rng.randrange(4),
+        jobs.put({"id": i, "seed": rng.getrandbits(48), "which": rng.randrange(5),
                   "family": family, "mode": mode_of_family[family]})
     results = []
     lock = threading.Lock()
@@ -325,7 +349,7 @@ def main():
     print(f"work directory {work}", flush=True)
     if args.load:
         modes = {"damaged": "default", "plain": "default", "crafted": "isolated",
-                 "structure": "default"}
+                 "structure": "default", "network": "default", "definition": "default"}
         results = load_phase(args.load, modes, list(modes), args.workers, work, args.seed,
                              120, log)
         report["load"] = summarise(results, "load()")

@@ -389,9 +389,9 @@ def test_second_run_with_the_same_output_fails_at_once(runs, tmp_path, monkeypat
     monkeypatch.setattr(runner, "run_case", run_case)
     assert main(["run", "--backend", "brian2", str(runs / "case.h5"), "-o", str(out)]) == 0
     assert calls == ["brian2"]  # neither second command ran the case
-    assert second["status"] == 2 and "exists; use --force" in second["stderr"]
+    assert second["status"] == 2 and "being written by another" in second["stderr"]
     assert second["process"].returncode == 2
-    assert "exists; use --force" in second["process"].stderr
+    assert "being written by another" in second["process"].stderr
     assert load(out).backend == "brian2"
 
 

@@ -136,3 +136,93 @@ def test_inspect_command(corpus, tmp_path, capsys, seed, which, family):
     if status == 2:
         assert err.count("\n") == 1 and err.startswith("hh-plugin inspect: error:"), err
     assert "Traceback" not in err and f"{CANARY:g}" not in out
+
+
+# ---------------------------------------------------------------- model definitions (issue 20)
+_NUMBERS = st.one_of(st.integers(-10 ** 40, 10 ** 40), st.sampled_from(
+    [0, 1, 2, 3, 10, 30, 64, 65, 100, 10 ** 15, 10 ** 16, 2 ** 64, 10 ** 30]),
+    st.floats(allow_nan=False, allow_infinity=False), st.sampled_from([0.5, 1e-300, 1e308]))
+_NAMES = st.sampled_from(["V", "g", "C", "k", "Ｖ", "𝐕", "exp"])
+
+
+def _expressions():
+    """Expression texts from the model grammar with hostile numbers, names and nesting:
+    what a crafted file can carry."""
+    leaf = st.one_of(_NUMBERS.map(lambda n: f"({n!r})"), _NAMES)
+
+    def extend(inner):
+        binary = st.tuples(inner, st.sampled_from(["+", "-", "*", "/", "**"]), inner).map(
+            lambda t: f"({t[0]}{t[1]}{t[2]})")
+        call = st.tuples(st.sampled_from(["exp", "log", "sqrt", "tanh", "cosh", "exprel"]),
+                         inner).map(lambda t: f"{t[0]}({t[1]})")
+        return st.one_of(binary, call, inner.map(lambda e: f"-{e}"))
+    return st.recursive(leaf, extend, max_leaves=12)
+
+
+@settings(max_examples=300, **SETTINGS)
+@given(text=_expressions())
+def test_hostile_expressions_are_built_or_refused_with_a_value_error(text):
+    """Whatever the expression: a model is built (its rate finite over -100..60 mV) or a
+    ValueError names the expression; never another exception, a hang or a complex rate."""
+    from hh_plugin.model import (ChannelDefinition, GateDefinition, ModelDefinition,
+                                 ParameterDefinition as P)
+    from hh_plugin.model.expressions import parse
+
+    with deadline(60):
+        try:
+            parse(text, ["V", "g", "C"])
+        except ValueError as exc:
+            assert "model expression" in str(exc) or "longer than" in str(exc)
+        try:
+            model = ModelDefinition(
+                "fuzz_model", (P("g", 1.0, "mS"), P("E", 0.0, "mV"), P("V_th", 0.0, "mV"),
+                               P("C", 1.0, "uF")),
+                (GateDefinition("x", alpha=text, beta="0.1"),),
+                (ChannelDefinition("X", "g*x", "E"),))
+        except ValueError:
+            return
+    fn, args = model.compiled("numpy").intermediates["x"]["alpha"]
+    V = np.linspace(-100, 60, 161)
+    values = np.broadcast_to(fn(*(V if a == "V" else model.defaults[a] for a in args)),
+                             V.shape)
+    assert not np.iscomplexobj(values) and np.all(np.isfinite(values))
+
+
+# ---------------------------------------------------------------- network files (issue 20)
+@pytest.fixture(scope="module")
+def network_seed(tmp_path_factory):
+    from fuzz_mutations import network_seed_file
+
+    return network_seed_file(tmp_path_factory.mktemp("netfuzz")).read_bytes()
+
+
+@settings(max_examples=80, **SETTINGS)
+@given(seed=st.integers(0, 2 ** 32 - 1), family=st.sampled_from(["network", "definition"]))
+def test_crafted_network_files_load_or_are_refused_within_their_memory_limit(
+        network_seed, tmp_path, seed, family):
+    """Sizes, delays, step counts, declared datasets and JSON of a network file, or its
+    models' rates and names, changed with h5py and restamped (``fuzz_mutations``): read in
+    this process (the harsher case), the result is a record or a one-line FormatError, and
+    the memory traced stays within 4 times the limit given (16 MiB)."""
+    import tracemalloc
+
+    from fuzz_mutations import mutate_definition, mutate_network
+
+    from hh_plugin.export import load_network
+
+    path = tmp_path / "net.h5"
+    path.write_bytes(network_seed)
+    ops = (mutate_network if family == "network" else mutate_definition)(
+        path, random.Random(seed))
+    tracemalloc.start()
+    try:
+        with deadline(60):
+            try:
+                load_network(path, trusted=True, max_bytes=16 << 20)
+            except FormatError as exc:
+                text = str(exc)
+                assert "\n" not in text and text.startswith(str(path)), text
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 << 20, (ops, peak)

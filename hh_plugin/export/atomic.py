@@ -19,11 +19,21 @@ hard link, which never replaces an existing file). Around that:
 - **modes**: the new file gets the mode of the file it replaces, else ``0o666`` minus
   the process's umask (as ``open()`` would create it), not the ``0o600`` of temporary
   files.
+- **targets**: only a regular file (or a symbolic link, which is replaced) is ever
+  replaced: a device, pipe or socket at the path is refused (``-o /dev/null --force`` as
+  root would otherwise replace the device node).
+- **reservations**: :func:`reserve` lets one process claim a path for a long computation
+  before it writes anything there (the command line does): a hidden lock file
+  ``.<name>.hh_plugin-lock`` held with ``flock``; nothing appears at the path itself until
+  the result is published, so a writer killed with ``SIGKILL`` leaves no empty file
+  behind, and its free lock file is removed by the next reservation or save in the
+  directory.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
 import signal
@@ -39,6 +49,7 @@ except ImportError:  # pragma: no cover - Windows: no locks; stale files reclaim
     fcntl = None
 
 TEMP_SUFFIX = ".hh_plugin-partial"
+LOCK_SUFFIX = ".hh_plugin-lock"
 #: A temporary file whose lock is free is reclaimed when its process is gone, or after this.
 STALE_AFTER = 600.0
 _DEFERRED = ("SIGINT", "SIGTERM", "SIGHUP")
@@ -145,6 +156,9 @@ def reclaim_stale(directory: Path) -> int:
         return 0
     for entry in entries:
         name = entry.name
+        if name.startswith(".") and name.endswith(LOCK_SUFFIX):
+            removed += _remove_if_unlocked(entry.path)
+            continue
         if not (name.startswith(".") and name.endswith(TEMP_SUFFIX)):
             continue
         parts = name[1:-len(TEMP_SUFFIX)].rsplit(".", 2)
@@ -180,8 +194,102 @@ def reclaim_stale(directory: Path) -> int:
     return removed
 
 
+def _remove_if_unlocked(lock: str) -> int:
+    """Remove a reservation's lock file whose lock is free (its process is gone): 1 or 0."""
+    if fcntl is None:
+        return 0
+    try:
+        fd = os.open(lock, os.O_RDWR | getattr(os, "O_NOFOLLOW", 0)
+                     | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return 0
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        info, current = os.fstat(fd), os.stat(lock, follow_symlinks=False)
+        if (current.st_ino, current.st_dev) == (info.st_ino, info.st_dev):
+            os.unlink(lock)
+            return 1
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    return 0
+
+
+class Reserved(Exception):
+    """Another process holds the reservation of a path (:func:`reserve`)."""
+
+
+def lock_path(path) -> Path:
+    """The hidden lock file that reserves ``path``: ``.<name>.hh_plugin-lock`` beside it
+    (a long name is shortened to its first 20 characters and a hash)."""
+    path = Path(path)
+    name = path.name
+    if len(os.fsencode(name)) > 100:
+        name = f"{name[:20]}-{hashlib.sha256(os.fsencode(name)).hexdigest()[:16]}"
+    return path.parent / f".{name}{LOCK_SUFFIX}"
+
+
+def reserve(path) -> int:
+    """Claim ``path`` for this process until :func:`release`: take the ``flock`` of its lock
+    file (:func:`lock_path`), created if needed. Returns the lock's file descriptor;
+    raises :class:`Reserved` when another live process holds it, ``OSError`` when the
+    lock file cannot be created. Free lock files of dead processes are taken over."""
+    lock = lock_path(path)
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        fd = os.open(lock, flags, 0o600)
+        if fcntl is None:  # pragma: no cover - Windows: no locks
+            return fd
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise Reserved(f"{path} is being written by another process") from None
+        info = os.fstat(fd)
+        try:
+            current = os.stat(lock, follow_symlinks=False)
+        except FileNotFoundError:
+            current = None
+        if current is not None and (current.st_ino, current.st_dev) == (info.st_ino,
+                                                                          info.st_dev):
+            return fd
+        os.close(fd)  # removed as stale between open and flock: take the new one
+    raise Reserved(f"cannot reserve {path}")  # pragma: no cover
+
+
+def release(path, fd: int) -> None:
+    """End a reservation taken with :func:`reserve`: remove the lock file, close ``fd``."""
+    lock = lock_path(path)
+    try:
+        info, current = os.fstat(fd), os.stat(lock, follow_symlinks=False)
+        if (current.st_ino, current.st_dev) == (info.st_ino, info.st_dev):
+            os.unlink(lock)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def not_regular(path) -> str:
+    """Why ``path`` cannot be replaced by a file (a device, pipe or socket is there; a
+    directory), or ``''``. A symbolic link is judged by what it points to; a missing
+    path is fine."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return ""
+    if stat.S_ISDIR(mode):
+        return "is a directory"
+    if not stat.S_ISREG(mode):
+        return "exists and is not a regular file (a device, pipe or socket); refused"
+    return ""
+
+
 def _create_temp(directory: Path, name: str):
     stem = name[:100]
+    if len(os.fsencode(stem)) > 100:
+        stem = hashlib.sha256(os.fsencode(name)).hexdigest()[:32]
     for _ in range(100):
         tmp = directory / f".{stem}.{os.getpid()}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
         try:
@@ -231,13 +339,17 @@ def atomic_create(path, fill: Callable, *, overwrite: bool = False) -> Path:
 
     ``fill`` writes the temporary file (``fd`` is open on it, read-write) and calls
     ``check()`` between pieces of work (a deferred signal raises there). Raises
-    ``FileExistsError`` if ``path`` exists and not ``overwrite``, ``IsADirectoryError`` if
-    it is a directory; a deferred Ctrl-C becomes ``KeyboardInterrupt`` after clean-up.
+    ``FileExistsError`` if ``path`` exists and not ``overwrite``, or is a device, pipe or
+    socket (never replaced), ``IsADirectoryError`` if it is a directory; a deferred Ctrl-C
+    becomes ``KeyboardInterrupt`` after clean-up.
     """
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a directory")
+    problem = not_regular(path)
+    if problem:
+        raise FileExistsError(f"{path} {problem}")
     if not overwrite and os.path.lexists(path):
         raise FileExistsError(_exists_message(path))
     if not directory.is_dir():

@@ -36,14 +36,17 @@ ALLOWED_FILTERS = {1: "deflate", 2: "shuffle", 3: "fletcher32"}
 GROUP, DATASET = "group", "dataset"
 
 _ENV_MAX_BYTES = "HH_PLUGIN_MAX_READ_BYTES"
+#: Largest reader limit a caller may set (bytes): 8 PiB, far beyond any machine.
+MAX_LIMIT_BYTES = 2 ** 53
 
 
 @dataclass(frozen=True)
 class Limits:
     """Reader limits (``export/FORMAT.md`` section 5). All sizes in bytes.
 
-    ``max_bytes`` (default 1 GiB, or ``$HH_PLUGIN_MAX_READ_BYTES``): declared data of all
-    datasets together, uncompressed; it also bounds the file size (plus 64 MiB).
+    ``max_bytes`` (default 1 GiB, or ``$HH_PLUGIN_MAX_READ_BYTES``; at most 2**53):
+    declared data of all datasets together, uncompressed; it also bounds the file size
+    (plus 64 MiB) and the memory a network file's declared sizes need to build.
     """
 
     max_bytes: int = 1 << 30
@@ -61,15 +64,20 @@ class Limits:
             text = os.environ.get(_ENV_MAX_BYTES)
             if text:
                 try:
-                    max_bytes = int(float(text))
+                    value = float(text)
                 except ValueError:
                     raise ValueError(f"{_ENV_MAX_BYTES}={text!r} is not a number of "
                                      f"bytes") from None
+                if not (math.isfinite(value) and 1 <= value <= MAX_LIMIT_BYTES):
+                    raise ValueError(f"{_ENV_MAX_BYTES}={text!r} is not a number of bytes "
+                                     f"in 1..2**53")
+                max_bytes = int(value)
         if max_bytes is None:
             return cls()
         if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, float)) \
-                or not math.isfinite(max_bytes) or max_bytes < 1:
-            raise ValueError(f"max_bytes must be a positive number of bytes, got {max_bytes!r}")
+                or not math.isfinite(max_bytes) or not 1 <= max_bytes <= MAX_LIMIT_BYTES:
+            raise ValueError(f"max_bytes must be a number of bytes in 1..2**53, got "
+                             f"{max_bytes!r}")
         return cls(max_bytes=int(max_bytes))
 
     @property

@@ -30,6 +30,7 @@ against the populations (step and neuron indices in range, trace shapes).
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -237,6 +238,28 @@ def _decode(value, arrays: Dict[str, np.ndarray]):
     return value
 
 
+#: Bytes the caller needs per neuron of a population while the network is built from a
+#: file and its initial state drawn (state variables, their initial values, spikes and
+#: working copies; 130 measured for the reference model, 1e6 neurons).
+NEURON_BYTES = 160
+#: Bytes per synapse of a sparse projection while it is built (indices, weights, delays
+#: and their checked copies; 96 measured for 1e6 synapses).
+SYNAPSE_BYTES = 100
+#: Bytes per entry of a dense weight matrix (the matrix and two checked copies).
+DENSE_ENTRY_BYTES = 24
+#: Bytes per neuron of a spike source (a rate or a spike flag, and a copy).
+SOURCE_BYTES = 16
+#: Bytes per source neuron and step of delay in a projection's spike buffer (float64).
+DELAY_BUFFER_BYTES = 8
+#: Bytes per step and neuron of a run's spike raster (:meth:`NetworkRecord.raster`).
+RASTER_BYTES = 8
+
+
+def _count(value) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 \
+        else 0
+
+
 def _bounded_sizes(network: dict, limits: Limits, path) -> None:
     """Population and source sizes bounded before anything is allocated for them."""
     most = limits.max_bytes // 8
@@ -253,6 +276,73 @@ def _bounded_sizes(network: dict, limits: Limits, path) -> None:
                                      or not 0 < size <= most):
                 raise FormatError(f"invalid network: size {size!r} of {item.get('name')!r} "
                                   f"is not an integer in 1..{most} (the reader's limit)", path)
+
+
+def network_memory(meta: dict, arrays: Mapping[str, object]) -> list:
+    """Bytes the caller will need to build a network file's content, from its declared
+    sizes only (nothing is allocated): ``[(what, bytes)]`` for every population
+    (:data:`NEURON_BYTES` per neuron), spike source (:data:`SOURCE_BYTES`), projection
+    (:data:`SYNAPSE_BYTES` per sparse synapse or :data:`DENSE_ENTRY_BYTES` per dense
+    entry, plus a spike buffer of :data:`DELAY_BUFFER_BYTES` per source neuron and step
+    of the longest delay) and the run's raster (:data:`RASTER_BYTES` per step and
+    neuron). ``arrays`` maps dataset paths (``/arrays/aN``) to the arrays read, or, before
+    any data is read, to anything with a ``shape`` (the longest delay then counts 0).
+    Entries of the wrong type count 0; their validation names them later."""
+    network = meta.get("network") if isinstance(meta.get("network"), dict) else {}
+
+    def array(ref):
+        if isinstance(ref, dict) and isinstance(ref.get(ARRAY_KEY), str):
+            return arrays.get(f"/arrays/{ref[ARRAY_KEY]}")
+        return None
+
+    need = []
+    sizes: Dict[str, int] = {}
+    for group, per in (("populations", NEURON_BYTES), ("inputs", SOURCE_BYTES)):
+        items = network.get(group)
+        for item in items if isinstance(items, list) else []:
+            if isinstance(item, dict) and "size" in item:
+                size = _count(item["size"])
+                sizes[str(item.get("name"))] = size
+                kind = "population" if group == "populations" else "source"
+                need.append((f"{kind} {item.get('name')!r} ({size} neurons)", size * per))
+    projections = network.get("projections")
+    for item in projections if isinstance(projections, list) else []:
+        if not isinstance(item, dict):
+            continue
+        weight = array(item.get("weight"))
+        entries = 0 if weight is None else math.prod(weight.shape)
+        per = DENSE_ENTRY_BYTES if item.get("dense") is True else SYNAPSE_BYTES
+        delay = array(item.get("delay"))
+        longest = 0
+        if isinstance(delay, np.ndarray) and delay.size and delay.dtype.kind in "iu":
+            longest = max(0, int(delay.max()))
+        buffer = (longest + 1) * sizes.get(str(item.get("source")), 0) * DELAY_BUFFER_BYTES
+        need.append((f"projection {item.get('name')!r} ({entries} synapses, delays up to "
+                     f"{longest} steps)", entries * per + buffer))
+    results = meta.get("results")
+    if isinstance(results, dict):
+        steps = _count(results.get("steps"))
+        neurons = sum(_count(item.get("size")) for item in network.get("populations", [])
+                      if isinstance(item, dict)) \
+            if isinstance(network.get("populations"), list) else 0
+        need.append((f"the run's spike rasters ({steps} steps)",
+                     steps * neurons * RASTER_BYTES))
+    return need
+
+
+def check_memory(meta: dict, arrays: Mapping[str, object], limits: Limits, path) -> None:
+    """Refuse a network whose declared sizes need more memory than the reader's limit
+    (:func:`network_memory`); run on the dataset shapes before any data is read, and again
+    with the arrays (for the delays) before the network is built."""
+    need = network_memory(meta, arrays)
+    total = sum(n for _, n in need)
+    if total > limits.max_bytes:
+        largest, most = max(need, key=lambda item: item[1])
+        raise FormatError(f"the network's declared sizes would need about "
+                          f"{total / 2**20:.0f} MiB to build (largest: {largest}, "
+                          f"{most / 2**20:.0f} MiB), more than the reader's limit "
+                          f"of {limits.max_bytes / 2**20:.0f} MiB "
+                          f"(max_bytes or HH_PLUGIN_MAX_READ_BYTES)", path)
 
 
 def _arrays(raw, path) -> Dict[str, np.ndarray]:
@@ -333,11 +423,13 @@ def build_network_record(raw, meta: dict, path, limits: Optional[Limits] = None
 
     limits = limits or Limits.default()
     names = check_metadata(meta, path)
+    _bounded_sizes(meta["network"], limits, path)
+    check_memory(meta, {where: values for where, (values, _) in raw.arrays.items()},
+                 limits, path)
     arrays = _arrays(raw, path)
     if set(arrays) != set(names):
         raise FormatError("the arrays in the file differ from those the metadata names",
                           path)
-    _bounded_sizes(meta["network"], limits, path)
     try:
         spec = NetworkSpec.from_dict(_decode(meta["network"], arrays))
     except (ValueError, TypeError, KeyError, IndexError) as exc:
@@ -350,14 +442,14 @@ def build_network_record(raw, meta: dict, path, limits: Optional[Limits] = None
     return record
 
 
-def load_any(path, *, isolate: Optional[bool] = None, verify: bool = True, max_bytes=None,
-             timeout: Optional[float] = None):
+def load_any(path, *, trusted: bool = False, isolate: Optional[bool] = None,
+             verify: bool = True, max_bytes=None, timeout: Optional[float] = None):
     """An :class:`~hh_plugin.export.HHRecord` (format 1.0) or a :class:`NetworkRecord`
-    (format 1.1), whichever the file is; options and checks as
-    :func:`hh_plugin.export.load`."""
+    (format 1.1), whichever the file is; options (untrusted by default: HDF5 parses the
+    file in a child process) and checks as :func:`hh_plugin.export.load`."""
     from .reader import build_record, check_root, read_checked
 
-    raw, path, limits = read_checked(path, isolate, verify, max_bytes, timeout)
+    raw, path, limits = read_checked(path, isolate, verify, max_bytes, timeout, trusted)
     meta, version = check_root(raw, path)
     if not is_network_version(version):
         return build_record(raw, path)
@@ -366,9 +458,10 @@ def load_any(path, *, isolate: Optional[bool] = None, verify: bool = True, max_b
 
 def load_network(path, **options) -> NetworkRecord:
     """Read a network file (format 1.1) into a :class:`NetworkRecord`; the options
-    (``isolate``, ``verify``, ``max_bytes``, ``timeout``) and the checks are those of
-    :func:`hh_plugin.export.load` (``isolate=True`` for files from untrusted sources). A
-    single-population file is refused with a hint."""
+    (``trusted``, ``isolate``, ``verify``, ``max_bytes``, ``timeout``) and the checks are
+    those of :func:`hh_plugin.export.load` (untrusted by default: HDF5 parses the file in
+    a child process; ``trusted=True`` for the in-process path). A single-population file
+    is refused with a hint."""
     record = load_any(path, **options)
     if not isinstance(record, NetworkRecord):
         raise FormatError("a single-population file (format 1.0), not a network file: read "

@@ -12,13 +12,15 @@ file with a one-line :class:`~hh_plugin.export.errors.FormatError` before the ne
 3. **Data**: the arrays are read, then checked in plain numpy (:func:`build_record`):
    dtypes, shapes, NaN/inf, units, gate values in [0, 1], model parameters.
 
-Where HDF5 parses the file depends on what step 1 found (``isolate=None``, the default):
-a file whose checksum verified is parsed in this process; any other HDF5 file (written
-by another tool or an older hh_plugin, or with ``verify=False``) is parsed in a child
-process with a time and memory limit (:mod:`.sandbox`), so that a hang or crash inside
-HDF5 cannot take the caller down. The checksum protects against damage, not against a
-file crafted to carry a valid checksum: for files from untrusted sources pass
-``isolate=True`` (the ``hh-plugin`` command always does).
+Where HDF5 parses the file: by default (untrusted) always in a child process with a time
+and memory limit (:mod:`.sandbox`), so that a hang, crash or huge allocation inside HDF5
+cannot take the caller down, whatever the file's checksum (a checksum protects against
+damage, not against a file crafted to carry a valid one). ``trusted=True`` (files this
+program or a trusted colleague wrote) parses a file whose checksum verified in this
+process, which saves the child's start (about 1 s, measured in ``docs/export.md``), and
+any other file in the child. ``isolate=True`` / ``False`` forces either. The model a
+file carries is checked before any symbolic computation in every case
+(:func:`hh_plugin.model.expressions.check`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from . import checksum
 from . import format as fmt
 from .errors import FormatError
 from .layout import DATASET, ROOT_ATTRIBUTES, Limits, check_attributes, expected_tree, walk
+from .network_file import check_memory as check_network_memory
 from .network_file import check_metadata as check_network_metadata
 from .network_file import expected_network_tree, is_network_version
 from .record import HHRecord
@@ -207,7 +210,9 @@ def read_raw(f, path, limits: Limits) -> RawFile:
         tree = expected_network_tree(meta, path)
     else:
         tree = expected_tree(meta, _model(meta, path))
-    walk(f, tree, limits, path)
+    infos = walk(f, tree, limits, path)
+    if is_network_version(version):
+        check_network_memory(meta, infos, limits, path)  # from the shapes, before reading
     for where in sorted(dataset_paths(tree)):
         ds = f[where]
         raw.arrays[where] = (np.asarray(ds[()]), ds.attrs["unit"])
@@ -390,16 +395,18 @@ def read_file(path: Path, limits: Limits) -> RawFile:
                           path) from None
 
 
-def load(path, *, isolate: Optional[bool] = None, verify: bool = True, max_bytes=None,
-         timeout: Optional[float] = None) -> HHRecord:
+def load(path, *, trusted: bool = False, isolate: Optional[bool] = None, verify: bool = True,
+         max_bytes=None, timeout: Optional[float] = None) -> HHRecord:
     """Read an hh_plugin file into an :class:`HHRecord` (values in mV, ms, uA, mS, uF).
 
     Args:
         path: the file.
-        isolate: ``None`` (default): parse a file whose content checksum verified in this
-            process, any other in a child process with a time and memory limit; ``True``:
-            always in a child process (for files from untrusted sources; the command line
-            does this); ``False``: always in this process (files you trust).
+        trusted: ``False`` (default): the file may come from anyone; HDF5 parses it in a
+            child process with a time and memory limit (about 1 s more per file).
+            ``True``: a file whose content checksum verified is parsed in this process
+            (files you or a trusted writer made), any other in the child.
+        isolate: ``None`` (default): as ``trusted`` says; ``True``: always in a child
+            process; ``False``: always in this process.
         verify: check the content checksum recorded in the file (default). ``False``
             ignores it (a file edited on purpose with another HDF5 tool), which makes the
             file count as unverified.
@@ -417,21 +424,23 @@ def load(path, *, isolate: Optional[bool] = None, verify: bool = True, max_bytes
     values outside [0, 1], unknown or mismatched units. ``export/FORMAT.md`` section 5 lists
     the rules.
     """
-    raw, path, _ = read_checked(path, isolate, verify, max_bytes, timeout)
+    raw, path, _ = read_checked(path, isolate, verify, max_bytes, timeout, trusted)
     return build_record(raw, path)
 
 
 def read_checked(path, isolate: Optional[bool], verify: bool, max_bytes,
-                 timeout: Optional[float]) -> Tuple[RawFile, Path, Limits]:
+                 timeout: Optional[float], trusted: bool = False
+                 ) -> Tuple[RawFile, Path, Limits]:
     """Steps 1 and 2 and the reads of :func:`load` (of any format version), in this
-    process or a child process as ``isolate`` says: ``(raw content, path, limits)``."""
+    process or a child process as ``isolate`` and ``trusted`` say: ``(raw content, path,
+    limits)``."""
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
     path = Path(path)
     limits = Limits.default(max_bytes)
     kind = probe_file(path, verify, limits)
     if isolate is None:
-        isolate = kind != "checksummed"
+        isolate = not (trusted and kind == "checksummed")
     if isolate:
         from .sandbox import load_isolated_raw
 

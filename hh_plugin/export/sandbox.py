@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import signal
 import subprocess
@@ -51,8 +52,9 @@ def default_timeout() -> float:
         value = float(text)
     except ValueError:
         raise ValueError(f"{_ENV_TIMEOUT}={text!r} is not a number of seconds") from None
-    if not value > 0:
-        raise ValueError(f"{_ENV_TIMEOUT} must be positive, got {text!r}")
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"{_ENV_TIMEOUT} must be a positive finite number of seconds, "
+                         f"got {text!r}")
     return value
 
 
@@ -94,8 +96,9 @@ def load_isolated_raw(path, limits: Optional[Limits] = None, *,
     path = Path(path)
     limits = limits or Limits.default()
     timeout = default_timeout() if timeout is None else float(timeout)
-    if not timeout > 0:
-        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    if not (timeout > 0 and math.isfinite(timeout)):
+        raise ValueError(f"timeout must be a positive finite number of seconds, got "
+                         f"{timeout!r}")
     options = {"max_bytes": limits.max_bytes, "memory": memory_limit(limits)}
     proc = subprocess.Popen([sys.executable, "-c", _CHILD, os.fspath(path), json.dumps(options)],
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -179,7 +182,7 @@ def _limit_resources(memory: int) -> None:
             if hard != resource.RLIM_INFINITY:
                 value = min(value, hard)
             resource.setrlimit(limit, (value, hard))
-        except (ValueError, OSError):
+        except (ValueError, OSError, OverflowError):
             pass
 
 

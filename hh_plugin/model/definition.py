@@ -40,7 +40,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 import numpy as np
 import sympy
 
-from .expressions import VOLTAGE_SYMBOL, parse, to_callable
+from .expressions import VOLTAGE_SYMBOL, evaluate, parse, to_callable
 
 #: Units a parameter may carry; the plugin's unit system is mV, ms, mS, uF, uA.
 PARAMETER_UNITS = ("mV", "mS", "uF", "uA", "ms", "1/ms", "1")
@@ -56,7 +56,10 @@ GATE_KINDS = ("kinetic", "relaxing", "instantaneous")
 
 
 def _is_identifier(name) -> bool:
-    return isinstance(name, str) and name.isidentifier() and not name.startswith("_")
+    """An ASCII identifier not starting with ``_`` (Python folds other letters by NFKC:
+    ``'Ｖ'`` and ``'𝐕'`` would be read as ``'V'``)."""
+    return (isinstance(name, str) and name.isascii() and name.isidentifier()
+            and not name.startswith("_"))
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,8 @@ class ParameterDefinition:
 
     def __post_init__(self):
         if not _is_identifier(self.name):
-            raise ValueError(f"parameter name {self.name!r} is not a valid identifier")
+            raise ValueError(f"parameter name {self.name!r} is not a valid identifier "
+                             f"(ASCII letters, digits and _)")
         if self.unit not in PARAMETER_UNITS:
             raise ValueError(f"parameter {self.name!r}: unit {self.unit!r} not in {PARAMETER_UNITS}")
         if self.constraint not in CONSTRAINTS:
@@ -114,7 +118,8 @@ class GateDefinition:
 
     def __post_init__(self):
         if not _is_identifier(self.name):
-            raise ValueError(f"gate name {self.name!r} is not a valid identifier")
+            raise ValueError(f"gate name {self.name!r} is not a valid identifier "
+                             f"(ASCII letters, digits and _)")
         rates = (self.alpha is not None, self.beta is not None)
         if rates[0] != rates[1]:
             raise ValueError(f"gate {self.name!r}: give both alpha and beta, or neither")
@@ -170,7 +175,8 @@ class ChannelDefinition:
 
     def __post_init__(self):
         if not _is_identifier(self.name):
-            raise ValueError(f"channel name {self.name!r} is not a valid identifier")
+            raise ValueError(f"channel name {self.name!r} is not a valid identifier "
+                             f"(ASCII letters, digits and _)")
 
 
 @dataclass(frozen=True)
@@ -294,7 +300,8 @@ class ModelDefinition:
     def __post_init__(self):
         set_ = object.__setattr__
         if not _is_identifier(self.name):
-            raise ValueError(f"model name {self.name!r} is not a valid identifier")
+            raise ValueError(f"model name {self.name!r} is not a valid identifier "
+                             f"(ASCII letters, digits and _)")
         for attr, kind in (("parameters", ParameterDefinition), ("gates", GateDefinition),
                            ("channels", ChannelDefinition)):
             items = tuple(getattr(self, attr))
@@ -350,7 +357,9 @@ class ModelDefinition:
                 raise ValueError(f"model {self.name!r}: initial {gate} = {value!r} is not "
                                  f"a number in [0, 1]")
         set_(self, "initial_gates", tuple((g, float(v)) for g, v in initial_gates.items()))
-        # Parse and check everything once, so a broken definition fails when it is made.
+        # Check every expression in plain floating point before sympy sees it, then parse
+        # and check everything once, so a broken definition fails when it is made.
+        self._check_rates_in_floating_point()
         self.gate_terms
         self.conductance_expressions
         self._check_finite_rates()
@@ -451,6 +460,52 @@ class ModelDefinition:
         if key not in self._cache:
             self._cache[key] = CompiledModel.build(self, backend)
         return self._cache[key]
+
+    def _check_rates_in_floating_point(self) -> None:
+        r"""Every expression checked before any symbolic computation
+        (:func:`~hh_plugin.model.expressions.check`: ASCII, syntax, names, bounded numbers
+        and exponents), then evaluated in plain float64 numpy arithmetic with the default
+        parameters over :data:`VOLTAGE_CHECK_RANGE` (mV, 1601 points): rates (1/ms),
+        steady states and time constants (ms, also > 0) finite and real, rate factors
+        finite and > 0, conductances (mS) finite and real for gate values 0, 0.5 and 1.
+        A failure is a ``ValueError`` naming the model, the expression and the reason."""
+        V = np.linspace(*VOLTAGE_CHECK_RANGE, 1601)
+        params = self.defaults
+        of_v = {**params, VOLTAGE_SYMBOL: V}
+        span = f"{VOLTAGE_CHECK_RANGE[0]:g}..{VOLTAGE_CHECK_RANGE[1]:g} mV"
+        for g in self.gates:
+            for name in ("alpha", "beta", "x_inf", "tau"):
+                text = getattr(g, name)
+                if text is None:
+                    continue
+                value = np.broadcast_to(evaluate(text, of_v), V.shape)
+                bad = ~np.isfinite(value)
+                if name == "tau":
+                    bad |= ~(value > 0)
+                if bad.any():
+                    raise ValueError(
+                        f"model {self.name!r}: {name} of gate {g.name!r} is not "
+                        f"{'positive and ' if name == 'tau' else ''}finite at "
+                        f"V = {V[bad][0]:g} mV with the default parameters (NaN, infinite "
+                        f"or not real: {text!r}); rates must be finite real numbers over "
+                        f"{span} (write removable singularities with exprel)")
+            if g.rate_factor is not None:
+                value = float(evaluate(g.rate_factor, params))
+                if not (math.isfinite(value) and value > 0):
+                    raise ValueError(f"model {self.name!r}: rate factor of gate {g.name!r} "
+                                     f"({g.rate_factor!r}) is {value} with the default "
+                                     f"parameters (must be > 0)")
+        for gate_value in (0.0, 0.5, 1.0):
+            values = {**of_v, **{g.name: gate_value for g in self.gates}}
+            for c in self.channels:
+                value = np.broadcast_to(evaluate(c.conductance, values), V.shape)
+                bad = ~np.isfinite(value)
+                if bad.any():
+                    raise ValueError(
+                        f"model {self.name!r}: conductance of channel {c.name!r} "
+                        f"({c.conductance!r}) is not finite at V = {V[bad][0]:g} mV with "
+                        f"gate values {gate_value:g} and the default parameters (NaN, "
+                        f"infinite or not real)")
 
     def _check_finite_rates(self) -> None:
         """Every rate, steady state and time constant finite over -100..+60 mV (defaults)."""

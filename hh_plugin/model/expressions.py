@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ast
 import math
-from typing import Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 import numpy as np
 import sympy
@@ -51,45 +51,99 @@ ALLOWED_FUNCTIONS = {"exp": sympy.exp, "exprel": exprel, "log": sympy.log,
 MAX_EXPRESSION_LENGTH = 2000
 #: Deepest nesting of operations accepted.
 MAX_EXPRESSION_DEPTH = 50
-#: Largest |exponent| of a power whose base and exponent are both numbers.
-MAX_NUMERIC_EXPONENT = 64
+#: Largest magnitude of a number written in an expression, and of every part of an
+#: expression made of numbers only (``10**20`` and ``1e10*1e10`` are refused alike).
+MAX_CONSTANT = 1e15
+#: Largest |exponent| of a power whose exponent is made of numbers only; the exponents of
+#: nested powers multiply (``(V**8)**8`` has 64, ``(V**64)**2`` is refused).
+MAX_EXPONENT = 64
+#: Former name of :data:`MAX_EXPONENT`.
+MAX_NUMERIC_EXPONENT = MAX_EXPONENT
+
+_MATH = {"exp": math.exp, "log": math.log, "sqrt": math.sqrt, "tanh": math.tanh,
+         "cosh": math.cosh, "exprel": lambda x: 1.0 if x == 0 else math.expm1(x) / x}
 
 
-def _build(node: ast.AST, text: str, symbols: Mapping[str, sympy.Symbol], depth: int):
-    """Build the sympy expression of one parsed node (numbers, names, + - * / **, calls)."""
+def _fail(text: str, reason: str):
+    raise ValueError(f"model expression {text!r}: {reason}")
+
+
+def _bounded(value: float, text: str, what: str) -> float:
+    if not math.isfinite(value) or abs(value) > MAX_CONSTANT:
+        _fail(text, f"{what} is {value:g}, beyond the bound of {MAX_CONSTANT:g} on numbers")
+    return value
+
+
+def _constant_op(op, a: float, b: float, text: str) -> float:
+    """``a op b`` in plain floating point (both operands already bounded)."""
+    try:
+        if isinstance(op, ast.Add):
+            value = a + b
+        elif isinstance(op, ast.Sub):
+            value = a - b
+        elif isinstance(op, ast.Mult):
+            value = a * b
+        elif isinstance(op, ast.Div):
+            if b == 0:
+                _fail(text, "divides by zero")
+            value = a / b
+        else:
+            if a == 0 and b < 0:
+                _fail(text, f"0**{b:g} divides by zero")
+            value = math.pow(a, b)
+    except ValueError as exc:
+        if str(exc).startswith("model expression"):
+            raise
+        _fail(text, f"({a:g})**({b:g}) is not a real number")
+    except OverflowError:
+        _fail(text, f"({a:g})**({b:g}) overflows")
+    return _bounded(value, text, "a part made of numbers only")
+
+
+def _check(node: ast.AST, text: str, names, depth: int, power: float) -> Optional[float]:
+    """Check one parsed node without sympy: allowed node types, names and calls; numbers
+    and every part made of numbers only within :data:`MAX_CONSTANT` (evaluated in plain
+    floating point, real and finite); constant exponents within :data:`MAX_EXPONENT`,
+    multiplied through nested powers (``power``). Returns the node's value when it is made
+    of numbers only, else ``None``."""
     if depth > MAX_EXPRESSION_DEPTH:
         raise ValueError(f"model expression {text!r} is nested too deeply")
-    build = lambda n: _build(n, text, symbols, depth + 1)  # noqa: E731
+    check = lambda n, p=power: _check(n, text, names, depth + 1, p)  # noqa: E731
     if isinstance(node, ast.Expression):
-        return build(node.body)
+        return check(node.body)
     if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-        if type(node.value) is int:
-            if abs(node.value) > 10**30:
-                raise ValueError(f"model expression {text!r}: number {node.value} is too large")
-            return sympy.Integer(node.value)
+        if abs(node.value) > MAX_CONSTANT:  # exact for int, no float conversion first
+            _fail(text, f"number {str(node.value)[:40]} is beyond the bound of "
+                        f"{MAX_CONSTANT:g} on numbers")
         if not math.isfinite(node.value):
-            raise ValueError(f"model expression {text!r}: number is not finite")
-        return sympy.Float(node.value)
+            _fail(text, "number is not finite")
+        return float(node.value)
     if isinstance(node, ast.Name):
-        if node.id in symbols:
-            return symbols[node.id]
+        if node.id in names:
+            return None
         if node.id in ALLOWED_FUNCTIONS:
-            raise ValueError(f"model expression {text!r}: {node.id!r} is a function; call it")
+            _fail(text, f"{node.id!r} is a function; call it")
         raise ValueError(f"model expression {text!r} uses unknown name(s) [{node.id!r}]; "
-                         f"allowed: {sorted(symbols)}")
+                         f"allowed: {sorted(names)}")
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-        value = build(node.operand)
-        return -value if isinstance(node.op, ast.USub) else value
+        value = check(node.operand)
+        return None if value is None else (-value if isinstance(node.op, ast.USub) else value)
     if isinstance(node, ast.BinOp) and isinstance(node.op, tuple(_OPERATORS)):
-        left, right = build(node.left), build(node.right)
-        if isinstance(node.op, ast.Pow) and left.is_Number and right.is_Number:
-            magnitude = abs(float(right)) * math.log10(max(abs(float(left)), 10.0))
-            if abs(float(right)) > MAX_NUMERIC_EXPONENT or magnitude > 300:
-                raise ValueError(f"model expression {text!r}: numeric power with exponent "
-                                 f"{right} is out of range")
-        if isinstance(node.op, ast.Div) and right.is_zero:
+        if isinstance(node.op, ast.Pow):
+            exponent = check(node.right, 1.0)
+            if exponent is not None and abs(exponent) * power > MAX_EXPONENT:
+                enclosing = f" times {power:g} of the enclosing powers" if power > 1 else ""
+                _fail(text, f"exponent {exponent:g}{enclosing} is beyond the bound of "
+                            f"{MAX_EXPONENT} on |exponent|")
+            base = check(node.left, power * (1.0 if exponent is None else max(1.0, abs(exponent))))
+            right = exponent
+        else:
+            base, right = check(node.left), check(node.right)
+        if isinstance(node.op, ast.Div) and right == 0:
             raise ValueError(f"model expression {text!r} divides by zero")
-        return _OPERATORS[type(node.op)](left, right)
+        if base is None or right is None:
+            return None
+        return _constant_op(node.op, base, right, text)
     if isinstance(node, ast.Call):
         name = node.func.id if isinstance(node.func, ast.Name) else None
         if name not in ALLOWED_FUNCTIONS:
@@ -97,12 +151,40 @@ def _build(node: ast.AST, text: str, symbols: Mapping[str, sympy.Symbol], depth:
                              f"{name or ast.unparse(node.func)!r}; allowed: "
                              f"{sorted(ALLOWED_FUNCTIONS)}")
         if node.keywords or len(node.args) != 1:
-            raise ValueError(f"model expression {text!r}: {name}() takes one argument")
-        return ALLOWED_FUNCTIONS[name](build(node.args[0]))
+            _fail(text, f"{name}() takes one argument")
+        value = check(node.args[0])
+        if value is None:
+            return None
+        try:
+            result = _MATH[name](value)
+        except ValueError:
+            _fail(text, f"{name}({value:g}) is not a real number")
+        except OverflowError:
+            _fail(text, f"{name}({value:g}) overflows")
+        return _bounded(result, text, f"{name}({value:g})")
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitXor):
-        raise ValueError(f"model expression {text!r}: '^' is not a power; write '**'")
-    raise ValueError(f"model expression {text!r}: {type(node).__name__} is not allowed "
-                     f"(numbers, names, + - * / **, and calls of {sorted(ALLOWED_FUNCTIONS)})")
+        _fail(text, "'^' is not a power; write '**'")
+    _fail(text, f"{type(node).__name__} is not allowed (numbers, names, + - * / **, and "
+                f"calls of {sorted(ALLOWED_FUNCTIONS)})")
+
+
+def _build(node: ast.AST, text: str, symbols: Mapping[str, sympy.Symbol], depth: int):
+    """The sympy expression of one node that :func:`_check` accepted."""
+    build = lambda n: _build(n, text, symbols, depth + 1)  # noqa: E731
+    if isinstance(node, ast.Expression):
+        return build(node.body)
+    if isinstance(node, ast.Constant):
+        if type(node.value) is int:
+            return sympy.Integer(node.value)
+        return sympy.Float(node.value)
+    if isinstance(node, ast.Name):
+        return symbols[node.id]
+    if isinstance(node, ast.UnaryOp):
+        value = build(node.operand)
+        return -value if isinstance(node.op, ast.USub) else value
+    if isinstance(node, ast.BinOp):
+        return _OPERATORS[type(node.op)](build(node.left), build(node.right))
+    return ALLOWED_FUNCTIONS[node.func.id](build(node.args[0]))
 
 
 _OPERATORS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b,
@@ -110,30 +192,105 @@ _OPERATORS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b,
               ast.Pow: lambda a, b: a ** b}
 
 
-def parse(text: str, allowed_symbols: Iterable[str]) -> sympy.Expr:
-    """Parse one model expression, refusing names that are neither allowed symbols nor functions.
+def check(text: str, allowed_symbols: Iterable[str]) -> ast.Expression:
+    """Check one model expression without any symbolic computation; return its syntax tree.
 
-    The text is parsed by Python's :mod:`ast` and only numbers, the allowed names, the
-    operators ``+ - * / **`` and calls of :data:`ALLOWED_FUNCTIONS` are turned into
-    sympy objects; nothing is evaluated (model definitions travel in exchange files, so
-    an expression is untrusted input). The result equals ``sympy.sympify(text)``.
+    Refused with a ``ValueError`` that names the expression and the reason: text that is
+    not a string, longer than :data:`MAX_EXPRESSION_LENGTH` or holding a character
+    outside ASCII (Python would fold ``'Ｖ'`` or ``'𝐕'`` into ``V``, NFKC); syntax other
+    than numbers, the allowed names, ``+ - * / **`` and calls of :data:`ALLOWED_FUNCTIONS`;
+    nesting beyond :data:`MAX_EXPRESSION_DEPTH`; a number, or a part made of numbers only,
+    beyond :data:`MAX_CONSTANT` in magnitude, not real or dividing by zero; a constant
+    exponent beyond :data:`MAX_EXPONENT` (nested exponents multiplied). Nothing is
+    evaluated but numbers, in plain floating point.
     """
     if not isinstance(text, str):
         raise TypeError(f"model expression must be a string, got {type(text).__name__}")
     if len(text) > MAX_EXPRESSION_LENGTH:
         raise ValueError(f"model expression is longer than {MAX_EXPRESSION_LENGTH} characters")
-    symbols = {name: sympy.Symbol(name, real=True) for name in allowed_symbols}
+    if not text.isascii():
+        char = next(c for c in text if not c.isascii())
+        _fail(text, f"character {char!r} (U+{ord(char):04X}) is not ASCII; names and "
+                    f"operators are ASCII only (Python would read some such characters "
+                    f"as other names)")
+    names = set(allowed_symbols)
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except (SyntaxError, ValueError) as exc:
         raise ValueError(f"cannot parse model expression {text!r}: {exc}") from None
+    try:
+        _check(tree, text, names, 0, 1.0)
+    except RecursionError:
+        raise ValueError(f"model expression {text!r} is nested too deeply") from None
+    return tree
+
+
+def parse(text: str, allowed_symbols: Iterable[str]) -> sympy.Expr:
+    """Parse one model expression, refusing names that are neither allowed symbols nor functions.
+
+    The text is first checked without sympy (:func:`check`: ASCII, syntax, names, bounded
+    numbers and exponents), then only numbers, the allowed names, the operators
+    ``+ - * / **`` and calls of :data:`ALLOWED_FUNCTIONS` are turned into sympy objects;
+    nothing is evaluated (model definitions travel in exchange files, so an expression
+    is untrusted input). An expression that sympy's automatic evaluation makes infinite,
+    undefined or complex (``(V-V)**-1``, ``log(0*V)``) or whose numbers overflow float64
+    is refused. The result equals ``sympy.sympify(text)``.
+    """
+    allowed_symbols = tuple(allowed_symbols)
+    tree = check(text, allowed_symbols)
+    symbols = {name: sympy.Symbol(name, real=True) for name in allowed_symbols}
     try:
         expr = _build(tree, text, symbols, 0)
     except RecursionError:
         raise ValueError(f"model expression {text!r} is nested too deeply") from None
     if not isinstance(expr, sympy.Expr):
         raise ValueError(f"model expression {text!r} is not a number-valued expression")
+    if expr.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo):
+        _fail(text, "is infinite or undefined (a division by zero or the log of 0)")
+    if expr.has(sympy.I):
+        _fail(text, "is not real (the square root or log of a negative number)")
+    for number in expr.atoms(sympy.Number):
+        try:
+            value = float(number)
+        except (OverflowError, TypeError):
+            value = math.inf
+        if not math.isfinite(value):
+            _fail(text, "a number in it overflows float64")
     return expr
+
+
+_NUMPY_OPERATORS = {ast.Add: np.add, ast.Sub: np.subtract, ast.Mult: np.multiply,
+                    ast.Div: np.divide, ast.Pow: np.power}
+
+
+def evaluate(text: str, values: Mapping[str, Any]) -> np.ndarray:
+    """The expression's value in plain float64 numpy arithmetic, without sympy.
+
+    ``values`` maps every name the expression may use to a number or array (broadcast
+    together). The text is checked first (:func:`check`). NaN and infinities are
+    returned, not raised (numpy's floating-point warnings are silenced): the caller
+    decides what is acceptable.
+    """
+    tree = check(text, values)
+    functions = {"exp": np.exp, "log": np.log, "sqrt": np.sqrt, "tanh": np.tanh,
+                 "cosh": np.cosh, "exprel": exprel_numpy}
+
+    def ev(node):
+        if isinstance(node, ast.Expression):
+            return ev(node.body)
+        if isinstance(node, ast.Constant):
+            return np.float64(node.value)
+        if isinstance(node, ast.Name):
+            return np.asarray(values[node.id], dtype=np.float64)
+        if isinstance(node, ast.UnaryOp):
+            value = ev(node.operand)
+            return -value if isinstance(node.op, ast.USub) else value
+        if isinstance(node, ast.BinOp):
+            return _NUMPY_OPERATORS[type(node.op)](ev(node.left), ev(node.right))
+        return functions[node.func.id](ev(node.args[0]))
+
+    with np.errstate(all="ignore"):
+        return np.asarray(ev(tree), dtype=np.float64)
 
 
 # --------------------------------------------------------------------------- numerics
