@@ -23,16 +23,12 @@ RESET_MODES = ("soft", "hard")
 def model_from_definition(definition: Mapping[str, Any], register: bool = False
                           ) -> ModelDefinition:
     """The model a (possibly untrusted) definition describes: the registered model of that
-<<<<<<< HEAD
-    name when the definition equals it, else the new model, registered. A definition that
-    differs from a registered model of the same name is refused (except for the legacy
-    ``'nonzero'`` constraint on the threshold, see :func:`_legacy_threshold_constraint`)."""
-=======
     name when the definition equals it, else the new model, used as it is and registered
     only when ``register=True`` (reading a file never changes the process's registry, so
     a later :func:`~hh_plugin.model.register_model` of that name still works). A
-    definition that differs from a registered model of the same name is refused."""
->>>>>>> security
+    definition that differs from a registered model of the same name is refused (except
+    for the legacy ``'nonzero'`` constraint on the threshold, see
+    :func:`_legacy_threshold_constraint`)."""
     model = ModelDefinition.from_dict(definition)
     if model.name in known_models():
         existing = get_model(model.name)
@@ -40,8 +36,7 @@ def model_from_definition(definition: Mapping[str, Any], register: bool = False
             raise ValueError(f"the definition of model {model.name!r} differs from the "
                              f"registered model of that name")
         return existing
-<<<<<<< HEAD
-    return register_model(model)
+    return register_model(model) if register else model
 
 
 def _legacy_threshold_constraint(registered: ModelDefinition, carried: ModelDefinition) -> bool:
@@ -60,12 +55,6 @@ _OPTION_NAMES = ("spk_reset", "alpha", "width", "V_reset", "V_scale")
 #: The surrogate's scale (mV) where the threshold is 0 mV and no ``V_scale`` is given:
 #: :math:`x = (V - V_{th})/1\,\mathrm{mV}`, the surrogate on the voltage in mV.
 ZERO_THRESHOLD_SCALE = 1.0
-=======
-    return register_model(model) if register else model
-
-
-_OPTION_NAMES = ("spk_reset", "alpha", "width", "V_reset")
->>>>>>> security
 
 
 def brian2_unit(unit: str):
