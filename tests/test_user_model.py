@@ -21,7 +21,9 @@ def test_user_model_identical_on_both_backends(example, celsius):
     z_torch, V_torch = example.run_torch(celsius, 0.01, duration_ms=30.0)
     with catch_logs() as logs:  # issue 18: Brian2 warned that 'celsius' is shadowed
         z_brian2, V_brian2 = example.run_brian2(celsius, 0.01, duration_ms=30.0)
-    assert [message for _, _, message in logs] == []
+    # (other messages may come from objects of earlier tests that the garbage collector
+    # deletes meanwhile, such as "The object 'E' is getting deleted")
+    assert not [message for _, _, message in logs if "celsius" in message]
     assert z_torch.sum() >= 2
     np.testing.assert_array_equal(z_torch, z_brian2)
     assert np.abs(V_torch - V_brian2).max() <= 1e-6
