@@ -38,7 +38,7 @@ import torch
 from ...model.definition import ModelDefinition
 from ..fused.codegen import CPP, RESET_CODES, exprel_constants, kernel_parameters, source_hash, \
     step_program
-from ..fused.cpp import PathUnavailable, cached_build, compiler_available
+from ..fused.cpp import PathUnavailable, cached_build, compile_flags, compiler_available
 from ..fused.cpp_source import _CPP_HEADER
 from ..functional.hh import _cast
 
@@ -297,7 +297,8 @@ def load_network_extension(models: Sequence[ModelDefinition], verbose: bool = Fa
     if reason is not None:
         raise PathUnavailable(f"the fused network path needs a compiler: {reason}")
     source = generate_network_cpp(models)
-    name = f"hh_network_{source_hash(source)}"  # this process's memo; the cache key has more
+    # this process's memo (source and flags); the cache key on disk also has the environment
+    name = f"hh_network_{source_hash(source + chr(10) + ' '.join(compile_flags()))}"
     ext = _EXTENSIONS.get(name)
     if ext is not None:
         return ext
