@@ -214,7 +214,7 @@ def _parser():
 # ------------------------------------------------------------------ outputs
 class _Output:
     """An output path checked and reserved before the run: the hidden lock file of
-    :func:`~hh_plugin.export.atomic.reserve` (so a second command with the same ``-o``
+    :func:`~hh_plugin.export.container.atomic.reserve` (so a second command with the same ``-o``
     fails at once, not after its run), released when the command ends. Nothing is
     created at the path until the result replaces it atomically, so a command killed
     with ``kill -9`` leaves no empty file there (its free lock is taken over by the
@@ -225,7 +225,7 @@ class _Output:
         import os
         from pathlib import Path
 
-        from .export.atomic import Reserved, not_regular, reserve
+        from .export.container.atomic import Reserved, not_regular, reserve
 
         self.path = Path(path)
         self.placeholder = None  # the commands clear it once written; nothing to remove
@@ -268,7 +268,7 @@ class _Output:
 
     def release(self) -> None:
         """End the reservation (the command wrote its result, or failed before)."""
-        from .export.atomic import release
+        from .export.container.atomic import release
 
         if self._lock is not None:
             release(self.path, self._lock)
@@ -276,7 +276,7 @@ class _Output:
 
 
 def _load(path: str):
-    from .export.network_file import load_any
+    from .export.io import load_any
 
     return load_any(path, isolate=True)
 
@@ -288,7 +288,7 @@ def _is_network(record) -> bool:
 
 
 def _check_readable_size(n_bytes: int, what: str) -> None:
-    from .export.layout import Limits
+    from .export.container.limits import Limits
 
     limit = Limits.default().max_bytes
     if n_bytes > limit:
@@ -299,8 +299,8 @@ def _check_readable_size(n_bytes: int, what: str) -> None:
 
 def _check_environment() -> None:
     """The reader's limits from the environment, refused as a usage error if malformed."""
-    from .export.layout import Limits
-    from .export.sandbox import default_timeout
+    from .export.container.limits import Limits
+    from .export.container.sandbox import default_timeout
 
     try:
         Limits.default()
@@ -463,7 +463,7 @@ def _crosscheck_networks(a, b, args, out) -> int:
     atol = 1e-6 if args.atol_V is None else args.atol_V
     passed = all(r.identical_spikes and (r.max_dV is None or r.max_dV <= atol) for r in rows)
     if out is not None:
-        from .export.atomic import atomic_create
+        from .export.container.atomic import atomic_create
 
         def fill(tmp, fd, check):
             with open(tmp, "wb") as handle:
@@ -493,7 +493,7 @@ def _cmd_crosscheck(args, outputs) -> int:
                      spike_steps=args.spike_steps)
     print(table(result, worst=args.worst, backends=(a.backend, b.backend)))
     if out is not None:
-        from .export.atomic import atomic_create
+        from .export.container.atomic import atomic_create
 
         def fill(tmp, fd, check):
             with open(tmp, "wb") as handle:  # a file object: PNG whatever the temporary name

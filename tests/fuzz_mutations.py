@@ -27,7 +27,7 @@ import numpy as np
 from hh_plugin import HHSpec
 from hh_plugin.export import save
 from hh_plugin.export.case import make_case
-from hh_plugin.export.checksum import USERBLOCK_SIZE, write_checksum
+from hh_plugin.export.container.checksum import USERBLOCK_SIZE, write_checksum
 
 #: Value a canary dataset/file holds: if it ever shows up in a reader's output, the reader
 #: read outside the file it was given.

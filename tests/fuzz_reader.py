@@ -53,22 +53,25 @@ ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(HERE)]
                                                    + [p for p in os.environ.get("PYTHONPATH", "")
                                                       .split(os.pathsep) if p])}
 FAILURES = ("other exception", "hang", "crash", "canary", "traceback", "internal error",
-            "bad exit")
+            "bad exit", "memory")
 
 WORKER = r"""
-import json, random, sys, traceback
+import json, random, resource, sys, traceback
 from pathlib import Path
 import numpy as np
 from fuzz_mutations import (CANARY, canary_files, mutate_bytes, mutate_definition,
                             mutate_network, mutate_structure, network_seed_file, seed_files,
                             write_bytes_variant)
 from hh_plugin.export import FormatError, load
-from hh_plugin.export.network_file import NetworkRecord, load_any
+from hh_plugin.export import NetworkRecord, load_any
 work = Path(sys.argv[1])
 seeds = [(p.name, p.read_bytes()) for p in seed_files(work / "seeds")]
 network = network_seed_file(work / "seeds")
 seeds.append((network.name, network.read_bytes()))
 canaries = canary_files(work)
+def peak_mib(who=resource.RUSAGE_SELF):
+    return resource.getrusage(who).ru_maxrss / 1024  # Linux: KiB
+base = peak_mib()
 print("READY", flush=True)
 for line in sys.stdin:
     job = json.loads(line)
@@ -98,7 +101,9 @@ for line in sys.stdin:
     try:
         record = load_any(path, **options)
         if isinstance(record, NetworkRecord):
-            print(json.dumps({"id": job["id"], "outcome": "record", "ops": ops}), flush=True)
+            print(json.dumps({"id": job["id"], "outcome": "record", "ops": ops,
+                              "grew_mib": peak_mib() - base,
+                              "child_mib": peak_mib(resource.RUSAGE_CHILDREN)}), flush=True)
             continue
         arrays = [np.asarray(v) for v in record.spec.parameters.values()]
         arrays += list((record.state or {}).values()) + list((record.traces or {}).values())
@@ -111,9 +116,18 @@ for line in sys.stdin:
         result = {"outcome": "other exception",
                   "message": f"{type(exc).__name__}: {exc}"[:300],
                   "trace": traceback.format_exc()[-800:]}
-    result.update(id=job["id"], ops=ops)
+    result.update(id=job["id"], ops=ops, grew_mib=peak_mib() - base,
+                  child_mib=peak_mib(resource.RUSAGE_CHILDREN))
     print(json.dumps(result), flush=True)
 """
+
+#: The reader's limit during the run (``HH_PLUGIN_MAX_READ_BYTES``), small so that the
+#: memory check below means something: a load may grow the caller's peak memory by at most
+#: ``MEMORY_FACTOR`` times the limit plus ``MEMORY_SLACK_MIB`` (the arrays come back from
+#: the child as an archive, are checked in copies, and a network is built from them).
+DEFAULT_MAX_BYTES = 64 << 20
+MEMORY_FACTOR = 4
+MEMORY_SLACK_MIB = 256
 
 
 def message_class(message: str) -> str:
@@ -165,7 +179,13 @@ class Worker:
             return self._restart(job, "hang", f"no result within {timeout} s")
         if line is None:
             return self._restart(job, "crash", f"exit status {self.proc.wait()}")
-        return json.loads(line)
+        result = json.loads(line)
+        budget = MEMORY_FACTOR * int(ENV["HH_PLUGIN_MAX_READ_BYTES"]) / 2**20 + MEMORY_SLACK_MIB
+        if result.get("grew_mib", 0) > budget:
+            result["message"] = (f"{result['outcome']} after the caller's peak memory grew by "
+                                 f"{result['grew_mib']:.0f} MiB (budget {budget:.0f} MiB)")
+            result["outcome"] = "memory"
+        return result
 
     def _restart(self, job, outcome, message):
         if self.proc.poll() is None:
@@ -314,6 +334,10 @@ def summarise(results, label):
         classes[key] += 1
     failures = [r for r in results if r["outcome"] in FAILURES]
     print(f"\n== {label}: {len(results)} files")
+    grew = [r["grew_mib"] for r in results if "grew_mib" in r]
+    if grew:
+        print(f"  caller's peak memory growth: at most {max(grew):.0f} MiB; sandbox child's "
+              f"peak: at most {max(r.get('child_mib', 0) for r in results):.0f} MiB")
     for name, n in outcomes.most_common():
         print(f"  {name:<20} {n}")
     print("  message classes:")
@@ -336,7 +360,10 @@ def main():
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--report", help="write the summary as JSON here")
+    parser.add_argument("--max-bytes", type=int, default=DEFAULT_MAX_BYTES,
+                        help="the reader's limit, HH_PLUGIN_MAX_READ_BYTES (bytes)")
     args = parser.parse_args()
+    ENV["HH_PLUGIN_MAX_READ_BYTES"] = str(args.max_bytes)
     work = Path(tempfile.mkdtemp(prefix="hh_fuzz_"))
     start = time.time()
 

@@ -342,7 +342,7 @@ sys.exit(main(sys.argv[3:]))
 # start-up (argparse), inside the imports of numpy (numpy.dtypes is imported by numpy's C
 # extension), sympy, torch and h5py, before the file is read, and when the run starts
 INTERRUPT_POINTS = [("plain", "argparse"), ("converted", "numpy.dtypes"),
-                    ("plain", "sympy.core"), ("converted", "hh_plugin.export.sandbox"),
+                    ("plain", "sympy.core"), ("converted", "hh_plugin.export.container.sandbox"),
                     ("converted", "torch._tensor"), ("converted", "h5py"),
                     ("plain", "hh_plugin.torch.fused.sequence")]
 
@@ -495,7 +495,7 @@ def test_strings_from_a_file_are_printed_escaped(tmp_path):
     import h5py
 
     from hh_plugin.export.case import make_case
-    from hh_plugin.export.checksum import write_checksum
+    from hh_plugin.export import write_checksum
 
     path = tmp_path / "f.h5"
     make_case(3, duration=0.1, seed=0).save(path)

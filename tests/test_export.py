@@ -12,7 +12,7 @@ import torch
 from hh_plugin import HHSpec, initial_state
 from hh_plugin.export import FormatError, HHRecord, load, save
 from hh_plugin.export.case import make_case
-from hh_plugin.export.checksum import write_checksum
+from hh_plugin.export import write_checksum
 from hh_plugin.export.crosscheck import Tolerances, compare
 from hh_plugin.export.report import plot, table
 from hh_plugin.export.runner import run_case
@@ -128,18 +128,18 @@ def test_no_overwrite_unless_asked(tmp_path):
 
 
 def test_interrupted_save_keeps_old_file(tmp_path, monkeypatch):
-    from hh_plugin.export import io
+    from hh_plugin.export.container import hdf5
 
     path = tmp_path / "f.h5"
     _valid_file(path)
     before = path.read_bytes()
-    real_write = io._write
+    real_write = hdf5.write
 
     def broken(target, metadata, arrays, compression, check):
         real_write(target, metadata, dict(list(arrays.items())[:2]), compression, check)
         raise KeyboardInterrupt  # interrupted half-way
 
-    monkeypatch.setattr(io, "_write", broken)
+    monkeypatch.setattr(hdf5, "write", broken)
     with pytest.raises(KeyboardInterrupt):
         save(path, HHSpec(C=3.0), _state((5,)), overwrite=True)
     with pytest.raises(KeyboardInterrupt):
@@ -166,7 +166,8 @@ BAD_FILES = {
     "newer version": (lambda f: f.attrs.__setitem__("format_version", "2.0"), "newer"),
     "newer minor": (lambda f: f.attrs.__setitem__("format_version", "1.2"), "newer"),
     "1.0 content labelled 1.1": (lambda f: f.attrs.__setitem__("format_version", "1.1"),
-                                 "invalid network metadata"),
+                                 "metadata format_version '1.0' differs from the root "
+                                 "attribute '1.1'"),
     "other format": (lambda f: f.attrs.__setitem__("format", "nir"), "not an hh_plugin"),
     "no format attr": (lambda f: f.attrs.__delitem__("format"), "not an hh_plugin"),
     "metadata not json": (lambda f: f.attrs.__setitem__("metadata", "{oops"), "not valid JSON"),

@@ -12,7 +12,7 @@ import torch
 
 from hh_plugin import HHSpec
 from hh_plugin.export import FormatError, load, load_network, save, save_network
-from hh_plugin.export.checksum import write_checksum
+from hh_plugin.export import write_checksum
 from hh_plugin.model import WANG_BUZSAKI
 from hh_plugin.network import (CurrentInput, Dense, FixedProbability, NetworkSpec,
                                PoissonInput, Population, Projection, RandomDelay, Sparse,

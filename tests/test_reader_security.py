@@ -18,7 +18,7 @@ import pytest
 from hh_plugin import HHSpec
 from hh_plugin.export import FormatError, load, save
 from hh_plugin.export.case import make_case
-from hh_plugin.export.checksum import write_checksum
+from hh_plugin.export import write_checksum
 
 N, T = 6, 8
 
@@ -217,11 +217,11 @@ def test_file_without_checksum_loads_in_a_child_by_default(tmp_path, monkeypatch
             f.visititems(lambda name, obj: g.create_dataset(name, data=obj[()]).attrs
                          .__setitem__("unit", obj.attrs["unit"])
                          if isinstance(obj, h5py.Dataset) else None)
-    from hh_plugin.export import sandbox
+    from hh_plugin.export.container import sandbox
 
     calls = []
-    real = sandbox.load_isolated_raw
-    monkeypatch.setattr(sandbox, "load_isolated_raw",
+    real = sandbox.read_isolated
+    monkeypatch.setattr(sandbox, "read_isolated",
                         lambda *a, **k: calls.append(a) or real(*a, **k))
     record = load(tmp_path / "plain.h5", trusted=True)
     assert calls and np.array_equal(record.input, load(path, trusted=True).input)
@@ -252,7 +252,7 @@ def test_uncompressed_dataset_with_missing_storage_is_refused(tmp_path):
 
 
 def test_limit_is_configurable(tmp_path, monkeypatch):
-    from hh_plugin.export.layout import Limits
+    from hh_plugin.export.container.limits import Limits
 
     path = _case_file(tmp_path / "f.h5", neurons=50, steps=100)
     with pytest.raises(FormatError, match="limit of 10000"):

@@ -22,8 +22,8 @@ import pytest
 
 from hh_plugin import HHSpec
 from hh_plugin.export import FormatError, load, load_network, save, save_network
-from hh_plugin.export.checksum import write_checksum
-from hh_plugin.export.network_file import load_any
+from hh_plugin.export import write_checksum
+from hh_plugin.export import load_any
 from hh_plugin.model import (ChannelDefinition, GateDefinition, ModelDefinition,
                              ParameterDefinition, known_models, register_model)
 from hh_plugin.model.expressions import parse
@@ -377,7 +377,7 @@ def test_fault11_outputs_that_are_not_regular_files_are_refused(tmp_path, capsys
     import stat
 
     from hh_plugin.cli import UsageError, _Output, main
-    from hh_plugin.export.atomic import atomic_create
+    from hh_plugin.export.container.atomic import atomic_create
 
     fifo = tmp_path / "pipe.h5"
     os.mkfifo(fifo)
@@ -397,11 +397,11 @@ def test_fault11_outputs_that_are_not_regular_files_are_refused(tmp_path, capsys
 # ------------------------------------------------------------------ fault 5
 def test_fault5_default_loads_parse_in_the_sandbox_trusted_loads_in_process(tmp_path,
                                                                             monkeypatch):
-    from hh_plugin.export import sandbox
+    from hh_plugin.export.container import sandbox
 
     calls = []
-    real = sandbox.load_isolated_raw
-    monkeypatch.setattr(sandbox, "load_isolated_raw",
+    real = sandbox.read_isolated
+    monkeypatch.setattr(sandbox, "read_isolated",
                         lambda *a, **k: calls.append(a[0]) or real(*a, **k))
     population = _population_file(tmp_path / "p.h5")
     network = _network_file(tmp_path / "n.h5")

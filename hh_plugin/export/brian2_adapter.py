@@ -17,7 +17,7 @@ import numpy as np
 
 from ..model import HHSpec
 from .errors import FormatError
-from .record import HHRecord
+from .population_file import HHRecord, save
 
 _MV = 1e-3   # volt per mV
 _UA = 1e-6   # amp per uA
@@ -133,8 +133,6 @@ def save_group(path, group, spec: HHSpec, *, time: float, dt: Optional[float] = 
     ``dt`` in ms (default the group's clock). Traces need ``n_steps`` and ``t_start``
     (the record time, in ms, before the first recorded step; Brian2 time 0 assumed).
     """
-    from .io import save
-
     dt = float(group.clock.dt_) * 1e3 if dt is None else dt
     traces = None
     if state_monitor is not None or spike_monitor is not None:

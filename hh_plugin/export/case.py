@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..model import HHSpec, initial_state
-from .record import HHRecord
+from .population_file import HHRecord
 
 #: Conductances drawn per neuron by :func:`make_case` (uniform within +-SPREAD of the default).
 VARIED = ("gNa", "gK", "gL")

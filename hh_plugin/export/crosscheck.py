@@ -28,7 +28,7 @@ from typing import List, Optional
 import numpy as np
 
 from .errors import CrosscheckError
-from .record import HHRecord
+from .population_file import HHRecord
 
 GATES = ("m", "h", "n")
 

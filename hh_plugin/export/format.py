@@ -1,21 +1,20 @@
-"""Layout of format 1.0 (see ``export/FORMAT.md``): names, units, dtypes, array checks.
+"""Values of format 1.0 (see ``export/FORMAT.md``): names, units, dtypes, array checks.
 
-Everything here is pure numpy; :mod:`.io` does the HDF5 reading and writing.
+Everything here is pure numpy, used by :mod:`.population_file` on both sides (what
+:func:`~hh_plugin.export.save` accepts, what the reader refuses); the container layer
+(:mod:`.container`) does the HDF5 reading and writing.
 """
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-from ..formats import NETWORK_FORMAT_VERSION
 from .errors import FormatError
-from .schema import FORMAT_NAME, FORMAT_VERSION
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "INTEGRATOR", "SPIKE_RULE", "FLOAT_DTYPES",
-           "SPIKES", "TIME", "parse_version", "check_version", "float_array", "spike_array",
-           "check_shape", "check_gates", "state_units", "trace_units"]
+__all__ = ["INTEGRATOR", "SPIKE_RULE", "FLOAT_DTYPES", "SPIKES", "TIME", "float_array",
+           "spike_array", "check_shape", "check_gates", "state_units", "trace_units"]
 
 INTEGRATOR = "exponential_euler (Jacobi)"
 SPIKE_RULE = "rising_edge"
@@ -24,36 +23,6 @@ FLOAT_DTYPES = (np.dtype("float16"), np.dtype("float32"), np.dtype("float64"))
 #: Names of the spike raster and the time axis inside ``/traces``.
 SPIKES = "spikes"
 TIME = "time"
-#: The newest version this reader reads: 1.1 adds network files (:mod:`.network_file`);
-#: single-population files are still written as 1.0.
-NEWEST_VERSION = NETWORK_FORMAT_VERSION
-#: Root members; ``spec`` is required, the others are present iff the metadata says so.
-ROOT_GROUPS = ("spec", "state", "input", "traces")
-
-
-def parse_version(text) -> Tuple[int, int]:
-    """``'1.0'`` -> ``(1, 0)``; FormatError for anything else."""
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
-    try:
-        major, minor = str(text).split(".")
-        return int(major), int(minor)
-    except ValueError:
-        raise FormatError(f"format_version {text!r} is not of the form MAJOR.MINOR") from None
-
-
-def check_version(text, path=None) -> str:
-    """Refuse a version newer than :data:`FORMAT_VERSION` (or malformed)."""
-    try:
-        version = parse_version(text)
-    except FormatError as exc:
-        raise FormatError(str(exc), path) from None
-    if version > parse_version(NEWEST_VERSION):
-        raise FormatError(f"format version {text} is newer than the newest this reader "
-                          f"supports ({NEWEST_VERSION}); upgrade hh_plugin", path)
-    if version < (1, 0):
-        raise FormatError(f"format version {text} is not supported", path)
-    return f"{version[0]}.{version[1]}"
 
 
 def state_units(model) -> Dict[str, str]:

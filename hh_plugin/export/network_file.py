@@ -19,8 +19,8 @@ specification's own ``to_dict`` form (populations with their model, its definiti
 parameters and initial state; projections with dense weights or index pairs, delays and
 synapse model; inputs), so the file and the Python objects cannot drift apart.
 
-Reading trusts nothing: after the container checks of format 1.0 (checksum, attributes,
-allowed members, storage, filters, declared sizes; :mod:`.layout`) the metadata is checked
+Reading trusts nothing: after the container checks shared with format 1.0 (checksum, attributes,
+allowed members, storage, filters, declared sizes; :mod:`.container`) the metadata is checked
 for its shape, population and source sizes are bounded by the reader's limit before any
 allocation, arrays must be finite numbers, and the network is rebuilt through
 ``NetworkSpec.from_dict``, whose validation (names, sizes, index ranges, delays, unknown
@@ -39,8 +39,14 @@ from typing import Dict, Mapping, Optional, Tuple
 import numpy as np
 
 from ..formats import NETWORK_FORMAT_VERSION
+from ..network import NetworkSpec
+from .container.atomic import atomic_create
+from .container.hdf5 import (RawFile, check_compression, check_members, filler, text,
+                             writer_versions)
+from .container.limits import Limits
+from .container.members import DATASET, GROUP
 from .errors import FormatError
-from .layout import DATASET, GROUP, Limits
+from .network_run import results_from_brian2, results_from_torch
 
 NETWORK_VERSION = NETWORK_FORMAT_VERSION
 KIND = "network"
@@ -112,8 +118,6 @@ def _results(spec, results) -> Optional[dict]:
     (T, size)}}}``."""
     if results is None:
         return None
-    from .network_run import results_from_brian2, results_from_torch
-
     if hasattr(results, "spike_raster") and hasattr(results, "state_monitors"):
         results = results_from_brian2(results)
     elif hasattr(results, "spikes") and hasattr(results, "traces"):
@@ -157,19 +161,15 @@ def save_network(path, spec, results=None, *, backend: Optional[str] = None,
         provenance: extra strings.
         compression: ``'gzip'`` or a level 0-9 (default none).
     """
-    from ..network import NetworkSpec
-    from .atomic import atomic_create
-    from .io import _check_compression, _fill, _versions
-
     if not isinstance(spec, NetworkSpec):
         raise TypeError(f"spec must be a NetworkSpec, got {type(spec).__name__}")
-    compression = _check_compression(compression)
+    compression = check_compression(compression)
     arrays: Dict[str, Tuple[np.ndarray, str]] = {}
     network = _encode(_network_dict(spec), arrays)
     run = _results(spec, results)
     if run is not None:
         run = {"backend": str(backend or "none"), **_encode(run, arrays)}
-    prov = {"writer": "hh_plugin", **_versions()}
+    prov = {"writer": "hh_plugin", **writer_versions()}
     for key, value in dict(provenance or {}).items():
         if not isinstance(key, str) or not isinstance(value, str):
             raise TypeError("provenance must map strings to strings")
@@ -177,7 +177,7 @@ def save_network(path, spec, results=None, *, backend: Optional[str] = None,
     metadata = {"format": "hh_plugin", "format_version": NETWORK_VERSION, "kind": KIND,
                 "network": network, "results": run, "provenance": prov}
     stored = {f"arrays/{name}": value for name, value in arrays.items()}
-    return atomic_create(Path(path), _fill(metadata, stored, compression),
+    return atomic_create(Path(path), filler(metadata, stored, compression),
                          overwrite=overwrite)
 
 
@@ -330,10 +330,17 @@ def network_memory(meta: dict, arrays: Mapping[str, object]) -> list:
     return need
 
 
+@dataclass(frozen=True)
+class _Shape:
+    """A dataset's shape without its data (:func:`network_memory` counts no delay)."""
+
+    shape: Tuple[int, ...]
+
+
 def check_memory(meta: dict, arrays: Mapping[str, object], limits: Limits, path) -> None:
     """Refuse a network whose declared sizes need more memory than the reader's limit
-    (:func:`network_memory`); run on the dataset shapes before any data is read, and again
-    with the arrays (for the delays) before the network is built."""
+    (:func:`network_memory`); run on the declared sizes and shapes alone, then with the
+    arrays (for the delays), before the network is built."""
     need = network_memory(meta, arrays)
     total = sum(n for _, n in need)
     if total > limits.max_bytes:
@@ -346,12 +353,10 @@ def check_memory(meta: dict, arrays: Mapping[str, object], limits: Limits, path)
 
 
 def _arrays(raw, path) -> Dict[str, np.ndarray]:
-    from .reader import _text
-
     out = {}
     for where, (values, unit) in raw.arrays.items():
         name = where.rsplit("/", 1)[-1]
-        if _text(unit, f"{where} unit attribute", path) != "1":
+        if text(unit, f"{where} unit attribute", path) != "1":
             raise FormatError(f"{where} has unit {unit!r}; network arrays carry '1' (the "
                               f"specification fixes each value's unit)", path)
         array = np.asarray(values)
@@ -416,14 +421,18 @@ def _results_from(meta_results, arrays, spec, path):
     return steps, spikes, traces, str(run["backend"])
 
 
-def build_network_record(raw, meta: dict, path, limits: Optional[Limits] = None
-                         ) -> NetworkRecord:
-    """Step 3 for a network file: from the checked container content to the record."""
-    from ..network import NetworkSpec
-
+def record_from_raw(raw: RawFile, meta: dict, version: str, path,
+                    limits: Optional[Limits] = None) -> NetworkRecord:
+    """A network file's container content (its root already decoded into ``meta`` and
+    ``version``) checked and built into a :class:`NetworkRecord`: the metadata's shape,
+    the exact groups and datasets it names, sizes and memory bounded before the network
+    is built through ``NetworkSpec.from_dict``, then the run's results."""
     limits = limits or Limits.default()
     names = check_metadata(meta, path)
+    check_members(raw, expected_network_tree(meta, path), path, version)
     _bounded_sizes(meta["network"], limits, path)
+    shapes = {where: _Shape(np.shape(values)) for where, (values, _) in raw.arrays.items()}
+    check_memory(meta, shapes, limits, path)  # names the largest declared size first
     check_memory(meta, {where: values for where, (values, _) in raw.arrays.items()},
                  limits, path)
     arrays = _arrays(raw, path)
@@ -442,34 +451,8 @@ def build_network_record(raw, meta: dict, path, limits: Optional[Limits] = None
     return record
 
 
-def load_any(path, *, trusted: bool = False, isolate: Optional[bool] = None,
-             verify: bool = True, max_bytes=None, timeout: Optional[float] = None):
-    """An :class:`~hh_plugin.export.HHRecord` (format 1.0) or a :class:`NetworkRecord`
-    (format 1.1), whichever the file is; options (untrusted by default: HDF5 parses the
-    file in a child process) and checks as :func:`hh_plugin.export.load`."""
-    from .reader import build_record, check_root, read_checked
-
-    raw, path, limits = read_checked(path, isolate, verify, max_bytes, timeout, trusted)
-    meta, version = check_root(raw, path)
-    if not is_network_version(version):
-        return build_record(raw, path)
-    return build_network_record(raw, meta, path, limits)
-
-
-def load_network(path, **options) -> NetworkRecord:
-    """Read a network file (format 1.1) into a :class:`NetworkRecord`; the options
-    (``trusted``, ``isolate``, ``verify``, ``max_bytes``, ``timeout``) and the checks are
-    those of :func:`hh_plugin.export.load` (untrusted by default: HDF5 parses the file in
-    a child process; ``trusted=True`` for the in-process path). A single-population file
-    is refused with a hint."""
-    record = load_any(path, **options)
-    if not isinstance(record, NetworkRecord):
-        raise FormatError("a single-population file (format 1.0), not a network file: read "
-                          "it with hh_plugin.export.load", path)
-    return record
-
-
 def is_network_version(version: str) -> bool:
+    """Whether a (checked) ``MAJOR.MINOR`` version is that of a network file."""
     return tuple(int(x) for x in version.split(".")) >= (1, 1)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .crosscheck import CrosscheckResult
-from .record import HHRecord
+from .population_file import HHRecord
 
 
 def _shift(value: float) -> str:

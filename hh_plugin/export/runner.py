@@ -14,7 +14,7 @@ import numpy as np
 
 from ..model.limits import ImplausibleInputWarning, step_problem, warn_if_implausible
 from .errors import FormatError, SimulationError
-from .record import HHRecord
+from .population_file import HHRecord
 
 BACKENDS = ("torch", "brian2")
 

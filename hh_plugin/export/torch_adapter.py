@@ -15,8 +15,7 @@ import torch
 from ..model import HHSpec
 from ..torch.functional.parameters import as_parameters, parameters_type, state_type
 from .errors import FormatError
-from .io import save
-from .record import HHRecord
+from .population_file import HHRecord, save
 
 _TORCH_DTYPES = {np.dtype("float16"): torch.float16, np.dtype("float32"): torch.float32,
                  np.dtype("float64"): torch.float64}

@@ -1,32 +1,34 @@
-"""What a format 1.0 file may contain, and the reader's size limits, checked before any data is read.
+"""What an hh_plugin container may hold, checked from the HDF5 headers before any data is read.
 
-The reader never follows the file: it walks the table :func:`expected_tree` built from the
-(validated) metadata, and refuses everything else **before reading a single array**:
+The container layer knows no record kind: it checks every member of the file against the
+rules both formats share, and hands the kinds (:mod:`hh_plugin.export.population_file`,
+:mod:`hh_plugin.export.network_file`) the list of groups and datasets, which each kind
+then compares with what its metadata declares. Refused here, before any array is read:
 
-- a member the format does not define (group, dataset, named datatype), soft or external
-  links, a dataset where a group belongs and vice versa;
+- soft or external links, named datatypes, groups nested deeper than
+  :attr:`~.limits.Limits.max_depth` (a group hard-linked into itself included), more than
+  :attr:`~.limits.Limits.max_members` members;
 - attributes other than the root's ``format``, ``format_version``, ``metadata`` and each
   dataset's ``unit``; attributes that are not scalar strings or longer than the limits;
 - datasets stored outside the file (HDF5 external storage, virtual datasets), filters other
   than deflate, shuffle and fletcher32 (no filter plugin is ever loaded), datatypes other
-  than IEEE floats and integers, null dataspaces, more than :attr:`Limits.max_rank` axes;
-- more declared data (all datasets, uncompressed) than :attr:`Limits.max_bytes`; an
-  uncompressed dataset with less storage than its declared size (the rest would be read as
-  fill values), or a compressed one declaring more than :attr:`Limits.max_expansion` times
-  its stored bytes (deflate cannot expand more than about 1032 times).
-
-A later format version extends :func:`expected_tree` (e.g. a ``/network`` group) and, where
-needed, :data:`ROOT_ATTRIBUTES`; nothing else here knows the layout.
+  than IEEE floats and integers, null dataspaces, more than
+  :attr:`~.limits.Limits.max_rank` axes;
+- more declared data (all datasets, uncompressed) than :attr:`~.limits.Limits.max_bytes`;
+  an uncompressed dataset with less storage than its declared size (the rest would be
+  read as fill values), or a compressed one declaring more than
+  :attr:`~.limits.Limits.max_expansion` times its stored bytes (deflate cannot expand
+  more than about 1032 times).
 """
 
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from typing import Dict, List, Tuple
 
-from .errors import FormatError
+from ..errors import FormatError
+from .limits import Limits
 
 #: Attributes of the root group (all required) and of every dataset.
 ROOT_ATTRIBUTES = ("format", "format_version", "metadata")
@@ -34,76 +36,6 @@ DATASET_ATTRIBUTES = ("unit",)
 #: HDF5 filters a dataset may use: deflate (1), shuffle (2), fletcher32 (3).
 ALLOWED_FILTERS = {1: "deflate", 2: "shuffle", 3: "fletcher32"}
 GROUP, DATASET = "group", "dataset"
-
-_ENV_MAX_BYTES = "HH_PLUGIN_MAX_READ_BYTES"
-#: Largest reader limit a caller may set (bytes): 8 PiB, far beyond any machine.
-MAX_LIMIT_BYTES = 2 ** 53
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Reader limits (``export/FORMAT.md`` section 5). All sizes in bytes.
-
-    ``max_bytes`` (default 1 GiB, or ``$HH_PLUGIN_MAX_READ_BYTES``; at most 2**53):
-    declared data of all datasets together, uncompressed; it also bounds the file size
-    (plus 64 MiB) and the memory a network file's declared sizes need to build.
-    """
-
-    max_bytes: int = 1 << 30
-    max_metadata_bytes: int = 1 << 20
-    max_attribute_bytes: int = 256
-    max_rank: int = 8
-    max_expansion: int = 1100
-    expansion_slack: int = 1 << 16
-    file_overhead: int = 64 << 20
-
-    @classmethod
-    def default(cls, max_bytes=None) -> "Limits":
-        """Limits with ``max_bytes`` from the argument, else the environment, else 1 GiB."""
-        if max_bytes is None:
-            text = os.environ.get(_ENV_MAX_BYTES)
-            if text:
-                try:
-                    value = float(text)
-                except ValueError:
-                    raise ValueError(f"{_ENV_MAX_BYTES}={text!r} is not a number of "
-                                     f"bytes") from None
-                if not (math.isfinite(value) and 1 <= value <= MAX_LIMIT_BYTES):
-                    raise ValueError(f"{_ENV_MAX_BYTES}={text!r} is not a number of bytes "
-                                     f"in 1..2**53")
-                max_bytes = int(value)
-        if max_bytes is None:
-            return cls()
-        if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, float)) \
-                or not math.isfinite(max_bytes) or not 1 <= max_bytes <= MAX_LIMIT_BYTES:
-            raise ValueError(f"max_bytes must be a number of bytes in 1..2**53, got "
-                             f"{max_bytes!r}")
-        return cls(max_bytes=int(max_bytes))
-
-    @property
-    def max_file_bytes(self) -> int:
-        return self.max_bytes + self.file_overhead
-
-
-def expected_tree(meta: dict, model) -> Dict[str, Dict[str, str]]:
-    """``{group path: {member name: 'group' | 'dataset'}}``: every member a file with this
-    (validated) metadata has, and nothing else (format 1.0, section 2)."""
-    root = {"spec": GROUP}
-    tree = {"/": root,
-            "/spec": {"parameters": GROUP},
-            "/spec/parameters": {name: DATASET for name in model.parameter_names}}
-    if meta["spec"]["reset_rule"] != "none":
-        tree["/spec"]["V_reset"] = DATASET
-    if meta["state"] is not None:
-        root["state"] = GROUP
-        tree["/state"] = {name: DATASET for name in model.state_names}
-    if meta["input"] is not None:
-        root["input"] = GROUP
-        tree["/input"] = {"I": DATASET}
-    if meta["traces"] is not None:
-        root["traces"] = GROUP
-        tree["/traces"] = {name: DATASET for name in list(meta["traces"]["variables"]) + ["time"]}
-    return tree
 
 
 def _join(group: str, name: str) -> str:
@@ -219,60 +151,61 @@ def check_dataset(ds, where: str, limits: Limits, path) -> DatasetInfo:
     return DatasetInfo(shape, nbytes)
 
 
-def walk(f, tree: Dict[str, Dict[str, str]], limits: Limits, path) -> Dict[str, DatasetInfo]:
-    """Check every group of ``tree`` holds exactly its members, as hard links of the right
-    kind, and every dataset with :func:`check_dataset` and its ``unit`` attribute; also the
-    declared total. Returns ``{dataset path: DatasetInfo}``. Reads no data."""
+def walk(f, limits: Limits, path) -> Tuple[Tuple[str, ...], Dict[str, DatasetInfo]]:
+    """Every member of the open file ``f``, checked as the module docstring says:
+    ``(group paths below the root, {dataset path: DatasetInfo})``. Reads no data."""
     import h5py
 
+    check_attributes(f, ROOT_ATTRIBUTES, "the root group", limits, path,
+                     required=ROOT_ATTRIBUTES)
+    groups: List[str] = []
     infos: Dict[str, DatasetInfo] = {}
-    total = 0
-    for group_path, members in tree.items():
-        group = f if group_path == "/" else f[group_path]
-        if group_path != "/":
-            check_attributes(group, (), group_path, limits, path)
-        count = len(group)
-        if count > len(members):
-            names: List[str] = [n for _, n in zip(range(len(members) + 1), group)]
-            extra = [n for n in names if n not in members]
-            _fail(f"unexpected field {_join(group_path, extra[0])} (not in the format)", path)
-        present = set(group)
-        for name in present:
+    total = members = 0
+    pending = [("/", f, 0)]
+    while pending:
+        group_path, group, depth = pending.pop()
+        members += len(group)
+        if members > limits.max_members:
+            _fail(f"the file has more than {limits.max_members} groups and datasets, the "
+                  f"reader's limit", path)
+        names = list(group)
+        for name in names:
             if not isinstance(name, str):  # h5py hands back undecodable names as bytes
-                _fail(f"{group_path} has a member whose name is not valid UTF-8: {name[:40]!r}",
-                      path)
-        for name in sorted(present):
-            if name not in members:
-                _fail(f"unexpected field {_join(group_path, name)} (not in the format)", path)
-        for name in sorted(members):
+                _fail(f"{group_path} has a member whose name is not valid UTF-8: "
+                      f"{name[:40]!r}", path)
+        for name in sorted(names):
             where = _join(group_path, name)
-            if name not in present:
-                _fail(f"missing field {where}", path)
             link = group.get(name, getlink=True)
             if link is None:
                 _fail(f"the link {where} cannot be read (damaged file)", path)
             if isinstance(link, h5py.ExternalLink):
                 _fail(f"{where} is an external link to {link.filename!r}; refused", path)
             if not isinstance(link, h5py.HardLink):
-                _fail(f"{where} is a {type(link).__name__}, not a stored "
-                      f"{members[name]}", path)
+                _fail(f"{where} is a {type(link).__name__}, not a stored group or dataset",
+                      path)
             cls = group.get(name, getclass=True)
-            if members[name] == GROUP:
-                if cls is not h5py.Group:
-                    _fail(f"{where} must be a group, found a {_kind(cls)}", path)
-            else:
-                if cls is not h5py.Dataset:
-                    _fail(f"{where} must be a dataset, found a {_kind(cls)}", path)
+            if cls is h5py.Group:
+                if depth + 1 > limits.max_depth:
+                    _fail(f"{where} is nested {depth + 1} groups deep, more than the "
+                          f"reader's limit of {limits.max_depth}", path)
+                child = group[name]
+                check_attributes(child, (), where, limits, path)
+                groups.append(where)
+                pending.append((where, child, depth + 1))
+            elif cls is h5py.Dataset:
                 ds = group[name]
-                check_attributes(ds, DATASET_ATTRIBUTES, where, limits, path,
-                                 required=DATASET_ATTRIBUTES)
+                # the unit is required of the datasets a record kind expects, checked once
+                # the kind has named them (an unexpected dataset is refused as such)
+                check_attributes(ds, DATASET_ATTRIBUTES, where, limits, path)
                 info = check_dataset(ds, where, limits, path)
                 total += info.nbytes
                 if total > limits.max_bytes:
                     _fail(f"the datasets declare more than {limits.max_bytes} bytes of data "
                           f"together, the reader's limit (HH_PLUGIN_MAX_READ_BYTES)", path)
                 infos[where] = info
-    return infos
+            else:
+                _fail(f"unexpected field {where} (a {_kind(cls)}, not in the format)", path)
+    return tuple(sorted(groups)), infos
 
 
 def _kind(cls) -> str:

@@ -136,7 +136,7 @@ def probe(fd: int, verify: bool = True, check_interrupt=None) -> Probe:
         if digest != match.group(1).decode("ascii"):
             raise ChecksumError("content checksum mismatch: the file was damaged or changed "
                                 "after it was written (if it was edited on purpose, re-stamp "
-                                "it with hh_plugin.export.checksum.write_checksum)")
+                                "it with hh_plugin.export.write_checksum)")
         return Probe("checksummed", size)
     if _find_signature(fd, size) is not None:
         return Probe("hdf5", size)

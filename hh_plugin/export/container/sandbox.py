@@ -1,20 +1,21 @@
 """Parse a file with HDF5 in a child process, so that HDF5 cannot hang or crash the caller.
 
-:func:`load_isolated` starts ``python -c ...`` (numpy, h5py and :mod:`hh_plugin.model`;
-no torch, no Brian2), which runs the in-process reader (:func:`.reader.read_file`) on
-the file under these limits:
+:func:`read_isolated` starts ``python -c ...`` (numpy, h5py and this container layer
+only: no sympy, no model, no torch, no Brian2), which runs the in-process container
+reader (:func:`.hdf5.read_file`) on the file under these limits:
 
 - **time**: the child is killed after ``timeout`` seconds (``$HH_PLUGIN_READ_TIMEOUT``,
   default 120): HDF5 spins forever on some damaged files, ignoring Ctrl-C;
 - **memory**: address space ``1 GiB + 4 x max_bytes`` (``RLIMIT_AS``);
 - **no files written, no core dumps, no HDF5 filter plugins loaded**.
 
-The child sends back the root attributes and the raw arrays as an ``.npz`` archive (read
-here with ``allow_pickle=False``: plain arrays, no code), and this process validates them
-again with :func:`.reader.build_record`, so even a child subverted by a crafted file can
-only hand back arrays that pass every check. A crash (signal), a timeout, running out of
-memory and every error in the child become one-line :class:`FormatError`; Ctrl-C here
-kills the child and raises ``KeyboardInterrupt``.
+The child sends back the root attributes, the group paths and the raw arrays as an
+``.npz`` archive (read here with ``allow_pickle=False``: plain arrays, no code); the
+caller's record kind then validates all of it, so even a child subverted by a crafted
+file can only hand back arrays that pass every check. A crash (signal), a timeout,
+running out of memory and every error in the child become one-line
+:class:`~hh_plugin.export.errors.FormatError`; Ctrl-C here kills the child and raises
+``KeyboardInterrupt``.
 
 On platforms without the ``resource`` module (Windows) only the time limit applies.
 """
@@ -33,15 +34,16 @@ from typing import Optional
 
 import numpy as np
 
-from .errors import FormatError
-from .layout import Limits
-from .reader import RawFile, build_record
+from ..errors import FormatError
+from .hdf5 import RawFile, read_file
+from .limits import Limits
 
 _ENV_TIMEOUT = "HH_PLUGIN_READ_TIMEOUT"
 DEFAULT_TIMEOUT = 120.0
 _BASE_MEMORY = 1 << 30
 _OK, _ERROR = b"HHR1", b"HHE1"
-_CHILD = "import sys; from hh_plugin.export.sandbox import _child; _child(sys.argv[1:])"
+_CHILD = ("import sys; from hh_plugin.export.container.sandbox import _child; "
+          "_child(sys.argv[1:])")
 
 
 def default_timeout() -> float:
@@ -65,7 +67,7 @@ def memory_limit(limits: Limits) -> int:
 
 def _environment() -> dict:
     env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[2])  # the directory holding hh_plugin/
+    root = str(Path(__file__).resolve().parents[3])  # the directory holding hh_plugin/
     env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in env.get("PYTHONPATH", "")
                                                   .split(os.pathsep) if p])
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -83,16 +85,10 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
-def load_isolated(path, limits: Optional[Limits] = None, *, timeout: Optional[float] = None):
-    """:func:`hh_plugin.export.load` with HDF5 in a child process (see the module docstring)."""
-    path = Path(path)
-    return build_record(load_isolated_raw(path, limits, timeout=timeout), path)
-
-
-def load_isolated_raw(path, limits: Optional[Limits] = None, *,
-                      timeout: Optional[float] = None) -> RawFile:
-    """The container checks and reads of any format version in a child process: the
-    :class:`~hh_plugin.export.reader.RawFile` the caller validates."""
+def read_isolated(path, limits: Optional[Limits] = None, *,
+                  timeout: Optional[float] = None) -> RawFile:
+    """:func:`.hdf5.read_file` in a child process (see the module docstring): the
+    :class:`~.hdf5.RawFile` that the caller's record kind validates."""
     path = Path(path)
     limits = limits or Limits.default()
     timeout = default_timeout() if timeout is None else float(timeout)
@@ -135,6 +131,7 @@ def _pack(raw: RawFile) -> bytes:
     names = sorted(raw.arrays)
     header = {"format": _as_text(raw.format), "format_version": _as_text(raw.format_version),
               "metadata": _as_text(raw.metadata), "names": names,
+              "groups": list(raw.groups),
               "units": [_as_text(raw.arrays[n][1]) for n in names]}
     buffer = io.BytesIO()
     arrays = {f"a{i}": np.asarray(raw.arrays[n][0]) for i, n in enumerate(names)}
@@ -144,6 +141,8 @@ def _pack(raw: RawFile) -> bytes:
 
 
 def _as_text(value):
+    if value is None:
+        return None
     if isinstance(value, (bytes, np.bytes_)):
         return {"bytes": bytes(value).hex()}
     return value if isinstance(value, str) else {"other": repr(type(value))}
@@ -162,8 +161,11 @@ def _unpack(data: bytes, path) -> RawFile:
             names, units = header["names"], header["units"]
             arrays = {name: (archive[f"a{i}"], _from_text(unit))
                       for i, (name, unit) in enumerate(zip(names, units))}
+            groups = header["groups"]
+        if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
+            raise ValueError("group paths must be strings")
         return RawFile(_from_text(header["format"]), _from_text(header["format_version"]),
-                       _from_text(header["metadata"]), arrays)
+                       _from_text(header["metadata"]), arrays, tuple(groups))
     except (ValueError, KeyError, TypeError, OSError, EOFError) as exc:
         raise FormatError(f"the reader process sent an unreadable result: {exc}", path) from None
 
@@ -199,8 +201,6 @@ def _child(argv) -> None:
             h5py.h5pl.set_loading_state(0)  # no filter plugins, whatever the environment
         except Exception:  # noqa: BLE001 - older HDF5 without the call
             pass
-        from .reader import read_file
-
         _limit_resources(int(options["memory"]))
         reply = _OK + _pack(read_file(path, limits))
     except FormatError as exc:
