@@ -25,7 +25,7 @@ from hh_plugin.torch.functional.hh import hh_feed_forward_step
 from hh_plugin.torch.functional.parameters import as_parameters
 from hh_plugin.torch.fused import PathUnavailable, step as fused_step
 from hh_plugin.torch.fused.cpp import compiler_available
-from hh_plugin.torch.fused.step import fused_step_unavailable_reason, hh_step_fused
+from hh_plugin.torch.fused.step import fused_step_unavailable_reason, hh_step_auto, hh_step_fused
 
 pytestmark = pytest.mark.skipif(compiler_available() is not None,
                                 reason=f"no C++ toolchain: {compiler_available()}")
@@ -260,7 +260,7 @@ def test_where_the_fused_step_does_not_apply_the_torch_step_runs():
     assert s.V.dtype == torch.bfloat16 and torch.equal(s.V, expected.V)
 
 
-def test_graph_capture_uses_the_torch_step():
+def test_graph_capture_traces_the_custom_operator_and_jit_the_torch_step():
     # a fresh dynamo: after test_norse_contracts' compiled loops in the same process, the
     # step's frames had hit dynamo's recompile limit and ran eagerly (issue 21, 2); which
     # files share a process depends on the parallel schedule
@@ -269,19 +269,20 @@ def test_graph_capture_uses_the_torch_step():
 
     def probe(x, state, p, dt):
         seen.append(fused_step_unavailable_reason(x, state, p))
-        return hh_step(x, state, p, dt)
+        return hh_step_auto(x, state, p, dt)
 
     p = as_parameters(HHSpec()).to(dtype=torch.float64)
     state = initial_state(p, (3,), V=-65.0, dtype=torch.float64)
     traced = torch.jit.trace(lambda x: probe(x, state, p, 1e-5)[1].V, torch.zeros(3, dtype=torch.float64),
                              check_trace=False)
-    assert "torch.jit" in seen[-1]
+    assert "torch.jit" in seen[-1]  # torch.jit cannot trace the operator: the torch step
     torch.testing.assert_close(traced(torch.zeros(3, dtype=torch.float64)),
                                hh_step(torch.zeros(3, dtype=torch.float64), state, p, 1e-5)[1].V)
+    # torch.compile traces hh_plugin::fused_step (issue 21, 3): the eager fused arithmetic
     compiled = torch.compile(lambda x: probe(x, state, p, 1e-5)[1].V, backend="eager")
     x = torch.full((3,), 12.0, dtype=torch.float64)
-    torch.testing.assert_close(compiled(x), hh_step(x, state, p, 1e-5)[1].V, rtol=0, atol=0)
-    assert "torch.compile" in seen[-1]
+    torch.testing.assert_close(compiled(x), hh_step_fused(x, state, p, 1e-5)[1].V, rtol=0, atol=0)
+    assert seen[-1] is None
 
 
 def test_without_a_compiler_the_cell_warns_once_and_steps_in_torch(monkeypatch):

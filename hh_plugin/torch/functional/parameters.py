@@ -121,6 +121,12 @@ class _ParametersMixin(_TensorTuple):
                    width=_tensor(spec.width, dtype, device), V_reset=V_reset, V_scale=V_scale)
 
     @property
+    def v_th(self):
+        """The spike threshold (mV) under Norse's name (``p.v_th``): the model's threshold
+        parameter (``V_th`` for the shipped models)."""
+        return getattr(self, self.model.threshold)
+
+    @property
     def size(self) -> Optional[int]:
         """Number of neurons of the per-neuron (1-D) parameters, ``None`` if all are scalars.
         (Consistent lengths are checked by :meth:`to_spec`, which :func:`as_parameters` runs.)"""
@@ -147,31 +153,49 @@ class _StateMixin(_TensorTuple):
     __slots__ = ()
     model: ModelDefinition
 
+    @property
+    def v(self) -> torch.Tensor:
+        """``V`` (mV) under the name every Norse state gives the membrane potential, so
+        that Norse's generic code (``state.v``) reads it."""
+        return self.V
+
+
+def _cached_type(model: ModelDefinition, kind: str, make):
+    """The class of ``kind`` for ``model``, made once per model (equal models share it).
+
+    Kept in the model's own cache under a string key, so that code traced by
+    :func:`torch.compile` finds it without hashing the model (a dataclass of dicts, which
+    Dynamo cannot hash): modules create their types when they are built."""
+    cache = model._cache
+    name = f"torch_{kind}_type"
+    if name not in cache:
+        key = (kind, model)
+        if key not in _CACHE:
+            _CACHE[key] = make()
+        cache[name] = _CACHE[key]
+    return cache[name]
+
 
 def parameters_type(model: ModelDefinition, name: Optional[str] = None):
     """The NamedTuple class of parameters for ``model`` (one class per model, cached)."""
-    key = ("parameters", model)
-    if key not in _CACHE:
+    def make():
         fields = list(model.parameter_names) + list(_OPTIONS)
         defaults = [torch.as_tensor(p.default, dtype=torch.float64) for p in model.parameters]
         defaults += ["soft", torch.as_tensor(0.3, dtype=torch.float64),
                      torch.as_tensor(1.0, dtype=torch.float64), None, None]
         base = collections.namedtuple((name or "Parameters") + "Base", fields, defaults=defaults)
-        cls = type(name or f"{model.name.title().replace('_', '')}Parameters",
-                   (_ParametersMixin, base), {"__slots__": (), "model": model})
-        _CACHE[key] = cls
-    return _CACHE[key]
+        return type(name or f"{model.name.title().replace('_', '')}Parameters",
+                    (_ParametersMixin, base), {"__slots__": (), "model": model})
+    return _cached_type(model, "parameters", make)
 
 
 def state_type(model: ModelDefinition, name: Optional[str] = None):
     """The NamedTuple class of states (``V`` then the gates) for ``model`` (cached)."""
-    key = ("state", model)
-    if key not in _CACHE:
+    def make():
         base = collections.namedtuple((name or "State") + "Base", model.state_names)
-        cls = type(name or f"{model.name.title().replace('_', '')}State",
-                   (_StateMixin, base), {"__slots__": (), "model": model})
-        _CACHE[key] = cls
-    return _CACHE[key]
+        return type(name or f"{model.name.title().replace('_', '')}State",
+                    (_StateMixin, base), {"__slots__": (), "model": model})
+    return _cached_type(model, "state", make)
 
 
 HHParameters = parameters_type(HODGKIN_HUXLEY, "HHParameters")

@@ -23,9 +23,10 @@ loop runs inside the kernel with its state in an L1-resident block (64 neurons i
 32 in double) that the compiler vectorises; blocks are spread over PyTorch's intra-op
 threads (``torch.set_num_threads``).
 
-Training: :class:`FusedHHFunction` stores the four state variables at every
-``checkpoint``-th step (every step by default) and, in the backward pass, recomputes
-each segment from its checkpoint inside the kernel and runs the adjoint step backwards
+Training: the custom operators of :mod:`.ops` (``hh_plugin::fused_sequence`` and its
+backward) store the state variables at every ``checkpoint``-th step (every
+:math:`\lceil\sqrt T\rceil`-th by default) and, in the backward pass, recompute
+each segment from its checkpoint inside the kernel and run the adjoint step backwards
 through it. Gradients reach the input current, the initial state and every model
 parameter and ``V_reset`` (not the surrogate's ``alpha``, ``width``, as in the reference).
 """
@@ -102,6 +103,7 @@ def compile_flags() -> list:
     return flags
 
 
+@torch.compiler.assume_constant_result  # traced code asks once, at trace time
 def compiler_available() -> Optional[str]:
     """``None`` if a C++ compiler and ninja are found, else the reason.
 
@@ -275,66 +277,3 @@ def release_outputs() -> int:
     with _LOCK:
         extensions = list(_EXTENSIONS.values())
     return sum(int(ext.hh_release_outputs()) for ext in extensions)
-
-
-class FusedHHFunction(torch.autograd.Function):
-    """Whole-sequence HH forward and recomputing backward (see the module docstring).
-
-    ``forward(ctx, ext, meta, I, *state0, *params)`` with ``I`` of shape ``(T, M)``,
-    states ``(M,)``, params of 1 or ``M`` elements. ``meta = (ns, dt_ms, reset, every,
-    record)``, ``record`` the increasing indices of the state variables to record (empty:
-    none). Returns spikes and the final states, or, when ``record`` is not empty, spikes,
-    the recorded ``(T, M)`` trajectories (one per index of ``record``) and the final
-    states.
-    """
-
-    @staticmethod
-    def forward(ctx, ext, meta, I, *tensors):
-        ns, dt_ms, reset, every, record = meta
-        state0, params = list(tensors[:ns]), list(tensors[ns:])
-        needs_grad = any(ctx.needs_input_grad[2:])
-        out = ext.hh_forward(I, state0, params, dt_ms, reset, every if needs_grad else 0,
-                             list(record))
-        Z, final = out[0], out[1:1 + ns]
-        rest = out[1 + ns:]
-        ckpt = rest[:1] if needs_grad else []
-        rec = rest[1:] if needs_grad else rest
-        ctx.ext, ctx.meta = ext, meta
-        ctx.num_params = len(params)
-        if needs_grad:
-            ctx.save_for_backward(I, *params, *ckpt)
-        if record:
-            return (Z, *rec, *final)
-        return (Z, *final)
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, gZ, *gstates):
-        ns, dt_ms, reset, every, record = ctx.meta
-        saved = ctx.saved_tensors
-        I = saved[0]
-        params = list(saved[1:1 + ctx.num_params])
-        ckpt = saved[1 + ctx.num_params]
-        empty = I.new_empty(0)
-        gZ = empty if gZ is None else gZ.contiguous()
-        grec = []
-        if record:
-            gtraces, gstates = gstates[:len(record)], gstates[len(record):]
-            if any(g is not None for g in gtraces):  # an empty tensor: no gradient (zero)
-                given = dict(zip(record, gtraces))
-                grec = [empty if given.get(s) is None else given[s].contiguous()
-                        for s in range(ns)]
-        gfinal = [empty if g is None else g.contiguous() for g in gstates]
-        needs = ctx.needs_input_grad
-        pgrad = any(needs[3 + ns:])
-        out = ctx.ext.hh_backward(I, ckpt, params, dt_ms, reset, every, gZ, gfinal, grec, pgrad)
-        gI, gs0 = out[0], out[1:1 + ns]
-        gparams = []
-        for q, p in enumerate(params):
-            if pgrad and needs[3 + ns + q]:
-                g = out[1 + ns + q]
-                gparams.append(g.sum().reshape(p.shape) if p.numel() == 1 else g.reshape(p.shape))
-            else:
-                gparams.append(None)
-        return (None, None, gI if needs[2] else None,
-                *[g if needs[3 + s] else None for s, g in enumerate(gs0)], *gparams)

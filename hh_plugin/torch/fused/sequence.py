@@ -32,7 +32,8 @@ import torch
 from ..functional.hh import _cast, check_dt, hh_step
 from ..functional.parameters import state_type
 from .codegen import RESET_CODES, kernel_parameters
-from .cpp import FusedHHFunction, PathUnavailable, compiler_available, load_extension
+from .cpp import PathUnavailable, compiler_available, load_extension
+from .ops import fused_sequence, kernel_key, kernel_ready
 
 PATHS = ("auto", "naive", "compiled", "fused_cpp", "triton")
 _FUSED_DTYPES = (torch.float32, torch.float64)
@@ -86,6 +87,9 @@ def path_unavailable_reason(path: str, input_current: torch.Tensor,
     if input_current.dtype not in _FUSED_DTYPES:
         return f"the {path} path supports float32 and float64, got {input_current.dtype}"
     if path == "fused_cpp":
+        if torch.onnx.is_in_onnx_export():
+            return ("ONNX export: the fused kernel is a custom operator that ONNX does not "
+                    "know, so the export decomposes it into the plain step (path='naive')")
         if input_current.device.type != "cpu":
             return (f"the fused_cpp path runs on the CPU; the input is on "
                     f"{input_current.device} (use path='triton' or 'naive')")
@@ -208,7 +212,10 @@ def _flat_parameters(p, like: torch.Tensor, step_shape) -> list:
 
 def _fused_cpp(input_current, state, p, dt, names, checkpoint):
     model = type(p).model
-    ext = load_extension(model)
+    if not torch.compiler.is_compiling():
+        load_extension(model)  # build or load it now: PathUnavailable falls back to naive
+    elif not kernel_ready(kernel_key(model)):
+        raise PathUnavailable(f"the fused kernel of model {model.name!r} cannot be built")
     T = input_current.shape[0]
     step_shape = tuple(input_current.shape[1:])
     M = math.prod(step_shape)
@@ -222,9 +229,14 @@ def _fused_cpp(input_current, state, p, dt, names, checkpoint):
         states.append(torch.broadcast_to(v, step_shape).reshape(M).contiguous())
     params = _flat_parameters(p, input_current, step_shape)
     reset = RESET_CODES[None if p.V_reset is None else p.spk_reset]
-    record = tuple(model.state_names.index(name) for name in names)
-    meta = (len(states), float(dt) * 1e3, reset, checkpoint_interval(checkpoint, T), record)
-    out = FusedHHFunction.apply(ext, meta, I, *states, *params)
+    record = [model.state_names.index(name) for name in names]
+    needs_grad = torch.is_grad_enabled() and any(
+        t.requires_grad for t in [input_current, *states, *params])
+    every = checkpoint_interval(checkpoint, T) if needs_grad else 0
+    ns = len(states)
+    out = fused_sequence(kernel_key(model), I, states, params, float(dt) * 1e3, reset, every,
+                         record)
+    out = [out[0], *out[len(out) - len(record):], *out[1:1 + ns]] if record else out[:1 + ns]
     Z = out[0].reshape(input_current.shape)
     cls = state_type(model)
     final = cls(*(s.reshape(step_shape) for s in out[len(out) - len(states):]))

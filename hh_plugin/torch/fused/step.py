@@ -33,6 +33,7 @@ from ..functional.hh import hh_step
 from ..functional.parameters import state_type
 from .codegen import CPP, RESET_CODES, kernel_parameters, step_program
 from .cpp import PathUnavailable, load_extension
+from .ops import fused_step, kernel_key, kernel_ready
 
 _FUSED_DTYPES = (torch.float32, torch.float64)
 _PLAIN_TYPES = (torch.Tensor, torch.nn.Parameter)
@@ -58,8 +59,20 @@ def _tracing() -> Optional[str]:
     return None
 
 
-def _tensor_reason(t, dtype) -> Optional[str]:
-    if type(t) not in _PLAIN_TYPES:
+def _graph_capture() -> bool:
+    """Whether torch.compile or torch.export captures a graph (not torch.jit, not a
+    functorch transform), where the step can be the custom operator of :mod:`.ops`."""
+    if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export():
+        return False  # ONNX does not know the custom operator: the plain step is exported
+    active = getattr(torch._C, "_are_functorch_transforms_active", None)
+    if active is not None and active():
+        return False
+    exporting = getattr(torch.compiler, "is_exporting", lambda: False)
+    return torch.compiler.is_compiling() or exporting()
+
+
+def _tensor_reason(t, dtype, capture: bool = False) -> Optional[str]:
+    if not capture and type(t) not in _PLAIN_TYPES:
         return f"a {type(t).__name__} (the fused step takes plain tensors)"
     if not t.is_cpu:
         return f"a tensor on {t.device} (the fused step runs on the CPU)"
@@ -74,23 +87,27 @@ def fused_step_unavailable_reason(input_current, state, p) -> Optional[str]:
     """Why :func:`hh_step_auto` would fall back to the plain torch step, or ``None``.
 
     The fused step takes CPU float32/float64 dense plain tensors, input and state of one
-    dtype, outside graph capture (torch.compile, torch.export, torch.jit, functorch
-    transforms), where a C++ compiler built the extension."""
+    dtype, where a C++ compiler built the extension; under torch.compile and torch.export
+    it is traced as the custom operator ``hh_plugin::fused_step`` (:mod:`.ops`), under
+    torch.jit and functorch transforms it does not apply."""
     if not isinstance(input_current, torch.Tensor):
         return "the input is not a tensor"
     dtype = input_current.dtype
     if dtype not in _FUSED_DTYPES:
         return f"the fused step supports float32 and float64, got {dtype}"
-    reason = _tensor_reason(input_current, dtype)
+    capture = _graph_capture()  # tensors are then fake or functional subclasses
+    reason = _tensor_reason(input_current, dtype, capture)
     if reason is not None:
         return reason
     for t in state:
-        reason = (_tensor_reason(t, dtype) if isinstance(t, torch.Tensor)
+        reason = (_tensor_reason(t, dtype, capture) if isinstance(t, torch.Tensor)
                   else "a state that is not a tensor")
         if reason is not None:
             return reason
     reason = _tracing()
     if reason is not None:
+        if capture and kernel_ready(kernel_key(type(p).model)):
+            return None  # the step is traced as the custom operator hh_plugin::fused_step
         return reason
     try:
         load_extension(type(p).model)
@@ -185,6 +202,8 @@ def hh_step_fused(input_current: torch.Tensor, state, p, dt: float = 1e-5):
     common shape of the input and the state (as the spikes have). Raises :class:`.cpp.PathUnavailable` if the extension cannot be
     built; the inputs must satisfy :func:`fused_step_unavailable_reason`."""
     model = type(p).model
+    if _graph_capture():
+        return _traced_step(input_current, state, p, dt)
     ext = load_extension(model)
     tensors = [input_current, *state]
     shape = state.V.shape
@@ -205,6 +224,22 @@ def hh_step_fused(input_current: torch.Tensor, state, p, dt: float = 1e-5):
             out = FusedStepFunction.apply(ext, meta, params, *tensors)
         else:  # nothing to differentiate: no autograd node
             out = ext.hh_step_forward(tensors[0], tensors[1:], params, dt_ms, reset)
+    return out[0], state_type(model)(*out[1:])
+
+
+def _traced_step(input_current, state, p, dt):
+    """:func:`hh_step_fused` as the custom operator (graph capture: no caches, no
+    extension call)."""
+    from .sequence import _flat_parameters
+
+    model = type(p).model
+    tensors = [input_current, *state]
+    shape = torch.broadcast_shapes(*(t.shape for t in tensors))
+    tensors = [torch.broadcast_to(t, shape).contiguous() for t in tensors]
+    params = _flat_parameters(p, input_current, shape)
+    reset = RESET_CODES[None if p.V_reset is None else p.spk_reset]
+    out = fused_step(kernel_key(model), tensors[0], tensors[1:], params, float(dt) * 1e3,
+                     reset)
     return out[0], state_type(model)(*out[1:])
 
 

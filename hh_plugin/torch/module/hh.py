@@ -29,6 +29,8 @@ from ..functional.hh import (HHRecurrentState, check_dt, check_input_current,
                              hh_feed_forward_step,
                              hh_recurrent_step)
 from ..functional.parameters import as_parameters, initial_state, state_type
+from ..fused.ops import kernel_key
+from .trainable import current_parameters, register_trainable, trainable_names
 
 #: Said when ``norse.torch.to_nir`` (or another NIR tracer) meets an HH module.
 NIR_UNSUPPORTED = (
@@ -76,21 +78,50 @@ def _initial_voltage_option(V):
     return value
 
 
-class _HHMixin:
-    """Shared by all HH modules: parameter casting cache, initial state, input checks."""
+def _requiring_grad(state):
+    """``state`` with ``V`` a leaf that requires gradients, as Norse's initial states
+    (``state.v.requires_grad = True``), when autograd records (not under
+    :func:`torch.no_grad`, not while a graph is captured)."""
+    if torch.is_grad_enabled() and not torch.compiler.is_compiling() \
+            and not torch.jit.is_tracing() and state.V.is_floating_point():
+        state.V.requires_grad_(True)
+    return state
 
-    def _setup(self, p, V_init, seed):
+
+class _HHMixin:
+    """Shared by all HH modules: parameter casting cache, initial state, input checks,
+    trainable biophysical parameters (:mod:`.trainable`)."""
+
+    @property
+    def p(self):
+        """The parameters NamedTuple, with the trainable fields at their current values."""
+        return current_parameters(self, self.__dict__["_base_p"],
+                                  self.__dict__.get("_trainable", ()))
+
+    @p.setter
+    def p(self, value):
+        self.__dict__["_base_p"] = value
+
+    def _setup(self, p, V_init, seed, trainable=()):
+        names = trainable_names(trainable, type(p).model)
+        register_trainable(self, p, names)
+        self.__dict__["_trainable"] = names
         self._cast_cache = {}
         self.V_init = _initial_voltage_option(V_init)
         self.seed = seed
         self._n_neurons = p.size  # p was validated by as_parameters
         type(p).model.compiled("torch")  # build the rate functions now, not while traced
+        state_type(type(p).model)  # and the state's class
+        kernel_key(type(p).model)  # and the name of its fused kernel (torch.library ops)
 
     def parameters_like(self, tensor: torch.Tensor):
         """``self.p`` cast to ``tensor``'s dtype and device, cached (parameters that
         require gradients are cast on every call so that gradients reach them)."""
         p = self.p
-        if any(isinstance(v, torch.Tensor) and v.requires_grad for v in p):
+        if torch.jit.is_tracing() or any(isinstance(v, torch.Tensor) and v.requires_grad
+                                         for v in p):
+            # torch.jit.trace runs forward twice and compares the graphs: a cache filled
+            # by the first run would leave the casts out of the second
             return p.to(dtype=tensor.dtype, device=tensor.device)
         key = (id(p), tensor.dtype, tensor.device)
         cached = self._cast_cache.get(key)
@@ -164,12 +195,15 @@ class _HHMixin:
             state_type(type(self.p).model)(*values)
 
     def initial_state(self, input_tensor: torch.Tensor, shape=None):
-        """State for an input like ``input_tensor`` (``V_init``, ``seed``; gates at steady state)."""
+        """State for an input like ``input_tensor`` (``V_init``, ``seed``; gates at steady
+        state). As in Norse's modules, its ``V`` requires gradients (with gradients
+        enabled), so that a backward pass works whatever the input."""
         dtype = (input_tensor.dtype if input_tensor.is_floating_point()
                  else torch.get_default_dtype())
-        return initial_state(self.p, input_tensor.shape if shape is None else shape,
-                             V=self.V_init, seed=self.seed, dtype=dtype,
-                             device=input_tensor.device)
+        state = initial_state(self.p, input_tensor.shape if shape is None else shape,
+                              V=self.V_init, seed=self.seed, dtype=dtype,
+                              device=input_tensor.device)
+        return _requiring_grad(state)
 
 
 class HHCell(_HHMixin, SNNCell):
@@ -198,11 +232,12 @@ class HHCell(_HHMixin, SNNCell):
     :class:`HH`, which checks a whole sequence at once.
     """
 
-    def __init__(self, p=None, dt: float = 1e-5, V_init=DEFAULT, seed: Optional[int] = None):
+    def __init__(self, p=None, dt: float = 1e-5, V_init=DEFAULT, seed: Optional[int] = None,
+                 trainable=()):
         p = as_parameters(HHSpec() if p is None else p)
         super().__init__(activation=hh_feed_forward_step, state_fallback=self.initial_state,
                          p=p, dt=check_dt(dt, type(p).model))
-        self._setup(p, V_init, seed)
+        self._setup(p, V_init, seed, trainable)
 
     def forward(self, input_tensor: torch.Tensor, state=None):
         current, sparse = self._as_current(input_tensor, getattr(state, "V", None))
@@ -252,7 +287,7 @@ class HH(_HHMixin, SNN):
     """
 
     def __init__(self, p=None, dt: float = 1e-5, V_init=DEFAULT, seed: Optional[int] = None,
-                 record_states=False, path: str = "auto", checkpoint=None):
+                 record_states=False, path: str = "auto", checkpoint=None, trainable=()):
         from ..fused.sequence import PATHS, checkpoint_interval, record_names
 
         p = as_parameters(HHSpec() if p is None else p)
@@ -262,7 +297,7 @@ class HH(_HHMixin, SNN):
         checkpoint_interval(checkpoint, 1)  # validate early
         super().__init__(activation=hh_feed_forward_step, state_fallback=self.initial_state,
                          p=p, dt=check_dt(dt, type(p).model), record_states=record_states)
-        self._setup(p, V_init, seed)
+        self._setup(p, V_init, seed, trainable)
         self.path = path
         self.checkpoint = checkpoint
 
@@ -292,8 +327,8 @@ class _RecurrentMixin(_HHMixin):
         hidden = shape + (int(self.hidden_size),)
         dtype = (input_tensor.dtype if input_tensor.is_floating_point()
                  else torch.get_default_dtype())
-        neuron = initial_state(self.p, hidden, V=self.V_init, seed=self.seed,
-                               dtype=dtype, device=input_tensor.device)
+        neuron = _requiring_grad(initial_state(self.p, hidden, V=self.V_init, seed=self.seed,
+                                               dtype=dtype, device=input_tensor.device))
         return HHRecurrentState(neuron, torch.zeros(hidden, dtype=dtype,
                                                     device=input_tensor.device))
 
@@ -322,8 +357,8 @@ class _RecurrentMixin(_HHMixin):
             state = HHRecurrentState(neuron, z)
         return x, state, sparse
 
-    def _setup_recurrent(self, p, V_init, seed, hidden_size):
-        self._setup(p, V_init, seed)
+    def _setup_recurrent(self, p, V_init, seed, hidden_size, trainable=()):
+        self._setup(p, V_init, seed, trainable)
         if self._n_neurons is not None and self._n_neurons != hidden_size:
             raise ValueError(f"per-neuron parameters for {self._n_neurons} neurons, "
                              f"but hidden_size={hidden_size}")
@@ -339,12 +374,12 @@ class HHRecurrentCell(_RecurrentMixin, SNNRecurrentCell):
     """
 
     def __init__(self, input_size: int, hidden_size: int, p=None, dt: float = 1e-5,
-                 V_init=DEFAULT, seed: Optional[int] = None, **kwargs):
+                 V_init=DEFAULT, seed: Optional[int] = None, trainable=(), **kwargs):
         p = as_parameters(HHSpec() if p is None else p)
         super().__init__(activation=hh_recurrent_step, state_fallback=self.recurrent_initial_state,
                          input_size=input_size, hidden_size=hidden_size, p=p,
                          dt=check_dt(dt, type(p).model), **kwargs)
-        self._setup_recurrent(p, V_init, seed, hidden_size)
+        self._setup_recurrent(p, V_init, seed, hidden_size, trainable)
 
     def forward(self, input_tensor: torch.Tensor, state=None):
         x, state, sparse = self._prepare_recurrent(input_tensor, state, time_axis=False)
@@ -367,7 +402,7 @@ class HHRecurrent(_RecurrentMixin, SNNRecurrent):
 
     def __init__(self, input_size: int, hidden_size: int, p=None, dt: float = 1e-5,
                  V_init=DEFAULT, seed: Optional[int] = None, record_states=False,
-                 **kwargs):
+                 trainable=(), **kwargs):
         from ..fused.sequence import record_names
 
         p = as_parameters(HHSpec() if p is None else p)
@@ -375,7 +410,7 @@ class HHRecurrent(_RecurrentMixin, SNNRecurrent):
         super().__init__(activation=hh_recurrent_step, state_fallback=self.recurrent_initial_state,
                          input_size=input_size, hidden_size=hidden_size, p=p,
                          dt=check_dt(dt, type(p).model), record_states=record_states, **kwargs)
-        self._setup_recurrent(p, V_init, seed, hidden_size)
+        self._setup_recurrent(p, V_init, seed, hidden_size, trainable)
 
     def forward(self, input_tensor: torch.Tensor, state=None):
         x, state, sparse = self._prepare_recurrent(input_tensor, state, time_axis=True)
