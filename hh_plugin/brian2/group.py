@@ -39,6 +39,7 @@ import numpy as np
 
 from hh_plugin.model.definition import VoltageDistribution
 from hh_plugin.model.initial import DEFAULT, UNIFORM, VOLTAGE_MARKERS, initial_state
+from hh_plugin.model.integrators import DEFAULT_METHOD, METHODS, brian2_description, check_method
 from hh_plugin.model.limits import check_step, warn_if_implausible
 from hh_plugin.model.spec import HHSpec, brian2_unit, to_plain
 
@@ -94,7 +95,27 @@ _GROUP_TYPE: dict = {}
 
 def _check_dt(group) -> None:
     check_step(float(group.clock.dt_) * 1e3, group._hh_model,
-               "Brian2's dt is the group's dt= or defaultclock.dt")
+               "Brian2's dt is the group's dt= or defaultclock.dt",
+               getattr(group, "_hh_method", DEFAULT_METHOD))
+
+
+_UPDATERS: dict = {}
+
+
+def state_updater(method: str):
+    """The Brian2 method of a plugin integration method
+    (:mod:`hh_plugin.model.integrators`): ``'exponential_euler'`` is Brian2's own; ``'rk4'``
+    is a ``brian2.ExplicitStateUpdater`` generated from the plugin's RK4 tableau
+    (:func:`~hh_plugin.model.integrators.brian2_description`, the same stages as the
+    torch step; the same description as Brian2's own ``rk4``)."""
+    import brian2
+
+    check_method(method)
+    if method == DEFAULT_METHOD:
+        return method
+    if method not in _UPDATERS:
+        _UPDATERS[method] = brian2.ExplicitStateUpdater(brian2_description())
+    return _UPDATERS[method]
 
 
 def _group_type():
@@ -353,7 +374,7 @@ def set_steady_state(group, V=None) -> None:
 
 # --------------------------------------------------------------------- the group
 def neuron_group(N, spec: HHSpec = None, current=PARAMETER_CURRENT, V_init=DEFAULT,
-                 seed: Optional[int] = None, method="exponential_euler", *,
+                 seed: Optional[int] = None, method=None, *,
                  extra_equations=None, namespace=None, events=None, reset=None,
                  refractory=None, **kwargs):
     r"""Build a Brian2 ``NeuronGroup`` of ``N`` neurons of ``spec`` (default ``HHSpec()``).
@@ -383,8 +404,13 @@ def neuron_group(N, spec: HHSpec = None, current=PARAMETER_CURRENT, V_init=DEFAU
         seed: draw ``'default'``/``'uniform'`` with ``numpy.random.default_rng(seed)``,
             identical to :func:`hh_plugin.initial_state` and the torch backend (for
             cross-backend validation); the gates then take numpy's steady-state values.
-        method: Brian2 integration method; ``'exponential_euler'`` is the reference
-            model's scheme.
+        method: ``None`` (default): ``spec.method``; a plugin method name
+            (``'exponential_euler'``, ``'rk4'``; :mod:`hh_plugin.model.integrators`)
+            replaces ``spec.method``, so ``method='rk4'`` re-evaluates instantaneous gates
+            at every stage (Brian2's own ``rk4`` on the equations of an exponential-Euler
+            spec would hold them over the step) and the dt limit is the method's; any
+            other Brian2 method (a name or a ``StateUpdateMethod``) is passed to Brian2
+            as it is, on the equations of ``spec``.
         extra_equations: equations added to the model (a string or ``brian2.Equations``):
             synaptic variables with their own dynamics (``'dge/dt = -ge/taue :
             siemens'``), parameters, anything ``current`` uses. They start at 0; the
@@ -423,7 +449,11 @@ def neuron_group(N, spec: HHSpec = None, current=PARAMETER_CURRENT, V_init=DEFAU
         raise TypeError(f"spec must be an HHSpec, got {type(spec).__name__}")
     N = _check_n(N)
     spec.check_size(N)
-    method = _check_method(method)
+    if method is None or (isinstance(method, str) and method in METHODS):
+        spec = spec if method in (None, spec.method) else spec.replace(method=method)
+        method = state_updater(spec.method)
+    else:
+        method = _check_method(method)
     for key, why in _REFUSED_KWARGS.items():
         if key in kwargs:
             raise TypeError(f"neuron_group does not take {key}=: {why}")
@@ -439,7 +469,7 @@ def neuron_group(N, spec: HHSpec = None, current=PARAMETER_CURRENT, V_init=DEFAU
         constant_current = _current_values(current, N, spec)
         eqs = equations(spec, PARAMETER_CURRENT)
     user_pieces = []
-    if current != PARAMETER_CURRENT and constant_current is None:
+    if constant_current is None and current != PARAMETER_CURRENT:
         user_pieces.append((f"the current expression {current!r}",
                             brian2.Expression(current).identifiers))
     if extra_equations is not None:
@@ -467,6 +497,7 @@ def neuron_group(N, spec: HHSpec = None, current=PARAMETER_CURRENT, V_init=DEFAU
                           events=events or None, method=method,
                           namespace=_group_namespace(namespace), **kwargs)
     group._hh_model = model
+    group._hh_method = spec.method
     _check_dt(group)  # again at every run: dt may change before it
     _check_user_code(group, user_pieces, get_local_namespace(level=1))
 

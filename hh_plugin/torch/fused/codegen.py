@@ -45,6 +45,8 @@ from ...model.expressions import (EXPREL_TAYLOR_COEFFICIENTS, EXPREL_TAYLOR_CUTO
 #: surrogate.surrogate_scale`, so that its default :math:`|V_{th}|` passes its gradient on
 #: to the threshold through autograd).
 EXTRA_PARAMETERS = ("alpha", "width", "V_reset", "V_scale")
+#: Integration methods (:mod:`hh_plugin.model.integrators`) each generated kernel implements.
+FUSED_METHODS = {"fused_cpp": ("exponential_euler",), "triton": ("exponential_euler",)}
 #: Reset modes as the compile-time constant ``RESET``.
 RESET_CODES = {None: 0, "soft": 1, "hard": 2}
 

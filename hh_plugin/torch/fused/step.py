@@ -31,7 +31,7 @@ from torch.autograd.function import once_differentiable
 from ...model.limits import check_step
 from ..functional.hh import hh_step
 from ..functional.parameters import state_type
-from .codegen import CPP, RESET_CODES, kernel_parameters, step_program
+from .codegen import CPP, FUSED_METHODS, RESET_CODES, kernel_parameters, step_program
 from .cpp import PathUnavailable, load_extension
 
 _FUSED_DTYPES = (torch.float32, torch.float64)
@@ -78,6 +78,10 @@ def fused_step_unavailable_reason(input_current, state, p) -> Optional[str]:
     transforms), where a C++ compiler built the extension."""
     if not isinstance(input_current, torch.Tensor):
         return "the input is not a tensor"
+    method = getattr(p, "method", "exponential_euler")
+    if method not in FUSED_METHODS["fused_cpp"]:
+        return (f"the fused step integrates with {list(FUSED_METHODS['fused_cpp'])} only, "
+                f"not {method!r}")
     dtype = input_current.dtype
     if dtype not in _FUSED_DTYPES:
         return f"the fused step supports float32 and float64, got {dtype}"
@@ -185,6 +189,10 @@ def hh_step_fused(input_current: torch.Tensor, state, p, dt: float = 1e-5):
     common shape of the input and the state (as the spikes have). Raises :class:`.cpp.PathUnavailable` if the extension cannot be
     built; the inputs must satisfy :func:`fused_step_unavailable_reason`."""
     model = type(p).model
+    reason = fused_step_unavailable_reason(input_current, state, p) \
+        if p.method not in FUSED_METHODS["fused_cpp"] else None
+    if reason is not None:
+        raise PathUnavailable(reason)
     ext = load_extension(model)
     tensors = [input_current, *state]
     shape = state.V.shape

@@ -201,7 +201,7 @@ class HHCell(_HHMixin, SNNCell):
     def __init__(self, p=None, dt: float = 1e-5, V_init=DEFAULT, seed: Optional[int] = None):
         p = as_parameters(HHSpec() if p is None else p)
         super().__init__(activation=hh_feed_forward_step, state_fallback=self.initial_state,
-                         p=p, dt=check_dt(dt, type(p).model))
+                         p=p, dt=check_dt(dt, type(p).model, p.method))
         self._setup(p, V_init, seed)
 
     def forward(self, input_tensor: torch.Tensor, state=None):
@@ -261,7 +261,7 @@ class HH(_HHMixin, SNN):
             raise ValueError(f"unknown path {path!r}; choose one of {PATHS}")
         checkpoint_interval(checkpoint, 1)  # validate early
         super().__init__(activation=hh_feed_forward_step, state_fallback=self.initial_state,
-                         p=p, dt=check_dt(dt, type(p).model), record_states=record_states)
+                         p=p, dt=check_dt(dt, type(p).model, p.method), record_states=record_states)
         self._setup(p, V_init, seed)
         self.path = path
         self.checkpoint = checkpoint
@@ -343,7 +343,7 @@ class HHRecurrentCell(_RecurrentMixin, SNNRecurrentCell):
         p = as_parameters(HHSpec() if p is None else p)
         super().__init__(activation=hh_recurrent_step, state_fallback=self.recurrent_initial_state,
                          input_size=input_size, hidden_size=hidden_size, p=p,
-                         dt=check_dt(dt, type(p).model), **kwargs)
+                         dt=check_dt(dt, type(p).model, p.method), **kwargs)
         self._setup_recurrent(p, V_init, seed, hidden_size)
 
     def forward(self, input_tensor: torch.Tensor, state=None):
@@ -374,7 +374,7 @@ class HHRecurrent(_RecurrentMixin, SNNRecurrent):
         record_names(record_states, type(p).model)  # validate early
         super().__init__(activation=hh_recurrent_step, state_fallback=self.recurrent_initial_state,
                          input_size=input_size, hidden_size=hidden_size, p=p,
-                         dt=check_dt(dt, type(p).model), record_states=record_states, **kwargs)
+                         dt=check_dt(dt, type(p).model, p.method), record_states=record_states, **kwargs)
         self._setup_recurrent(p, V_init, seed, hidden_size)
 
     def forward(self, input_tensor: torch.Tensor, state=None):
