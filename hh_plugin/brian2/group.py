@@ -46,6 +46,8 @@ from hh_plugin.model.spec import HHSpec, brian2_unit, to_plain
 from . import _compat
 from .equations import PARAMETER_CURRENT, equations
 from .functions import namespace as functions_namespace
+from .spike_times import EQUATION as spike_time_equation
+from .spike_times import add_recording as add_spike_time_recording
 
 #: Plain numbers for ``V`` are in mV; outside this range they are refused (units hint).
 PLAUSIBLE_VOLTAGE_MV = 1000.0
@@ -376,7 +378,7 @@ def set_steady_state(group, V=None) -> None:
 def neuron_group(N, spec: HHSpec = None, current=PARAMETER_CURRENT, V_init=DEFAULT,
                  seed: Optional[int] = None, method=None, *,
                  extra_equations=None, namespace=None, events=None, reset=None,
-                 refractory=None, **kwargs):
+                 refractory=None, spike_times: bool = False, **kwargs):
     r"""Build a Brian2 ``NeuronGroup`` of ``N`` neurons of ``spec`` (default ``HHSpec()``).
 
     The group has the model's equations (:func:`~hh_plugin.brian2.equations`), its
@@ -425,6 +427,10 @@ def neuron_group(N, spec: HHSpec = None, current=PARAMETER_CURRENT, V_init=DEFAU
         refractory: ``None`` (default: one spike per upward crossing of the threshold)
             or an absolute refractory period (a Brian2 duration, or a number in ms) with
             Brian2's rule (see the module docs).
+        spike_times: keep ``V`` at the start of each step in ``V_before`` so that
+            :func:`~hh_plugin.brian2.spike_time_monitor` and
+            :func:`~hh_plugin.brian2.spike_times` give each spike's time inside its step
+            (:mod:`hh_plugin.brian2.spike_times`).
         **kwargs: passed to ``brian2.NeuronGroup`` (``name``, ``dt``, ``clock``,
             ``order``, ``dtype``...). ``model`` and ``threshold`` are refused with an
             explanation (see the module docs for the spike rule).
@@ -472,6 +478,8 @@ def neuron_group(N, spec: HHSpec = None, current=PARAMETER_CURRENT, V_init=DEFAU
     if constant_current is None and current != PARAMETER_CURRENT:
         user_pieces.append((f"the current expression {current!r}",
                             brian2.Expression(current).identifiers))
+    if spike_times:
+        eqs = _extra_equations(eqs, spike_time_equation)
     if extra_equations is not None:
         extra_eqs = _extra_equations(eqs, extra_equations)
         user_pieces.append(("extra_equations",
@@ -506,6 +514,8 @@ def neuron_group(N, spec: HHSpec = None, current=PARAMETER_CURRENT, V_init=DEFAU
     if spec.V_reset is not None:
         group.V_reset = spec.V_reset * brian2.mV
     _initialize(group, spec, N, V_init, seed)
+    if spike_times:
+        add_spike_time_recording(group)
     if constant_current is not None:
         group.I = constant_current * brian2.amp
         warn_if_implausible(np.abs(constant_current) * 1e6, spec.parameters[model.capacitance],

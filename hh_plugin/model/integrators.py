@@ -115,7 +115,7 @@ def brian2_description(tableau=RK4_TABLEAU, denominator: int = RK4_DENOMINATOR) 
     for i, row in enumerate(stages, start=1):
         shift = "".join(f"+{_brian2_term(a, j)}" for j, a in enumerate(row, start=1) if a != 0)
         c = sum(row, Fraction(0))
-        time = "t" if c == 0 else ("t+dt" if c == 1 else f"t+dt*{c.numerator}/{c.denominator}")
+        time = "t" if c == 0 else "t+" + _brian2_term(c, 0).replace("k_0", "dt")
         lines.append(f"k_{i} = dt*f(x{shift},{time})")
     total = "+".join(f"k_{i}" if b == 1 else f"{b}*k_{i}"
                      for i, b in enumerate(weights, start=1))
