@@ -16,7 +16,11 @@ from hh_plugin.model.limits import StepTooLong
 from hh_plugin.torch import HH, HHCell, hh_step, initial_state
 from hh_plugin.torch.functional.parameters import parameters_type
 from hh_plugin.torch.fused import PathUnavailable, hh_sequence
+from hh_plugin.torch.fused.cpp import compiler_available
+from hh_plugin.torch.fused.step import hh_step_fused
 
+needs_compiler = pytest.mark.skipif(compiler_available() is not None,
+                                    reason=f"no C++ toolchain: {compiler_available()}")
 #: (model, constant drives in uA, dt in ms) for the agreement test: each model spikes
 CASES = [(HODGKIN_HUXLEY, [5.0, 10.0, 20.0], 0.025),
          (WANG_BUZSAKI, [0.5, 1.0, 3.0], 0.025),
@@ -195,7 +199,8 @@ def _loss(method, path, gNa, current, steps=120, dt=0.025e-3):
     return (V.V ** 2).sum() * 1e-3
 
 
-@pytest.mark.parametrize("path", ["auto", "naive", "cell"])
+@pytest.mark.parametrize("path", [pytest.param("fused_cpp", marks=needs_compiler),
+                                  "naive", pytest.param("cell", marks=needs_compiler)])
 def test_rk4_gradients_match_central_differences(path):
     torch.manual_seed(0)
     current = (8.0 + 4.0 * torch.rand(120, 2, dtype=torch.float64)).requires_grad_(True)
@@ -215,16 +220,61 @@ def test_rk4_gradients_match_central_differences(path):
     assert float(g_current[60, 1]) != 0.0
 
 
-def test_rk4_on_a_kernel_without_it_is_refused_or_falls_back():
-    p = parameters_type(HODGKIN_HUXLEY).from_spec(HHSpec(method="rk4"))
-    s0 = initial_state(p, (2,), dtype=torch.float64)
-    current = torch.full((10, 2), 10.0, dtype=torch.float64)
-    for path in ("fused_cpp", "triton"):
-        with pytest.raises(PathUnavailable, match="'rk4'"):
-            hh_sequence(current, s0, p, 1e-5, path=path)
-    z_auto, s_auto = hh_sequence(current, s0, p, 1e-5)  # 'auto': the naive loop
-    z_naive, s_naive = hh_sequence(current, s0, p, 1e-5, path="naive")
-    torch.testing.assert_close(s_auto.V, s_naive.V, rtol=0, atol=0)
+# ----------------------------------------------------------------- fused kernels
+FUSED_CASES = [pytest.param(*CASES[0], id="hodgkin_huxley"),
+               pytest.param(*CASES[1], id="wang_buzsaki"),
+               pytest.param(*CASES[2], id="morris_lecar", marks=pytest.mark.slow),
+               pytest.param(*CASES[3], id="traub_miles", marks=pytest.mark.slow)]
+
+
+@needs_compiler
+@pytest.mark.parametrize("model,drives,dt", FUSED_CASES)
+def test_fused_rk4_kernels_equal_the_torch_step(model, drives, dt):
+    # the sequence kernel and the single-step op, generated from the same tableau
+    p = parameters_type(model).from_spec(HHSpec(model=model, method="rk4"))
+    s0 = initial_state(p, (len(drives),), V=-65.0, dtype=torch.float64)
+    current = torch.tensor(drives, dtype=torch.float64).expand(int(round(20.0 / dt)), -1)
+    current = current.contiguous()
+    with torch.no_grad():
+        z_naive, naive = hh_sequence(current, s0, p, dt * 1e-3, path="naive",
+                                     record_states=True)
+        z_fused, fused = hh_sequence(current, s0, p, dt * 1e-3, path="fused_cpp",
+                                     record_states=True)
+        s, z_step, V_step = s0, [], []
+        for t in range(current.shape[0]):
+            z, s = hh_step_fused(current[t], s, p, dt * 1e-3)
+            z_step.append(z)
+            V_step.append(s.V)
+    assert z_naive.sum() >= 2
+    torch.testing.assert_close(z_fused, z_naive, rtol=0, atol=0)
+    torch.testing.assert_close(torch.stack(z_step), z_naive, rtol=0, atol=0)
+    assert float((fused.V - naive.V).abs().max()) <= 1e-9
+    assert float((torch.stack(V_step) - naive.V).abs().max()) <= 1e-9
+
+
+def test_paths_report_the_methods_their_kernels_implement():
+    from hh_plugin.torch.fused.codegen import FUSED_METHODS, step_program, TRITON
+    from hh_plugin.torch.fused.triton_source import generate_triton
+
+    assert FUSED_METHODS == {"fused_cpp": ("exponential_euler", "rk4"),
+                             "triton": ("exponential_euler", "rk4")}
+    source = generate_triton(WANG_BUZSAKI, "rk4")
+    compile(source, "hh_triton_rk4", "exec")  # valid Python (Triton itself is not here)
+    assert "f_k4_V" in source and "f_k4_V" not in generate_triton(WANG_BUZSAKI)
+    with pytest.raises(ValueError, match="synaptic"):
+        step_program(HODGKIN_HUXLEY, TRITON, synaptic=True, method="rk4")
+
+
+def test_network_module_runs_rk4_populations_on_the_step_loop():
+    from hh_plugin.network import NetworkSpec, Population
+    from hh_plugin.torch.network import NetworkModule
+
+    spec = NetworkSpec([Population("E", 2, HHSpec(method="rk4"))], dt=0.025)
+    module = NetworkModule(spec, dtype=torch.float64)
+    with pytest.raises(PathUnavailable, match="exponential Euler only"):
+        module(steps=10, path="fused")
+    with torch.no_grad():
+        module(currents={"E": torch.full((10, 2), 10.0, dtype=torch.float64)}, steps=10)
 
 
 from hh_plugin.brian2 import neuron_group  # noqa: E402  (after the torch-only tests' imports)

@@ -97,18 +97,18 @@ def fused_step_unavailable_reason(input_current, state, p) -> Optional[str]:
     if reason is not None:
         return reason
     try:
-        load_extension(type(p).model)
+        load_extension(type(p).model, method=method)
     except PathUnavailable as exc:
         return str(exc)
     return None
 
 
-def _gradient_parameters(model) -> tuple:
+def _gradient_parameters(model, method: str = "exponential_euler") -> tuple:
     """Per kernel parameter: does the adjoint step give it a gradient?"""
-    flags = _GRADIENT_PARAMETERS.get(model.name, (None, None))
+    flags = _GRADIENT_PARAMETERS.get((model.name, method), (None, None))
     if flags[0] is not model:
-        grads = step_program(model, CPP).parameter_gradients
-        flags = _GRADIENT_PARAMETERS[model.name] = (
+        grads = step_program(model, CPP, method=method).parameter_gradients
+        flags = _GRADIENT_PARAMETERS[(model.name, method)] = (
             model, tuple(name in grads for name in kernel_parameters(model)))
     return flags[1]
 
@@ -193,7 +193,7 @@ def hh_step_fused(input_current: torch.Tensor, state, p, dt: float = 1e-5):
         if p.method not in FUSED_METHODS["fused_cpp"] else None
     if reason is not None:
         raise PathUnavailable(reason)
-    ext = load_extension(model)
+    ext = load_extension(model, method=p.method)
     tensors = [input_current, *state]
     shape = state.V.shape
     if any(t.shape != shape for t in tensors):
@@ -206,7 +206,7 @@ def hh_step_fused(input_current: torch.Tensor, state, p, dt: float = 1e-5):
     if not torch.is_grad_enabled():
         out = ext.hh_step_forward(tensors[0], tensors[1:], params, dt_ms, reset)
     else:
-        meta = (len(tensors) - 1, dt_ms, reset, _gradient_parameters(model))
+        meta = (len(tensors) - 1, dt_ms, reset, _gradient_parameters(model, p.method))
         if any(t.requires_grad for t in params):
             out = FusedStepFunction.apply(ext, meta, None, *tensors, *params)
         elif any(t.requires_grad for t in tensors):
