@@ -69,6 +69,18 @@ def test_brian2_description_is_the_classical_rk4():
         "k_4 = dt*f(x+k_3,t+dt)", "x_new = x+(k_1+2*k_2+2*k_3+k_4)/6"]
 
 
+def test_brian2_updater_writes_the_same_code_as_brian2s_own_rk4():
+    import brian2
+
+    from hh_plugin.brian2 import equations
+    from hh_plugin.brian2.group import state_updater
+
+    eqs = equations(HHSpec(model=WANG_BUZSAKI, method="rk4"))
+    assert state_updater("rk4")(eqs) == brian2.StateUpdateMethod.apply_stateupdater(
+        eqs, {}, method="rk4")
+    assert state_updater("exponential_euler") == "exponential_euler"
+
+
 def test_rk4_step_reevaluates_the_instantaneous_gate_at_each_stage():
     # Wang-Buzsaki's m = m_inf(V): held over the step (as Brian2's '(constant over dt)'
     # would), the step is first order; re-evaluated it matches a fine run to O(dt^4).
