@@ -66,3 +66,29 @@ def test_the_network_integrates_with_the_populations_method():
     with pytest.raises(ValueError, match="max_dt.*rk4"):
         NetworkSpec([Population("HH", 2, HHSpec(method="rk4"))], dt=0.08)
     brian2.start_scope()
+
+
+@pytest.mark.slow
+def test_cobahh_with_rk4_gives_identical_spikes_on_both_backends():
+    # Brian2's COBAHH (Traub-Miles, conductance synapses, 3 ms refractory period) with
+    # RK4 at dt = 0.04 ms (its RK4 limit), 100 ms, a tenth of the example's size
+    from hh_plugin.model import TRAUB_MILES
+    from hh_plugin.network.cobahh import cobahh_network
+
+    spec = cobahh_network(n_exc=320, n_inh=80, p=0.2, seed=3, dt=0.04,
+                          spec=HHSpec(model=TRAUB_MILES, method="rk4"))
+    steps = 2500
+    with torch.no_grad():
+        out = NetworkModule(spec, dtype=torch.float64)(steps=steps, record=("V",))
+    old = brian2.prefs.codegen.target
+    brian2.prefs.codegen.target = "numpy"
+    try:
+        brian2.start_scope()
+        net = build_network(spec, steps, record=("V",))
+        net.run()
+    finally:
+        brian2.prefs.codegen.target = old
+    ours = out.spikes["P"].numpy()
+    assert ours.sum() > 1000  # an active network
+    np.testing.assert_array_equal(ours, net.spike_raster("P", steps))
+    brian2.start_scope()

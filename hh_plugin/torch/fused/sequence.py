@@ -217,7 +217,8 @@ def _flat_parameters(p, like: torch.Tensor, step_shape) -> list:
 
 def _fused_cpp(input_current, state, p, dt, names, checkpoint):
     model = type(p).model
-    ext = load_extension(model, method=p.method)
+    ext = load_extension(model) if p.method == DEFAULT_METHOD else \
+        load_extension(model, method=p.method)
     T = input_current.shape[0]
     step_shape = tuple(input_current.shape[1:])
     M = math.prod(step_shape)

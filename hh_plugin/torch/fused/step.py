@@ -97,10 +97,18 @@ def fused_step_unavailable_reason(input_current, state, p) -> Optional[str]:
     if reason is not None:
         return reason
     try:
-        load_extension(type(p).model, method=method)
+        _extension(type(p).model, method)
     except PathUnavailable as exc:
         return str(exc)
     return None
+
+
+def _extension(model, method: str):
+    """The fused extension of ``model`` and ``method`` (the default method's by the plain
+    call, as before methods existed)."""
+    if method == "exponential_euler":
+        return load_extension(model)
+    return load_extension(model, method=method)
 
 
 def _gradient_parameters(model, method: str = "exponential_euler") -> tuple:
@@ -193,7 +201,7 @@ def hh_step_fused(input_current: torch.Tensor, state, p, dt: float = 1e-5):
         if p.method not in FUSED_METHODS["fused_cpp"] else None
     if reason is not None:
         raise PathUnavailable(reason)
-    ext = load_extension(model, method=p.method)
+    ext = _extension(model, p.method)
     tensors = [input_current, *state]
     shape = state.V.shape
     if any(t.shape != shape for t in tensors):
