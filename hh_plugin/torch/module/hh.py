@@ -173,8 +173,9 @@ class _HHMixin:
 
 
 class HHCell(_HHMixin, SNNCell):
-    r"""One exponential-Euler step of an HH population (see :mod:`hh_plugin.torch.functional.hh`;
-    on the CPU in float32/float64 one call of the fused C++ step, :mod:`hh_plugin.torch.fused.step`).
+    r"""One step of an HH population with the spec's method (exponential Euler by default, or
+    RK4: ``HHSpec(method='rk4')``; see :mod:`hh_plugin.torch.functional.hh`; on the CPU in
+    float32/float64 one call of the fused C++ step, :mod:`hh_plugin.torch.fused.step`).
 
     Arguments:
         p: an :class:`~hh_plugin.HHSpec` or ``HHParameters`` (default: the reference model).
