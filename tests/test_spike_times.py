@@ -82,3 +82,24 @@ def test_soft_reset_is_undone_for_the_crossing_and_hard_reset_refused():
 def test_spike_time_monitor_needs_a_group_that_keeps_the_step_start(numpy_target):
     with pytest.raises(TypeError, match="spike_times=True"):
         spike_time_monitor(neuron_group(1, HHSpec()))
+
+
+@pytest.mark.slow
+def test_cpp_standalone_reports_the_same_rk4_spike_times(tmp_path):
+    from hh_plugin.brian2 import use_device
+
+    spec, dt, T, drives = HHSpec(model=WANG_BUZSAKI, method="rk4"), 0.025, 20.0, [1.0, 3.0]
+    z, V, V0 = _torch(spec, drives, dt, T)
+    index, times = spike_times(z, V, V0, spec, dt * 1e-3)
+    b2.start_scope()
+    with use_device("cpp_standalone", directory=str(tmp_path / "rk4"), threads=1):
+        group = neuron_group(len(drives), spec, current=np.array(drives), V_init=-65.0,
+                             dt=dt * b2.ms, spike_times=True)
+        monitor = spike_time_monitor(group)
+        b2.run(int(round(T / dt)) * dt * b2.ms)
+    i, step, times_b = brian2_spike_times(monitor)
+    order = np.lexsort((i, step))
+    assert len(times) >= 3
+    np.testing.assert_array_equal(index[:, 0], step[order])
+    np.testing.assert_allclose(times, times_b[order], rtol=0, atol=1e-9)
+    b2.start_scope()
