@@ -23,38 +23,18 @@ import numpy as np
 
 from .definition import ModelDefinition
 from .initial import initial_state
+from .vector_field import evaluate
 
 
 def vector_field(model: ModelDefinition, current: float,
                  parameters: Optional[Mapping[str, float]] = None):
-    """``f(t, y)`` for scipy: the time derivatives (per ms) of ``y = [V, gates...]``."""
-    compiled = model.compiled("numpy")
+    """``f(t, y)`` for scipy: the time derivatives (per ms) of ``y = [V, gates...]``
+    (:func:`hh_plugin.model.vector_field.evaluate` with the numpy callables)."""
     values = {**model.defaults, **(parameters or {})}
-    gates = model.gate_names
-    C = values[model.capacitance]
 
     def f(t, y):
-        V = y[0]
-        symbols = {**values, **dict(zip(gates, y[1:])), "V": V}
-        for name in model.instantaneous_gate_names:
-            inter = compiled.evaluate_intermediates(name, symbols)
-            symbols[name] = inter["x_inf"] if "x_inf" in inter else \
-                inter["alpha"] / (inter["alpha"] + inter["beta"])
-        ionic = 0.0
-        for channel in model.channels:
-            args = compiled.conductance_args[channel.name]
-            g = compiled.conductances[channel.name](*(symbols[a] for a in args))
-            ionic = ionic + g * (V - values[channel.reversal])
-        out = [(current - ionic) / C]
-        for name in gates:
-            inter = compiled.evaluate_intermediates(name, symbols)
-            if "alpha" in inter:
-                d = inter["alpha"] * (1.0 - symbols[name]) - inter["beta"] * symbols[name]
-            else:
-                d = (inter["x_inf"] - symbols[name]) / inter["tau"]
-            factor = compiled.factor(name, symbols)
-            out.append(d if factor is None else factor * d)
-        return np.array([float(v) for v in out])
+        derivatives, _ = evaluate(model, "numpy", values, list(y), current)
+        return np.array([float(v) for v in derivatives])
 
     return f
 

@@ -49,7 +49,8 @@ from typing import Tuple
 
 import torch
 
-from ...model.definition import steady_state
+from ...model.vector_field import evaluate as evaluate_vector_field
+from ...model.vector_field import gate_derivative_and_decay  # noqa: F401  (re-exported)
 from ...model.expressions import exprel_torch
 from ...model.integrators import DEFAULT_METHOD, check_method, explicit_step
 from ...model.limits import MAX_PLAUSIBLE_RATE, check_step, warn_if_implausible
@@ -127,56 +128,11 @@ def _cast(p: _ParametersMixin, like: torch.Tensor) -> dict:
     return out
 
 
-def gate_derivative_and_decay(intermediates, x, factor=None):
-    r""":math:`\dot x` and the decay rate :math:`\lambda` of a dynamic gate (1/ms).
-
-    Kinetic: :math:`\phi(\alpha(1-x) - \beta x)`, :math:`\phi(\alpha+\beta)`;
-    relaxing: :math:`\phi(x_\infty - x)/\tau`, :math:`\phi/\tau`
-    (:math:`\phi` = ``factor``, 1 when ``None``).
-    """
-    if "alpha" in intermediates:
-        a, b = intermediates["alpha"], intermediates["beta"]
-        derivative, decay = a * (1.0 - x) - b * x, a + b
-    else:
-        tau = intermediates["tau"]
-        derivative, decay = (intermediates["x_inf"] - x) / tau, 1.0 / tau
-    if factor is not None:
-        derivative, decay = factor * derivative, factor * decay
-    return derivative, decay
-
-
 def _vector_field(model, values, point, input_current, conductance=None,
                   conductance_current=None):
-    r"""The right-hand side at ``point`` = ``[V, x_1, ...]`` (mV, gates): ``(derivatives,
-    rates)`` with derivatives :math:`[\dot V, \dot x_1, ...]` (mV/ms, 1/ms) and rates
-    :math:`[G, \lambda_1, ...]` (the total conductance in mS, each gate's decay rate in
-    1/ms; exponential Euler's linear parts). Instantaneous gates are evaluated at
-    ``point``'s ``V``; the input current and synaptic conductance are held."""
-    compiled = model.compiled("torch")
-    V = point[0]
-    gates = dict(zip(model.gate_names, point[1:]))
-    symbols = {**values, **gates, "V": V}
-    for name in model.instantaneous_gate_names:
-        symbols[name] = steady_state(compiled.evaluate_intermediates(name, symbols))
-    conductance_total = 0.0
-    ionic_current = 0.0
-    for channel in model.channels:
-        args = compiled.conductance_args[channel.name]
-        g = compiled.conductances[channel.name](*(symbols[a] for a in args))
-        conductance_total = conductance_total + g
-        ionic_current = ionic_current + g * (V - values[channel.reversal])
-    if conductance is not None:
-        conductance_total = conductance_total + conductance
-        ionic_current = ionic_current + (conductance * V - conductance_current)
-    derivatives = [(input_current - ionic_current) / values[model.capacitance]]
-    rates = [conductance_total]
-    for name in model.gate_names:
-        derivative, decay = gate_derivative_and_decay(
-            compiled.evaluate_intermediates(name, symbols), gates[name],
-            compiled.factor(name, symbols))
-        derivatives.append(derivative)
-        rates.append(decay)
-    return derivatives, rates
+    """:func:`hh_plugin.model.vector_field.evaluate` with the model's torch callables."""
+    return evaluate_vector_field(model, "torch", values, point, input_current, conductance,
+                                 conductance_current)
 
 
 def hh_step(input_current: torch.Tensor, state, p: _ParametersMixin,
