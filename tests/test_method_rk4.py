@@ -63,10 +63,11 @@ def test_explicit_step_is_fourth_order_on_a_linear_equation():
         assert abs(y - math.exp(-h)) == pytest.approx(h**5 / 120, rel=0.1)
 
 
-def test_brian2_description_is_the_classical_rk4():
+def test_brian2_description_is_the_classical_rk4_with_the_input_held():
+    # Brian2's own rk4 but every stage at the step's start time t (inputs held)
     assert brian2_description().splitlines() == [
-        "k_1 = dt*f(x,t)", "k_2 = dt*f(x+k_1/2,t+dt/2)", "k_3 = dt*f(x+k_2/2,t+dt/2)",
-        "k_4 = dt*f(x+k_3,t+dt)", "x_new = x+(k_1+2*k_2+2*k_3+k_4)/6"]
+        "k_1 = dt*f(x,t)", "k_2 = dt*f(x+k_1/2,t)", "k_3 = dt*f(x+k_2/2,t)",
+        "k_4 = dt*f(x+k_3,t)", "x_new = x+(k_1+2*k_2+2*k_3+k_4)/6"]
 
 
 def test_brian2_updater_writes_the_same_code_as_brian2s_own_rk4():
@@ -75,7 +76,7 @@ def test_brian2_updater_writes_the_same_code_as_brian2s_own_rk4():
     from hh_plugin.brian2 import equations
     from hh_plugin.brian2.group import state_updater
 
-    eqs = equations(HHSpec(model=WANG_BUZSAKI, method="rk4"))
+    eqs = equations(HHSpec(model=WANG_BUZSAKI, method="rk4"))  # no explicit time in them
     assert state_updater("rk4")(eqs) == brian2.StateUpdateMethod.apply_stateupdater(
         eqs, {}, method="rk4")
     assert state_updater("exponential_euler") == "exponential_euler"
@@ -133,6 +134,27 @@ def test_torch_and_brian2_rk4_agree_to_round_off(numpy_target, model, drives, dt
     assert len(spikes_t) >= 3  # a spiking case
     assert spikes_t == spikes_b
     assert np.abs(V_t - V_b).max() <= 1e-9
+
+
+def test_a_timed_array_input_is_held_over_the_step_on_both_backends(numpy_target):
+    # random piecewise-constant input, changed every 4 steps: Brian2's own rk4 would read
+    # the next sample at t + dt/2 (about 1.6 mV off); the plugin's holds it as torch does
+    b2 = numpy_target
+    dt, steps, N = 0.025, 400, 3
+    current = np.repeat(np.random.default_rng(0).uniform(0.0, 25.0, (steps // 4, N)), 4,
+                        axis=0)
+    spec = HHSpec(method="rk4")
+    stim = b2.TimedArray(current * b2.uA, dt=dt * b2.ms)
+    group = neuron_group(N, spec, current="stim(t, i)", V_init=-65.0, dt=dt * b2.ms,
+                         namespace={"stim": stim})
+    mon = b2.StateMonitor(group, "V", record=True, when="end")
+    b2.run(steps * dt * b2.ms)
+    module = HH(p=spec, dt=dt * 1e-3, record_states=("V",))
+    s0 = initial_state(module.p, (N,), V=-65.0, dtype=torch.float64)
+    with torch.no_grad():
+        z, states = module(torch.tensor(current), s0)
+    assert z.sum() >= 3
+    assert np.abs(states.V.numpy() - mon.V.T / b2.mV).max() <= 1e-9
 
 
 def test_brian2_method_argument_selects_the_plugin_rk4(numpy_target):

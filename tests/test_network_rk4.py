@@ -27,7 +27,9 @@ def rk4_network(method="rk4") -> NetworkSpec:
     projections = [Projection("HH", "HH", FixedProbability(0.2, 0.05, seed=4), exc, delay=2),
                    Projection("HH", "WB", FixedProbability(0.2, 0.02, seed=6), exc, delay=0),
                    Projection("WB", "HH", FixedProbability(0.3, 0.05, seed=7), inh, delay=1)]
-    inputs = [CurrentInput("HH", rng.uniform(5.0, 15.0, 40)), CurrentInput("WB", 1.0)]
+    # a time-varying current (changed every 1 ms) into HH, held over each step
+    blocks = rng.uniform(5.0, 15.0, (STEPS // 40, 40))
+    inputs = [CurrentInput("HH", np.repeat(blocks, 40, axis=0)), CurrentInput("WB", 1.0)]
     return NetworkSpec(pops, projections, inputs, dt=0.025)
 
 

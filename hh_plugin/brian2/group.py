@@ -109,7 +109,8 @@ def state_updater(method: str):
     (:mod:`hh_plugin.model.integrators`): ``'exponential_euler'`` is Brian2's own; ``'rk4'``
     is a ``brian2.ExplicitStateUpdater`` generated from the plugin's RK4 tableau
     (:func:`~hh_plugin.model.integrators.brian2_description`, the same stages as the
-    torch step; the same description as Brian2's own ``rk4``)."""
+    torch step; Brian2's own ``rk4`` but for the stage times: every stage is evaluated at
+    the step's start, so that time-dependent inputs are held over the step)."""
     import brian2
 
     check_method(method)

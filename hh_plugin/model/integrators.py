@@ -25,9 +25,9 @@ Two methods are known (:data:`METHODS`); a specification names one
 
 **Input inside a step.** On every backend the input current :math:`I` (and a synaptic
 conductance handed to the step) is *held* at its value for the step through all four
-stages, as exponential Euler holds it. (A Brian2 current expression of ``t`` is
-evaluated at the stage times :math:`t`, :math:`t + \Delta t/2`, :math:`t + \Delta t`;
-a constant current or a ``TimedArray`` sampled on the simulation's own ``dt`` is held.)
+stages, as exponential Euler holds it: on Brian2 every stage evaluates the equations at
+the step's start time :math:`t_k` (:func:`brian2_description`), so a ``TimedArray`` or
+any expression of ``t`` is read at :math:`t_k` only.
 
 :data:`RK4_TABLEAU` is the method; :func:`explicit_step` (numbers, numpy arrays or torch
 tensors: the torch step of :mod:`hh_plugin.torch.functional.hh`) and
@@ -109,14 +109,17 @@ def explicit_step(derivative: Callable[[Sequence], Sequence], state: Sequence, d
 
 def brian2_description(tableau=RK4_TABLEAU, denominator: int = RK4_DENOMINATOR) -> str:
     """The method as the description of a Brian2 ``ExplicitStateUpdater`` (``k_i = dt*f(...)``
-    lines and ``x_new = ...``), the same stages as :func:`explicit_step`."""
+    lines and ``x_new = ...``), the same stages as :func:`explicit_step`.
+
+    Every stage evaluates :math:`f` at the step's start time ``t`` (Brian2's own ``rk4``
+    uses ``t + dt/2`` and ``t + dt``): a current that depends on time (a ``TimedArray``
+    sampled on the simulation's ``dt``, an expression of ``t``) is held at its value for
+    the step, as the torch step holds its input (module docs)."""
     stages, weights = tableau
     lines = []
     for i, row in enumerate(stages, start=1):
         shift = "".join(f"+{_brian2_term(a, j)}" for j, a in enumerate(row, start=1) if a != 0)
-        c = sum(row, Fraction(0))
-        time = "t" if c == 0 else "t+" + _brian2_term(c, 0).replace("k_0", "dt")
-        lines.append(f"k_{i} = dt*f(x{shift},{time})")
+        lines.append(f"k_{i} = dt*f(x{shift},t)")
     total = "+".join(f"k_{i}" if b == 1 else f"{b}*k_{i}"
                      for i, b in enumerate(weights, start=1))
     lines.append(f"x_new = x+({total})/{denominator}")
