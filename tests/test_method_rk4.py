@@ -74,7 +74,7 @@ def test_brian2_updater_writes_the_same_code_as_brian2s_own_rk4():
     import brian2
 
     from hh_plugin.brian2 import equations
-    from hh_plugin.brian2.group import state_updater
+    from hh_plugin.brian2.methods import state_updater
 
     eqs = equations(HHSpec(model=WANG_BUZSAKI, method="rk4"))  # no explicit time in them
     assert state_updater("rk4")(eqs) == brian2.StateUpdateMethod.apply_stateupdater(

@@ -39,13 +39,14 @@ import numpy as np
 
 from hh_plugin.model.definition import VoltageDistribution
 from hh_plugin.model.initial import DEFAULT, UNIFORM, VOLTAGE_MARKERS, initial_state
-from hh_plugin.model.integrators import DEFAULT_METHOD, METHODS, brian2_description, check_method
+from hh_plugin.model.integrators import DEFAULT_METHOD, METHODS
 from hh_plugin.model.limits import check_step, warn_if_implausible
 from hh_plugin.model.spec import HHSpec, brian2_unit, to_plain
 
 from . import _compat
 from .equations import PARAMETER_CURRENT, equations
 from .functions import namespace as functions_namespace
+from .methods import state_updater
 from .spike_times import EQUATION as spike_time_equation
 from .spike_times import add_recording as add_spike_time_recording
 
@@ -99,26 +100,6 @@ def _check_dt(group) -> None:
     check_step(float(group.clock.dt_) * 1e3, group._hh_model,
                "Brian2's dt is the group's dt= or defaultclock.dt",
                getattr(group, "_hh_method", DEFAULT_METHOD))
-
-
-_UPDATERS: dict = {}
-
-
-def state_updater(method: str):
-    """The Brian2 method of a plugin integration method
-    (:mod:`hh_plugin.model.integrators`): ``'exponential_euler'`` is Brian2's own; ``'rk4'``
-    is a ``brian2.ExplicitStateUpdater`` generated from the plugin's RK4 tableau
-    (:func:`~hh_plugin.model.integrators.brian2_description`, the same stages as the
-    torch step; Brian2's own ``rk4`` but for the stage times: every stage is evaluated at
-    the step's start, so that time-dependent inputs are held over the step)."""
-    import brian2
-
-    check_method(method)
-    if method == DEFAULT_METHOD:
-        return method
-    if method not in _UPDATERS:
-        _UPDATERS[method] = brian2.ExplicitStateUpdater(brian2_description())
-    return _UPDATERS[method]
 
 
 def _group_type():
