@@ -312,3 +312,28 @@ def test_network_module_runs_rk4_populations_on_the_step_loop():
 
 
 from hh_plugin.brian2 import neuron_group  # noqa: E402  (after the torch-only tests' imports)
+
+
+@needs_compiler
+@pytest.mark.parametrize("model,drives,dt", [FUSED_CASES[1], FUSED_CASES[2]])
+def test_fused_rk4_backward_equals_autograd_through_the_step(model, drives, dt):
+    # models with an instantaneous gate (m of Wang-Buzsaki, M of Morris-Lecar): the
+    # generated adjoint differentiates it at every stage
+    torch.manual_seed(1)
+    current = (torch.tensor(drives, dtype=torch.float64)
+               * (0.8 + 0.4 * torch.rand(200, len(drives), dtype=torch.float64)))
+    grads = {}
+    for path in ("naive", "fused_cpp"):
+        I = current.clone().requires_grad_(True)
+        p = parameters_type(model).from_spec(HHSpec(model=model, method="rk4"))
+        leaves = {k: getattr(p, k).clone().requires_grad_(True) for k in model.parameter_names}
+        p = p._replace(**leaves)
+        s0 = initial_state(p, (len(drives),), V=-65.0, dtype=torch.float64)
+        _, states = hh_sequence(I, s0, p, dt * 1e-3, path=path, record_states=("V",))
+        loss = (states.V ** 2).sum() * 1e-3
+        inputs = [I, *leaves.values()]
+        grads[path] = [torch.zeros_like(x) if g is None else g for x, g in zip(
+            inputs, torch.autograd.grad(loss, inputs, allow_unused=True))]
+    assert float(grads["naive"][0].abs().max()) > 0
+    for name, a, b in zip(["I", *model.parameter_names], grads["naive"], grads["fused_cpp"]):
+        torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-12, msg=name)
