@@ -19,6 +19,7 @@ with the gates at steady state:
 
     python benchmarks/accuracy.py                 # tables
     python benchmarks/accuracy.py --plot docs/_static/accuracy.png
+    python benchmarks/accuracy.py --stability     # RK4 at and above each max_dt
 
 This is a benchmark, not a test (tests/test_accuracy.py is the CI check).
 """
@@ -79,15 +80,16 @@ def _hermite_times(model, V, states, index, dt, drive, V_th):
     return np.array(out)
 
 
-def simulate(model, method, drives, dt):
-    """Per drive: (reported spike times, Hermite spike times), torch fused float64."""
+def simulate(model, method, drives, dt, path="auto"):
+    """Per drive: (reported spike times, Hermite spike times), torch float64 (the fused
+    kernel on ``path='auto'``)."""
     spec = HHSpec(model=model, method=method)
     p = parameters_type(model).from_spec(spec)
     s0 = initial_state(p, (len(drives),), V=-65.0, dtype=torch.float64)
     steps = int(round(DURATION_MS / dt))
     current = torch.tensor(drives, dtype=torch.float64).expand(steps, -1).contiguous()
     with torch.no_grad():
-        z, rec = hh_sequence(current, s0, p, dt * 1e-3, record_states=True)
+        z, rec = hh_sequence(current, s0, p, dt * 1e-3, record_states=True, path=path)
     index, times = spike_times(z, rec.V, s0.V, spec, dt * 1e-3)
     V_th = float(getattr(p, model.threshold))
     out = []
@@ -136,7 +138,12 @@ def throughput(model, method, drive, N=1000, T=1000, dt=0.01, repeats=3):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plot", help="write a log-log plot of the errors to this file")
+    parser.add_argument("--stability", action="store_true",
+                        help="only: RK4 at and above each model's max_dt (the refusal "
+                             "lifted on a copy of the model), the measurements behind it")
     args = parser.parse_args()
+    if args.stability:
+        return stability()
     print(f"CPU: {cpu_model()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"{DURATION_MS:g} ms per run; errors in ms, max over both drives; "
           f"'n/m' = spike counts differ (method/reference)\n")
@@ -196,6 +203,32 @@ def main():
                   f"{rate * dt * 1e-3:>24.3g}{note}")
     if args.plot:
         _plot(table, args.plot)
+
+
+#: dt (ms) at and above each model's RK4 limit for ``--stability``
+STABILITY_DTS = {"hodgkin_huxley": (0.05, 0.075, 0.1), "wang_buzsaki": (0.05, 0.075, 0.1, 0.2),
+                 "traub_miles": (0.04, 0.06, 0.075), "morris_lecar": (1.0,)}
+
+
+def stability():
+    """RK4 at and above ``max_step('rk4')``: spike counts and errors (torch naive loop; the
+    model's RK4 limit is lifted for the measurement and restored after it)."""
+    print(f"CPU: {cpu_model()}; RK4 above its limit, {DURATION_MS:g} ms, torch naive float64")
+    for model, drives, _ in CASES:
+        references = [converged_spike_times(model, I, DURATION_MS) for I in drives]
+        limit, declared = model.max_step("rk4"), model.max_dt_by_method
+        for dt in STABILITY_DTS[model.name]:
+            object.__setattr__(model, "max_dt_by_method", (("rk4", 10.0),))
+            try:
+                results = simulate(model, "rk4", drives, dt, path="naive")
+            finally:
+                object.__setattr__(model, "max_dt_by_method", declared)
+            cells = []
+            for I, (times, _), ref in zip(drives, results, references):
+                error = (f"{np.abs(times - ref).max():.2e} ms" if len(times) == len(ref)
+                         else "-")
+                cells.append(f"{I:g} uA: {len(times)}/{len(ref)} spikes, {error}")
+            print(f"{model.name:>15} (max_dt {limit:g}) dt {dt:g}: " + "; ".join(cells))
 
 
 def _plot(table, path):
