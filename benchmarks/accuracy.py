@@ -176,9 +176,9 @@ def main():
             print(f"{dt:>9g} | " + " | ".join(cells))
         for method in METHODS:
             ok = [(d, r, o) for d, r, o in rows[method] if r is not None]
-            print(f"  {method}: fitted order reported {_order(*zip(*[(d, r) for d, r, _ in ok])) if ok else float('nan'):.2f}, "
-                  f"method {_order(*zip(*[(d, o) for d, _, o in ok])) if ok else float('nan'):.2f}"
-                  f" (over dt {', '.join(f'{d:g}' for d, _, _ in ok)})")
+            d_, r_, o_ = zip(*ok) if ok else ((), (), ())
+            print(f"  {method}: fitted order reported {_order(d_, r_):.2f}, "
+                  f"method {_order(d_, o_):.2f} (over dt {', '.join(f'{d:g}' for d in d_)})")
         table[model.name] = rows
         print()
 

@@ -4,8 +4,9 @@ r"""Checks every backend applies before a run: the step size, and the input's pl
 proportion to :math:`\Delta t`. Each :class:`~hh_plugin.model.ModelDefinition` states the
 longest accurate step, ``max_dt`` (ms), and for other methods ``max_dt_by_method``
 (RK4 is fourth order but only conditionally stable: the reference model blows up at
-:math:`\Delta t = 0.1` ms; docs/accuracy.md gives the measurements); a longer step is refused by every backend (torch
-``dt`` in seconds, Brian2's ``dt``, a case file's ``dt`` in ms) with :class:`StepTooLong`.
+:math:`\Delta t = 0.1` ms; docs/accuracy.md gives the measurements); a longer step is
+refused by every backend (torch ``dt`` in seconds, Brian2's ``dt``, a case file's ``dt`` in
+ms) with :class:`StepTooLong`.
 For the reference model, at 10 uA for 200 ms the neuron fires 14 spikes at
 :math:`\Delta t = 0.01` ms and none at 1 ms (``hodgkin_huxley.py`` gives the measurement
 behind its bound).
