@@ -26,6 +26,7 @@ from .device import DEVICES, DeviceSession, use_device
 from .equations import equations
 from .functions import namespace
 from .group import neuron_group, set_steady_state
+from .spike_times import spike_time_monitor, spike_times
 
 __all__ = ["equations", "neuron_group", "set_steady_state", "namespace", "functions",
-           "use_device", "DeviceSession", "DEVICES"]
+           "use_device", "DeviceSession", "DEVICES", "spike_time_monitor", "spike_times"]

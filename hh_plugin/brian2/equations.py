@@ -15,7 +15,8 @@ with Brian2 units: ``V`` in volt, each gate dimensionless, ``I`` and the ionic c
 ``I_<channel>`` in amp, rates ``alpha_<gate>``/``beta_<gate>`` in Hz, time constants
 ``tau_<gate>`` in second, steady states ``<gate>_inf``. An instantaneous gate is
 ``x = ... : 1 (constant over dt)`` (evaluated at the start of the step, as the reference
-models do).
+models do) when ``spec.method`` is ``'exponential_euler'``, and a plain subexpression
+``x = ... : 1`` with ``'rk4'``, so that each Runge-Kutta stage evaluates it afresh.
 
 **Parameters are variables of the group**, by name: ``gNa : siemens (constant, shared)``
 for a scalar, ``gNa : siemens (constant)`` for a per-neuron array; so they can be set
@@ -54,6 +55,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 
 from hh_plugin.model.expressions import VOLTAGE_SYMBOL
+from hh_plugin.model.integrators import DEFAULT_METHOD
 from hh_plugin.model.spec import HHSpec
 
 from . import _compat
@@ -238,8 +240,9 @@ def variable_names(spec: HHSpec) -> Dict[str, str]:
     return names
 
 
-def _gate_lines(model, printer: _Printer):
-    """Equation lines of every gate (see :mod:`hh_plugin.model.definition` for the kinds)."""
+def _gate_lines(model, printer: _Printer, frozen: bool = True):
+    """Equation lines of every gate (see :mod:`hh_plugin.model.definition` for the kinds);
+    with ``frozen`` an instantaneous gate is ``(constant over dt)``."""
     lines = []
     units = {"alpha": "1/ms", "beta": "1/ms", "x_inf": "1", "tau": "ms"}
     declared = {"alpha": "Hz", "beta": "Hz", "x_inf": "1", "tau": "second"}
@@ -255,7 +258,7 @@ def _gate_lines(model, printer: _Printer):
                 value = f"alpha_{x}/(alpha_{x} + beta_{x})"
             else:
                 value = printer.quantity(g.x_inf, "1")[0]
-            lines.append(f"{x} = {value} : 1 (constant over dt)")
+            lines.append(f"{x} = {value} : 1" + (" (constant over dt)" if frozen else ""))
             continue
         if g.alpha is not None:
             for name in ("alpha", "beta"):
@@ -329,7 +332,7 @@ def equations(spec: HHSpec = None, current: str = PARAMETER_CURRENT,
     printer = _Printer(model.units, {"exprel": function})
     currents = " + ".join(f"I_{ch.name}" for ch in model.channels)
     lines = [f"dV/dt = (-({currents}) + I)/{model.capacitance} : volt"]
-    lines += _gate_lines(model, printer)
+    lines += _gate_lines(model, printer, frozen=spec.method == DEFAULT_METHOD)
     for ch in model.channels:
         g, prec = printer.quantity(ch.conductance, "mS")
         lines.append(f"I_{ch.name} = {_paren(g, prec, _PRODUCT)}*(V - {ch.reversal}) : amp")

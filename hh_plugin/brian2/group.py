@@ -39,12 +39,16 @@ import numpy as np
 
 from hh_plugin.model.definition import VoltageDistribution
 from hh_plugin.model.initial import DEFAULT, UNIFORM, VOLTAGE_MARKERS, initial_state
+from hh_plugin.model.integrators import DEFAULT_METHOD, METHODS
 from hh_plugin.model.limits import check_step, warn_if_implausible
 from hh_plugin.model.spec import HHSpec, brian2_unit, to_plain
 
 from . import _compat
 from .equations import PARAMETER_CURRENT, equations
 from .functions import namespace as functions_namespace
+from .methods import state_updater
+from .spike_times import EQUATION as spike_time_equation
+from .spike_times import add_recording as add_spike_time_recording
 
 #: Plain numbers for ``V`` are in mV; outside this range they are refused (units hint).
 PLAUSIBLE_VOLTAGE_MV = 1000.0
@@ -94,7 +98,8 @@ _GROUP_TYPE: dict = {}
 
 def _check_dt(group) -> None:
     check_step(float(group.clock.dt_) * 1e3, group._hh_model,
-               "Brian2's dt is the group's dt= or defaultclock.dt")
+               "Brian2's dt is the group's dt= or defaultclock.dt",
+               getattr(group, "_hh_method", DEFAULT_METHOD))
 
 
 def _group_type():
@@ -353,9 +358,9 @@ def set_steady_state(group, V=None) -> None:
 
 # --------------------------------------------------------------------- the group
 def neuron_group(N, spec: HHSpec = None, current=PARAMETER_CURRENT, V_init=DEFAULT,
-                 seed: Optional[int] = None, method="exponential_euler", *,
+                 seed: Optional[int] = None, method=None, *,
                  extra_equations=None, namespace=None, events=None, reset=None,
-                 refractory=None, **kwargs):
+                 refractory=None, spike_times: bool = False, **kwargs):
     r"""Build a Brian2 ``NeuronGroup`` of ``N`` neurons of ``spec`` (default ``HHSpec()``).
 
     The group has the model's equations (:func:`~hh_plugin.brian2.equations`), its
@@ -383,8 +388,13 @@ def neuron_group(N, spec: HHSpec = None, current=PARAMETER_CURRENT, V_init=DEFAU
         seed: draw ``'default'``/``'uniform'`` with ``numpy.random.default_rng(seed)``,
             identical to :func:`hh_plugin.initial_state` and the torch backend (for
             cross-backend validation); the gates then take numpy's steady-state values.
-        method: Brian2 integration method; ``'exponential_euler'`` is the reference
-            model's scheme.
+        method: ``None`` (default): ``spec.method``; a plugin method name
+            (``'exponential_euler'``, ``'rk4'``; :mod:`hh_plugin.model.integrators`)
+            replaces ``spec.method``, so ``method='rk4'`` re-evaluates instantaneous gates
+            at every stage (Brian2's own ``rk4`` on the equations of an exponential-Euler
+            spec would hold them over the step) and the dt limit is the method's; any
+            other Brian2 method (a name or a ``StateUpdateMethod``) is passed to Brian2
+            as it is, on the equations of ``spec``.
         extra_equations: equations added to the model (a string or ``brian2.Equations``):
             synaptic variables with their own dynamics (``'dge/dt = -ge/taue :
             siemens'``), parameters, anything ``current`` uses. They start at 0; the
@@ -399,6 +409,10 @@ def neuron_group(N, spec: HHSpec = None, current=PARAMETER_CURRENT, V_init=DEFAU
         refractory: ``None`` (default: one spike per upward crossing of the threshold)
             or an absolute refractory period (a Brian2 duration, or a number in ms) with
             Brian2's rule (see the module docs).
+        spike_times: keep ``V`` at the start of each step in ``V_before`` so that
+            :func:`~hh_plugin.brian2.spike_time_monitor` and
+            :func:`~hh_plugin.brian2.spike_times` give each spike's time inside its step
+            (:mod:`hh_plugin.brian2.spike_times`).
         **kwargs: passed to ``brian2.NeuronGroup`` (``name``, ``dt``, ``clock``,
             ``order``, ``dtype``...). ``model`` and ``threshold`` are refused with an
             explanation (see the module docs for the spike rule).
@@ -423,7 +437,11 @@ def neuron_group(N, spec: HHSpec = None, current=PARAMETER_CURRENT, V_init=DEFAU
         raise TypeError(f"spec must be an HHSpec, got {type(spec).__name__}")
     N = _check_n(N)
     spec.check_size(N)
-    method = _check_method(method)
+    if method is None or (isinstance(method, str) and method in METHODS):
+        spec = spec if method in (None, spec.method) else spec.replace(method=method)
+        method = state_updater(spec.method)
+    else:
+        method = _check_method(method)
     for key, why in _REFUSED_KWARGS.items():
         if key in kwargs:
             raise TypeError(f"neuron_group does not take {key}=: {why}")
@@ -439,9 +457,11 @@ def neuron_group(N, spec: HHSpec = None, current=PARAMETER_CURRENT, V_init=DEFAU
         constant_current = _current_values(current, N, spec)
         eqs = equations(spec, PARAMETER_CURRENT)
     user_pieces = []
-    if current != PARAMETER_CURRENT and constant_current is None:
+    if constant_current is None and current != PARAMETER_CURRENT:
         user_pieces.append((f"the current expression {current!r}",
                             brian2.Expression(current).identifiers))
+    if spike_times:
+        eqs = _extra_equations(eqs, spike_time_equation)
     if extra_equations is not None:
         extra_eqs = _extra_equations(eqs, extra_equations)
         user_pieces.append(("extra_equations",
@@ -467,6 +487,7 @@ def neuron_group(N, spec: HHSpec = None, current=PARAMETER_CURRENT, V_init=DEFAU
                           events=events or None, method=method,
                           namespace=_group_namespace(namespace), **kwargs)
     group._hh_model = model
+    group._hh_method = spec.method
     _check_dt(group)  # again at every run: dt may change before it
     _check_user_code(group, user_pieces, get_local_namespace(level=1))
 
@@ -475,6 +496,8 @@ def neuron_group(N, spec: HHSpec = None, current=PARAMETER_CURRENT, V_init=DEFAU
     if spec.V_reset is not None:
         group.V_reset = spec.V_reset * brian2.mV
     _initialize(group, spec, N, V_init, seed)
+    if spike_times:
+        add_spike_time_recording(group)
     if constant_current is not None:
         group.I = constant_current * brian2.amp
         warn_if_implausible(np.abs(constant_current) * 1e6, spec.parameters[model.capacitance],

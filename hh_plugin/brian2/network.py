@@ -148,8 +148,11 @@ def _trace_unit(spec: NetworkSpec, population: str, variable: str) -> float:
     return 1.0
 
 
-def _receptor_equations(spec: NetworkSpec, population: str):
-    """Extra equations, current terms and pulse variables of a population's receptors."""
+def _receptor_equations(spec: NetworkSpec, population: str, held: bool = False):
+    """Extra equations, current terms and the statements run after the update (pulse
+    variables cleared) of a population's receptors; with ``held`` a decaying receptor
+    variable is a parameter of the update (held through the RK4 stages, as the torch
+    network holds a conductance) that decays by ``x *= exp(-dt/tau)`` after it."""
     import brian2
 
     lines, terms, pulses, constants = [], [], [], {}
@@ -160,8 +163,12 @@ def _receptor_equations(spec: NetworkSpec, population: str):
             pulses.append(f"{var} = 0*{dim}")
         else:
             tau = f"tau_{syn.receptor}"
-            lines.append(f"d{var}/dt = -{var}/{tau} : {dim}")
             constants[tau] = syn.time_constant * brian2.ms
+            if held:  # a parameter of the update, decayed exactly after it (as on torch)
+                lines.append(f"{var} : {dim}")
+                pulses.append(f"{var} *= exp(-dt/{tau})")
+            else:
+                lines.append(f"d{var}/dt = -{var}/{tau} : {dim}")
         if syn.model.is_conductance:
             terms.append(f"{var}*({_scalar_text(syn.reversal_potential, 'mV')} - V)")
         else:
@@ -171,7 +178,7 @@ def _receptor_equations(spec: NetworkSpec, population: str):
 
 def build_network(spec: NetworkSpec, steps: Optional[int] = None,
                   record: Sequence[str] = ("V",), record_spikes: bool = True,
-                  method: str = "exponential_euler", name_prefix: str = "",
+                  method: Optional[str] = None, name_prefix: str = "",
                   **group_kwargs) -> BrianNetwork:
     r"""Build the Brian2 network of ``spec`` (in the current Brian2 device).
 
@@ -183,8 +190,13 @@ def build_network(spec: NetworkSpec, steps: Optional[int] = None,
         record: state variables recorded for every population (``'V'``, gates,
             synaptic variables), all neurons, at the end of each step; ``()``: none.
         record_spikes: add a ``SpikeMonitor`` per population.
-        method: the groups' integration method (exponential Euler is the scheme that
-            agrees with the torch backend).
+        method: ``None`` (default): each population's ``spec.method``
+            (:mod:`hh_plugin.model.integrators`; the torch network integrates the same);
+            a method name overrides it for every HH population (``neuron_group``'s
+            ``method``). With ``'rk4'`` a population's receptor variables are held over
+            the step in its membrane equation and decay exactly after it
+            (``x *= exp(-dt/tau)``), as on torch. Leaky integrators integrate with
+            exponential Euler.
         name_prefix: prefix of every object name (several networks in one process).
         **group_kwargs: passed to every ``NeuronGroup`` (e.g. ``dtype``).
 
@@ -221,7 +233,9 @@ def build_network(spec: NetworkSpec, steps: Optional[int] = None,
 
     for name, pop in spec.populations.items():
         r = rank[name]
-        lines, terms, pulses, constants = _receptor_equations(spec, name)
+        effective = getattr(pop.spec, "method", None) if method is None else method
+        held = pop.spikes and effective == "rk4"
+        lines, terms, pulses, constants = _receptor_equations(spec, name, held=held)
         namespace = dict(constants)
         current_terms = []
         constant_current = None
@@ -255,7 +269,8 @@ def build_network(spec: NetworkSpec, steps: Optional[int] = None,
         else:
             group = leaky_integrator_group(
                 pop.size, pop.spec, state, current if current_terms else None, lines,
-                namespace, clock, _order(r, 1), f"{prefix}{name}", method=method)
+                namespace, clock, _order(r, 1), f"{prefix}{name}",
+                method=method or "exponential_euler")
         for syn in spec.receptors[name].values():
             setattr(group, syn.variable, state[syn.variable] * brian2_unit(syn.unit))
         if constant_current is not None:

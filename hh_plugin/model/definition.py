@@ -41,6 +41,7 @@ import numpy as np
 import sympy
 
 from .expressions import VOLTAGE_SYMBOL, evaluate, parse, to_callable
+from .integrators import DEFAULT_METHOD, check_method
 
 #: Units a parameter may carry; the plugin's unit system is mV, ms, mS, uF, uA.
 PARAMETER_UNITS = ("mV", "mS", "uF", "uA", "ms", "1/ms", "1")
@@ -48,7 +49,7 @@ PARAMETER_UNITS = ("mV", "mS", "uF", "uA", "ms", "1/ms", "1")
 CONSTRAINTS = (None, "positive", "nonnegative", "nonzero")
 #: Names the backends reserve (input current, spike options, time).
 RESERVED_NAMES = ("I", "t", "dt", "i", "alpha", "width", "V_reset", "V_scale", "spk_reset",
-                  "z")
+                  "z", "method")
 #: Range of V (mV) over which every rate must be finite (checked when a model is defined).
 VOLTAGE_CHECK_RANGE = (-100.0, 60.0)
 
@@ -280,7 +281,11 @@ class ModelDefinition:
     gates start at their steady state) give the default initial state;
     ``initial_voltage_range`` is the range that ``V_init='uniform'`` draws from.
     ``max_dt`` (ms) is the longest step for which the model's exponential Euler step is
-    accurate (a longer step is refused by every backend, naming the accuracy problem).
+    accurate (a longer step is refused by every backend, naming the accuracy problem);
+    ``max_dt_by_method`` (``{method: ms}``) the same for other integration methods
+    (:mod:`hh_plugin.model.integrators`), where it was measured (:meth:`max_step`). It is
+    a property of the code that ships the model, not of its equations: it is not part of
+    :meth:`to_dict` and not compared by ``==``.
     """
 
     name: str
@@ -295,6 +300,7 @@ class ModelDefinition:
     max_dt: float = 0.1
     reference: str = ""
     description: str = ""
+    max_dt_by_method: Any = field(default=(), compare=False, hash=False)
     _cache: dict = field(default_factory=dict, compare=False, repr=False, hash=False)
 
     def __post_init__(self):
@@ -343,6 +349,14 @@ class ModelDefinition:
         if not (isinstance(self.max_dt, (int, float)) and 0 < self.max_dt < float("inf")):
             raise ValueError(f"model {self.name!r}: max_dt must be a positive finite number "
                              f"of ms, got {self.max_dt!r}")
+        by_method = dict(self.max_dt_by_method)
+        for method, limit in by_method.items():
+            check_method(method)
+            if isinstance(limit, bool) or not isinstance(limit, (int, float)) \
+                    or not 0 < limit < float("inf"):
+                raise ValueError(f"model {self.name!r}: max_dt_by_method[{method!r}] must be "
+                                 f"a positive finite number of ms, got {limit!r}")
+        set_(self, "max_dt_by_method", tuple((m, float(v)) for m, v in by_method.items()))
         low_high = tuple(float(v) for v in self.initial_voltage_range)
         VoltageDistribution.uniform(*low_high)  # validates
         set_(self, "initial_voltage_range", low_high)
@@ -363,6 +377,11 @@ class ModelDefinition:
         self.gate_terms
         self.conductance_expressions
         self._check_finite_rates()
+
+    def max_step(self, method: str = DEFAULT_METHOD) -> float:
+        """The longest accurate step (ms) of ``method``: ``max_dt_by_method[method]`` where
+        given, else ``max_dt`` (the exponential Euler bound)."""
+        return dict(self.max_dt_by_method).get(check_method(method), self.max_dt)
 
     # ------------------------------------------------------------------ names
     @property

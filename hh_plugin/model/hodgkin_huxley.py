@@ -42,5 +42,8 @@ HODGKIN_HUXLEY = register_model(ModelDefinition(
     # measured vs dt = 0.001 ms, 200 ms at 5-20 uA: same spike counts up to 0.05 ms; at 0.1 ms
     # 14/14 spikes at 10 uA, at most 1 spike lost, inter-spike intervals 4-5% long; 0.2 ms: -2
     max_dt=0.1,
+    # rk4 (DOP853 reference, 100 ms at 10 and 20 uA, docs/accuracy.md): spike times within
+    # 0.0029 ms at 0.05 ms, 0.0068 ms at 0.075 ms; at 0.1 ms it is unstable (2 of 7 spikes)
+    max_dt_by_method={"rk4": 0.05},
     reference="brainpy.state.HH (BrainPy); Hodgkin & Huxley, J. Physiol. 117 (1952)",
 ))

@@ -2,8 +2,11 @@ r"""Checks every backend applies before a run: the step size, and the input's pl
 
 **Step.** Exponential Euler is first-order accurate: its spike-time error grows in
 proportion to :math:`\Delta t`. Each :class:`~hh_plugin.model.ModelDefinition` states the
-longest accurate step, ``max_dt`` (ms); a longer step is refused by every backend (torch
-``dt`` in seconds, Brian2's ``dt``, a case file's ``dt`` in ms) with :class:`StepTooLong`.
+longest accurate step, ``max_dt`` (ms), and for other methods ``max_dt_by_method``
+(RK4 is fourth order but only conditionally stable: the reference model blows up at
+:math:`\Delta t = 0.1` ms; docs/accuracy.md gives the measurements); a longer step is
+refused by every backend (torch ``dt`` in seconds, Brian2's ``dt``, a case file's ``dt`` in
+ms) with :class:`StepTooLong`.
 For the reference model, at 10 uA for 200 ms the neuron fires 14 spikes at
 :math:`\Delta t = 0.01` ms and none at 1 ms (``hodgkin_huxley.py`` gives the measurement
 behind its bound).
@@ -24,6 +27,8 @@ from typing import Optional
 
 import numpy as np
 
+from .integrators import DEFAULT_METHOD
+
 #: mV/ms: an input with max|I| / min C above this draws :class:`ImplausibleInputWarning`.
 MAX_PLAUSIBLE_RATE = 1e4
 
@@ -36,19 +41,26 @@ class ImplausibleInputWarning(UserWarning):
     """An input current far beyond anything physiological for the model (see the module)."""
 
 
-def step_problem(dt_ms: float, model) -> Optional[str]:
-    """Why a step of ``dt_ms`` ms is refused for ``model``, or ``None`` if it is accurate."""
-    if dt_ms <= model.max_dt * (1 + 1e-9):
+def step_problem(dt_ms: float, model, method: str = DEFAULT_METHOD) -> Optional[str]:
+    """Why a step of ``dt_ms`` ms is refused for ``model`` integrated with ``method``
+    (:mod:`hh_plugin.model.integrators`), or ``None`` if it is accurate."""
+    limit = model.max_step(method)
+    if dt_ms <= limit * (1 + 1e-9):
         return None
-    return (f"dt = {dt_ms:g} ms is longer than {model.max_dt:g} ms, the longest step for "
-            f"which model {model.name!r} is accurate: exponential Euler's error grows with "
-            f"dt and beyond it spike counts and times are wrong (at dt = 1 ms the reference "
-            f"neuron at 10 uA stops spiking)")
+    if method == DEFAULT_METHOD:
+        why = ("exponential Euler's error grows with dt and beyond it spike counts and "
+               "times are wrong (at dt = 1 ms the reference neuron at 10 uA stops spiking)")
+    else:
+        why = (f"beyond it the {method!r} method is unstable or loses spikes (measured "
+               f"against a converged solution, docs/accuracy.md)")
+    return (f"dt = {dt_ms:g} ms is longer than {limit:g} ms, the longest step for which "
+            f"model {model.name!r} is accurate with method {method!r}: {why}")
 
 
-def check_step(dt_ms: float, model, hint: str = "") -> None:
-    """Raise :class:`StepTooLong` unless ``dt_ms`` (ms) is within ``model.max_dt``."""
-    problem = step_problem(dt_ms, model)
+def check_step(dt_ms: float, model, hint: str = "", method: str = DEFAULT_METHOD) -> None:
+    """Raise :class:`StepTooLong` unless ``dt_ms`` (ms) is within the model's longest step
+    for ``method`` (:meth:`~hh_plugin.model.ModelDefinition.max_step`)."""
+    problem = step_problem(dt_ms, model, method)
     if problem:
         raise StepTooLong(problem + (f"; {hint}" if hint else ""))
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from .definition import ModelDefinition, get_model, known_models, register_model
 from .hodgkin_huxley import HODGKIN_HUXLEY
+from .integrators import DEFAULT_METHOD, check_method
 
 RESET_MODES = ("soft", "hard")
 
@@ -51,7 +52,7 @@ def _legacy_threshold_constraint(registered: ModelDefinition, carried: ModelDefi
     return dataclasses.replace(carried, parameters=fixed, _cache={}) == registered
 
 
-_OPTION_NAMES = ("spk_reset", "alpha", "width", "V_reset", "V_scale")
+_OPTION_NAMES = ("spk_reset", "alpha", "width", "V_reset", "V_scale", "method")
 #: The surrogate's scale (mV) where the threshold is 0 mV and no ``V_scale`` is given:
 #: :math:`x = (V - V_{th})/1\,\mathrm{mV}`, the surrogate on the voltage in mV.
 ZERO_THRESHOLD_SCALE = 1.0
@@ -128,6 +129,12 @@ class HHSpec:
             soft subtracts :math:`z (V_{th} - V_{reset})`, hard sets :math:`V_{reset}`.
         model: the :class:`~hh_plugin.model.definition.ModelDefinition` (default
             :data:`~hh_plugin.model.hodgkin_huxley.HODGKIN_HUXLEY`).
+        method: the integration method, a plain string, one of
+            :data:`~hh_plugin.model.integrators.METHODS`: ``'exponential_euler'``
+            (default, the reference model's, first order) or ``'rk4'`` (classical
+            fourth-order Runge-Kutta, every stage re-evaluating rates and instantaneous
+            gates; :mod:`hh_plugin.model.integrators`). Every backend integrates with it
+            and refuses a ``dt`` above ``model.max_step(method)``.
 
     Example:
         >>> spec = HHSpec(gL=0.3, V_reset=-70.0)
@@ -136,17 +143,18 @@ class HHSpec:
     """
 
     __slots__ = ("model", "_values", "spk_reset", "alpha", "width", "V_reset", "V_scale",
-                 "size")
+                 "size", "method")
 
     def __init__(self, *, model: ModelDefinition = HODGKIN_HUXLEY, spk_reset: str = "soft",
                  alpha: float = 0.3, width: float = 1.0, V_reset=None, V_scale=None,
-                 **parameters):
+                 method: str = DEFAULT_METHOD, **parameters):
         if not isinstance(model, ModelDefinition):
             raise TypeError(f"model must be a ModelDefinition, got {type(model).__name__}")
         unknown = set(parameters) - set(model.parameter_names)
         if unknown:
             raise TypeError(f"unknown parameter(s) {sorted(unknown)} for model {model.name!r}; "
                             f"known: {list(model.parameter_names)} and options {list(_OPTION_NAMES)}")
+        check_method(method)
         if spk_reset not in RESET_MODES:
             raise ValueError(f"spk_reset must be one of {RESET_MODES}, got {spk_reset!r}")
         values: Dict[str, Any] = {}
@@ -182,6 +190,7 @@ class HHSpec:
         set_(self, "V_reset", V_reset)
         set_(self, "V_scale", V_scale)
         set_(self, "size", sizes.pop() if sizes else None)
+        set_(self, "method", method)
 
     # ------------------------------------------------------------------ access
     def __getattr__(self, name):
@@ -204,7 +213,7 @@ class HHSpec:
     @property
     def options(self) -> Dict[str, Any]:
         return {"spk_reset": self.spk_reset, "alpha": self.alpha, "width": self.width,
-                "V_reset": self.V_reset, "V_scale": self.V_scale}
+                "V_reset": self.V_reset, "V_scale": self.V_scale, "method": self.method}
 
     @property
     def surrogate_scale(self):
@@ -257,6 +266,8 @@ class HHSpec:
         if self.V_scale is not None:  # written only when set: older readers read the rest
             out["V_scale"] = self.V_scale
             out["units"] = {**out["units"], "V_scale": "mV"}
+        if self.method != DEFAULT_METHOD:  # written only when not the default, as V_scale
+            out["method"] = self.method
         if include_definition:
             out["definition"] = self.model.to_dict()
         return out
@@ -316,7 +327,8 @@ class HHSpec:
 
         parts = [f"{k}={fmt(v)}" for k, v in self._values.items()]
         parts += [f"{k}={fmt(v)}" for k, v in self.options.items()
-                  if k != "V_scale" or v is not None]
+                  if not (k == "V_scale" and v is None)
+                  and not (k == "method" and v == DEFAULT_METHOD)]
         if self.model is not HODGKIN_HUXLEY:
             parts.append(f"model={self.model.name!r}")
         return f"HHSpec({', '.join(parts)})"

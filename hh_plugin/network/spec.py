@@ -208,11 +208,13 @@ class NetworkSpec:
                                 f"{type(pop).__name__}")
             if pop.name in pops:
                 raise ValueError(f"two populations are named {pop.name!r}")
-            max_dt = getattr(pop.model, "max_dt", None)
+            method = getattr(pop.spec, "method", "exponential_euler")
+            max_dt = (pop.model.max_step(method) if hasattr(pop.model, "max_step")
+                      else getattr(pop.model, "max_dt", None))
             if max_dt is not None and self.dt > max_dt * (1 + 1e-12):
                 raise ValueError(f"dt = {self.dt} ms is longer than model "
-                                 f"{pop.model.name!r}'s max_dt = {max_dt} ms (its exponential "
-                                 f"Euler step is not accurate there)")
+                                 f"{pop.model.name!r}'s max_dt = {max_dt} ms (its {method} "
+                                 f"step is not accurate there)")
             pops[pop.name] = pop
         if not pops:
             raise ValueError("a network needs at least one population")

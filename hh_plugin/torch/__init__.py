@@ -8,7 +8,8 @@ NamedTuples ``HHParameters`` and ``HHState``. Module layer (:mod:`hh_plugin.torc
 from .functional import (HHParameters, HHRecurrentState, HHState, ReLUSurrogate, hh_step,
                          initial_state, parameters_type, state_type)
 from .module import HH, HHCell, HHRecurrent, HHRecurrentCell
+from .spike_times import spike_times
 
 __all__ = ["HHParameters", "HHRecurrentState", "HHState", "ReLUSurrogate", "hh_step",
            "initial_state", "parameters_type", "state_type", "HH", "HHCell", "HHRecurrent",
-           "HHRecurrentCell"]
+           "HHRecurrentCell", "spike_times"]

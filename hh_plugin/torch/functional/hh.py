@@ -31,6 +31,12 @@ scale :math:`V_{scale}` (mV; by default :math:`|V_{th}|`, 1 mV at :math:`V_{th} 
     V' \leftarrow (1 - \bar z) V' + \bar z V_{reset} \ \text{(hard, } \bar z
     \text{ detached)}.
 
+**Fourth order.** With ``p.method == 'rk4'`` (``HHSpec(method='rk4')``) the step is
+classical RK4 on :math:`(V, x_1, \dots)` (:func:`hh_plugin.model.integrators.explicit_step`),
+each stage evaluating the whole right-hand side (:func:`_vector_field`: rates,
+instantaneous gates, conductances) at the stage's state, with the input current and
+synaptic conductance held over the step; spike and reset rules are the same.
+
 Units: V in mV, I in uA, g in mS, C in uF; ``dt`` in **seconds** as everywhere in
 Norse (the rates are in 1/ms, so the step uses :math:`\Delta t = 10^3 dt` ms).
 """
@@ -43,16 +49,19 @@ from typing import Tuple
 
 import torch
 
-from ...model.definition import steady_state
+from ...model.vector_field import evaluate as evaluate_vector_field
+from ...model.vector_field import gate_derivative_and_decay  # noqa: F401  (re-exported)
 from ...model.expressions import exprel_torch
+from ...model.integrators import DEFAULT_METHOD, check_method, explicit_step
 from ...model.limits import MAX_PLAUSIBLE_RATE, check_step, warn_if_implausible
 from .parameters import _ParametersMixin, _TensorTuple, state_type
 from .surrogate import rising_edge, surrogate_scale
 
 
-def check_dt(dt, model=None) -> float:
-    """``dt`` (seconds) as a float; a positive finite number within ``model.max_dt`` (when
-    a model is given; :mod:`hh_plugin.model.limits`), or a clear error."""
+def check_dt(dt, model=None, method: str = DEFAULT_METHOD) -> float:
+    """``dt`` (seconds) as a float; a positive finite number within the model's longest
+    step for ``method`` (``model.max_step(method)``, when a model is given;
+    :mod:`hh_plugin.model.limits`), or a clear error."""
     try:
         value = float(dt)
     except (TypeError, ValueError):
@@ -63,7 +72,8 @@ def check_dt(dt, model=None) -> float:
         raise ValueError(f"dt = {value} s is longer than 10 ms; dt is in seconds "
                          f"(0.01 ms is dt=1e-5)")
     if model is not None:
-        check_step(value * 1e3, model, f"dt is in seconds: use dt <= {model.max_dt * 1e-3:g}")
+        check_step(value * 1e3, model,
+                   f"dt is in seconds: use dt <= {model.max_step(method) * 1e-3:g}", method)
     return value
 
 
@@ -111,29 +121,18 @@ def _cast(p: _ParametersMixin, like: torch.Tensor) -> dict:
         if isinstance(value, torch.Tensor):
             if value.dtype != like.dtype or value.device != like.device:
                 value = value.to(dtype=like.dtype, device=like.device)
-        elif value is not None and key != "spk_reset":
+        elif value is not None and key not in ("spk_reset", "method"):
             value = torch.as_tensor(value, dtype=like.dtype, device=like.device)
         out[key] = value
     out["V_scale"] = surrogate_scale(out[type(p).model.threshold], out["V_scale"])
     return out
 
 
-def gate_derivative_and_decay(intermediates, x, factor=None):
-    r""":math:`\dot x` and the decay rate :math:`\lambda` of a dynamic gate (1/ms).
-
-    Kinetic: :math:`\phi(\alpha(1-x) - \beta x)`, :math:`\phi(\alpha+\beta)`;
-    relaxing: :math:`\phi(x_\infty - x)/\tau`, :math:`\phi/\tau`
-    (:math:`\phi` = ``factor``, 1 when ``None``).
-    """
-    if "alpha" in intermediates:
-        a, b = intermediates["alpha"], intermediates["beta"]
-        derivative, decay = a * (1.0 - x) - b * x, a + b
-    else:
-        tau = intermediates["tau"]
-        derivative, decay = (intermediates["x_inf"] - x) / tau, 1.0 / tau
-    if factor is not None:
-        derivative, decay = factor * derivative, factor * decay
-    return derivative, decay
+def _vector_field(model, values, point, input_current, conductance=None,
+                  conductance_current=None):
+    """:func:`hh_plugin.model.vector_field.evaluate` with the model's torch callables."""
+    return evaluate_vector_field(model, "torch", values, point, input_current, conductance,
+                                 conductance_current)
 
 
 def hh_step(input_current: torch.Tensor, state, p: _ParametersMixin,
@@ -162,41 +161,31 @@ def hh_step(input_current: torch.Tensor, state, p: _ParametersMixin,
         and the state after the step.
     """
     model = type(p).model
-    compiled = model.compiled("torch")
+    method = getattr(p, "method", DEFAULT_METHOD)
     values = _cast(p, state.V)
     dt_ms = dt * 1e3
-    if isinstance(dt_ms, float) and dt_ms > model.max_dt:
-        check_step(dt_ms, model, "dt is in seconds")
-    V = state.V
-    gates = {name: getattr(state, name) for name in model.gate_names}
-    symbols = {**values, **gates, "V": V}
-    for name in model.instantaneous_gate_names:
-        symbols[name] = steady_state(compiled.evaluate_intermediates(name, symbols))
-
-    conductance_total = 0.0
-    ionic_current = 0.0
-    for channel in model.channels:
-        args = compiled.conductance_args[channel.name]
-        g = compiled.conductances[channel.name](*(symbols[a] for a in args))
-        conductance_total = conductance_total + g
-        ionic_current = ionic_current + g * (V - values[channel.reversal])
-    if conductance is not None:
-        if conductance_current is None:
-            raise ValueError("conductance needs conductance_current (sum of g_s*E_s, uA)")
-        conductance_total = conductance_total + conductance
-        ionic_current = ionic_current + (conductance * V - conductance_current)
-    elif conductance_current is not None:
+    if isinstance(dt_ms, float) and dt_ms > model.max_step(method):
+        check_step(dt_ms, model, "dt is in seconds", method)
+    if conductance is not None and conductance_current is None:
+        raise ValueError("conductance needs conductance_current (sum of g_s*E_s, uA)")
+    if conductance is None and conductance_current is not None:
         raise ValueError("conductance_current is given without conductance")
-    C = values[model.capacitance]
-    drive = (input_current - ionic_current) / C
-    V_new = V + dt_ms * exprel_torch(-conductance_total * (dt_ms / C)) * drive
+    V = state.V
+    gates = [getattr(state, name) for name in model.gate_names]
+    if method == "rk4":
+        def derivative(point):
+            return _vector_field(model, values, point, input_current, conductance,
+                                 conductance_current)[0]
 
-    new_gates = []
-    for name in model.gate_names:
-        derivative, decay = gate_derivative_and_decay(
-            compiled.evaluate_intermediates(name, symbols), gates[name],
-            compiled.factor(name, symbols))
-        new_gates.append(gates[name] + dt_ms * exprel_torch(-decay * dt_ms) * derivative)
+        V_new, *new_gates = explicit_step(derivative, [V, *gates], dt_ms)
+    else:
+        check_method(method)
+        (drive, *gate_derivatives), (conductance_total, *decays) = _vector_field(
+            model, values, [V, *gates], input_current, conductance, conductance_current)
+        C = values[model.capacitance]
+        V_new = V + dt_ms * exprel_torch(-conductance_total * (dt_ms / C)) * drive
+        new_gates = [x + dt_ms * exprel_torch(-decay * dt_ms) * derivative
+                     for x, derivative, decay in zip(gates, gate_derivatives, decays)]
 
     V_th = values[model.threshold]
     z = rising_edge(V_new, V, V_th, values["alpha"], values["width"], values["V_scale"])

@@ -18,8 +18,9 @@ import torch
 from ...model import HODGKIN_HUXLEY, HHSpec, ModelDefinition
 from ...model.definition import steady_state
 from ...model.initial import DEFAULT, UNIFORM, default_gate_values, initial_voltage
+from ...model.integrators import DEFAULT_METHOD
 
-_OPTIONS = ("spk_reset", "alpha", "width", "V_reset", "V_scale")
+_OPTIONS = ("spk_reset", "alpha", "width", "V_reset", "V_scale", "method")
 _CACHE: dict = {}
 
 
@@ -118,7 +119,8 @@ class _ParametersMixin(_TensorTuple):
         V_reset = None if spec.V_reset is None else _tensor(spec.V_reset, dtype, device)
         V_scale = None if spec.V_scale is None else _tensor(spec.V_scale, dtype, device)
         return cls(**values, spk_reset=spec.spk_reset, alpha=_tensor(spec.alpha, dtype, device),
-                   width=_tensor(spec.width, dtype, device), V_reset=V_reset, V_scale=V_scale)
+                   width=_tensor(spec.width, dtype, device), V_reset=V_reset, V_scale=V_scale,
+                   method=spec.method)
 
     @property
     def v_th(self):
@@ -146,7 +148,7 @@ class _ParametersMixin(_TensorTuple):
         values = {k: plain(getattr(self, k)) for k in self.model.parameter_names}
         return HHSpec(model=self.model, spk_reset=self.spk_reset, alpha=plain(self.alpha),
                       width=plain(self.width), V_reset=plain(self.V_reset),
-                      V_scale=plain(self.V_scale), **values)
+                      V_scale=plain(self.V_scale), method=self.method, **values)
 
 
 class _StateMixin(_TensorTuple):
@@ -182,7 +184,7 @@ def parameters_type(model: ModelDefinition, name: Optional[str] = None):
         fields = list(model.parameter_names) + list(_OPTIONS)
         defaults = [torch.as_tensor(p.default, dtype=torch.float64) for p in model.parameters]
         defaults += ["soft", torch.as_tensor(0.3, dtype=torch.float64),
-                     torch.as_tensor(1.0, dtype=torch.float64), None, None]
+                     torch.as_tensor(1.0, dtype=torch.float64), None, None, DEFAULT_METHOD]
         base = collections.namedtuple((name or "Parameters") + "Base", fields, defaults=defaults)
         return type(name or f"{model.name.title().replace('_', '')}Parameters",
                     (_ParametersMixin, base), {"__slots__": (), "model": model})
@@ -205,7 +207,8 @@ Fields: ``ENa, gNa, EK, gK, EL, gL, V_th`` (mV, mS), ``C`` (uF), each a scalar o
 per-neuron tensor broadcastable against the input; ``spk_reset`` (``'soft'``/``'hard'``),
 surrogate ``alpha`` and ``width``; ``V_reset`` (mV or ``None``: no reset, the reference);
 ``V_scale``, the surrogate's scale (mV or ``None``: :math:`|V_{th}|`, 1 mV where
-:math:`V_{th} = 0`; see :class:`~hh_plugin.HHSpec`).
+:math:`V_{th} = 0`; see :class:`~hh_plugin.HHSpec`); ``method``, the integration method
+(``'exponential_euler'``, the default, or ``'rk4'``; :mod:`hh_plugin.model.integrators`).
 Defaults are the reference model's. ``HHParameters.from_spec(spec)`` builds one from an
 :class:`~hh_plugin.HHSpec`, ``p.to_spec()`` goes back.
 """

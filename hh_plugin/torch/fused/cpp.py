@@ -234,9 +234,11 @@ def cached_build(prefix: str, source: str, functions: list, what: str, verbose: 
     return ext
 
 
-def load_extension(model: ModelDefinition, verbose: bool = False):
-    """Compile (first use) or load (cached) the fused extension for ``model``."""
-    key = model.name, id(model)
+def load_extension(model: ModelDefinition, verbose: bool = False,
+                   method: str = "exponential_euler"):
+    """Compile (first use) or load (cached) the fused extension for ``model`` integrated
+    with ``method`` (:mod:`hh_plugin.model.integrators`)."""
+    key = model.name, id(model), method
     ext = _EXTENSIONS.get(key)
     if ext is not None:
         return ext
@@ -251,7 +253,8 @@ def load_extension(model: ModelDefinition, verbose: bool = False):
             _FAILURES[key] = f"the fused C++ path needs a compiler: {reason}"
             raise PathUnavailable(_FAILURES[key])
         try:
-            ext = cached_build(f"hh_fused_{model.name}", generate_cpp(model),
+            suffix = "" if method == "exponential_euler" else f"_{method}"
+            ext = cached_build(f"hh_fused_{model.name}{suffix}", generate_cpp(model, method),
                                ["hh_forward", "hh_backward", "hh_step_forward",
                                 "hh_step_backward", "hh_release_outputs"],
                                f"the fused HH kernel for model {model.name!r}", verbose)

@@ -873,11 +873,12 @@ BLOCK_DOUBLE = 32
 STEP_GRAIN = 16384
 
 
-def generate_cpp(model: ModelDefinition) -> str:
+def generate_cpp(model: ModelDefinition, method: str = "exponential_euler") -> str:
     """C++ source of the fused CPU extension for ``model``: the sequence kernel
     (``hh_forward``, ``hh_backward``) and the single step (``hh_step_forward``,
-    ``hh_step_backward``)."""
-    program = step_program(model, CPP)
+    ``hh_step_backward``), integrating with ``method``
+    (:func:`.codegen.step_program`)."""
+    program = step_program(model, CPP, method=method)
     header = (exprel_constants(_CPP_HEADER).replace("MODEL_NAME", model.name)
               .replace("NUM_STATES", str(len(program.states)))
               .replace("NUM_PARAMS", str(len(program.parameters)))

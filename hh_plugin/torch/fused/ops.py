@@ -10,9 +10,9 @@ backward as its forward's autograd formula. :func:`torch.compile` therefore trac
 node, no graph break, the same arithmetic as in eager mode), and
 :func:`torch.export.export` exports them.
 
-Each model has its own generated kernel; the operators name it by a string key
-(:func:`kernel_key`: the model's name and a hash of its definition), so one pair of
-operators serves every model. A key is resolved to its model in this process's
+Each model and integration method has its own generated kernel; the operators name it by
+a string key (:func:`kernel_key`: the model's name, the method and a hash of the
+definition), so one pair of operators serves every model. A key is resolved to its model in this process's
 registry, filled when a module or :func:`~hh_plugin.torch.fused.sequence.hh_sequence`
 first meets the model, else among the registered models (an exported program loaded in
 a fresh process).
@@ -33,6 +33,7 @@ from typing import List
 import torch
 
 from ...model.definition import ModelDefinition, get_model, known_models
+from ...model.integrators import DEFAULT_METHOD
 from .codegen import CPP, kernel_parameters, step_program
 from .cpp import PathUnavailable, load_extension
 from .cpp_source import BLOCK_DOUBLE, BLOCK_FLOAT
@@ -40,27 +41,35 @@ from .cpp_source import BLOCK_DOUBLE, BLOCK_FLOAT
 _MODELS: dict = {}
 
 
-def kernel_key(model: ModelDefinition) -> str:
-    """``'<model name>-<16 hex digits of its definition's hash>'``, registered for the
-    operators to find the model's kernel."""
-    key = model._cache.get("torch_kernel_key")
+def kernel_key(model: ModelDefinition, method: str = DEFAULT_METHOD) -> str:
+    """``'<model name>-<method>-<16 hex digits of the definition's hash>'``, registered for
+    the operators to find the kernel of ``model`` integrated with ``method``."""
+    name = f"torch_kernel_key:{method}"
+    key = model._cache.get(name)
     if key is None:
         digest = hashlib.sha256(json.dumps(model.to_dict(), sort_keys=True).encode())
-        key = model._cache["torch_kernel_key"] = f"{model.name}-{digest.hexdigest()[:16]}"
-        _MODELS[key] = model
+        key = model._cache[name] = f"{model.name}-{method}-{digest.hexdigest()[:16]}"
+        _MODELS[key] = (model, method)
     return key
 
 
-def _extension(key: str):
-    model = _MODELS.get(key)
-    if model is None:
-        name = key.rsplit("-", 1)[0]
-        if name in known_models() and kernel_key(get_model(name)) == key:
-            model = _MODELS[key]
+def _model_method(key: str):
+    entry = _MODELS.get(key)
+    if entry is None:
+        name, method, _ = key.rsplit("-", 2)
+        if name in known_models() and kernel_key(get_model(name), method) == key:
+            entry = _MODELS[key]
         else:
             raise RuntimeError(f"hh_plugin: no model for the fused kernel {key!r} in this "
                                f"process; create the module (or register the model) first")
-    return load_extension(model)
+    return entry
+
+
+def _extension(key: str):
+    model, method = _model_method(key)
+    if method == DEFAULT_METHOD:
+        return load_extension(model)
+    return load_extension(model, method=method)
 
 
 @torch.compiler.assume_constant_result
@@ -222,12 +231,12 @@ def _step_backward(ctx, grads):
 def _gradient_flags(key: str) -> tuple:
     """Per kernel parameter (:func:`.codegen.kernel_parameters` order): does the adjoint
     step give it a gradient?"""
-    model = _MODELS[key]
-    flags = model._cache.get("torch_step_gradient_flags")
+    model, method = _model_method(key)
+    slot = f"torch_step_gradient_flags:{method}"
+    flags = model._cache.get(slot)
     if flags is None:
-        grads = step_program(model, CPP).parameter_gradients
-        flags = model._cache["torch_step_gradient_flags"] = tuple(
-            name in grads for name in kernel_parameters(model))
+        grads = step_program(model, CPP, method=method).parameter_gradients
+        flags = model._cache[slot] = tuple(name in grads for name in kernel_parameters(model))
     return flags
 
 

@@ -19,6 +19,9 @@ returns the same spikes and states on every path:
     ``'naive'``.
 
 A path requested explicitly that cannot run raises :class:`PathUnavailable` with the reason.
+:data:`FUSED_METHODS` lists the integration methods each generated kernel implements; for
+another method ``'auto'`` takes the next path that does (the ``'naive'`` loop, whose
+gradients are autograd's through :func:`~hh_plugin.torch.functional.hh.hh_step`).
 """
 
 from __future__ import annotations
@@ -29,9 +32,10 @@ from typing import Optional, Tuple
 
 import torch
 
+from ...model.integrators import DEFAULT_METHOD
 from ..functional.hh import _cast, check_dt, hh_step
 from ..functional.parameters import state_type
-from .codegen import RESET_CODES, kernel_parameters
+from .codegen import FUSED_METHODS, RESET_CODES, kernel_parameters
 from .cpp import PathUnavailable, compiler_available, load_extension
 from .ops import fused_sequence, kernel_key, kernel_ready
 
@@ -75,11 +79,15 @@ def _recorded(cls, names, values):
 
 
 def path_unavailable_reason(path: str, input_current: torch.Tensor,
-                            record_states: bool = False) -> Optional[str]:
-    """Why ``path`` cannot run for this input, or ``None`` if it can."""
+                            record_states: bool = False,
+                            method: str = DEFAULT_METHOD) -> Optional[str]:
+    """Why ``path`` cannot run for this input (and integration ``method``), or ``None``."""
     _check_path(path)
     if path in ("naive", "auto"):
         return None
+    if path in FUSED_METHODS and method not in FUSED_METHODS[path]:
+        return (f"the {path} path integrates with {list(FUSED_METHODS[path])} only, not "
+                f"{method!r} (use path='naive' or 'compiled')")
     if path == "compiled":
         if not hasattr(torch, "compile"):
             return "torch.compile is not available in this torch version"
@@ -101,17 +109,18 @@ def path_unavailable_reason(path: str, input_current: torch.Tensor,
 
 
 def resolve_path(path: str, input_current: torch.Tensor, record_states: bool = False,
-                 needs_grad: bool = False) -> str:
+                 needs_grad: bool = False, method: str = DEFAULT_METHOD) -> str:
     """The concrete path for ``path`` (``'auto'`` resolved); raises if it cannot run."""
     _check_path(path)
     if path == "auto":
-        if path_unavailable_reason("fused_cpp", input_current, record_states) is None:
+        if path_unavailable_reason("fused_cpp", input_current, record_states, method) is None:
             return "fused_cpp"
         if (not needs_grad and input_current.device.type == "cuda"
-                and path_unavailable_reason("triton", input_current, record_states) is None):
+                and path_unavailable_reason("triton", input_current, record_states,
+                                            method) is None):
             return "triton"
         return "naive"
-    reason = path_unavailable_reason(path, input_current, record_states)
+    reason = path_unavailable_reason(path, input_current, record_states, method)
     if reason is not None:
         raise PathUnavailable(f"path {path!r} is unavailable: {reason}")
     if path == "triton" and needs_grad:
@@ -212,10 +221,15 @@ def _flat_parameters(p, like: torch.Tensor, step_shape) -> list:
 
 def _fused_cpp(input_current, state, p, dt, names, checkpoint):
     model = type(p).model
-    if not torch.compiler.is_compiling():
-        load_extension(model)  # build or load it now: PathUnavailable falls back to naive
-    elif not kernel_ready(kernel_key(model)):
-        raise PathUnavailable(f"the fused kernel of model {model.name!r} cannot be built")
+    key = kernel_key(model, p.method)
+    if not torch.compiler.is_compiling():  # build or load it now: PathUnavailable falls back
+        if p.method == DEFAULT_METHOD:
+            load_extension(model)
+        else:
+            load_extension(model, method=p.method)
+    elif not kernel_ready(key):
+        raise PathUnavailable(f"the fused {p.method} kernel of model {model.name!r} cannot be "
+                              f"built")
     T = input_current.shape[0]
     step_shape = tuple(input_current.shape[1:])
     M = math.prod(step_shape)
@@ -234,8 +248,7 @@ def _fused_cpp(input_current, state, p, dt, names, checkpoint):
         t.requires_grad for t in [input_current, *states, *params])
     every = checkpoint_interval(checkpoint, T) if needs_grad else 0
     ns = len(states)
-    out = fused_sequence(kernel_key(model), I, states, params, float(dt) * 1e3, reset, every,
-                         record)
+    out = fused_sequence(key, I, states, params, float(dt) * 1e3, reset, every, record)
     out = [out[0], *out[len(out) - len(record):], *out[1:1 + ns]] if record else out[:1 + ns]
     Z = out[0].reshape(input_current.shape)
     cls = state_type(model)
@@ -269,14 +282,14 @@ def hh_sequence(input_current: torch.Tensor, state, p, dt: float = 1e-5, *,
     Returns ``(spikes, state)`` exactly as :class:`hh_plugin.torch.HH` does, and with
     ``return_final`` ``(spikes, state, final_state)``.
     """
-    check_dt(dt, type(p).model)
+    check_dt(dt, type(p).model, p.method)
     names = record_names(record_states, type(p).model)
     needs_grad = torch.is_grad_enabled() and (
         input_current.requires_grad
         or any(isinstance(t, torch.Tensor) and t.requires_grad for t in state)
         or any(isinstance(t, torch.Tensor) and t.requires_grad for t in p))
     explicit = path != "auto"
-    concrete = resolve_path(path, input_current, record_states, needs_grad)
+    concrete = resolve_path(path, input_current, record_states, needs_grad, p.method)
     if concrete == "fused_cpp":
         try:
             z, recorded, final = _fused_cpp(input_current, state, p, dt, names, checkpoint)

@@ -31,7 +31,7 @@ from torch.autograd.function import once_differentiable
 from ...model.limits import check_step
 from ..functional.hh import hh_step
 from ..functional.parameters import state_type
-from .codegen import CPP, RESET_CODES, kernel_parameters, step_program
+from .codegen import CPP, FUSED_METHODS, RESET_CODES, kernel_parameters, step_program
 from .cpp import PathUnavailable, load_extension
 from .ops import fused_step, kernel_key, kernel_ready
 
@@ -92,6 +92,10 @@ def fused_step_unavailable_reason(input_current, state, p) -> Optional[str]:
     torch.jit and functorch transforms it does not apply."""
     if not isinstance(input_current, torch.Tensor):
         return "the input is not a tensor"
+    method = getattr(p, "method", "exponential_euler")
+    if method not in FUSED_METHODS["fused_cpp"]:
+        return (f"the fused step integrates with {list(FUSED_METHODS['fused_cpp'])} only, "
+                f"not {method!r}")
     dtype = input_current.dtype
     if dtype not in _FUSED_DTYPES:
         return f"the fused step supports float32 and float64, got {dtype}"
@@ -106,22 +110,30 @@ def fused_step_unavailable_reason(input_current, state, p) -> Optional[str]:
             return reason
     reason = _tracing()
     if reason is not None:
-        if capture and kernel_ready(kernel_key(type(p).model)):
+        if capture and kernel_ready(kernel_key(type(p).model, method)):
             return None  # the step is traced as the custom operator hh_plugin::fused_step
         return reason
     try:
-        load_extension(type(p).model)
+        _extension(type(p).model, method)
     except PathUnavailable as exc:
         return str(exc)
     return None
 
 
-def _gradient_parameters(model) -> tuple:
+def _extension(model, method: str):
+    """The fused extension of ``model`` and ``method`` (the default method's by the plain
+    call, as before methods existed)."""
+    if method == "exponential_euler":
+        return load_extension(model)
+    return load_extension(model, method=method)
+
+
+def _gradient_parameters(model, method: str = "exponential_euler") -> tuple:
     """Per kernel parameter: does the adjoint step give it a gradient?"""
-    flags = _GRADIENT_PARAMETERS.get(model.name, (None, None))
+    flags = _GRADIENT_PARAMETERS.get((model.name, method), (None, None))
     if flags[0] is not model:
-        grads = step_program(model, CPP).parameter_gradients
-        flags = _GRADIENT_PARAMETERS[model.name] = (
+        grads = step_program(model, CPP, method=method).parameter_gradients
+        flags = _GRADIENT_PARAMETERS[(model.name, method)] = (
             model, tuple(name in grads for name in kernel_parameters(model)))
     return flags[1]
 
@@ -202,9 +214,13 @@ def hh_step_fused(input_current: torch.Tensor, state, p, dt: float = 1e-5):
     common shape of the input and the state (as the spikes have). Raises :class:`.cpp.PathUnavailable` if the extension cannot be
     built; the inputs must satisfy :func:`fused_step_unavailable_reason`."""
     model = type(p).model
+    reason = fused_step_unavailable_reason(input_current, state, p) \
+        if p.method not in FUSED_METHODS["fused_cpp"] else None
+    if reason is not None:
+        raise PathUnavailable(reason)
     if _graph_capture():
         return _traced_step(input_current, state, p, dt)
-    ext = load_extension(model)
+    ext = _extension(model, p.method)
     tensors = [input_current, *state]
     shape = state.V.shape
     if any(t.shape != shape for t in tensors):
@@ -217,7 +233,7 @@ def hh_step_fused(input_current: torch.Tensor, state, p, dt: float = 1e-5):
     if not torch.is_grad_enabled():
         out = ext.hh_step_forward(tensors[0], tensors[1:], params, dt_ms, reset)
     else:
-        meta = (len(tensors) - 1, dt_ms, reset, _gradient_parameters(model))
+        meta = (len(tensors) - 1, dt_ms, reset, _gradient_parameters(model, p.method))
         if any(t.requires_grad for t in params):
             out = FusedStepFunction.apply(ext, meta, None, *tensors, *params)
         elif any(t.requires_grad for t in tensors):
@@ -238,8 +254,8 @@ def _traced_step(input_current, state, p, dt):
     tensors = [torch.broadcast_to(t, shape).contiguous() for t in tensors]
     params = _flat_parameters(p, input_current, shape)
     reset = RESET_CODES[None if p.V_reset is None else p.spk_reset]
-    out = fused_step(kernel_key(model), tensors[0], tensors[1:], params, float(dt) * 1e3,
-                     reset)
+    out = fused_step(kernel_key(model, p.method), tensors[0], tensors[1:], params,
+                     float(dt) * 1e3, reset)
     return out[0], state_type(model)(*out[1:])
 
 

@@ -58,15 +58,16 @@ def triton_unavailable_reason(input_current: torch.Tensor, allow_cpu: bool = Fal
     return None
 
 
-def load_module(model: ModelDefinition):
-    """Generate, write and import the Triton kernel module for ``model`` (cached)."""
-    key = model.name, id(model)
+def load_module(model: ModelDefinition, method: str = "exponential_euler"):
+    """Generate, write and import the Triton kernel module for ``model`` and ``method``
+    (cached)."""
+    key = model.name, id(model), method
     mod = _MODULES.get(key)
     if mod is not None:
         return mod
     from .cpp import cache_dir
 
-    source = generate_triton(model)
+    source = generate_triton(model, method)
     name = f"hh_triton_{model.name}_{source_hash(source)}"
     folder = cache_dir() / "triton"
     folder.mkdir(parents=True, exist_ok=True)
@@ -104,7 +105,7 @@ def hh_sequence_triton(input_current: torch.Tensor, state, p, dt: float,
 
     model = type(p).model
     names = record_names(record_states, model)
-    mod = load_module(model)
+    mod = load_module(model, p.method)
     dtype = input_current.dtype
     T = input_current.shape[0]
     step_shape = tuple(input_current.shape[1:])

@@ -62,10 +62,11 @@ def _pow(a, b):
 """
 
 
-def generate_triton(model: ModelDefinition) -> str:
-    """Python source of a Triton forward kernel ``hh_forward_kernel`` for ``model``: one
-    program per ``BLOCK`` neurons runs the whole time loop with the state in registers."""
-    program = step_program(model, TRITON)
+def generate_triton(model: ModelDefinition, method: str = "exponential_euler") -> str:
+    """Python source of a Triton forward kernel ``hh_forward_kernel`` for ``model``
+    integrated with ``method`` (:func:`.codegen.step_program`): one program per ``BLOCK``
+    neurons runs the whole time loop with the state in registers."""
+    program = step_program(model, TRITON, method=method)
     states, params = program.states, program.parameters
     fwd = program.forward
     sig_states = ", ".join(f"S0_{s}, S1_{s}, R_{s}" for s in states)

@@ -112,7 +112,7 @@ class _HHMixin:
         self._n_neurons = p.size  # p was validated by as_parameters
         type(p).model.compiled("torch")  # build the rate functions now, not while traced
         state_type(type(p).model)  # and the state's class
-        kernel_key(type(p).model)  # and the name of its fused kernel (torch.library ops)
+        kernel_key(type(p).model, p.method)  # and its fused kernel's name (torch.library)
 
     def parameters_like(self, tensor: torch.Tensor):
         """``self.p`` cast to ``tensor``'s dtype and device, cached (parameters that
@@ -207,8 +207,9 @@ class _HHMixin:
 
 
 class HHCell(_HHMixin, SNNCell):
-    r"""One exponential-Euler step of an HH population (see :mod:`hh_plugin.torch.functional.hh`;
-    on the CPU in float32/float64 one call of the fused C++ step, :mod:`hh_plugin.torch.fused.step`).
+    r"""One step of an HH population with the spec's method (exponential Euler by default, or
+    RK4: ``HHSpec(method='rk4')``; see :mod:`hh_plugin.torch.functional.hh`; on the CPU in
+    float32/float64 one call of the fused C++ step, :mod:`hh_plugin.torch.fused.step`).
 
     Arguments:
         p: an :class:`~hh_plugin.HHSpec` or ``HHParameters`` (default: the reference model).
@@ -236,7 +237,7 @@ class HHCell(_HHMixin, SNNCell):
                  trainable=()):
         p = as_parameters(HHSpec() if p is None else p)
         super().__init__(activation=hh_feed_forward_step, state_fallback=self.initial_state,
-                         p=p, dt=check_dt(dt, type(p).model))
+                         p=p, dt=check_dt(dt, type(p).model, p.method))
         self._setup(p, V_init, seed, trainable)
 
     def forward(self, input_tensor: torch.Tensor, state=None):
@@ -296,7 +297,7 @@ class HH(_HHMixin, SNN):
             raise ValueError(f"unknown path {path!r}; choose one of {PATHS}")
         checkpoint_interval(checkpoint, 1)  # validate early
         super().__init__(activation=hh_feed_forward_step, state_fallback=self.initial_state,
-                         p=p, dt=check_dt(dt, type(p).model), record_states=record_states)
+                         p=p, dt=check_dt(dt, type(p).model, p.method), record_states=record_states)
         self._setup(p, V_init, seed, trainable)
         self.path = path
         self.checkpoint = checkpoint
@@ -378,7 +379,7 @@ class HHRecurrentCell(_RecurrentMixin, SNNRecurrentCell):
         p = as_parameters(HHSpec() if p is None else p)
         super().__init__(activation=hh_recurrent_step, state_fallback=self.recurrent_initial_state,
                          input_size=input_size, hidden_size=hidden_size, p=p,
-                         dt=check_dt(dt, type(p).model), **kwargs)
+                         dt=check_dt(dt, type(p).model, p.method), **kwargs)
         self._setup_recurrent(p, V_init, seed, hidden_size, trainable)
 
     def forward(self, input_tensor: torch.Tensor, state=None):
@@ -409,7 +410,7 @@ class HHRecurrent(_RecurrentMixin, SNNRecurrent):
         record_names(record_states, type(p).model)  # validate early
         super().__init__(activation=hh_recurrent_step, state_fallback=self.recurrent_initial_state,
                          input_size=input_size, hidden_size=hidden_size, p=p,
-                         dt=check_dt(dt, type(p).model), record_states=record_states, **kwargs)
+                         dt=check_dt(dt, type(p).model, p.method), record_states=record_states, **kwargs)
         self._setup_recurrent(p, V_init, seed, hidden_size, trainable)
 
     def forward(self, input_tensor: torch.Tensor, state=None):

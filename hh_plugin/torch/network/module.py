@@ -37,6 +37,7 @@ import torch
 from ...model.spec import HHSpec
 from ...network.leaky_integrator import LISpec
 from ...network.spec import NetworkSpec
+from ...model.integrators import DEFAULT_METHOD
 from ..functional.hh import hh_step
 from ..fused.cpp import PathUnavailable
 from ..functional.parameters import parameters_type, state_type
@@ -420,6 +421,9 @@ class NetworkModule(torch.nn.Module):
             reason = f"the fused network path runs on the CPU, the module is on {device}"
         elif any(not pop.spikes for pop in self.spec.populations.values()):
             reason = "the fused network path has no leaky-integrator populations"
+        elif any(pop.spec.method != DEFAULT_METHOD for pop in self.spec.populations.values()):
+            reason = ("the fused network kernel integrates with exponential Euler only; "
+                      "populations with another method run on path='naive'")
         else:
             reason = compiler_available()
         if reason is None:
