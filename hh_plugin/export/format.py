@@ -13,10 +13,14 @@ import numpy as np
 
 from .errors import FormatError
 
-__all__ = ["INTEGRATOR", "SPIKE_RULE", "FLOAT_DTYPES", "SPIKES", "TIME", "float_array",
+__all__ = ["INTEGRATOR", "INTEGRATORS", "SPIKE_RULE", "FLOAT_DTYPES", "SPIKES", "TIME", "float_array",
            "spike_array", "check_shape", "check_gates", "state_units", "trace_units"]
 
 INTEGRATOR = "exponential_euler (Jacobi)"
+#: ``spec.integrator`` of each integration method (:mod:`hh_plugin.model.integrators`):
+#: the reference model's exponential Euler, or the classic fourth-order Runge-Kutta method
+#: with every gate and subexpression re-evaluated at each stage.
+INTEGRATORS = {"exponential_euler": INTEGRATOR, "rk4": "rk4 (classic, all stages)"}
 SPIKE_RULE = "rising_edge"
 #: Float dtypes allowed for state, input and trace arrays (parameters are always float64).
 FLOAT_DTYPES = (np.dtype("float16"), np.dtype("float32"), np.dtype("float64"))

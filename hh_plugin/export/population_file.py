@@ -270,7 +270,7 @@ def _prepare(spec, state, time, dt, input, input_t_start, traces, backend, prove
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "spec": {"model": model.name, "definition": model.to_dict(),
-                 "integrator": fmt.INTEGRATOR,
+                 "integrator": fmt.INTEGRATORS[spec.method],
                  "dt": None if dt is None else {"value": _finite_float(dt, "dt (ms)", True),
                                                 "unit": "ms"},
                  "spike_rule": fmt.SPIKE_RULE,
@@ -417,8 +417,9 @@ def _spec(raw: RawFile, meta: dict, model, path) -> HHSpec:
         V_reset = V_reset.astype(np.float64)
     scale = spec_meta["surrogate"].get("scale")
     V_scale = None if scale is None else _voltage(scale, "spec.surrogate.scale", path)
+    method = {text: name for name, text in fmt.INTEGRATORS.items()}[spec_meta["integrator"]]
     try:
-        return HHSpec(model=model, spk_reset=spec_meta["spk_reset"],
+        return HHSpec(model=model, spk_reset=spec_meta["spk_reset"], method=method,
                       alpha=spec_meta["surrogate"]["alpha"],
                       width=spec_meta["surrogate"]["width"], V_reset=V_reset,
                       V_scale=V_scale, **params)

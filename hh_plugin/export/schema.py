@@ -63,7 +63,11 @@ SCHEMA = {
                                "description": "the model's definition "
                                               "(ModelDefinition.to_dict); optional, read "
                                               "when the model is not registered"},
-                "integrator": {"const": "exponential_euler (Jacobi)"},
+                "integrator": {"enum": ["exponential_euler (Jacobi)",
+                                        "rk4 (classic, all stages)"],
+                               "description": "the integration method (HHSpec.method); "
+                                              "readers that do not know one refuse the "
+                                              "file"},
                 "dt": {"anyOf": [{"type": "null"}, {"$ref": "#/$defs/positive_time"}]},
                 "spike_rule": {"const": "rising_edge",
                                "description": "spike in step k iff V before < V_th <= V after"},
