@@ -140,6 +140,10 @@ def build_timeout() -> float:
     return value if value > 0 else 300.0
 
 
+#: Seconds a process waits silently for the build lock before it says why it waits.
+QUIET_WAIT = 60.0
+
+
 @contextlib.contextmanager
 def _build_lock(build: Path, timeout: float):
     """Hold an exclusive ``flock`` on the build directory; :class:`PathUnavailable` after
@@ -149,7 +153,8 @@ def _build_lock(build: Path, timeout: float):
         return
     fd = os.open(build / "hh_plugin_build.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
-        deadline = time.monotonic() + timeout
+        start = time.monotonic()
+        deadline = start + timeout
         waiting = False
         while True:
             try:
@@ -160,7 +165,10 @@ def _build_lock(build: Path, timeout: float):
                     raise PathUnavailable(
                         f"another process has been building the fused kernel in {build} for "
                         f"more than {timeout:g} s (HH_PLUGIN_BUILD_TIMEOUT)") from None
-                if not waiting:
+                # silent at first: another process loading the cached kernel (every rank
+                # of a torchrun job does) holds the lock for a moment; only a long wait
+                # (a build elsewhere, which announces itself) is worth a line
+                if not waiting and time.monotonic() >= start + min(QUIET_WAIT, timeout / 2):
                     print(f"hh_plugin: waiting for another process to finish building the "
                           f"fused HH kernel in {build}", file=sys.stderr, flush=True)
                     waiting = True
