@@ -220,6 +220,10 @@ class HHCell(_HHMixin, SNNCell):
             (mV).
         seed: seed for a random draw (numpy generator, identical to the Brian2 backend's);
             ``None`` uses torch's global generator.
+        trainable: model parameters to train, such as ``("gNa", "gK", "EL")``: registered
+            as ``nn.Parameter``\ s (in ``parameters()`` and ``state_dict()``), positive
+            ones through their logarithm (:mod:`hh_plugin.torch.module.trainable`);
+            ``self.p`` holds their current values. The other modules take it too.
 
     ``forward(input_tensor, state=None) -> (spikes, HHState)``; the input is a current in uA
     of any shape (batch, ..., neurons).
