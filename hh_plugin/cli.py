@@ -201,6 +201,9 @@ def _parser():
                    help="tolerance on m, h, n (default: 1e-8 float64, 1e-3 float32)")
     p.add_argument("--spike-steps", type=_nonnegative_int,
                    help="allowed spike shift in steps (default: 0 float64, 1 float32)")
+    p.add_argument("--spike-atol", type=_nonnegative_float, metavar="MS",
+                   help="also compare the spikes' times inside their steps (linear "
+                        "interpolation of the threshold crossing), within MS ms")
     p.add_argument("--worst", type=_nonnegative_int, default=10,
                    help="number of neurons listed in the table (default 10)")
 
@@ -454,7 +457,7 @@ def _crosscheck_networks(a, b, args, out) -> int:
 
     if not (_is_network(a) and _is_network(b)):
         raise UsageError("one file holds a network, the other a single population")
-    for option in ("atol_gate", "spike_steps"):
+    for option in ("atol_gate", "spike_steps", "spike_atol"):
         if getattr(args, option) is not None:
             raise UsageError(f"--{option.replace('_', '-')} applies to single-population "
                              f"files")
@@ -490,7 +493,7 @@ def _cmd_crosscheck(args, outputs) -> int:
     if _is_network(a) or _is_network(b):
         return _crosscheck_networks(a, b, args, out)
     result = compare(a, b, atol_V=args.atol_V, atol_gate=args.atol_gate,
-                     spike_steps=args.spike_steps)
+                     spike_steps=args.spike_steps, spike_atol=args.spike_atol)
     print(table(result, worst=args.worst, backends=(a.backend, b.backend)))
     if out is not None:
         from .export.container.atomic import atomic_create

@@ -35,11 +35,14 @@ GATES = ("m", "h", "n")
 
 @dataclass(frozen=True)
 class Tolerances:
-    """``atol_V`` in mV, ``atol_gate`` dimensionless, ``spike_steps`` in steps."""
+    """``atol_V`` in mV, ``atol_gate`` dimensionless, ``spike_steps`` in steps,
+    ``spike_atol`` in ms (or ``None``)."""
 
     atol_V: float
     atol_gate: float
     spike_steps: int
+    #: ms: compare spike times inside the step (:func:`spike_times`), ``None``: steps only
+    spike_atol: Optional[float] = None
 
     @classmethod
     def for_dtype(cls, dtype) -> "Tolerances":
@@ -66,6 +69,7 @@ class CrosscheckResult:
     spikes_b: np.ndarray
     max_shift: np.ndarray          # ms; nan where the counts differ
     first_step: np.ndarray         # first diverging row per neuron, -1 if none
+    max_time_shift: Optional[np.ndarray] = None  # ms, sub-step times; nan: counts differ
     spec_differences: List[str] = field(default_factory=list)
     labels: tuple = ("A", "B")
 
@@ -120,12 +124,50 @@ def _spec_differences(a: HHRecord, b: HHRecord) -> List[str]:
     return out
 
 
+def spike_times(record: HHRecord) -> List[np.ndarray]:
+    r"""Per neuron (flattened in C order), the times (ms) of its spikes inside their steps,
+    from the record's ``V`` and ``spikes`` traces with the formula every backend uses
+    (:func:`hh_plugin.model.spike_times.crossing_times`: the threshold crossing of the
+    straight line between :math:`V` at the two ends of the step). A soft reset is undone
+    for the crossing (:math:`V_{th} - V_{reset}` added back); a spike in the first row,
+    whose :math:`V` before the step the traces do not hold, is placed at the step's end."""
+    from ..model.spike_times import crossing_times
+
+    if record.spec.V_reset is not None and record.spec.spk_reset == "hard":
+        raise CrosscheckError(f"{record.path or 'a run'}: spike times inside the step need "
+                              f"V before the reset, which a hard reset overwrites; compare "
+                              f"steps (--spike-steps) instead")
+    steps = len(record.traces["time"])
+    V = _flat(record.traces["V"], steps)
+    z = record.traces["spikes"].reshape(steps, -1).astype(bool)
+    dt = float(record.dt if record.dt is not None else np.diff(record.traces["time"][:2])[0])
+    V_th = np.broadcast_to(np.asarray(record.spec.parameters[record.spec.model.threshold],
+                                      dtype=np.float64), V.shape[1:])
+    undo = 0.0
+    if record.spec.V_reset is not None:  # soft reset: V_after = V_crossing - (V_th - V_reset)
+        undo = np.broadcast_to(V_th - np.asarray(record.spec.V_reset, dtype=np.float64),
+                               V.shape[1:])
+    out = []
+    for j in range(V.shape[1]):
+        rows = np.flatnonzero(z[:, j])
+        start = record.traces["time"][0] - dt  # the start of the first row's step
+        times = np.full(len(rows), start + dt)  # a spike in row 0: the step's end
+        later = rows > 0
+        after = V[rows[later], j] + (undo[j] if np.ndim(undo) else undo)
+        times[later] = crossing_times(rows[later], V[rows[later] - 1, j], after, V_th[j], dt,
+                                      t0=start)
+        out.append(times)
+    return out
+
+
 def compare(a: HHRecord, b: HHRecord, tolerances: Optional[Tolerances] = None,
             **overrides) -> CrosscheckResult:
     """Compare the traces of two result records.
 
     ``tolerances`` defaults to :meth:`Tolerances.for_dtype` of the lower-precision run;
-    keyword ``overrides`` (``atol_V=``, ``atol_gate=``, ``spike_steps=``) replace fields.
+    keyword ``overrides`` (``atol_V=``, ``atol_gate=``, ``spike_steps=``, ``spike_atol=``)
+    replace fields. With ``spike_atol`` (ms) the spikes' times inside their steps
+    (:func:`spike_times`) must also agree within it, pair by pair.
     Raises :class:`CrosscheckError` when the runs cannot be compared.
     """
     for rec, label in ((a, "A"), (b, "B")):
@@ -171,10 +213,28 @@ def compare(a: HHRecord, b: HHRecord, tolerances: Optional[Tolerances] = None,
                 rows.append((ra if len(ra) > k else rb)[k])
             for row in rows:
                 bad[row, j] = True
+    time_shift = None
+    if tol.spike_atol is not None and "spikes" in a.traces and "spikes" in b.traces:
+        time_shift = np.zeros(n)
+        rows_a = [np.flatnonzero(c) for c in za.T]
+        rows_b = [np.flatnonzero(c) for c in zb.T]
+        for j, (ta_j, tb_j) in enumerate(zip(spike_times(a), spike_times(b))):
+            if len(ta_j) != len(tb_j):
+                time_shift[j] = np.nan  # the count mismatch is marked above
+                continue
+            if not len(ta_j):
+                continue
+            diff = np.abs(ta_j - tb_j)
+            time_shift[j] = diff.max()
+            outside = np.flatnonzero(diff > tol.spike_atol)
+            if len(outside):
+                i = outside[0]
+                bad[min(rows_a[j][i], rows_b[j][i]), j] = True
     first = np.where(bad.any(0), bad.argmax(0), -1)
     return CrosscheckResult(
         shape=tuple(a.shape), dt=float(a.dt if a.dt is not None else ta[1] - ta[0]),
         time=ta, tolerances=tol, dtype=np.dtype(dtype), max_dV=dV.max(0),
         max_gate=gate_err.max(0), spikes_a=counts_a, spikes_b=counts_b, max_shift=shift,
-        first_step=first, spec_differences=_spec_differences(a, b),
+        first_step=first, max_time_shift=time_shift,
+        spec_differences=_spec_differences(a, b),
         labels=(str(a.path or "A"), str(b.path or "B")))

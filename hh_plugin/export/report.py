@@ -22,7 +22,9 @@ def table(result: CrosscheckResult, worst: int = 10, backends=("", "")) -> str:
              f"{n} neurons {r.shape}, {len(r.time)} steps of {r.dt:g} ms "
              f"({r.time[0]:g} .. {r.time[-1]:g} ms), compared as {r.dtype}",
              f"tolerances: |dV| <= {tol.atol_V:g} mV, gate error <= {tol.atol_gate:g}, "
-             f"spike shift <= {tol.spike_steps} step(s)"]
+             f"spike shift <= {tol.spike_steps} step(s)"
+             + ("" if tol.spike_atol is None else
+                f", spike times inside the step within {tol.spike_atol:g} ms")]
     if r.spec_differences:
         lines.append("specifications DIFFER: " + "; ".join(r.spec_differences))
     else:
@@ -34,6 +36,14 @@ def table(result: CrosscheckResult, worst: int = 10, backends=("", "")) -> str:
                  f"{r.max_gate.max():.3g}, spikes A {total_a} / B {total_b}, "
                  f"{count_diff} neuron(s) with different counts, max spike shift "
                  f"{(finite.max() if len(finite) else 0.0):.3g} ms")
+    if r.max_time_shift is not None:
+        times = r.max_time_shift[~np.isnan(r.max_time_shift)]
+        late = np.flatnonzero(r.max_time_shift > tol.spike_atol)
+        lines.append(f"spike times (linear interpolation inside the step): largest "
+                     f"difference {(times.max() if len(times) else 0.0):.3g} ms; "
+                     + (f"first neuron outside {tol.spike_atol:g} ms: "
+                        f"{r.neuron_name(late[0])}" if len(late) else
+                        f"all within {tol.spike_atol:g} ms"))
     lines.append("")
     lines.append(f"neurons, worst first (failed first, then by max |dV|); {min(worst, n)} "
                  f"of {n} listed (--worst):")
