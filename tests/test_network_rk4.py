@@ -33,14 +33,14 @@ def rk4_network(method="rk4") -> NetworkSpec:
     return NetworkSpec(pops, projections, inputs, dt=0.025)
 
 
-def _run_both(spec):
+def _run_both(spec, steps=STEPS):
     with torch.no_grad():
-        out = NetworkModule(spec, dtype=torch.float64)(steps=STEPS, record=("V",))
+        out = NetworkModule(spec, dtype=torch.float64)(steps=steps, record=("V",))
     old = brian2.prefs.codegen.target
     brian2.prefs.codegen.target = "numpy"
     try:
         brian2.start_scope()
-        net = build_network(spec, STEPS, record=("V",))
+        net = build_network(spec, steps, record=("V",))
         net.run()
     finally:
         brian2.prefs.codegen.target = old
@@ -80,16 +80,7 @@ def test_cobahh_with_rk4_gives_identical_spikes_on_both_backends():
     spec = cobahh_network(n_exc=320, n_inh=80, p=0.2, seed=3, dt=0.04,
                           spec=HHSpec(model=TRAUB_MILES, method="rk4"))
     steps = 2500
-    with torch.no_grad():
-        out = NetworkModule(spec, dtype=torch.float64)(steps=steps, record=("V",))
-    old = brian2.prefs.codegen.target
-    brian2.prefs.codegen.target = "numpy"
-    try:
-        brian2.start_scope()
-        net = build_network(spec, steps, record=("V",))
-        net.run()
-    finally:
-        brian2.prefs.codegen.target = old
+    out, net = _run_both(spec, steps)
     ours = out.spikes["P"].numpy()
     assert ours.sum() > 1000  # an active network
     np.testing.assert_array_equal(ours, net.spike_raster("P", steps))

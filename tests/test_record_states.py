@@ -25,9 +25,12 @@ def _input(T=1500, n=4):
 @pytest.mark.parametrize("names", [("V",), ("n", "V"), "h"])
 def test_recording_some_variables_gives_their_trajectories_and_none_for_the_rest(path, names):
     I = _input()
-    z_all, everything = HH(p=HHSpec(), dt=1e-5, V_init=-65.0, path=path,
-                           record_states=True)(I)
-    z, part = HH(p=HHSpec(), dt=1e-5, V_init=-65.0, path=path, record_states=names)(I)
+    # without gradients: with them (the initial V requires them, as in Norse), the
+    # compiled path's graphs differ by their outputs and inductor rounds them differently
+    with torch.no_grad():
+        z_all, everything = HH(p=HHSpec(), dt=1e-5, V_init=-65.0, path=path,
+                               record_states=True)(I)
+        z, part = HH(p=HHSpec(), dt=1e-5, V_init=-65.0, path=path, record_states=names)(I)
     chosen = {names} if isinstance(names, str) else set(names)
     assert torch.equal(z, z_all) and z.sum() > 0
     for field in ("V", "m", "h", "n"):

@@ -216,7 +216,7 @@ def test_gradient_of_a_trainable_parameter_matches_central_differences():
 
 
 def test_unknown_trainable_parameter_is_refused_with_the_valid_names():
-    with pytest.raises(ValueError, match="has no parameter 'gCa'.*gNa"):
+    with pytest.raises(ValueError, match="unknown parameter 'gCa'.*gNa"):
         HHCell(trainable=("gCa",))
     with pytest.raises(ValueError, match="named twice"):
         HHCell(trainable=("gL", "gL"))

@@ -35,6 +35,7 @@ import torch
 from ...model.integrators import DEFAULT_METHOD
 from ..functional.hh import _cast, check_dt, hh_step
 from ..functional.parameters import state_type
+from ..options import checked_names
 from .codegen import FUSED_METHODS, RESET_CODES, kernel_parameters
 from .cpp import PathUnavailable, compiler_available, load_extension
 from .ops import fused_sequence, kernel_key, kernel_ready
@@ -57,18 +58,9 @@ def record_names(record_states, model) -> Tuple[str, ...]:
         return ()
     if record_states is True:
         return tuple(model.state_names)
-    names = (record_states,) if isinstance(record_states, str) else record_states
-    try:
-        names = tuple(names)
-    except TypeError:
-        raise TypeError(f"record_states must be True, False or state variable names such as "
-                        f"('V',), got {record_states!r}") from None
-    for name in names:
-        if not isinstance(name, str):
-            raise TypeError(f"record_states: names must be strings, got {name!r}")
-        if name not in model.state_names:
-            raise ValueError(f"record_states: unknown state variable {name!r}; model "
-                             f"{model.name!r} has {', '.join(model.state_names)}")
+    names = checked_names(record_states, model.state_names, "record_states",
+                          "state variable", model.name,
+                          "True, False or state variable names such as ('V',)")
     return tuple(n for n in model.state_names if n in names)
 
 

@@ -25,6 +25,8 @@ from typing import Tuple
 import torch
 from torch.nn.utils import parametrize
 
+from ..options import checked_names
+
 #: Constraints trained through the logarithm (the value stays above 0).
 _POSITIVE = ("positive", "nonnegative")
 
@@ -44,18 +46,8 @@ def trainable_names(trainable, model) -> Tuple[str, ...]:
     each once; ``()`` for none."""
     if trainable is None:
         return ()
-    names = (trainable,) if isinstance(trainable, str) else trainable
-    try:
-        names = tuple(names)
-    except TypeError:
-        raise TypeError(f"trainable must be parameter names such as ('gNa', 'gK'), got "
-                        f"{trainable!r}") from None
-    for name in names:
-        if not isinstance(name, str):
-            raise TypeError(f"trainable: names must be strings, got {name!r}")
-        if name not in model.parameter_names:
-            raise ValueError(f"trainable: model {model.name!r} has no parameter {name!r}; "
-                             f"its parameters are {', '.join(model.parameter_names)}")
+    names = checked_names(trainable, model.parameter_names, "trainable", "parameter",
+                          model.name, "parameter names such as ('gNa', 'gK')")
     if len(set(names)) != len(names):
         raise ValueError(f"trainable: a parameter is named twice in {names}")
     return names
