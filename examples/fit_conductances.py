@@ -109,7 +109,7 @@ def parse_args(argv=None):
                         help="NEURON's step is dt-ms divided by this")
     parser.add_argument("--v-init", type=float, default=-65.0, help="initial V (mV)")
     parser.add_argument("--budget-evaluations", type=int, default=None,
-                        help="simulated-time budget in runs of the protocol (600; quick: 120)")
+                        help="simulated-time budget in runs of the protocol (1500; quick: 120)")
     parser.add_argument("--de-factor", type=float, default=4.0)
     parser.add_argument("--de-el-mv", type=float, default=15.0)
     parser.add_argument("--de-popsize", type=int, default=10)
@@ -124,7 +124,7 @@ def parse_args(argv=None):
     if args.duration_ms is None:
         args.duration_ms = 40.0 if args.quick else 60.0
     if args.budget_evaluations is None:
-        args.budget_evaluations = 120 if args.quick else 600
+        args.budget_evaluations = 120 if args.quick else 1500
     return args
 
 
@@ -344,7 +344,7 @@ def main(argv=None) -> dict:
                       ("differential evolution", fit_differential_evolution)):
         fits[name] = fit(args, current, target, Budget(limit_ms, per_run_ms))
 
-    fractions = (0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0)
+    fractions = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
     print(f"\nbest loss (mV^2) against simulated time and wall time; loss at the true "
           f"parameters {floor:.2e}")
     header = f"{'simulated ms':>13s}" + "".join(f" | {n[:22]:>22s}" for n in fits)
