@@ -196,6 +196,7 @@ class Budget:
         self.limit_ms, self.per_run_ms = limit_ms, per_run_ms
         self.used_ms, self.best, self.best_values = 0.0, math.inf, None
         self.rows, self.start = [], None
+        self.module = None  # the gradient fit's module, once it ran
 
     def charge(self):
         """Before a run of the protocol: refuse it when it would exceed the budget. The
@@ -213,6 +214,8 @@ class Budget:
 
 
 def mse(module: HH, current: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """:math:`L` (mV^2): the mean over steps and traces of the squared difference between
+    ``module``'s potential under ``current`` (uA, ``(T, K)``) and ``target`` (mV)."""
     _, states = module(current)
     return ((states.V - target) ** 2).mean()
 
@@ -231,7 +234,8 @@ def fit_gradient(args, current, target, budget: Budget) -> Budget:
         optimiser.zero_grad()
         loss = mse(module, current, target)
         loss.backward()
-        budget.record(loss.detach().item(), {n: float(getattr(module.p, n).detach()) for n in NAMES})
+        budget.record(loss.detach().item(),
+                      {n: float(getattr(module.p, n).detach()) for n in NAMES})
         return loss
 
     try:
