@@ -46,7 +46,7 @@ def test_docs_build_without_warnings(built_docs):
                  "hh_plugin.brian2.neuron_group", "hh_plugin.export.save"):
         assert f'id="{name}"' in api, f"{name} missing from the API reference"
     for figure in ("learning_curve.png", "hh_membrane.png", "fit_spike_train.png",
-                   "network_timeline.png", "fit_network_brian2.png"):
+                   "network_timeline.png", "fit_network_brian2.png", "fit_conductances.png"):
         assert (html / "_images" / figure).is_file(), figure
 
 
