@@ -4,8 +4,10 @@ r"""External inputs of a network, identical in both backends.
   (row :math:`k` is the current of step :math:`k`, the step from :math:`t_k = k\Delta t`
   to :math:`t_{k+1}`).
 - Spike sources, usable as the source of a projection like a population:
-  :class:`PoissonInput` (independent Poisson trains with a seed) and
-  :class:`SpikeTrains` (given spikes). A source's spike "of step :math:`k`" is treated
+  :class:`PoissonSource` (independent Poisson trains with a seed) and
+  :class:`SpikeTrains` (given spikes). (``PoissonSource`` was called ``PoissonInput``
+  before, a name that reads as Brian2's ``PoissonInput``, an input summed into a
+  variable; the old name still works, with a ``DeprecationWarning``.) A source's spike "of step :math:`k`" is treated
   exactly like a neuron's spike emitted in step :math:`k`.
 
 Poisson trains are drawn once, in numpy, as a Bernoulli raster: neuron :math:`i` spikes in
@@ -17,6 +19,7 @@ many steps are run.
 
 from __future__ import annotations
 
+import warnings
 from typing import Dict, Optional
 
 import numpy as np
@@ -89,9 +92,11 @@ class SpikeSource:
         return k.astype(np.int64), i.astype(np.int64)
 
 
-class PoissonInput(SpikeSource):
+class PoissonSource(SpikeSource):
     """``size`` independent Poisson trains of ``rate`` Hz (one number or one per train),
-    drawn with ``numpy.random.default_rng(seed)`` (see the module docstring)."""
+    drawn with ``numpy.random.default_rng(seed)`` (see the module docstring): a population
+    of spike sources, as Brian2's ``PoissonGroup`` (not Brian2's ``PoissonInput``, which
+    adds spikes to a variable of a group)."""
 
     def __init__(self, name: str, size: int, rate, seed: int):
         self.name = check_name(name, "input")
@@ -119,7 +124,19 @@ class PoissonInput(SpikeSource):
                 "rate": np.asarray(self.rate), "seed": self.seed}
 
     def __repr__(self):
-        return f"PoissonInput({self.name!r}, {self.size}, seed={self.seed})"
+        return f"PoissonSource({self.name!r}, {self.size}, seed={self.seed})"
+
+
+class PoissonInput(PoissonSource):
+    """Deprecated name of :class:`PoissonSource` (it reads as Brian2's ``PoissonInput``,
+    which is something else); makes a ``PoissonSource`` behaving the same, with a
+    ``DeprecationWarning``."""
+
+    def __init__(self, name: str, size: int, rate, seed: int):
+        warnings.warn("hh_plugin.network.PoissonInput is now PoissonSource (a spike-source "
+                      "population, not Brian2's PoissonInput); the old name will go",
+                      DeprecationWarning, stacklevel=2)
+        super().__init__(name, size, rate, seed)
 
 
 class SpikeTrains(SpikeSource):
