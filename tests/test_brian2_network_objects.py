@@ -229,3 +229,19 @@ def test_poisson_source_is_the_spike_source_and_the_old_name_is_deprecated():
     np.testing.assert_array_equal(old.raster(100, 0.1), new.raster(100, 0.1))
     assert old.to_dict().keys() == new.to_dict().keys()
     assert PoissonSource is not brian2.PoissonInput
+
+
+def test_a_network_of_the_users_holding_all_of_it_runs_it(numpy_target):
+    """``Network(*net.network.objects, mine)`` (one standalone project with objects of
+    both, say) runs the whole network; one holding part of it is refused."""
+    start_scope()
+    reference = build_network(_spec(), steps=40, name_prefix="ref_")
+    reference.run()
+    net = build_network(_spec(), steps=40)
+    mine = NeuronGroup(1, "dv/dt = -v/(10*ms) : 1")
+    Network(*net.network.objects, mine).run(40 * 0.025 * ms)
+    np.testing.assert_array_equal(net.trace("E", "V"), reference.trace("E", "V"))
+    other = build_network(_spec(), steps=40, name_prefix="part_")
+    with pytest.raises(Exception) as info:
+        Network(other.groups["E"], NeuronGroup(1, "v : 1")).run(1 * ms)
+    assert "call net.run" in _text(info)

@@ -2,11 +2,13 @@ r"""A ready-to-run Brian2 ``NeuronGroup`` of the model in an :class:`~hh_plugin.
 
 **Spike rule** (the reference model's, BrainPy's ``brainpy.state.HH``): neuron :math:`j`
 spikes in the step that takes it from :math:`V < V_{th}` to :math:`V \ge V_{th}`, once
-per upward crossing. In Brian2 this is ``threshold='V >= V_th'`` with
-``refractory='V >= V_th'``: after a spike the neuron stays refractory (it keeps
-integrating; only new spikes are blocked) until a step starts below threshold.
-``not_refractory`` starts as :math:`V_0 < V_{th}`, so a neuron that starts above
-threshold does not spike in step 0.
+per upward crossing, exactly as the torch backend. In Brian2 this is
+``threshold='V >= V_th and V_start < V_th'`` where ``V_start : volt`` is the membrane
+potential at the start of the step (after the previous step's reset), copied from ``V``
+by the group's ``<name>_V_start`` operation in the ``before_groups`` slot, and no
+refractory period (``refractory=False``): an ``(unless refractory)`` flag of the user's
+equations is then never held, and with ``refractory=<duration>`` it is held for that
+period only. A neuron that starts above threshold does not spike in step 0.
 
 With ``refractory=<duration>`` the rule is instead Brian2's absolute refractory period, as
 Brian2 scripts such as ``examples/COBAHH.py`` write it: a neuron spikes in a step that
@@ -310,7 +312,8 @@ def _initialize(group, spec: HHSpec, N: int, V_init, seed) -> None:
             _set_voltage(group, V_init, "V_init")
         for gate in gates:
             setattr(group, gate, constants[gate] if gate in constants else f"{gate}_inf")
-    group.not_refractory = f"V < {model.threshold}"
+    if "not_refractory" in group.variables:  # a refractory period: none at the start
+        group.not_refractory = True
 
 
 def set_steady_state(group, V=None) -> None:
@@ -318,10 +321,12 @@ def set_steady_state(group, V=None) -> None:
 
     Every dynamic gate :math:`x` of a group made by :func:`neuron_group` (or from
     :func:`~hh_plugin.brian2.equations`) is set to :math:`x_\infty(V)` by the group code
-    ``x = x_inf``, and ``not_refractory`` to ``V < V_th``, so a neuron put above threshold
-    does not spike at the next step (a plain ``group.V = 30*mV`` would leave the gates at
-    the old steady state and fire). Works on a subgroup (``set_steady_state(group[:10],
-    ...)``), at any time between runs.
+    ``x = x_inf``. A neuron put above threshold does not spike at the next step: the
+    spike rule compares with ``V`` at the start of the step (in a group of your own with
+    Brian2's ``refractory='V >= V_th'``, ``not_refractory`` is set to ``V < V_th`` for
+    the same effect). A plain ``group.V = 30*mV`` would leave the gates at the old steady
+    state and fire. Works on a subgroup (``set_steady_state(group[:10], ...)``), at any
+    time between runs.
 
     Args:
         group: the group (or a subgroup of it).
@@ -455,18 +460,23 @@ def neuron_group(N, spec: HHSpec = None, current=PARAMETER_CURRENT, V_init=DEFAU
     model = spec.model
     th_name = model.threshold
     condition = f"V >= {th_name}"
+    if refractory is None:  # the rising edge: below threshold at the start of the step
+        eqs = eqs + brian2.Equations("V_start : volt")
+        condition += f" and V_start < {th_name}"
     reset_lines = []
     if spec.V_reset is not None:
         reset_lines.append(f"V -= {th_name} - V_reset" if spec.spk_reset == "soft"
                            else "V = V_reset")
     if reset is not None:
         reset_lines.append(reset.strip())
-    refractory_rule = condition if refractory is None else _refractory_period(refractory)
+    refractory_rule = False if refractory is None else _refractory_period(refractory)
     group = _group_type()(N, eqs, threshold=condition, refractory=refractory_rule,
                           reset="\n".join(reset_lines) or None,
                           events=events or None, method=method,
                           namespace=_group_namespace(namespace), **kwargs)
     group._hh_model = model
+    if refractory is None:
+        group.run_regularly("V_start = V", when="before_groups", name=f"{group.name}_V_start")
     _check_dt(group)  # again at every run: dt may change before it
     _check_user_code(group, user_pieces, get_local_namespace(level=1))
 

@@ -42,6 +42,8 @@ decay (before the deliveries for the next step), both as the torch backend's tra
 
 from __future__ import annotations
 
+import sys
+import weakref
 from typing import Dict, Optional, Sequence
 
 import brian2
@@ -79,25 +81,38 @@ def _all_objects(objects):
 
 def _foreign_run_message(name: str) -> str:
     return (f"'{name}' belongs to the network that hh_plugin's build_network made; Brian2's "
-            f"run() and other Network objects cannot run it (they would simulate part of it, "
-            f"or nothing): call net.run(steps) on the BrianNetwork that build_network "
-            f"returned, and add objects of your own with net.network.add(...) first")
+            f"run() and Network objects that hold only part of it cannot run it (they "
+            f"would simulate part of it, or nothing): call net.run(steps) on the "
+            f"BrianNetwork that build_network returned, and add objects of your own with "
+            f"net.network.add(...) first")
+
+
+def _check_foreign_network(obj, network) -> None:
+    """Allow a ``Network`` of the user's that holds every object of the plugin's network
+    (one standalone project with objects of both); refuse the magic network and partial
+    networks, naming ``net.run``."""
+    owner = obj._hh_network()
+    complete = (isinstance(network, brian2.Network)
+                and not isinstance(network, brian2.core.magic.MagicNetwork)
+                and owner is not None
+                and {id(o) for o in owner.objects} <= {id(o) for o in network.objects})
+    if not complete:
+        raise RuntimeError(_foreign_run_message(obj.name))
 
 
 def _network_type():
     """``brian2.Network`` that lets the plugin's objects know that they are being prepared
     by their own network (see :class:`BrianNetwork`)."""
     if "cls" not in _NETWORK_TYPE:
-        import brian2
-
         class HHNetwork(brian2.Network):
             __doc__ = _network_type.__doc__
 
             def before_run(self, run_namespace):
-                # objects added to the magic network by a refused run() come back here
+                # objects that a refused magic run() took come back (it ran none of them)
+                magic = brian2.core.magic.magic_network.id
                 for obj in _all_objects(self.objects):
-                    if getattr(obj, "_hh_owner", None) == self.id or obj._network is None:
-                        obj._network = self.id
+                    if obj._network == magic and getattr(obj, "_hh_owner", None) == self.id:
+                        obj._network = None
                 _PREPARING.append(self.id)
                 try:
                     super().before_run(run_namespace)
@@ -116,10 +131,11 @@ def _own(objects, network) -> None:
 
     Each resolves its names in its own namespace only (the run namespace of the caller
     is for the objects the user adds, so a script's ``i`` or ``w`` cannot clash with the
-    plugin's internal names), and refuses to be prepared by any other network (Brian2's
-    magic ``run()``, a ``Network`` of the user's): a clear error instead of a partial or
-    empty simulation. ``_network`` is set now, so a refused run takes none of them.
+    plugin's internal names), and refuses to be prepared by Brian2's magic ``run()`` or a
+    ``Network`` that holds only part of the plugin's network: a clear error instead of a
+    partial or empty simulation.
     """
+    ref = weakref.ref(network)
     for obj in _all_objects(objects):
         if getattr(obj, "_hh_owner", None) is not None:
             continue
@@ -127,12 +143,13 @@ def _own(objects, network) -> None:
 
         def before_run(run_namespace, _original=original, _obj=obj):
             if not _PREPARING or _PREPARING[-1] != _obj._hh_owner:
-                raise RuntimeError(_foreign_run_message(_obj.name))
+                # called by the preparing network's before_run: which network is it?
+                _check_foreign_network(_obj, sys._getframe(1).f_locals.get("self"))
             return _original({})
 
         obj.before_run = before_run
         obj._hh_owner = network.id
-        obj._network = network.id
+        obj._hh_network = ref
 
 
 class BrianNetwork(brian2.BrianObject):
@@ -145,11 +162,13 @@ class BrianNetwork(brian2.BrianObject):
     clock of every object (``network.clock``).
 
     **A Brian2 object that only** :meth:`run` **runs.** The plugin's objects belong to
-    ``network``: Brian2's magic ``run()`` (or a ``Network`` of the user's) that would
-    include this object or any of theirs (``E = net.groups['E']``) raises an error saying
-    to call ``net.run`` instead of simulating part of the network, or nothing. Add your own
-    objects with ``net.network.add(...)``; :meth:`run` resolves their names in the
-    caller's namespace as ``brian2.run`` does.
+    ``network``: Brian2's magic ``run()`` that would include this object or any of theirs
+    (``E = net.groups['E']``), or a ``Network`` of the user's that holds part of them,
+    raises an error saying to call ``net.run``, instead of simulating part of the network,
+    or nothing. Add your own objects with ``net.network.add(...)``; :meth:`run` resolves
+    their names in the caller's namespace as ``brian2.run`` does. (A ``Network`` of yours
+    that holds every object of ``network``, ``Network(*net.network.objects, ...)``, runs
+    it too.)
     """
 
     add_to_magic_network = True
