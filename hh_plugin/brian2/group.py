@@ -5,10 +5,11 @@ spikes in the step that takes it from :math:`V < V_{th}` to :math:`V \ge V_{th}`
 per upward crossing, exactly as the torch backend. In Brian2 this is
 ``threshold='V >= V_th and V_start < V_th'`` where ``V_start : volt`` is the membrane
 potential at the start of the step (after the previous step's reset), copied from ``V``
-by the group's ``<name>_V_start`` operation in the ``before_groups`` slot, and no
-refractory period (``refractory=False``): an ``(unless refractory)`` flag of the user's
-equations is then never held, and with ``refractory=<duration>`` it is held for that
-period only. A neuron that starts above threshold does not spike in step 0.
+by the group's ``<name>_V_start`` operation in the ``before_groups`` slot, and a
+refractory period of 0 ms: an ``(unless refractory)`` flag of the user's equations is
+then never held (``not_refractory`` is true again at the next step's update), and with
+``refractory=<duration>`` it is held for that period only. A neuron that starts above
+threshold does not spike in step 0.
 
 With ``refractory=<duration>`` the rule is instead Brian2's absolute refractory period, as
 Brian2 scripts such as ``examples/COBAHH.py`` write it: a neuron spikes in a step that
@@ -35,6 +36,7 @@ does the same after creation.
 from __future__ import annotations
 
 import numbers
+import warnings
 from typing import Dict, Optional
 
 import numpy as np
@@ -42,16 +44,22 @@ import numpy as np
 from hh_plugin.model.definition import VoltageDistribution
 from hh_plugin.model.initial import DEFAULT, UNIFORM, VOLTAGE_MARKERS, initial_state
 from hh_plugin.model.limits import check_step, warn_if_implausible
+from hh_plugin.model.quantities import convert
 from hh_plugin.model.spec import HHSpec, brian2_unit, to_plain
 
 from . import _compat
 from .equations import PARAMETER_CURRENT, equations
+from .shared import check_shared_assignment
 from .functions import namespace as functions_namespace
 
 #: Plain numbers for ``V`` are in mV; outside this range they are refused (units hint).
 PLAUSIBLE_VOLTAGE_MV = 1000.0
 #: Plain numbers for a current are in uA; :math:`\max |I|/C` (mV/ms) must lie in this range.
 PLAUSIBLE_CURRENT_DENSITY = (1e-4, 1e5)
+#: mV/ms: plain-number currents with :math:`\max |I|/C` above this draw a warning (the
+#: steepest spike upstroke is about 300 mV/ms; 0.5 uA into a Traub & Miles cell of
+#: 0.2 nF gives 2500 mV/ms, likely meant as 0.5 nA).
+PLAIN_CURRENT_RATE = 1e3
 
 _SPIKE_RULE_HINT = (
     "the spike rule is the model's (a spike when V crosses V_th upwards, once per "
@@ -112,6 +120,10 @@ def _group_type():
                 _check_dt(self)
                 super().before_run(run_namespace)
 
+            def __setattr__(self, key, value, level=0):
+                check_shared_assignment(self, key, value)
+                super().__setattr__(key, value, level=level + 1)
+
         _GROUP_TYPE["cls"] = HHNeuronGroup
     return _GROUP_TYPE["cls"]
 
@@ -142,8 +154,11 @@ def voltage_values(value, name: str = "V_init") -> np.ndarray:
 
 
 def _current_values(current, N: int, spec: HHSpec) -> np.ndarray:
-    """A constant current (quantity in amp, or number(s) in uA) as floats in amp."""
+    """A constant current (quantity in amp or per area, or number(s) in uA) as floats in
+    amp. Plain numbers that move ``V`` faster than :data:`PLAIN_CURRENT_RATE` draw an
+    :class:`~hh_plugin.model.limits.ImplausibleInputWarning` naming the unit."""
     quantity = _is_quantity(current)
+    current = convert(current, "uA", "current", spec.area) if quantity else current
     values = np.asarray(to_plain(current, "uA", "current"), dtype=np.float64)
     if values.ndim == 1 and len(values) != N:
         raise ValueError(f"current has {len(values)} values for a population of {N} neurons")
@@ -158,7 +173,23 @@ def _current_values(current, N: int, spec: HHSpec) -> np.ndarray:
                 f"current: plain numbers are in uA, and max |I|/C = {density:g} mV/ms "
                 f"(capacitance {spec.model.capacitance} in uF) is implausible (amps or nA "
                 f"given as numbers?); pass a Brian2 quantity such as 10*uA or 0.5*nA")
+        if density > PLAIN_CURRENT_RATE:
+            _warn_plain_current(float(np.max(np.abs(values))), density, spec)
     return values * 1e-6
+
+
+def _warn_plain_current(peak_uA: float, rate: float, spec: HHSpec) -> None:
+    from hh_plugin.model.limits import ImplausibleInputWarning
+
+    model = spec.model
+    C = np.min(spec.parameters[model.capacitance])
+    patch = "" if spec.area is None else f", a patch of {spec.area:,.6g} um2"
+    warnings.warn(
+        f"current: plain numbers are in uA, and {peak_uA:g} uA into model {model.name!r} "
+        f"(capacitance {C:g} uF{patch}) moves V at up to {rate:.3g} mV/ms, beyond any "
+        f"spike (about 300 mV/ms): if you meant nA or a density, pass a Brian2 quantity "
+        f"({peak_uA:g}*nA, or e.g. 10*uA/cm**2, converted with the patch area)",
+        ImplausibleInputWarning, stacklevel=4)
 
 
 # --------------------------------------------------------------- extensions, checks
@@ -312,8 +343,7 @@ def _initialize(group, spec: HHSpec, N: int, V_init, seed) -> None:
             _set_voltage(group, V_init, "V_init")
         for gate in gates:
             setattr(group, gate, constants[gate] if gate in constants else f"{gate}_inf")
-    if "not_refractory" in group.variables:  # a refractory period: none at the start
-        group.not_refractory = True
+    group.not_refractory = True  # the spike rule compares with V_start, set every step
 
 
 def set_steady_state(group, V=None) -> None:
@@ -365,8 +395,9 @@ def neuron_group(N, spec: HHSpec = None, current=PARAMETER_CURRENT, V_init=DEFAU
 
     The group has the model's equations (:func:`~hh_plugin.brian2.equations`), its
     parameters as variables (``group.gNa``: shared when scalar, per neuron when the spec
-    has an array; settable between runs and through standalone ``run_args``), the spike
-    rule and reset of the module docs, and the initial state set.
+    has an array; settable between runs and through standalone ``run_args``; a random
+    expression or an array for a shared one is refused, :mod:`hh_plugin.brian2.shared`),
+    the spike rule and reset of the module docs, and the initial state set.
 
     Args:
         N: number of neurons.
@@ -469,7 +500,8 @@ def neuron_group(N, spec: HHSpec = None, current=PARAMETER_CURRENT, V_init=DEFAU
                            else "V = V_reset")
     if reset is not None:
         reset_lines.append(reset.strip())
-    refractory_rule = False if refractory is None else _refractory_period(refractory)
+    # no refractory period by default: 0 ms, so that (unless refractory) is never held
+    refractory_rule = _refractory_period(0.0 if refractory is None else refractory)
     group = _group_type()(N, eqs, threshold=condition, refractory=refractory_rule,
                           reset="\n".join(reset_lines) or None,
                           events=events or None, method=method,

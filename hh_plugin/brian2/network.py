@@ -52,6 +52,7 @@ import numpy as np
 from hh_plugin.model.spec import brian2_unit
 from hh_plugin.network.spec import NetworkSpec
 
+from . import _compat
 from .equations import _scalar_text
 from .group import neuron_group
 from .leaky_integrator import VARIABLES as LI_VARIABLES
@@ -93,7 +94,7 @@ def _check_foreign_network(obj, network) -> None:
     networks, naming ``net.run``."""
     owner = obj._hh_network()
     complete = (isinstance(network, brian2.Network)
-                and not isinstance(network, brian2.core.magic.MagicNetwork)
+                and not isinstance(network, type(_compat.magic_network()))
                 and owner is not None
                 and {id(o) for o in owner.objects} <= {id(o) for o in network.objects})
     if not complete:
@@ -109,7 +110,7 @@ def _network_type():
 
             def before_run(self, run_namespace):
                 # objects that a refused magic run() took come back (it ran none of them)
-                magic = brian2.core.magic.magic_network.id
+                magic = _compat.magic_network().id
                 for obj in _all_objects(self.objects):
                     if obj._network == magic and getattr(obj, "_hh_owner", None) == self.id:
                         obj._network = None

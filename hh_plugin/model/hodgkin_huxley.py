@@ -42,5 +42,6 @@ HODGKIN_HUXLEY = register_model(ModelDefinition(
     # measured vs dt = 0.001 ms, 200 ms at 5-20 uA: same spike counts up to 0.05 ms; at 0.1 ms
     # 14/14 spikes at 10 uA, at most 1 spike lost, inter-spike intervals 4-5% long; 0.2 ms: -2
     max_dt=0.1,
+    area=1e8,  # um2: the values are per cm2 (Hodgkin & Huxley's squid axon membrane)
     reference="brainpy.state.HH (BrainPy); Hodgkin & Huxley, J. Physiol. 117 (1952)",
 ))

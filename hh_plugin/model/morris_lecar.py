@@ -49,5 +49,6 @@ MORRIS_LECAR = register_model(ModelDefinition(
     initial_voltage=VoltageDistribution.uniform(-70.0, -60.0),
     initial_gates={"W": 0.02},
     max_dt=1.0,
+    area=1e8,  # um2: the values are per cm2 (Morris & Lecar 1981: C = 20 uF/cm2)
     reference="brainpy.state.MorrisLecar (BrainPy); Morris & Lecar, Biophys. J. 35 (1981)",
 ))

@@ -55,6 +55,7 @@ TRAUB_MILES = register_model(ModelDefinition(
     capacitance="Cm",
     initial_voltage=VoltageDistribution.normal(-65.0, 5.0),
     max_dt=0.1,
+    area=2e4,  # um2: COBAHH's patch, 20,000 um2
     reference="Brian2 examples/COBAHH.py (Brette et al., J. Comput. Neurosci. 23, 2007); "
               "Traub & Miles (1991)",
 ))

@@ -47,5 +47,6 @@ WANG_BUZSAKI = register_model(ModelDefinition(
     initial_voltage=VoltageDistribution.constant(-65.0),
     initial_gates={"h": 0.6, "n": 0.32},
     max_dt=0.1,
+    area=1e8,  # um2: the values are per cm2 (Wang & Buzsaki 1996)
     reference="brainpy.state.WangBuzsakiHH (BrainPy); Wang & Buzsaki, J. Neurosci. 16 (1996)",
 ))

@@ -32,16 +32,34 @@ class CurrentInput:
 
     ``values``: one number or one per neuron ``(N,)`` for a constant current; a 2-D
     array ``(T, N)`` (or ``(T, 1)``, the same for every neuron) for one row per step. A
-    run longer than ``T`` steps is refused.
+    run longer than ``T`` steps is refused. A Brian2 current density
+    (``1*uA/cm**2``) is converted with the target population's patch area
+    (``HHSpec.area``, :mod:`hh_plugin.model.quantities`) when the
+    :class:`~hh_plugin.network.NetworkSpec` is made; until then ``values`` is ``None``
+    and ``density`` holds it.
     """
 
     def __init__(self, target: str, values):
         self.target = check_name(target, "population")
+        self.density = None
+        if _is_density(values):
+            self.density, self.values = values, None
+            return
         array = as_array(values, "uA", f"current into {target!r}")
         if array.ndim > 2:
             raise ValueError(f"current into {target!r}: expected a scalar, (N,) or (T, N) "
                              f"array, got shape {array.shape}")
         self.values = array
+
+    def on_area(self, area: Optional[float]) -> "CurrentInput":
+        """This input with a density converted for a patch of ``area`` um² (itself when it
+        holds currents)."""
+        if self.density is None:
+            return self
+        from ..model.quantities import convert
+
+        return CurrentInput(self.target, convert(self.density, "uA",
+                                                 f"current into {self.target!r}", area))
 
     @property
     def is_constant(self) -> bool:
@@ -72,8 +90,19 @@ class CurrentInput:
         return {"type": "current", "target": self.target, "values": np.asarray(self.values)}
 
     def __repr__(self):
+        if self.values is None:
+            return f"CurrentInput({self.target!r}, per area)"
         kind = "constant" if self.is_constant else f"{self.values.shape[0]} steps"
         return f"CurrentInput({self.target!r}, {kind})"
+
+
+def _is_density(values) -> bool:
+    """Whether ``values`` is a Brian2 quantity of current per area."""
+    if not (hasattr(values, "dim") and hasattr(values, "has_same_dimensions")):
+        return False
+    import brian2
+
+    return values.has_same_dimensions(brian2.amp / brian2.metre ** 2)
 
 
 class SpikeSource:

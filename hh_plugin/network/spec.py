@@ -222,6 +222,7 @@ class NetworkSpec:
             if isinstance(item, CurrentInput):
                 if item.target not in pops:
                     raise ValueError(f"current input into unknown population {item.target!r}")
+                item = item.on_area(getattr(pops[item.target].spec, "area", None))
                 item.check(pops[item.target].size)
                 currents.append(item)
             elif isinstance(item, SpikeSource):
