@@ -183,3 +183,13 @@ def test_current_density_into_a_network_population():
                         CurrentInput("T", np.full((5, 3), 1.0) * uA / cm**2)], dt=0.05)
     np.testing.assert_allclose(spec.current_table("W", 1), 1.0)
     np.testing.assert_allclose(spec.current_table("T", 5), 2e-4)  # uA: 0.2 nA
+
+
+def test_assignments_resolve_the_callers_names(numpy_target):
+    """The shared-parameter check keeps Brian2's name resolution in the caller's frame."""
+    E = neuron_group(4, HHSpec(model=TRAUB_MILES, g_na=np.full(4, 0.02)))
+    g_scale = 0.5  # noqa: F841 - resolved in this frame
+    E.g_na = "0.02*msiemens*g_scale"
+    E.I = "g_scale*nA*i"
+    np.testing.assert_allclose(E.g_na_[:], 1e-5)
+    np.testing.assert_allclose(E.I_[:], 0.5e-9 * np.arange(4))

@@ -213,6 +213,8 @@ def test_documented_schedule(numpy_target):
     assert (E.thresholder["spike"].when, E.thresholder["spike"].order) == ("groups", 14)
     assert (net.spike_monitors["E"].when, net.spike_monitors["E"].order) == ("groups", 15)
     assert (net.sources["P"].when, net.sources["P"].order) == ("groups", 4)
+    (copy,) = [o for o in E.contained_objects if o.name == "E_V_start"]
+    assert copy.when == "before_groups"
     (projection,) = net.synapses.values()
     assert projection[0].pre.when == "synapses"
     assert net.state_monitors["E"]["neuron"].when == "end"

@@ -511,7 +511,8 @@ def brian2_28_env():
 #: Run in the Brian2 2.8 environment (Python 3.11 cannot install Brian2 2.10, which
 #: needs Python >= 3.12; 2.9 is this environment's).
 BRIAN2_28_TESTS = ["tests/test_brian2_backend.py", "tests/test_brian2_user.py",
-                   "tests/test_standalone.py"]
+                   "tests/test_standalone.py", "tests/test_brian2_network_objects.py",
+                   "tests/test_brian2_spike_rule.py", "tests/test_area_units.py"]
 
 
 @pytest.mark.slow

@@ -122,7 +122,14 @@ def _group_type():
 
             def __setattr__(self, key, value, level=0):
                 check_shared_assignment(self, key, value)
-                super().__setattr__(key, value, level=level + 1)
+                if key in self.__dict__.get("variables", ()) and \
+                        key not in self.__dict__.get("_linked_variables", ()):
+                    # a state variable: Group's own assignment, with names resolved in
+                    # the caller's frame (Brian2 2.8's NeuronGroup.__setattr__ takes no
+                    # level and calls it the same way)
+                    brian2.Group.__setattr__(self, key, value, level=level + 1)
+                else:
+                    super().__setattr__(key, value)
 
         _GROUP_TYPE["cls"] = HHNeuronGroup
     return _GROUP_TYPE["cls"]

@@ -32,7 +32,9 @@ everything that belongs to one population runs in the ``groups`` slot, at
  5    ``SpikeMonitor``
 ====  ===================================================================
 
-Spike sources emit at ``order = 4`` (before every population). Projections with delay
+Spike sources emit at ``order = 4`` (before every population); each group's copy of ``V``
+into ``V_start`` (the rising edge's start of the step) runs in ``before_groups``, before
+them all. Projections with delay
 :math:`d \ge 1` keep Brian2's ``synapses`` slot with ``delay = (d-1)*dt``: delivered at
 the end of step :math:`k + d - 1`, seen by the update of step :math:`k + d`. Resets stay
 in the ``resets`` slot. ``StateMonitor``\ s of neuron variables record at ``end`` (the
