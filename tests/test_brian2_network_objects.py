@@ -142,10 +142,22 @@ def test_magic_run_refusal_leaves_the_network_runnable(numpy_target):
 
 
 def test_brian_network_is_a_brian_object(numpy_target):
+    import gc
+
+    from brian2.utils.logger import catch_logs
+
     start_scope()
     net = build_network(_spec(), steps=10)
     assert isinstance(net, BrianNetwork) and isinstance(net, brian2.BrianObject)
     assert net in collect()
+
+    def build_and_run():
+        build_network(_spec(), steps=10, name_prefix="gone_").run()
+
+    with catch_logs() as logs:  # run through net.run, then deleted: no Brian2 warning
+        build_and_run()
+        gc.collect()
+    assert not [entry for entry in logs if "unused_brian_object" in entry[1]]
 
 
 # --------------------------------------------------------------- 5: defaultclock

@@ -193,6 +193,10 @@ class BrianNetwork(brian2.BrianObject):
         self.steps = steps
         self.extra = {} if extra is None else extra
 
+    def __del__(self):
+        # never part of a network by design: no "object never included" warning
+        pass
+
     def before_run(self, run_namespace):
         raise RuntimeError(
             "Brian2's run() and other Network objects do not simulate the network that "
