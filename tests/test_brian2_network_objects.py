@@ -8,8 +8,8 @@ import pytest
 
 brian2 = pytest.importorskip("brian2")
 
-from brian2 import (Network, NeuronGroup, SpikeMonitor, Synapses, collect,  # noqa: E402
-                    defaultclock, ms, msiemens, mV, run, start_scope)
+from brian2 import (Network, NeuronGroup, Synapses, collect, defaultclock,  # noqa: E402
+                    ms, msiemens, run, start_scope)
 
 from hh_plugin import HHSpec  # noqa: E402
 from hh_plugin.brian2.network import BrianNetwork, build_network  # noqa: E402

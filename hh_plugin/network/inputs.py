@@ -5,10 +5,10 @@ r"""External inputs of a network, identical in both backends.
   to :math:`t_{k+1}`).
 - Spike sources, usable as the source of a projection like a population:
   :class:`PoissonSource` (independent Poisson trains with a seed) and
-  :class:`SpikeTrains` (given spikes). (``PoissonSource`` was called ``PoissonInput``
-  before, a name that reads as Brian2's ``PoissonInput``, an input summed into a
-  variable; the old name still works, with a ``DeprecationWarning``.) A source's spike "of step :math:`k`" is treated
-  exactly like a neuron's spike emitted in step :math:`k`.
+  :class:`SpikeTrains` (given spikes). A source's spike "of step :math:`k`" is treated
+  exactly like a neuron's spike emitted in step :math:`k`. (``PoissonSource`` was called
+  ``PoissonInput`` before, a name that reads as Brian2's ``PoissonInput``, an input
+  summed into a variable; the old name still works, with a ``DeprecationWarning``.)
 
 Poisson trains are drawn once, in numpy, as a Bernoulli raster: neuron :math:`i` spikes in
 step :math:`k` iff :math:`u_{ki} < r_i \Delta t` with
