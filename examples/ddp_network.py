@@ -35,7 +35,7 @@ import torch.distributed as dist
 
 from hh_plugin import HHSpec
 from hh_plugin.network import (CurrentInput, Dense, FixedProbability, NetworkSpec,
-                               PoissonInput, Population, Projection, exponential_conductance,
+                               PoissonSource, Population, Projection, exponential_conductance,
                                exponential_current)
 from hh_plugin.torch.network import NetworkModule
 
@@ -49,7 +49,7 @@ def build_spec(n_in: int = 40, n_hidden: int = 20, dt: float = 0.025, seed: int 
         [Projection("In", "H", Dense(w_in), exponential_current("in", tau=2.0), delay=1),
          Projection("H", "H", FixedProbability(0.2, 0.02, seed=seed + 1, autapses=False),
                     exponential_conductance("rec", tau=5.0, E_rev=0.0), delay=2)],
-        [PoissonInput("In", n_in, 100.0, seed=seed + 2), CurrentInput("H", 2.0)], dt=dt)
+        [PoissonSource("In", n_in, 100.0, seed=seed + 2), CurrentInput("H", 2.0)], dt=dt)
 
 
 def global_batch(batch: int, steps: int, n: int, seed: int, dtype) -> torch.Tensor:

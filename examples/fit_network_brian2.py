@@ -51,7 +51,7 @@ import brian2
 from hh_plugin import HHSpec
 from hh_plugin.brian2.network import build_network
 from hh_plugin.brian2.transfer import network_spec_from_brian2, set_weights
-from hh_plugin.network import (Dense, FixedProbability, NetworkSpec, PoissonInput, Population,
+from hh_plugin.network import (Dense, FixedProbability, NetworkSpec, PoissonSource, Population,
                                Projection, exponential_conductance, exponential_current)
 from hh_plugin.torch.network import NetworkModule
 
@@ -93,7 +93,7 @@ def specification(args) -> NetworkSpec:
                     exponential_current("in", tau=2.0), delay=1),
          Projection("H", "H", FixedProbability(0.3, 0.01, seed=args.seed + 1, autapses=False),
                     exponential_conductance("rec", tau=5.0, E_rev=0.0), delay=2)],
-        [PoissonInput("P", args.inputs, 80.0, seed=args.seed + 2)], dt=args.dt_ms)
+        [PoissonSource("P", args.inputs, 80.0, seed=args.seed + 2)], dt=args.dt_ms)
 
 
 def teacher_weights(weights, n: int):

@@ -66,3 +66,21 @@ def binary_time(device) -> Optional[float]:
     """Seconds the last run of the standalone binary took (``device.timers``), or ``None``."""
     timers = getattr(device, "timers", None) or {}
     return timers.get("run_binary")
+
+
+def default_functions():
+    """Brian2's functions known to every group, by name (``rand``, ``exp``...:
+    ``brian2.core.functions.DEFAULT_FUNCTIONS``); a ``Function``'s ``stateless`` is
+    ``False`` for the random ones."""
+    from brian2.core.functions import DEFAULT_FUNCTIONS
+
+    return DEFAULT_FUNCTIONS
+
+
+def magic_network():
+    """The network that Brian2's magic ``run()`` runs (``brian2.core.magic.magic_network``,
+    an instance of ``MagicNetwork``; the objects it prepares have its ``id`` in their
+    ``_network`` attribute)."""
+    from brian2.core.magic import magic_network as network
+
+    return network

@@ -2,10 +2,13 @@ r"""A ready-to-run Brian2 ``NeuronGroup`` of the model in an :class:`~hh_plugin.
 
 **Spike rule** (the reference model's, BrainPy's ``brainpy.state.HH``): neuron :math:`j`
 spikes in the step that takes it from :math:`V < V_{th}` to :math:`V \ge V_{th}`, once
-per upward crossing. In Brian2 this is ``threshold='V >= V_th'`` with
-``refractory='V >= V_th'``: after a spike the neuron stays refractory (it keeps
-integrating; only new spikes are blocked) until a step starts below threshold.
-``not_refractory`` starts as :math:`V_0 < V_{th}`, so a neuron that starts above
+per upward crossing, exactly as the torch backend. In Brian2 this is
+``threshold='V >= V_th and V_start < V_th'`` where ``V_start : volt`` is the membrane
+potential at the start of the step (after the previous step's reset), copied from ``V``
+by the group's ``<name>_V_start`` operation in the ``before_groups`` slot, and a
+refractory period of 0 ms: an ``(unless refractory)`` flag of the user's equations is
+then never held (``not_refractory`` is true again at the next step's update), and with
+``refractory=<duration>`` it is held for that period only. A neuron that starts above
 threshold does not spike in step 0.
 
 With ``refractory=<duration>`` the rule is instead Brian2's absolute refractory period, as
@@ -33,6 +36,7 @@ does the same after creation.
 from __future__ import annotations
 
 import numbers
+import warnings
 from typing import Dict, Optional
 
 import numpy as np
@@ -41,10 +45,12 @@ from hh_plugin.model.definition import VoltageDistribution
 from hh_plugin.model.initial import DEFAULT, UNIFORM, VOLTAGE_MARKERS, initial_state
 from hh_plugin.model.integrators import DEFAULT_METHOD, METHODS
 from hh_plugin.model.limits import check_step, warn_if_implausible
+from hh_plugin.model.quantities import convert
 from hh_plugin.model.spec import HHSpec, brian2_unit, to_plain
 
 from . import _compat
 from .equations import PARAMETER_CURRENT, equations
+from .shared import check_shared_assignment
 from .functions import namespace as functions_namespace
 from .methods import state_updater
 from .spike_times import EQUATION as spike_time_equation
@@ -54,6 +60,10 @@ from .spike_times import add_recording as add_spike_time_recording
 PLAUSIBLE_VOLTAGE_MV = 1000.0
 #: Plain numbers for a current are in uA; :math:`\max |I|/C` (mV/ms) must lie in this range.
 PLAUSIBLE_CURRENT_DENSITY = (1e-4, 1e5)
+#: mV/ms: plain-number currents with :math:`\max |I|/C` above this draw a warning (the
+#: steepest spike upstroke is about 300 mV/ms; 0.5 uA into a Traub & Miles cell of
+#: 0.2 nF gives 2500 mV/ms, likely meant as 0.5 nA).
+PLAIN_CURRENT_RATE = 1e3
 
 _SPIKE_RULE_HINT = (
     "the spike rule is the model's (a spike when V crosses V_th upwards, once per "
@@ -115,6 +125,17 @@ def _group_type():
                 _check_dt(self)
                 super().before_run(run_namespace)
 
+            def __setattr__(self, key, value, level=0):
+                check_shared_assignment(self, key, value)
+                if key in self.__dict__.get("variables", ()) and \
+                        key not in self.__dict__.get("_linked_variables", ()):
+                    # a state variable: Group's own assignment, with names resolved in
+                    # the caller's frame (Brian2 2.8's NeuronGroup.__setattr__ takes no
+                    # level and calls it the same way)
+                    brian2.Group.__setattr__(self, key, value, level=level + 1)
+                else:
+                    super().__setattr__(key, value)
+
         _GROUP_TYPE["cls"] = HHNeuronGroup
     return _GROUP_TYPE["cls"]
 
@@ -145,8 +166,11 @@ def voltage_values(value, name: str = "V_init") -> np.ndarray:
 
 
 def _current_values(current, N: int, spec: HHSpec) -> np.ndarray:
-    """A constant current (quantity in amp, or number(s) in uA) as floats in amp."""
+    """A constant current (quantity in amp or per area, or number(s) in uA) as floats in
+    amp. Plain numbers that move ``V`` faster than :data:`PLAIN_CURRENT_RATE` draw an
+    :class:`~hh_plugin.model.limits.ImplausibleInputWarning` naming the unit."""
     quantity = _is_quantity(current)
+    current = convert(current, "uA", "current", spec.area) if quantity else current
     values = np.asarray(to_plain(current, "uA", "current"), dtype=np.float64)
     if values.ndim == 1 and len(values) != N:
         raise ValueError(f"current has {len(values)} values for a population of {N} neurons")
@@ -161,7 +185,23 @@ def _current_values(current, N: int, spec: HHSpec) -> np.ndarray:
                 f"current: plain numbers are in uA, and max |I|/C = {density:g} mV/ms "
                 f"(capacitance {spec.model.capacitance} in uF) is implausible (amps or nA "
                 f"given as numbers?); pass a Brian2 quantity such as 10*uA or 0.5*nA")
+        if density > PLAIN_CURRENT_RATE:
+            _warn_plain_current(float(np.max(np.abs(values))), density, spec)
     return values * 1e-6
+
+
+def _warn_plain_current(peak_uA: float, rate: float, spec: HHSpec) -> None:
+    from hh_plugin.model.limits import ImplausibleInputWarning
+
+    model = spec.model
+    C = np.min(spec.parameters[model.capacitance])
+    patch = "" if spec.area is None else f", a patch of {spec.area:,.6g} um2"
+    warnings.warn(
+        f"current: plain numbers are in uA, and {peak_uA:g} uA into model {model.name!r} "
+        f"(capacitance {C:g} uF{patch}) moves V at up to {rate:.3g} mV/ms, beyond any "
+        f"spike (about 300 mV/ms): if you meant nA or a density, pass a Brian2 quantity "
+        f"({peak_uA:g}*nA, or e.g. 10*uA/cm**2, converted with the patch area)",
+        ImplausibleInputWarning, stacklevel=4)
 
 
 # --------------------------------------------------------------- extensions, checks
@@ -315,7 +355,7 @@ def _initialize(group, spec: HHSpec, N: int, V_init, seed) -> None:
             _set_voltage(group, V_init, "V_init")
         for gate in gates:
             setattr(group, gate, constants[gate] if gate in constants else f"{gate}_inf")
-    group.not_refractory = f"V < {model.threshold}"
+    group.not_refractory = True  # the spike rule compares with V_start, set every step
 
 
 def set_steady_state(group, V=None) -> None:
@@ -323,10 +363,12 @@ def set_steady_state(group, V=None) -> None:
 
     Every dynamic gate :math:`x` of a group made by :func:`neuron_group` (or from
     :func:`~hh_plugin.brian2.equations`) is set to :math:`x_\infty(V)` by the group code
-    ``x = x_inf``, and ``not_refractory`` to ``V < V_th``, so a neuron put above threshold
-    does not spike at the next step (a plain ``group.V = 30*mV`` would leave the gates at
-    the old steady state and fire). Works on a subgroup (``set_steady_state(group[:10],
-    ...)``), at any time between runs.
+    ``x = x_inf``. A neuron put above threshold does not spike at the next step: the
+    spike rule compares with ``V`` at the start of the step (in a group of your own with
+    Brian2's ``refractory='V >= V_th'``, ``not_refractory`` is set to ``V < V_th`` for
+    the same effect). A plain ``group.V = 30*mV`` would leave the gates at the old steady
+    state and fire. Works on a subgroup (``set_steady_state(group[:10], ...)``), at any
+    time between runs.
 
     Args:
         group: the group (or a subgroup of it).
@@ -365,8 +407,9 @@ def neuron_group(N, spec: HHSpec = None, current=PARAMETER_CURRENT, V_init=DEFAU
 
     The group has the model's equations (:func:`~hh_plugin.brian2.equations`), its
     parameters as variables (``group.gNa``: shared when scalar, per neuron when the spec
-    has an array; settable between runs and through standalone ``run_args``), the spike
-    rule and reset of the module docs, and the initial state set.
+    has an array; settable between runs and through standalone ``run_args``; a random
+    expression or an array for a shared one is refused, :mod:`hh_plugin.brian2.shared`),
+    the spike rule and reset of the module docs, and the initial state set.
 
     Args:
         N: number of neurons.
@@ -475,19 +518,25 @@ def neuron_group(N, spec: HHSpec = None, current=PARAMETER_CURRENT, V_init=DEFAU
     model = spec.model
     th_name = model.threshold
     condition = f"V >= {th_name}"
+    if refractory is None:  # the rising edge: below threshold at the start of the step
+        eqs = eqs + brian2.Equations("V_start : volt")
+        condition += f" and V_start < {th_name}"
     reset_lines = []
     if spec.V_reset is not None:
         reset_lines.append(f"V -= {th_name} - V_reset" if spec.spk_reset == "soft"
                            else "V = V_reset")
     if reset is not None:
         reset_lines.append(reset.strip())
-    refractory_rule = condition if refractory is None else _refractory_period(refractory)
+    # no refractory period by default: 0 ms, so that (unless refractory) is never held
+    refractory_rule = _refractory_period(0.0 if refractory is None else refractory)
     group = _group_type()(N, eqs, threshold=condition, refractory=refractory_rule,
                           reset="\n".join(reset_lines) or None,
                           events=events or None, method=method,
                           namespace=_group_namespace(namespace), **kwargs)
     group._hh_model = model
     group._hh_method = spec.method
+    if refractory is None:
+        group.run_regularly("V_start = V", when="before_groups", name=f"{group.name}_V_start")
     _check_dt(group)  # again at every run: dt may change before it
     _check_user_code(group, user_pieces, get_local_namespace(level=1))
 

@@ -32,7 +32,9 @@ everything that belongs to one population runs in the ``groups`` slot, at
  5    ``SpikeMonitor``
 ====  ===================================================================
 
-Spike sources emit at ``order = 4`` (before every population). Projections with delay
+Spike sources emit at ``order = 4`` (before every population); each group's copy of ``V``
+into ``V_start`` (the rising edge's start of the step) runs in ``before_groups``, before
+them all. Projections with delay
 :math:`d \ge 1` keep Brian2's ``synapses`` slot with ``delay = (d-1)*dt``: delivered at
 the end of step :math:`k + d - 1`, seen by the update of step :math:`k + d`. Resets stay
 in the ``resets`` slot. ``StateMonitor``\ s of neuron variables record at ``end`` (the
@@ -42,14 +44,17 @@ decay (before the deliveries for the next step), both as the torch backend's tra
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import sys
+import weakref
 from typing import Dict, Optional, Sequence
 
+import brian2
 import numpy as np
 
 from hh_plugin.model.spec import brian2_unit
 from hh_plugin.network.spec import NetworkSpec
 
+from . import _compat
 from .equations import _scalar_text
 from .group import neuron_group
 from .leaky_integrator import VARIABLES as LI_VARIABLES
@@ -63,41 +68,178 @@ def _order(rank: int, slot: int) -> int:
     return 10 * (rank + 1) + slot
 
 
-@dataclass
-class BrianNetwork:
+#: Id of the network whose ``before_run`` is under way (the plugin's objects check it).
+_PREPARING: list = []
+
+
+def _all_objects(objects):
+    """The objects and, recursively, their contained objects (state updaters, ...)."""
+    out, todo = [], list(objects)
+    while todo:
+        obj = todo.pop()
+        out.append(obj)
+        todo += list(getattr(obj, "contained_objects", ()))
+    return out
+
+
+def _foreign_run_message(name: str) -> str:
+    return (f"'{name}' belongs to the network that hh_plugin's build_network made; Brian2's "
+            f"run() and Network objects that hold only part of it cannot run it (they "
+            f"would simulate part of it, or nothing): call net.run(steps) on the "
+            f"BrianNetwork that build_network returned, and add objects of your own with "
+            f"net.network.add(...) first")
+
+
+def _check_foreign_network(obj, network) -> None:
+    """Allow a ``Network`` of the user's that holds every object of the plugin's network
+    (one standalone project with objects of both); refuse the magic network and partial
+    networks, naming ``net.run``."""
+    owner = obj._hh_network()
+    complete = (isinstance(network, brian2.Network)
+                and not isinstance(network, type(_compat.magic_network()))
+                and owner is not None
+                and {id(o) for o in owner.objects} <= {id(o) for o in network.objects})
+    if not complete:
+        raise RuntimeError(_foreign_run_message(obj.name))
+
+
+def _network_type():
+    """``brian2.Network`` that lets the plugin's objects know that they are being prepared
+    by their own network (see :class:`BrianNetwork`)."""
+    if "cls" not in _NETWORK_TYPE:
+        class HHNetwork(brian2.Network):
+            __doc__ = _network_type.__doc__
+
+            def before_run(self, run_namespace):
+                # objects that a refused magic run() took come back (it ran none of them)
+                magic = _compat.magic_network().id
+                for obj in _all_objects(self.objects):
+                    if obj._network == magic and getattr(obj, "_hh_owner", None) == self.id:
+                        obj._network = None
+                _PREPARING.append(self.id)
+                try:
+                    super().before_run(run_namespace)
+                finally:
+                    _PREPARING.pop()
+
+        _NETWORK_TYPE["cls"] = HHNetwork
+    return _NETWORK_TYPE["cls"]
+
+
+_NETWORK_TYPE: dict = {}
+
+
+def _own(objects, network) -> None:
+    """Tie the plugin's objects (and what they contain) to ``network``.
+
+    Each resolves its names in its own namespace only (the run namespace of the caller
+    is for the objects the user adds, so a script's ``i`` or ``w`` cannot clash with the
+    plugin's internal names), and refuses to be prepared by Brian2's magic ``run()`` or a
+    ``Network`` that holds only part of the plugin's network: a clear error instead of a
+    partial or empty simulation.
+    """
+    ref = weakref.ref(network)
+    for obj in _all_objects(objects):
+        if getattr(obj, "_hh_owner", None) is not None:
+            continue
+        original = obj.before_run
+
+        def before_run(run_namespace, _original=original, _obj=obj):
+            if not _PREPARING or _PREPARING[-1] != _obj._hh_owner:
+                # called by the preparing network's before_run: which network is it?
+                _check_foreign_network(_obj, sys._getframe(1).f_locals.get("self"))
+            return _original({})
+
+        obj.before_run = before_run
+        obj._hh_owner = network.id
+        obj._hh_network = ref
+
+
+class BrianNetwork(brian2.BrianObject):
     """What :func:`build_network` made: the ``network`` and its parts by name.
 
     ``groups[pop]``, ``sources[name]`` (``SpikeGeneratorGroup``),
     ``synapses[projection]`` (a list: the delayed part and the zero-delay part),
     ``spike_monitors[pop]``, ``state_monitors[pop]`` (``{'neuron': ..., 'synaptic': ...}``);
-    ``steps`` the run length the spike sources were drawn for (``None``: any).
+    ``steps`` the run length the inputs were built for (``None``: any); ``clock`` the
+    clock of every object (``network.clock``).
+
+    **A Brian2 object that only** :meth:`run` **runs.** The plugin's objects belong to
+    ``network``: Brian2's magic ``run()`` that would include this object or any of theirs
+    (``E = net.groups['E']``), or a ``Network`` of the user's that holds part of them,
+    raises an error saying to call ``net.run``, instead of simulating part of the network,
+    or nothing. Add your own objects with ``net.network.add(...)``; :meth:`run` resolves
+    their names in the caller's namespace as ``brian2.run`` does. (A ``Network`` of yours
+    that holds every object of ``network``, ``Network(*net.network.objects, ...)``, runs
+    it too.)
     """
 
-    spec: NetworkSpec
-    network: object
-    groups: Dict[str, object]
-    sources: Dict[str, object]
-    synapses: Dict[str, list]
-    spike_monitors: Dict[str, object]
-    state_monitors: Dict[str, object]
-    steps: Optional[int]
-    extra: Dict[str, object] = field(default_factory=dict)
+    add_to_magic_network = True
+    invalidates_magic_network = False
 
-    def run(self, steps: Optional[int] = None, **kwargs) -> None:
-        """Run ``steps`` steps (default: the ``steps`` built for); ``kwargs`` go to
-        ``Network.run`` (``report``, ...)."""
+    def __init__(self, spec: NetworkSpec, network, groups: Dict[str, object],
+                 sources: Dict[str, object], synapses: Dict[str, list],
+                 spike_monitors: Dict[str, object], state_monitors: Dict[str, object],
+                 steps: Optional[int], extra: Optional[Dict[str, object]] = None,
+                 clock=None):
+        super().__init__(clock=clock, name="hh_network*")
+        self.spec = spec
+        self.network = network
+        self.groups = groups
+        self.sources = sources
+        self.synapses = synapses
+        self.spike_monitors = spike_monitors
+        self.state_monitors = state_monitors
+        self.steps = steps
+        self.extra = {} if extra is None else extra
+
+    def __del__(self):
+        # never part of a network by design: no "object never included" warning
+        pass
+
+    def before_run(self, run_namespace):
+        raise RuntimeError(
+            "Brian2's run() and other Network objects do not simulate the network that "
+            "hh_plugin's build_network made: call net.run(steps) on the BrianNetwork it "
+            "returned, and add objects of your own with net.network.add(...) first")
+
+    @property
+    def steps_run(self) -> int:
+        """Steps simulated so far (``network.t / dt``; ``restore()`` moves it back)."""
+        return int(round(float(self.network.t_) * 1e3 / self.spec.dt))
+
+    def run(self, steps: Optional[int] = None, namespace=None, level: int = 0,
+            **kwargs) -> None:
+        """Run ``steps`` steps (default: what is left of the ``steps`` built for).
+
+        ``namespace``: names for the objects you added (``net.network.add(...)``); by
+        default they are resolved where ``run`` is called (``level``: frames further up),
+        as ``brian2.run`` does. The plugin's own objects use their own namespaces only.
+        ``kwargs`` go to ``Network.run`` (``report``, ...).
+
+        Raises ``ValueError`` when the run would go past the end of the inputs built
+        (spike sources drawn and currents given for ``steps`` steps): build the network
+        for the total length of all runs.
+        """
         import brian2
 
-        steps = self.steps if steps is None else steps
+        done = self.steps_run
         if steps is None:
-            raise ValueError("give the number of steps to run")
-        if self.steps is not None and steps > self.steps:
-            raise ValueError(f"the network's inputs were built for {self.steps} steps; "
-                             f"cannot run {steps}")
-        # every name the objects use is in their own namespaces; an empty run namespace
-        # keeps the caller's variables (an ``i`` of a loop, say) out of the resolution
-        kwargs.setdefault("namespace", {})
-        self.network.run(steps * self.spec.dt * brian2.ms, **kwargs)
+            if self.steps is None:
+                raise ValueError("give the number of steps to run")
+            steps = self.steps - done
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+            raise ValueError(f"steps must be a whole number >= 0, got {steps!r}")
+        if self.steps is not None and done + steps > self.steps:
+            raise ValueError(
+                f"the network's inputs were built for {self.steps} steps and it has run "
+                f"{done}; {steps} more would go past their end (the spike sources would "
+                f"stop and time-varying currents hold their last value): build it with "
+                f"steps= the total length of all runs")
+        if namespace is None:
+            namespace = brian2.get_local_namespace(level=level + 1)
+        self.network.run(int(steps) * self.spec.dt * brian2.ms, namespace=namespace,
+                         **kwargs)
 
     def spike_raster(self, population: str, steps: int) -> np.ndarray:
         """``(steps, N)`` 0/1 spikes of a population (row = step)."""
@@ -201,9 +343,13 @@ def build_network(spec: NetworkSpec, steps: Optional[int] = None,
         **group_kwargs: passed to every ``NeuronGroup`` (e.g. ``dtype``).
 
     The network runs on the runtime targets and in C++ standalone or Brian2CUDA (build it
-    inside :func:`~hh_plugin.brian2.use_device`); :meth:`BrianNetwork.run` runs it. Every
-    object runs on Brian2's ``defaultclock``, whose ``dt`` is set to ``spec.dt`` (Brian2CUDA
-    requires the default clock).
+    inside :func:`~hh_plugin.brian2.use_device`); :meth:`BrianNetwork.run` runs it.
+
+    **Clock.** Every object runs on a clock of its own with ``dt = spec.dt``
+    (``net.clock``; give it to objects of yours with ``clock=net.clock``), so
+    ``defaultclock.dt`` stays as it was and the script's other objects keep their step.
+    Under Brian2CUDA, whose templates refer to the default clock by name, the objects run
+    on ``defaultclock`` and its ``dt`` is set to ``spec.dt``.
     """
     import brian2
 
@@ -216,9 +362,12 @@ def build_network(spec: NetworkSpec, steps: Optional[int] = None,
     if timed and steps is not None and steps > min(timed):
         raise ValueError(f"a current input has {min(timed)} steps; cannot build for {steps}")
     dt = spec.dt * brian2.ms
-    # Brian2CUDA's templates refer to the default clock by name, so every object runs on it
-    brian2.defaultclock.dt = dt
-    clock = brian2.defaultclock
+    if _is_cuda_device():
+        # Brian2CUDA's templates refer to the default clock by name
+        brian2.defaultclock.dt = dt
+        clock = brian2.defaultclock
+    else:
+        clock = brian2.Clock(dt, name=f"{name_prefix}hh_clock*")
     prefix = name_prefix
     objects = []
     groups, sources, synapses, spike_mons, state_mons = {}, {}, {}, {}, {}
@@ -337,6 +486,13 @@ def build_network(spec: NetworkSpec, steps: Optional[int] = None,
             state_mons[name] = monitors
             objects += list(monitors.values())
 
-    network = brian2.Network(*objects)
+    network = _network_type()(*objects, name=f"{prefix}hh_network*")
+    _own(objects, network)
+    limit = steps if steps is not None else (min(timed) if timed else None)
     return BrianNetwork(spec, network, groups, sources, synapses, spike_mons, state_mons,
-                        steps)
+                        limit, clock=clock)
+
+
+def _is_cuda_device() -> bool:
+    """Whether the active Brian2 device is Brian2CUDA's ``cuda_standalone``."""
+    return "cuda" in type(brian2.get_device()).__name__.lower()

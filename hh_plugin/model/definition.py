@@ -286,6 +286,10 @@ class ModelDefinition:
     (:mod:`hh_plugin.model.integrators`), where it was measured (:meth:`max_step`). It is
     a property of the code that ships the model, not of its equations: it is not part of
     :meth:`to_dict` and not compared by ``==``.
+    ``area`` (um², or ``None``) is the membrane patch the parameters are written for
+    (1 cm² = 1e8 um² for values per cm²): per-area quantities (``35*msiemens/cm**2``)
+    are converted with it (:mod:`hh_plugin.model.quantities`). It changes no equation and
+    no value, so two definitions that differ only in ``area`` compare equal.
     """
 
     name: str
@@ -301,6 +305,7 @@ class ModelDefinition:
     reference: str = ""
     description: str = ""
     max_dt_by_method: Any = field(default=(), compare=False, hash=False)
+    area: Optional[float] = field(default=None, compare=False)
     _cache: dict = field(default_factory=dict, compare=False, repr=False, hash=False)
 
     def __post_init__(self):
@@ -357,6 +362,12 @@ class ModelDefinition:
                 raise ValueError(f"model {self.name!r}: max_dt_by_method[{method!r}] must be "
                                  f"a positive finite number of ms, got {limit!r}")
         set_(self, "max_dt_by_method", tuple((m, float(v)) for m, v in by_method.items()))
+        if self.area is not None:
+            if isinstance(self.area, bool) or not isinstance(self.area, (int, float)) or \
+                    not 0 < self.area < float("inf"):
+                raise ValueError(f"model {self.name!r}: area must be a positive finite "
+                                 f"number of um2 (or None), got {self.area!r}")
+            set_(self, "area", float(self.area))
         low_high = tuple(float(v) for v in self.initial_voltage_range)
         VoltageDistribution.uniform(*low_high)  # validates
         set_(self, "initial_voltage_range", low_high)
@@ -555,8 +566,9 @@ class ModelDefinition:
 
     # ------------------------------------------------------------- conversion
     def to_dict(self) -> Dict[str, Any]:
-        """A JSON-compatible description from which :meth:`from_dict` rebuilds the model."""
-        return {
+        """A JSON-compatible description from which :meth:`from_dict` rebuilds the model
+        (``area``, in um², only when the model declares one)."""
+        out = {
             "name": self.name,
             "parameters": [{"name": p.name, "default": p.default, "unit": p.unit,
                             "description": p.description, "constraint": p.constraint}
@@ -572,6 +584,9 @@ class ModelDefinition:
             "max_dt": self.max_dt, "reference": self.reference,
             "description": self.description,
         }
+        if self.area is not None:
+            out["area"] = self.area
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "ModelDefinition":
@@ -598,7 +613,7 @@ class ModelDefinition:
 
         top = ("name", "parameters", "gates", "channels", "threshold", "capacitance",
                "initial_voltage", "initial_gates", "initial_voltage_range", "max_dt",
-               "reference", "description")
+               "reference", "description", "area")
         check_keys(data, top, "the definition")
         limit = 256
         params, gates, channels = [], [], []
@@ -647,13 +662,16 @@ class ModelDefinition:
         max_dt = data.get("max_dt", 0.1)
         if isinstance(max_dt, bool) or not isinstance(max_dt, (int, float)):
             raise ValueError("model definition: max_dt must be a number")
+        area = data.get("area")
+        if area is not None and (isinstance(area, bool) or not isinstance(area, (int, float))):
+            raise ValueError("model definition: area must be a number of um2")
         return cls(name=need(data, "name", str, "definition"), parameters=tuple(params),
                    gates=tuple(gates), channels=tuple(channels),
                    threshold=data.get("threshold", "V_th"),
                    capacitance=data.get("capacitance", "C"), initial_voltage=iv,
                    initial_gates=initial_gates, initial_voltage_range=tuple(ivr),
                    max_dt=float(max_dt), reference=str(data.get("reference", "")),
-                   description=str(data.get("description", "")))
+                   description=str(data.get("description", "")), area=area)
 
     def __repr__(self):
         # short: it is the default of HHSpec's ``model`` and shows in every signature

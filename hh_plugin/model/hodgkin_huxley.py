@@ -45,5 +45,6 @@ HODGKIN_HUXLEY = register_model(ModelDefinition(
     # rk4 (DOP853 reference, 100 ms at 10 and 20 uA, docs/accuracy.md): spike times within
     # 0.0029 ms at 0.05 ms, 0.0068 ms at 0.075 ms; at 0.1 ms it is unstable (2 of 7 spikes)
     max_dt_by_method={"rk4": 0.05},
+    area=1e8,  # um2: the values are per cm2 (Hodgkin & Huxley's squid axon membrane)
     reference="brainpy.state.HH (BrainPy); Hodgkin & Huxley, J. Physiol. 117 (1952)",
 ))

@@ -52,5 +52,6 @@ MORRIS_LECAR = register_model(ModelDefinition(
     # rk4 (DOP853 reference, 100 ms at 150 and 200 uA, docs/accuracy.md): spike times within
     # 0.0079 ms at 1 ms (0.00015 ms at 0.1 ms); not measured beyond exponential Euler's bound
     max_dt_by_method={"rk4": 1.0},
+    area=1e8,  # um2: the values are per cm2 (Morris & Lecar 1981: C = 20 uF/cm2)
     reference="brainpy.state.MorrisLecar (BrainPy); Morris & Lecar, Biophys. J. 35 (1981)",
 ))

@@ -17,6 +17,7 @@ import numpy as np
 from .definition import ModelDefinition, get_model, known_models, register_model
 from .hodgkin_huxley import HODGKIN_HUXLEY
 from .integrators import DEFAULT_METHOD, check_method
+from .quantities import area_um2, convert
 
 RESET_MODES = ("soft", "hard")
 
@@ -52,7 +53,7 @@ def _legacy_threshold_constraint(registered: ModelDefinition, carried: ModelDefi
     return dataclasses.replace(carried, parameters=fixed, _cache={}) == registered
 
 
-_OPTION_NAMES = ("spk_reset", "alpha", "width", "V_reset", "V_scale", "method")
+_OPTION_NAMES = ("spk_reset", "alpha", "width", "V_reset", "V_scale", "method", "area")
 #: The surrogate's scale (mV) where the threshold is 0 mV and no ``V_scale`` is given:
 #: :math:`x = (V - V_{th})/1\,\mathrm{mV}`, the surrogate on the voltage in mV.
 ZERO_THRESHOLD_SCALE = 1.0
@@ -63,7 +64,8 @@ def brian2_unit(unit: str):
     import brian2
 
     return {"mV": brian2.mV, "mS": brian2.msiemens, "uF": brian2.ufarad,
-            "uA": brian2.uA, "ms": brian2.ms, "1/ms": 1 / brian2.ms, "1": brian2.Unit(1)}[unit]
+            "uA": brian2.uA, "ms": brian2.ms, "1/ms": 1 / brian2.ms, "1": brian2.Unit(1),
+            "um2": brian2.umetre ** 2}[unit]
 
 
 def to_plain(value: Any, unit: str, name: str) -> Any:
@@ -111,7 +113,10 @@ class HHSpec:
 
     Parameters (keyword only; defaults from the model definition, for the reference model
     ``ENa=50, gNa=120, EK=-77, gK=36, EL=-54.387, gL=0.03, V_th=20`` mV/mS, ``C=1`` uF):
-    each a float, a 1-D per-neuron array, or a Brian2 quantity.
+    each a float, a 1-D per-neuron array, a Brian2 quantity, or a constant Brian2 unit
+    expression (``'35*msiemens'``). Conductances and the capacitance may be given per
+    area, as the literature does (``gNa=35*msiemens/cm**2``, ``C=1*uF/cm**2``), and are
+    converted with the patch area (:mod:`hh_plugin.model.quantities`).
 
     Options:
         spk_reset: ``'soft'`` (default) or ``'hard'``; matters only when ``V_reset`` is set.
@@ -135,6 +140,10 @@ class HHSpec:
             fourth-order Runge-Kutta, every stage re-evaluating rates and instantaneous
             gates; :mod:`hh_plugin.model.integrators`). Every backend integrates with it
             and refuses a ``dt`` above ``model.max_step(method)``.
+        area: the membrane patch that per-area quantities are converted with (a Brian2
+            area such as ``1*cm**2``, or a number of um²); ``None`` (default): the
+            model's declared ``area`` (1 cm² for the reference model, 20,000 um² for
+            Traub & Miles). ``spec.area`` is the one in use.
 
     Example:
         >>> spec = HHSpec(gL=0.3, V_reset=-70.0)
@@ -143,11 +152,11 @@ class HHSpec:
     """
 
     __slots__ = ("model", "_values", "spk_reset", "alpha", "width", "V_reset", "V_scale",
-                 "size", "method")
+                 "size", "method", "_area")
 
     def __init__(self, *, model: ModelDefinition = HODGKIN_HUXLEY, spk_reset: str = "soft",
                  alpha: float = 0.3, width: float = 1.0, V_reset=None, V_scale=None,
-                 method: str = DEFAULT_METHOD, **parameters):
+                 method: str = DEFAULT_METHOD, area=None, **parameters):
         if not isinstance(model, ModelDefinition):
             raise TypeError(f"model must be a ModelDefinition, got {type(model).__name__}")
         unknown = set(parameters) - set(model.parameter_names)
@@ -157,9 +166,12 @@ class HHSpec:
         check_method(method)
         if spk_reset not in RESET_MODES:
             raise ValueError(f"spk_reset must be one of {RESET_MODES}, got {spk_reset!r}")
+        area = area_um2(area)
+        patch = model.area if area is None else area
         values: Dict[str, Any] = {}
         for p in model.parameters:
-            value = to_plain(parameters.get(p.name, p.default), p.unit, p.name)
+            value = to_plain(convert(parameters.get(p.name, p.default), p.unit, p.name, patch),
+                             p.unit, p.name)
             _check_values(p.name, value, p.unit, p.constraint)
             values[p.name] = value
         alpha = to_plain(alpha, "1", "alpha")
@@ -191,6 +203,7 @@ class HHSpec:
         set_(self, "V_scale", V_scale)
         set_(self, "size", sizes.pop() if sizes else None)
         set_(self, "method", method)
+        set_(self, "_area", area)
 
     # ------------------------------------------------------------------ access
     def __getattr__(self, name):
@@ -213,7 +226,8 @@ class HHSpec:
     @property
     def options(self) -> Dict[str, Any]:
         return {"spk_reset": self.spk_reset, "alpha": self.alpha, "width": self.width,
-                "V_reset": self.V_reset, "V_scale": self.V_scale, "method": self.method}
+                "V_reset": self.V_reset, "V_scale": self.V_scale, "method": self.method,
+                "area": self._area}
 
     @property
     def surrogate_scale(self):
@@ -225,6 +239,12 @@ class HHSpec:
         magnitude = np.abs(self._values[self.model.threshold])
         scale = np.where(magnitude > 0, magnitude, ZERO_THRESHOLD_SCALE)
         return float(scale) if scale.ndim == 0 else scale
+
+    @property
+    def area(self) -> Optional[float]:
+        """The patch area (um²) per-area quantities are converted with: the one given to
+        this specification, else the model's (``None``: neither declares one)."""
+        return self.model.area if self._area is None else self._area
 
     @property
     def units(self) -> Dict[str, str]:
@@ -268,6 +288,9 @@ class HHSpec:
             out["units"] = {**out["units"], "V_scale": "mV"}
         if self.method != DEFAULT_METHOD:  # written only when not the default, as V_scale
             out["method"] = self.method
+        if self._area is not None:  # likewise: only an area given to this specification
+            out["area"] = self._area
+            out["units"] = {**out["units"], "area": "um2"}
         if include_definition:
             out["definition"] = self.model.to_dict()
         return out
@@ -300,7 +323,7 @@ class HHSpec:
         if units is not None:
             if not isinstance(units, Mapping):
                 raise ValueError("units must be a mapping")
-            expected = {**model.units, "V_reset": "mV", "V_scale": "mV"}
+            expected = {**model.units, "V_reset": "mV", "V_scale": "mV", "area": "um2"}
             for key, unit in units.items():
                 if expected.get(key) != unit:
                     raise ValueError(f"unit of {key!r} is {unit!r}; this model expects "
@@ -328,7 +351,8 @@ class HHSpec:
         parts = [f"{k}={fmt(v)}" for k, v in self._values.items()]
         parts += [f"{k}={fmt(v)}" for k, v in self.options.items()
                   if not (k == "V_scale" and v is None)
-                  and not (k == "method" and v == DEFAULT_METHOD)]
+                  and not (k == "method" and v == DEFAULT_METHOD)
+                  and not (k == "area" and v is None)]
         if self.model is not HODGKIN_HUXLEY:
             parts.append(f"model={self.model.name!r}")
         return f"HHSpec({', '.join(parts)})"

@@ -58,6 +58,7 @@ TRAUB_MILES = register_model(ModelDefinition(
     # rk4 (DOP853 reference, 100 ms at 0.5 and 2 nA, docs/accuracy.md): spike times within
     # 0.0045 ms at 0.04 ms, 0.025 ms at 0.06 ms; at 0.075 ms it is unstable (1 of 8 spikes)
     max_dt_by_method={"rk4": 0.04},
+    area=2e4,  # um2: COBAHH's patch, 20,000 um2
     reference="Brian2 examples/COBAHH.py (Brette et al., J. Comput. Neurosci. 23, 2007); "
               "Traub & Miles (1991)",
 ))

@@ -50,5 +50,6 @@ WANG_BUZSAKI = register_model(ModelDefinition(
     # rk4 (DOP853 reference, 100 ms at 1 and 5 uA, docs/accuracy.md): spike times within
     # 0.0089 ms at 0.05 ms, 0.027 ms at 0.075 ms, 0.098 ms at 0.1 ms; a spike lost at 0.2 ms
     max_dt_by_method={"rk4": 0.05},
+    area=1e8,  # um2: the values are per cm2 (Wang & Buzsaki 1996)
     reference="brainpy.state.WangBuzsakiHH (BrainPy); Wang & Buzsaki, J. Neurosci. 16 (1996)",
 ))

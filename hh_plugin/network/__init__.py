@@ -22,14 +22,15 @@ Brian2's ``examples/COBAHH.py`` is :func:`~.cobahh.cobahh_network` (:mod:`.cobah
 from .cobahh import cobahh_network
 from .connectivity import (AllToAll, Connection, Connector, Dense, FixedProbability, Normal,
                            OneToOne, RandomDelay, Sparse, Uniform)
-from .inputs import CurrentInput, PoissonInput, SpikeSource, SpikeTrains
+from .inputs import CurrentInput, PoissonInput, PoissonSource, SpikeSource, SpikeTrains
 from .spec import NetworkSpec, Population, Projection
 from .synapses import (CURRENT_PULSE, EXPONENTIAL_CONDUCTANCE, EXPONENTIAL_CURRENT, Synapse,
                        SynapseModel, SynapseParameter, current_pulse, exponential_conductance,
                        exponential_current, get_synapse_model, register_synapse_model)
 
 __all__ = ["AllToAll", "Connection", "Connector", "Dense", "FixedProbability", "Normal",
-           "OneToOne", "RandomDelay", "Sparse", "Uniform", "CurrentInput", "PoissonInput",
+           "OneToOne", "RandomDelay", "Sparse", "Uniform", "CurrentInput", "PoissonSource",
+           "PoissonInput",
            "SpikeSource", "SpikeTrains", "NetworkSpec", "Population", "Projection",
            "CURRENT_PULSE", "EXPONENTIAL_CONDUCTANCE", "EXPONENTIAL_CURRENT", "Synapse",
            "SynapseModel", "SynapseParameter", "current_pulse", "exponential_conductance",

@@ -4,9 +4,11 @@ r"""External inputs of a network, identical in both backends.
   (row :math:`k` is the current of step :math:`k`, the step from :math:`t_k = k\Delta t`
   to :math:`t_{k+1}`).
 - Spike sources, usable as the source of a projection like a population:
-  :class:`PoissonInput` (independent Poisson trains with a seed) and
+  :class:`PoissonSource` (independent Poisson trains with a seed) and
   :class:`SpikeTrains` (given spikes). A source's spike "of step :math:`k`" is treated
-  exactly like a neuron's spike emitted in step :math:`k`.
+  exactly like a neuron's spike emitted in step :math:`k`. (``PoissonSource`` was called
+  ``PoissonInput`` before, a name that reads as Brian2's ``PoissonInput``, an input
+  summed into a variable; the old name still works, with a ``DeprecationWarning``.)
 
 Poisson trains are drawn once, in numpy, as a Bernoulli raster: neuron :math:`i` spikes in
 step :math:`k` iff :math:`u_{ki} < r_i \Delta t` with
@@ -17,6 +19,7 @@ many steps are run.
 
 from __future__ import annotations
 
+import warnings
 from typing import Dict, Optional
 
 import numpy as np
@@ -29,16 +32,34 @@ class CurrentInput:
 
     ``values``: one number or one per neuron ``(N,)`` for a constant current; a 2-D
     array ``(T, N)`` (or ``(T, 1)``, the same for every neuron) for one row per step. A
-    run longer than ``T`` steps is refused.
+    run longer than ``T`` steps is refused. A Brian2 current density
+    (``1*uA/cm**2``) is converted with the target population's patch area
+    (``HHSpec.area``, :mod:`hh_plugin.model.quantities`) when the
+    :class:`~hh_plugin.network.NetworkSpec` is made; until then ``values`` is ``None``
+    and ``density`` holds it.
     """
 
     def __init__(self, target: str, values):
         self.target = check_name(target, "population")
+        self.density = None
+        if _is_density(values):
+            self.density, self.values = values, None
+            return
         array = as_array(values, "uA", f"current into {target!r}")
         if array.ndim > 2:
             raise ValueError(f"current into {target!r}: expected a scalar, (N,) or (T, N) "
                              f"array, got shape {array.shape}")
         self.values = array
+
+    def on_area(self, area: Optional[float]) -> "CurrentInput":
+        """This input with a density converted for a patch of ``area`` um² (itself when it
+        holds currents)."""
+        if self.density is None:
+            return self
+        from ..model.quantities import convert
+
+        return CurrentInput(self.target, convert(self.density, "uA",
+                                                 f"current into {self.target!r}", area))
 
     @property
     def is_constant(self) -> bool:
@@ -69,8 +90,19 @@ class CurrentInput:
         return {"type": "current", "target": self.target, "values": np.asarray(self.values)}
 
     def __repr__(self):
+        if self.values is None:
+            return f"CurrentInput({self.target!r}, per area)"
         kind = "constant" if self.is_constant else f"{self.values.shape[0]} steps"
         return f"CurrentInput({self.target!r}, {kind})"
+
+
+def _is_density(values) -> bool:
+    """Whether ``values`` is a Brian2 quantity of current per area."""
+    if not (hasattr(values, "dim") and hasattr(values, "has_same_dimensions")):
+        return False
+    import brian2
+
+    return values.has_same_dimensions(brian2.amp / brian2.metre ** 2)
 
 
 class SpikeSource:
@@ -89,9 +121,11 @@ class SpikeSource:
         return k.astype(np.int64), i.astype(np.int64)
 
 
-class PoissonInput(SpikeSource):
+class PoissonSource(SpikeSource):
     """``size`` independent Poisson trains of ``rate`` Hz (one number or one per train),
-    drawn with ``numpy.random.default_rng(seed)`` (see the module docstring)."""
+    drawn with ``numpy.random.default_rng(seed)`` (see the module docstring): a population
+    of spike sources, as Brian2's ``PoissonGroup`` (not Brian2's ``PoissonInput``, which
+    adds spikes to a variable of a group)."""
 
     def __init__(self, name: str, size: int, rate, seed: int):
         self.name = check_name(name, "input")
@@ -119,7 +153,19 @@ class PoissonInput(SpikeSource):
                 "rate": np.asarray(self.rate), "seed": self.seed}
 
     def __repr__(self):
-        return f"PoissonInput({self.name!r}, {self.size}, seed={self.seed})"
+        return f"PoissonSource({self.name!r}, {self.size}, seed={self.seed})"
+
+
+class PoissonInput(PoissonSource):
+    """Deprecated name of :class:`PoissonSource` (it reads as Brian2's ``PoissonInput``,
+    which is something else); makes a ``PoissonSource`` behaving the same, with a
+    ``DeprecationWarning``."""
+
+    def __init__(self, name: str, size: int, rate, seed: int):
+        warnings.warn("hh_plugin.network.PoissonInput is now PoissonSource (a spike-source "
+                      "population, not Brian2's PoissonInput); the old name will go",
+                      DeprecationWarning, stacklevel=2)
+        super().__init__(name, size, rate, seed)
 
 
 class SpikeTrains(SpikeSource):

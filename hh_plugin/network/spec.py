@@ -44,7 +44,7 @@ import numpy as np
 from ..model.initial import DEFAULT, initial_state
 from ..model.spec import HHSpec
 from .connectivity import Connection, Connector, Dense, Sparse, as_connector
-from .inputs import CurrentInput, PoissonInput, SpikeSource, SpikeTrains
+from .inputs import CurrentInput, PoissonSource, SpikeSource, SpikeTrains
 from .leaky_integrator import KIND as LI_KIND
 from .leaky_integrator import LISpec
 from .synapses import Synapse
@@ -188,7 +188,7 @@ class NetworkSpec:
         populations: :class:`Population` objects (names unique).
         projections: :class:`Projection` objects.
         inputs: :class:`~.inputs.CurrentInput` and spike sources
-            (:class:`~.inputs.PoissonInput`, :class:`~.inputs.SpikeTrains`).
+            (:class:`~.inputs.PoissonSource`, :class:`~.inputs.SpikeTrains`).
         dt: the step in ms (a number or a Brian2 quantity), at most each model's ``max_dt``.
 
     Derived (read-only): :attr:`connections` (the expanded synapses of each projection),
@@ -224,6 +224,7 @@ class NetworkSpec:
             if isinstance(item, CurrentInput):
                 if item.target not in pops:
                     raise ValueError(f"current input into unknown population {item.target!r}")
+                item = item.on_area(getattr(pops[item.target].spec, "area", None))
                 item.check(pops[item.target].size)
                 currents.append(item)
             elif isinstance(item, SpikeSource):
@@ -444,7 +445,7 @@ class NetworkSpec:
             if kind == "current":
                 inputs.append(CurrentInput(i["target"], i["values"]))
             elif kind == "poisson":
-                inputs.append(PoissonInput(i["name"], i["size"], i["rate"], i["seed"]))
+                inputs.append(PoissonSource(i["name"], i["size"], i["rate"], i["seed"]))
             elif kind == "spikes":
                 inputs.append(SpikeTrains(i["name"], i["size"], i["steps"], i["indices"]))
             else:
