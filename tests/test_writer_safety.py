@@ -28,7 +28,7 @@ BIG_SAVE = textwrap.dedent("""
     rows = np.random.default_rng(0).random((6000, 1000))
     traces = {"time": np.arange(1, 6001) * 0.01, "V": rows, "m": rows, "h": rows, "n": rows}
     if len(sys.argv) > 2:  # a save that stays under way for a while after writing
-        from hh_plugin.export import checksum
+        from hh_plugin.export.container import checksum
         real = checksum.stamp
         def slow(fd, check=None):
             real(fd, check)
@@ -165,7 +165,7 @@ def test_ctrl_c_stops_the_save(tmp_path, delay):
 
 @pytest.mark.parametrize("handler", ["python", "custom"])
 def test_interrupt_in_this_process_cleans_up(tmp_path, monkeypatch, handler):
-    from hh_plugin.export import checksum
+    from hh_plugin.export.container import checksum
 
     def stop(signum, frame):  # e.g. Brian2's handler outside a run
         raise KeyboardInterrupt
@@ -186,7 +186,7 @@ def test_interrupt_in_this_process_cleans_up(tmp_path, monkeypatch, handler):
 
 
 def test_a_handler_that_returns_lets_the_save_finish(tmp_path, monkeypatch):
-    from hh_plugin.export import checksum
+    from hh_plugin.export.container import checksum
 
     seen = []
     before = signal.signal(signal.SIGINT, lambda signum, frame: seen.append(signum))

@@ -306,7 +306,10 @@ class ModelDefinition:
     description: str = ""
     max_dt_by_method: Any = field(default=(), compare=False, hash=False)
     area: Optional[float] = field(default=None, compare=False)
-    _cache: dict = field(default_factory=dict, compare=False, repr=False, hash=False)
+    # not an __init__ argument: dataclasses.replace(model, ...) gets a fresh cache, never the
+    # compiled functions and torch types of the model it was derived from
+    _cache: dict = field(default_factory=dict, init=False, compare=False, repr=False,
+                         hash=False)
 
     def __post_init__(self):
         set_ = object.__setattr__

@@ -50,7 +50,7 @@ def _legacy_threshold_constraint(registered: ModelDefinition, carried: ModelDefi
         return False
     fixed = tuple(dataclasses.replace(p, constraint=registered.parameter(th).constraint)
                   if p.name == th else p for p in carried.parameters)
-    return dataclasses.replace(carried, parameters=fixed, _cache={}) == registered
+    return dataclasses.replace(carried, parameters=fixed) == registered
 
 
 _OPTION_NAMES = ("spk_reset", "alpha", "width", "V_reset", "V_scale", "method", "area")
