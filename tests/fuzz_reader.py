@@ -243,11 +243,10 @@ def load_phase(count, mode_of_family, families, workers, work, seed, timeout, lo
 
 
 def cli_phase(count, workers, work, seed, log):
-    from fuzz_mutations import (canary_files, mutate_bytes, mutate_structure, seed_files,
-                                write_bytes_variant)
+    from fuzz_mutations import canary_files, mutate_bytes, seed_files, write_bytes_variant
 
     seeds = [(p.name, p.read_bytes()) for p in seed_files(work / "cli-seeds")]
-    canaries = canary_files(work)
+    canary_files(work)
     valid_result = work / "cli-seeds" / "result.h5"
     rng = random.Random(seed + 1)
     jobs = queue.Queue()
@@ -271,8 +270,14 @@ def cli_phase(count, workers, work, seed, log):
             path = d / f"in-{name}"
             if job["family"] == "structure":
                 path.write_bytes(data)
-                with lock:  # h5py in threads: one writer at a time keeps it simple
-                    mutate_structure(path, r, canaries)
+                problem = _mutate_in_a_child(path, job["seed"], work)
+                if problem is not None:  # the harness's failure, reported apart
+                    result = {"outcome": "harness error", "message": problem, "id": job["id"],
+                              "family": job["family"], "command": job["command"]}
+                    with lock:
+                        results.append(result)
+                        log(result, len(results), count)
+                    continue
             else:
                 write_bytes_variant(path, mutate_bytes(data, r), job["family"])
             out = d / "out.h5"
@@ -302,6 +307,30 @@ def cli_phase(count, workers, work, seed, log):
     for t in threads:
         t.join()
     return results
+
+
+MUTATE = r"""
+import random, sys
+from pathlib import Path
+from fuzz_mutations import mutate_structure
+work = Path(sys.argv[3])  # the canaries the driver made (canary_files)
+canaries = (work / "canary.bin", work / "canary.h5", work / "canary.fifo")
+mutate_structure(Path(sys.argv[1]), random.Random(int(sys.argv[2])), canaries)
+"""
+
+
+def _mutate_in_a_child(path, seed, work, timeout=120):
+    """A structural mutation of ``path`` in a child process (h5py can block: a mutation
+    that points a dataset at the canary FIFO waits for a reader), or the reason it failed."""
+    try:
+        proc = subprocess.run([sys.executable, "-c", MUTATE, str(path), str(seed), str(work)],
+                              env=ENV, capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return f"mutation did not finish within {timeout} s"
+    if proc.returncode != 0:
+        return f"mutation failed: {proc.stderr.strip().splitlines()[-1:]}"
+    return None
 
 
 def classify_cli(proc, command) -> dict:
