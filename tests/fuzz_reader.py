@@ -177,8 +177,8 @@ class Worker:
         self.proc.stdin.write(json.dumps(job) + "\n")
         self.proc.stdin.flush()
         started = self._next(300)
-        if started is None or started == "TIMEOUT":
-            return self._restart(job, "crash", "died while mutating")
+        if started is None or started == "TIMEOUT":  # before the load: the harness's own
+            return self._restart(job, "harness error", "the worker died while mutating")
         line = self._next(timeout)
         if line == "TIMEOUT":
             return self._restart(job, "hang", f"no result within {timeout} s")
