@@ -171,3 +171,36 @@ def test_cache_key_covers_the_build_environment_and_every_build_is_announced(
     # elsewhere, or interrupted): the build that torch may run is announced
     (tmp_path / "torch_extensions" / other / cpp.BUILD_STAMP).unlink()
     assert build() == (other, 1)
+
+
+def test_a_short_wait_for_the_build_lock_is_silent(tmp_path, monkeypatch, capsys):
+    # issue 21, failure 9: under torchrun every rank printed "waiting for another process to
+    # finish building" while another one merely loaded the cached kernel
+    import fcntl
+    import threading
+
+    from hh_plugin.torch.fused import cpp
+
+    holder = os.open(tmp_path / "hh_plugin_build.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(holder, fcntl.LOCK_EX)  # another process's load holds the lock
+    waiting = threading.Event()
+    real_sleep = time.sleep
+
+    def sleep(seconds):  # the waiter's poll: it is waiting now
+        waiting.set()
+        real_sleep(seconds)
+
+    monkeypatch.setattr(cpp.time, "sleep", sleep)
+    done = []
+
+    def waiter():
+        with cpp._build_lock(tmp_path, timeout=600):
+            done.append(True)
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    assert waiting.wait(60)
+    os.close(holder)  # the load finishes: the lock is released
+    thread.join(60)
+    assert done == [True]
+    assert "waiting for another process" not in capsys.readouterr().err
