@@ -250,7 +250,7 @@ def test_seeded_initial_state_matches_numpy_generator(numpy_target):
     (dict(N=3, spec=HHSpec(gL=[0.1, 0.2])), ValueError, "per-neuron"),
     (dict(N=3, spec="hh"), TypeError, "HHSpec"),
     (dict(N=3, method="no_such_method"), ValueError, "method"),
-    (dict(N=3, threshold="V > 0*mV"), TypeError, "threshold"),
+    (dict(N=3, threshold="V > V_th and t > 5*ms"), TypeError, "threshold"),
     (dict(N=3, V_init="gaussian"), ValueError, "initial voltage"),
     (dict(N=3, current=""), ValueError, "current"),
 ])

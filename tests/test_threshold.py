@@ -86,6 +86,36 @@ def test_zero_threshold_same_spike_steps_on_brian2(naive_run, numpy_target):
     np.testing.assert_array_equal(raster, naive_run[0])
 
 
+@pytest.mark.parametrize("threshold", ["V > 0*mV", "V >= 0 * volt", "V>0.0*mV"])
+def test_brian2_threshold_condition_is_the_models_threshold(naive_run, numpy_target,
+                                                            threshold):
+    # issue 19: neuron_group(threshold='V > 0*mV') was refused; it is the spec's threshold
+    # level, with the model's rising-edge rule, so the spikes are those of HHSpec(V_th=0)
+    b2 = numpy_target
+    from hh_plugin.brian2 import neuron_group
+
+    stim = b2.TimedArray(np.tile(CURRENTS, (STEPS, 1)) * b2.uA, dt=DT_MS * b2.ms)
+    group = neuron_group(len(CURRENTS), HHSpec(), current="stim(t, i)", V_init=V0,
+                         dt=DT_MS * b2.ms, namespace={"stim": stim}, threshold=threshold)
+    assert float(group.V_th / b2.mV) == 0.0
+    monitor = b2.SpikeMonitor(group)
+    b2.run(STEPS * DT_MS * b2.ms)
+    raster = np.zeros((STEPS, len(CURRENTS)))
+    raster[np.round(np.asarray(monitor.t / b2.ms) / DT_MS).astype(int),
+           np.asarray(monitor.i)] = 1
+    np.testing.assert_array_equal(raster, naive_run[0])
+
+
+@pytest.mark.parametrize("threshold", ["V > V_th and t > 5*ms", "V < -80*mV", "m > 0.5",
+                                       "V > 20*ms"])
+def test_other_brian2_threshold_conditions_are_refused_with_the_reason(numpy_target,
+                                                                       threshold):
+    from hh_plugin.brian2 import neuron_group
+
+    with pytest.raises((TypeError, ValueError), match="threshold"):
+        neuron_group(3, HHSpec(), threshold=threshold)
+
+
 @pytest.mark.parametrize("path", ["naive", pytest.param("fused", marks=needs_compiler)])
 def test_zero_threshold_same_spike_steps_in_the_network_module(naive_run, path):
     net = NetworkSpec([Population("P", len(CURRENTS), spec=SPEC, initial={"V": V0})], [],

@@ -36,6 +36,7 @@ does the same after creation.
 from __future__ import annotations
 
 import numbers
+import re
 import warnings
 from typing import Dict, Optional
 
@@ -45,7 +46,7 @@ from hh_plugin.model.definition import VoltageDistribution
 from hh_plugin.model.initial import DEFAULT, UNIFORM, VOLTAGE_MARKERS, initial_state
 from hh_plugin.model.integrators import DEFAULT_METHOD, METHODS
 from hh_plugin.model.limits import check_step, warn_if_implausible
-from hh_plugin.model.quantities import convert
+from hh_plugin.model.quantities import convert, unit_expression
 from hh_plugin.model.spec import HHSpec, brian2_unit, to_plain
 
 from . import _compat
@@ -71,10 +72,33 @@ _SPIKE_RULE_HINT = (
     "(HHSpec(V_th=...)) or between runs (group.V_th = ...), or watch another condition "
     "with a custom event (events={'name': 'condition'}, then EventMonitor or "
     "group.run_on_event)")
+_LEVEL_CONDITION = re.compile(r"^\s*V\s*(>=|>)\s*(?P<level>.+?)\s*$")
+
+
+def _threshold_as_spec(threshold, spec: HHSpec) -> HHSpec:
+    """Brian2's ``threshold='V > 0*mV'`` (or ``>=``, any constant voltage expression) as
+    the specification's threshold level: ``spec`` with its threshold parameter set, so the
+    group keeps the model's spike rule (one spike per upward crossing, identical on every
+    backend). Any other condition is refused with the reason."""
+    match = _LEVEL_CONDITION.match(threshold) if isinstance(threshold, str) else None
+    if match is None:
+        raise TypeError(f"neuron_group does not take threshold={threshold!r}: only a level "
+                        f"for V ('V > 0*mV') becomes the model's threshold; "
+                        + _SPIKE_RULE_HINT)
+    name = spec.model.threshold
+    try:
+        level = to_plain(unit_expression(match.group("level"), "threshold"), "mV",
+                         "threshold")
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"neuron_group does not take threshold={threshold!r}: {exc}; only a "
+                        f"constant level for V ('V > 0*mV') becomes the model's threshold; "
+                        + _SPIKE_RULE_HINT) from None
+    return spec.replace(**{name: float(level)})
+
+
 _REFUSED_KWARGS = {
     "model": "neuron_group builds the model's equations from the spec; add equations of "
              "your own with extra_equations=... (a string or brian2.Equations)",
-    "threshold": _SPIKE_RULE_HINT,
 }
 
 
@@ -457,8 +481,10 @@ def neuron_group(N, spec: HHSpec = None, current=PARAMETER_CURRENT, V_init=DEFAU
             :func:`~hh_plugin.brian2.spike_times` give each spike's time inside its step
             (:mod:`hh_plugin.brian2.spike_times`).
         **kwargs: passed to ``brian2.NeuronGroup`` (``name``, ``dt``, ``clock``,
-            ``order``, ``dtype``...). ``model`` and ``threshold`` are refused with an
-            explanation (see the module docs for the spike rule).
+            ``order``, ``dtype``...). ``threshold='V > 0*mV'`` (or ``>=``, any constant
+            voltage) sets the spec's threshold level, with the model's spike rule (one
+            spike per upward crossing, as on every backend); any other condition, and
+            ``model``, are refused with an explanation (see the module docs).
 
     Unknown names and inconsistent units in ``current``, ``extra_equations``,
     ``events`` and ``reset`` are reported here (names are resolved in ``namespace`` and
@@ -485,6 +511,8 @@ def neuron_group(N, spec: HHSpec = None, current=PARAMETER_CURRENT, V_init=DEFAU
         method = state_updater(spec.method)
     else:
         method = _check_method(method)
+    if "threshold" in kwargs:
+        spec = _threshold_as_spec(kwargs.pop("threshold"), spec)
     for key, why in _REFUSED_KWARGS.items():
         if key in kwargs:
             raise TypeError(f"neuron_group does not take {key}=: {why}")
