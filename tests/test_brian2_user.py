@@ -147,7 +147,7 @@ def test_2_names_resolve_from_the_callers_scope(numpy_target):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(threshold="V > 0*mV"), r"threshold=.*spike rule.*V_th.*events="),
+    (dict(threshold="V > V_th and t > 1*ms"), r"threshold=.*spike rule.*V_th.*events="),
     (dict(refractory="V > 0*mV"), "refractory takes a duration.*spike rule"),
     (dict(model="dv/dt = -v/(10*ms) : volt"), "model=.*extra_equations"),
     (dict(events={"spike": "V > 0*mV"}), "'spike' is the model's own event"),
