@@ -60,7 +60,7 @@ def test_extra_equations_are_checked(numpy_target):
     with pytest.raises(TypeError, match="extra_equations must be"):
         neuron_group(2, extra_equations=3)
     with pytest.raises(TypeError, match="does not take threshold"):
-        neuron_group(2, threshold="V > 0*mV")
+        neuron_group(2, threshold="V > 0*mV and t > 1*ms")
 
 
 def test_refractory_period_is_brian2s_rule(numpy_target):

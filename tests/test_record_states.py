@@ -37,7 +37,11 @@ def test_recording_some_variables_gives_their_trajectories_and_none_for_the_rest
         value = getattr(part, field)
         if field in chosen:
             assert value.shape == I.shape
-            assert torch.equal(value, getattr(everything, field))  # same path, same values
+            if path == "compiled":  # inductor fuses each output set on its own
+                torch.testing.assert_close(value, getattr(everything, field),
+                                           rtol=0, atol=1e-12)
+            else:
+                assert torch.equal(value, getattr(everything, field))  # same path
         else:
             assert value is None
 
