@@ -71,18 +71,23 @@ def test_zero_threshold_same_spike_steps_on_the_compiled_path(naive_run):
     np.testing.assert_array_equal(z_compiled.detach().numpy(), naive_run[0])
 
 
-def test_zero_threshold_same_spike_steps_on_brian2(naive_run, numpy_target):
-    b2 = numpy_target
+def _brian2_raster(b2, spec, **options):
+    """Spike raster of the CURRENTS neurons of ``spec`` in Brian2, and the group."""
     from hh_plugin.brian2 import neuron_group
 
     stim = b2.TimedArray(np.tile(CURRENTS, (STEPS, 1)) * b2.uA, dt=DT_MS * b2.ms)
-    group = neuron_group(len(CURRENTS), SPEC, current="stim(t, i)", V_init=V0,
-                         dt=DT_MS * b2.ms, namespace={"stim": stim})
+    group = neuron_group(len(CURRENTS), spec, current="stim(t, i)", V_init=V0,
+                         dt=DT_MS * b2.ms, namespace={"stim": stim}, **options)
     monitor = b2.SpikeMonitor(group)
     b2.run(STEPS * DT_MS * b2.ms)
     raster = np.zeros((STEPS, len(CURRENTS)))
     raster[np.round(np.asarray(monitor.t / b2.ms) / DT_MS).astype(int),
            np.asarray(monitor.i)] = 1
+    return raster, group
+
+
+def test_zero_threshold_same_spike_steps_on_brian2(naive_run, numpy_target):
+    raster, _ = _brian2_raster(numpy_target, SPEC)
     np.testing.assert_array_equal(raster, naive_run[0])
 
 
@@ -91,18 +96,8 @@ def test_brian2_threshold_condition_is_the_models_threshold(naive_run, numpy_tar
                                                             threshold):
     # issue 19: neuron_group(threshold='V > 0*mV') was refused; it is the spec's threshold
     # level, with the model's rising-edge rule, so the spikes are those of HHSpec(V_th=0)
-    b2 = numpy_target
-    from hh_plugin.brian2 import neuron_group
-
-    stim = b2.TimedArray(np.tile(CURRENTS, (STEPS, 1)) * b2.uA, dt=DT_MS * b2.ms)
-    group = neuron_group(len(CURRENTS), HHSpec(), current="stim(t, i)", V_init=V0,
-                         dt=DT_MS * b2.ms, namespace={"stim": stim}, threshold=threshold)
-    assert float(group.V_th / b2.mV) == 0.0
-    monitor = b2.SpikeMonitor(group)
-    b2.run(STEPS * DT_MS * b2.ms)
-    raster = np.zeros((STEPS, len(CURRENTS)))
-    raster[np.round(np.asarray(monitor.t / b2.ms) / DT_MS).astype(int),
-           np.asarray(monitor.i)] = 1
+    raster, group = _brian2_raster(numpy_target, HHSpec(), threshold=threshold)
+    assert float(group.V_th / numpy_target.mV) == 0.0
     np.testing.assert_array_equal(raster, naive_run[0])
 
 
