@@ -128,6 +128,9 @@ def main(argv=None):
         if args.dump:
             torch.save(result, args.dump)
     if world > 1:
+        # every rank waits here until rank 0 has written its dump: a rank that tears the
+        # group down while another still works can hang gloo's shutdown (pytorch#75097)
+        dist.barrier()
         dist.destroy_process_group()
     return result
 

@@ -14,9 +14,11 @@ is safe when several processes start at once.
 
 import importlib.util
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -39,6 +41,52 @@ def _env(**extra):
     # one thread per process: the workers share the cores
     env.setdefault("OMP_NUM_THREADS", "1")
     return env
+
+
+def _run_launcher(cmd, cwd, timeout=600):
+    """Run ``cmd`` (a torchrun launch); if it outlives ``timeout`` s, make every process of
+    its tree print its Python stack (faulthandler, on SIGABRT) and fail with those stacks,
+    so that a hang names the line it hangs on."""
+    proc = subprocess.Popen(cmd, env=_env(PYTHONFAULTHANDLER="1"), cwd=cwd, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        for pid in _descendants(proc.pid) + [proc.pid]:
+            try:
+                os.kill(pid, signal.SIGABRT)
+                time.sleep(0.5)  # one stack after another, not interleaved
+            except ProcessLookupError:
+                pass
+        try:
+            out, err = proc.communicate(timeout=60)
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        pytest.fail(f"{' '.join(cmd[:6])} ... still ran after {timeout} s; the stacks of its "
+                    f"processes:\n{out[-3000:]}\n{err[-12000:]}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def _descendants(pid):
+    """Process ids below ``pid`` (from /proc), children first."""
+    children = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found[::-1]
 
 
 def _load_example():
@@ -65,8 +113,7 @@ def test_two_torchrun_processes_give_the_gradients_of_one(tmp_path):
     args = ["--quick", "--dtype", "float64", "--dump", str(dump)]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
            "--nproc_per_node=2", str(EXAMPLE), *args]
-    done = subprocess.run(cmd, env=_env(), cwd=tmp_path, capture_output=True, text=True,
-                          timeout=600, stdin=subprocess.DEVNULL)
+    done = _run_launcher(cmd, tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
     ddp = torch.load(dump)
     assert ddp["world_size"] == 2
@@ -124,6 +171,7 @@ IDLE_WORKER = textwrap.dedent("""
     if rank == 0:
         torch.save({n: p.detach() for n, p in module.named_parameters()}, sys.argv[1])
     if world > 1:
+        dist.barrier()  # as in examples/ddp_network.py: no rank leaves while another works
         dist.destroy_process_group()
 """)
 
@@ -139,9 +187,7 @@ def test_projections_that_deliver_nothing_do_not_stop_ddp(tmp_path):
                                      "--standalone", "--nproc_per_node=2"]),
                             ("single", [sys.executable])):
         out = tmp_path / f"{label}.pt"
-        done = subprocess.run([*launcher, str(script), str(out)], env=_env(), cwd=tmp_path,
-                              capture_output=True, text=True, timeout=600,
-                              stdin=subprocess.DEVNULL)
+        done = _run_launcher([*launcher, str(script), str(out)], tmp_path)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
         runs[label] = torch.load(out)
     assert runs["ddp"]["projections.H_to_H_rec.weight"].numel() == 0
