@@ -121,7 +121,7 @@ def test_bad_arguments_are_refused():
 brian2 = pytest.importorskip("brian2")
 
 
-def test_a_stalled_cpp_standalone_build_raises_naming_the_step(tmp_path):
+def test_a_stalled_cpp_standalone_build_raises_naming_the_step(tmp_path, capfd):
     from brian2 import ms, prefs, run, start_scope
 
     from hh_plugin.brian2 import neuron_group, use_device
@@ -142,6 +142,11 @@ def test_a_stalled_cpp_standalone_build_raises_naming_the_step(tmp_path):
                 session.build()
             del group
         assert prefs.devices.cpp_standalone.make_cmd_unix == "make"  # restored
+        assert make_watch.PROGRESS_FD_VARIABLE not in os.environ
+        # Brian2 keeps the build's output in its own log; the lines reach the user's stderr
+        err = capfd.readouterr().err
+        assert "[hh_plugin] make stopped: the build made no progress for 3 s" in err
+        assert "[hh_plugin] make: " in err
     finally:
         prefs.devices.cpp_standalone.extra_make_args_unix = saved
         del os.environ["HANG_ON"]

@@ -185,6 +185,7 @@ class DeviceSession:
         from brian2 import defaultclock, get_device, prefs, set_device
 
         self._closed = True
+        _close_progress_channel(getattr(self, "_progress", None))
         device, build_on_run, build_options = self._previous
         for key, value in self._saved_prefs.items():
             prefs[key] = value
@@ -458,7 +459,42 @@ def use_device(name: str = "cpp_standalone", directory: Optional[str] = None,
         raise
     session = DeviceSession(name, brian2.get_device(), directory, build_on_run,
                             build_options, saved, previous, dt)
+    if name != "runtime":
+        session._progress = _open_progress_channel()
     return session
+
+
+def _open_progress_channel():
+    """Brian2 sends a build's output to log files of its own (shown only when it fails);
+    the progress lines of :mod:`~hh_plugin.brian2.make_watch` go to a copy of this
+    process's standard error, passed to it in :data:`~.make_watch.PROGRESS_FD_VARIABLE`.
+    Returns ``(fd, previous value of the variable)``, or ``None``."""
+    from .make_watch import PROGRESS_FD_VARIABLE
+
+    try:
+        fd = os.dup(2)
+        os.set_inheritable(fd, True)
+    except OSError:
+        return None
+    previous = os.environ.get(PROGRESS_FD_VARIABLE)
+    os.environ[PROGRESS_FD_VARIABLE] = str(fd)
+    return fd, previous
+
+
+def _close_progress_channel(channel) -> None:
+    from .make_watch import PROGRESS_FD_VARIABLE
+
+    if channel is None:
+        return
+    fd, previous = channel
+    if previous is None:
+        os.environ.pop(PROGRESS_FD_VARIABLE, None)
+    else:
+        os.environ[PROGRESS_FD_VARIABLE] = previous
+    try:
+        os.close(fd)
+    except OSError:
+        pass
 
 
 def _stall_report(project_dir) -> Optional[str]:

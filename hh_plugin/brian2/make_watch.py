@@ -7,7 +7,8 @@ build that stops progressing looks the same as one that is slow. :func:`use_devi
 therefore sets ``prefs.devices.cpp_standalone.make_cmd_unix`` to this script, which
 
 - runs ``make`` in its own process group;
-- prints a line each time an object file of the makefile's ``SRCS`` appears:
+- prints a line each time an object file of the makefile's ``SRCS`` appears (to the
+  user's standard error, which Brian2 does not capture: :data:`PROGRESS_FD_VARIABLE`):
   ``[hh_plugin] make: 7 of 22 objects compiled after 95 s (now: code_objects/x.cu)``;
 - when no object, dependency file or program has appeared for ``--stall-timeout`` seconds,
   names the step the build is in (computing dependencies, compiling the sources that
@@ -37,6 +38,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 STALLED = 124
 #: File name of the stall report, in the project directory.
 REPORT_NAME = ".hh_plugin_make_stall"
+#: Environment variable with a file descriptor for the progress lines (Brian2 sends the
+#: build's standard output to a log file; :func:`hh_plugin.brian2.use_device` passes a
+#: copy of the user's standard error here). Unset or invalid: standard output.
+PROGRESS_FD_VARIABLE = "HH_PLUGIN_PROGRESS_FD"
 _SOURCE_SUFFIXES = (".cu", ".cpp", ".c")
 
 
@@ -224,7 +229,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     report = directory / args.report if args.report else None
     if report is not None and report.exists():
         report.unlink()
-    return watch(command, directory, args.stall_timeout, report)
+    return watch(command, directory, args.stall_timeout, report, out=_progress_stream())
+
+
+def _progress_stream():
+    """The stream of :data:`PROGRESS_FD_VARIABLE`, else standard output."""
+    value = os.environ.get(PROGRESS_FD_VARIABLE, "")
+    if value.isdigit():
+        try:
+            os.fstat(int(value))
+            return open(int(value), "w", buffering=1, closefd=False)
+        except OSError:
+            pass
+    return sys.stdout
 
 
 if __name__ == "__main__":
