@@ -29,13 +29,19 @@ sys.path.insert(0, str(ROOT))
 
 
 def cpu_model() -> str:
+    """The CPU's name with its family and model numbers (``AMD EPYC`` alone does not say
+    which generation: family 25 model 17 is Zen 4)."""
+    fields = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
     except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+        return platform.processor() or "unknown CPU"
+    name = fields.get("model name", platform.processor() or "unknown CPU")
+    if "cpu family" in fields and "model" in fields:
+        name += f" (family {fields['cpu family']} model {fields['model']})"
+    return name
 
 
 def build_spec(n_exc: int, n_inh: int):
