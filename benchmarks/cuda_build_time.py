@@ -21,6 +21,7 @@ import os
 import platform
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -73,7 +74,7 @@ def main(argv=None) -> dict:
 
     import brian2
 
-    from hh_plugin.brian2 import use_device
+    from hh_plugin.brian2 import make_watch, use_device
     from hh_plugin.brian2.network import build_network
 
     n_inh = args.neurons // 5
@@ -82,6 +83,14 @@ def main(argv=None) -> dict:
     load_before = os.getloadavg()
     print(f"CPU: {cpu_model()}, {os.cpu_count()} logical cores; load average "
           f"{load_before[0]:.2f}; Brian2 {brian2.__version__}", flush=True)
+    samples, done = [], threading.Event()
+
+    def sample_load():  # the machine's load while the build runs, every 10 s
+        while not done.wait(10.0):
+            samples.append(os.getloadavg()[0])
+
+    sampler = threading.Thread(target=sample_load, daemon=True)
+    sampler.start()
     start = time.perf_counter()
     with use_device("cuda_standalone", directory=directory, build_on_run=False,
                     compute_capability=9.0, stall_timeout=args.stall_timeout) as session:
@@ -89,15 +98,18 @@ def main(argv=None) -> dict:
         net.run()
         timings = session.build(run=False, with_output=False)
     total = time.perf_counter() - start
+    done.set()
+    sampler.join()
     objects = len(list(Path(directory, "code_objects").glob("*.cu")))
-    load_after = os.getloadavg()
-    result = {"neurons": args.neurons, "code_objects": objects, "generate_s": timings["generate"],
-              "make_s": timings["make"], "total_s": total, "load_before": load_before[0],
-              "load_after_1min": load_after[0], "cpu": cpu_model()}
-    print(f"\n| neurons | code objects (.cu) | generate (s) | make (s) | total (s) | "
-          f"load 1 min before / after |\n|---|---|---|---|---|---|\n"
-          f"| {args.neurons} | {objects} | {timings['generate']:.1f} | {timings['make']:.1f} "
-          f"| {total:.1f} | {load_before[0]:.2f} / {load_after[0]:.2f} |")
+    sources = len(make_watch.makefile_sources(Path(directory))[0])
+    load = sum(samples) / len(samples) if samples else os.getloadavg()[0]
+    result = {"neurons": args.neurons, "code_objects": objects, "sources": sources,
+              "generate_s": timings["generate"], "make_s": timings["make"], "total_s": total,
+              "load_before": load_before[0], "load_during": load, "cpu": cpu_model()}
+    print(f"\n| neurons | sources compiled (code objects) | generate (s) | make (s) | "
+          f"total (s) | load average before / during |\n|---|---|---|---|---|---|\n"
+          f"| {args.neurons} | {sources} ({objects}) | {timings['generate']:.1f} | "
+          f"{timings['make']:.1f} | {total:.1f} | {load_before[0]:.2f} / {load:.2f} |")
     print(f"project: {directory}")
     return result
 
