@@ -21,7 +21,6 @@ and :func:`hh_step` otherwise.
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Optional
 
