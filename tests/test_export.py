@@ -164,7 +164,7 @@ def test_save_refuses_bad_arguments(tmp_path):
 
 BAD_FILES = {
     "newer version": (lambda f: f.attrs.__setitem__("format_version", "2.0"), "newer"),
-    "newer minor": (lambda f: f.attrs.__setitem__("format_version", "1.2"), "newer"),
+    "newer minor": (lambda f: f.attrs.__setitem__("format_version", "1.3"), "newer"),
     "1.0 content labelled 1.1": (lambda f: f.attrs.__setitem__("format_version", "1.1"),
                                  "metadata format_version '1.0' differs from the root "
                                  "attribute '1.1'"),
