@@ -11,5 +11,5 @@ from .module import HH, HHCell, HHRecurrent, HHRecurrentCell
 from .spike_times import spike_times
 
 __all__ = ["HHParameters", "HHRecurrentState", "HHState", "ReLUSurrogate", "hh_step",
-           "initial_state", "parameters_type", "resting_voltage", "state_type", "HH", "HHCell", "HHRecurrent",
-           "HHRecurrentCell", "spike_times"]
+           "initial_state", "parameters_type", "resting_voltage", "state_type", "HH",
+           "HHCell", "HHRecurrent", "HHRecurrentCell", "spike_times"]

@@ -7,5 +7,5 @@ from .surrogate import ReLUSurrogate, heaviside_relu, rising_edge, surrogate_sca
 
 __all__ = ["HHRecurrentState", "check_dt", "hh_feed_forward_step", "hh_recurrent_step",
            "hh_step", "HHParameters", "HHState", "as_parameters", "initial_state",
-           "parameters_type", "resting_voltage", "state_type", "ReLUSurrogate", "heaviside_relu", "rising_edge",
-           "surrogate_scale"]
+           "parameters_type", "resting_voltage", "state_type", "ReLUSurrogate",
+           "heaviside_relu", "rising_edge", "surrogate_scale"]
