@@ -106,6 +106,10 @@ def test_models_without_a_rest():
         resting_state(HODGKIN_HUXLEY, {"gX": 1.0})
     with pytest.raises(ValueError, match="NaN"):
         resting_state(HODGKIN_HUXLEY, {"gL": float("nan")})
+    with pytest.raises(ValueError, match="different lengths"):
+        resting_state(HODGKIN_HUXLEY, {"gL": [0.1, 0.2], "gK": [30.0, 35.0, 40.0]})
+    with pytest.raises(ValueError, match="1-D"):
+        resting_state(HODGKIN_HUXLEY, {"gL": [[0.1, 0.2]]})
 
 
 def test_per_neuron_parameters_rest_per_neuron():
@@ -189,10 +193,26 @@ def test_rest_follows_the_parameters():
 
 
 def test_a_model_without_stable_rest_warns_and_starts_at_its_equilibrium():
-    with pytest.warns(UnstableRest, match="traub_miles.*fires on its own"):
-        module = HH(HHSpec(model=TRAUB_MILES))
-    state = module.initial_state(torch.zeros(1, 2, dtype=torch.float64))
-    assert float(state.V[0, 0].detach()) == pytest.approx(float(resting_state(TRAUB_MILES)["V"]))
+    # built silently (a module always given a state needs no rest); the first use warns
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        HH(HHSpec(model=TRAUB_MILES), V_init=-65.0)  # an explicit start: no warning
+        module = HH(HHSpec(model=TRAUB_MILES), path="naive")
+    with pytest.warns(UnstableRest, match="traub_miles.*fires on its own"):
+        state = module.initial_state(torch.zeros(1, 2, dtype=torch.float64))
+    assert float(state.V[0, 0].detach()) == pytest.approx(
+        float(resting_state(TRAUB_MILES)["V"]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        module(torch.zeros(3, 1, 2))             # said once
+        HH(HHSpec(model=TRAUB_MILES), V_init=-65.0, path="naive")(torch.zeros(3, 1, 2))
+
+
+def test_a_model_without_equilibrium_runs_from_given_states_only():
+    depolarising = _user_model("rest_test_module_no_equilibrium",
+                               (P("EL", 100.0, "mV"), P("gL", 0.1, "mS")),
+                               (), (ChannelDefinition("L", "gL", "EL"),))
+    module = HH(HHSpec(model=depolarising), path="naive")
+    z, state = module(torch.zeros(3, 1, 2), initial_state(module.p, (1, 2), V=-65.0))
+    assert bool((state.V > -65.0).all())        # pulled up towards EL = 100 mV
+    with pytest.raises(NoRestingState, match="no equilibrium"):
+        module(torch.zeros(3, 1, 2))

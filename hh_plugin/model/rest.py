@@ -15,7 +15,8 @@ above) and that is stable for the whole system: every eigenvalue of the Jacobian
 :func:`hh_plugin.model.vector_field.evaluate`) has a negative real part
 (:func:`is_stable`). A model without a stable one fires on its own at zero input; its
 most hyperpolarised falling zero is then returned all the same, an unstable equilibrium
-(deterministic, :math:`\dot V = 0` exactly, but rounding errors grow away from it), or
+(deterministic, :math:`\dot V = 0` up to rounding, but rounding errors grow away from
+it), or
 :class:`NoRestingState` is raised with ``stable_only=True``. Traub-Miles with Brian2's
 COBAHH values is such a model: its only equilibrium, -33.41 mV, is unstable (3 spikes in
 200 ms at zero input, from -65 mV).
@@ -69,7 +70,11 @@ def _values(model: ModelDefinition, parameters: Optional[Mapping]):
         if not np.all(np.isfinite(array)):
             raise ValueError(f"parameter {name!r} contains NaN or infinite values")
         values[name] = array
-    shape = np.broadcast_shapes(*(np.shape(v) for v in values.values()))
+    try:
+        shape = np.broadcast_shapes(*(np.shape(v) for v in values.values()))
+    except ValueError:
+        lengths = {k: len(v) for k, v in values.items() if np.ndim(v)}
+        raise ValueError(f"per-neuron parameters of different lengths: {lengths}") from None
     return values, shape
 
 
@@ -174,9 +179,9 @@ def resting_state(model: ModelDefinition, parameters: Optional[Mapping] = None,
         raise NoRestingState(
             f"model {model.name!r}{where} has no {'stable ' if stable_only else ''}"
             f"equilibrium with zero input between {VOLTAGE_CHECK_RANGE[0]:g} and "
-            f"{VOLTAGE_CHECK_RANGE[1]:g} mV (it fires or oscillates on its own with these "
-            f"parameters); start it from the model's default state (V_init='default') or "
-            f"from a potential in mV")
+            f"{VOLTAGE_CHECK_RANGE[1]:g} mV with these parameters (it fires on its own, or "
+            f"its potential runs out of that range); start it from the model's default "
+            f"state (V_init='default') or from a potential in mV")
     state = {"V": V}
     for gate, value in zip(model.gate_names, steady_gates(model, values, V)):
         state[gate] = np.asarray(value, dtype=np.float64).reshape(shape)

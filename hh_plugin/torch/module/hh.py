@@ -31,7 +31,7 @@ from norse.torch.module.snn import SNN, SNNCell, SNNRecurrent, SNNRecurrentCell,
 
 from ...model import HHSpec
 from ...model.initial import DEFAULT, REST, VOLTAGE_MARKERS
-from ...model.rest import UnstableRest, is_stable, resting_state
+from ...model.rest import NoRestingState, UnstableRest, is_stable, resting_state
 from ..functional.hh import (HHRecurrentState, check_dt, check_input_current,
                              hh_feed_forward_step,
                              hh_recurrent_step)
@@ -132,7 +132,10 @@ class _HHMixin:
         kernel_key(type(p).model, p.method)  # and its fused kernel's name (torch.library)
         self.__dict__["_rest_cache"] = None
         if isinstance(self.V_init, str) and self.V_init == REST:
-            self._initial_voltage()  # solved now, so that a traced first call finds it
+            try:  # solved now, so that a traced first call finds it
+                self._initial_voltage(use=False)
+            except NoRestingState:
+                pass  # said at the first call without a state: one with a state needs no rest
 
     def resting_state(self):
         r"""The state that ``V_init='rest'`` starts from, for the current parameters: a
@@ -141,32 +144,36 @@ class _HHMixin:
         (:func:`hh_plugin.model.rest.resting_state`)."""
         return resting_state(type(self.p).model, parameter_arrays(self.p))
 
-    def _initial_voltage(self):
+    def _initial_voltage(self, use: bool = True):
         """``V`` for :func:`~hh_plugin.torch.functional.parameters.initial_state`:
         ``V_init``, or for ``'rest'`` the resting potential (a float, or a float64 tensor
         of the neurons), solved again only when the parameters' values changed (a
-        trained parameter); while a graph is traced, the value last solved."""
+        trained parameter); while a graph is traced, the value last solved. The first
+        use (``use=True``) of an unstable equilibrium warns (:class:`UnstableRest`)."""
         if not (isinstance(self.V_init, str) and self.V_init == REST):
             return self.V_init
         cache = self.__dict__["_rest_cache"]
         if cache is not None and _tracing():
-            return cache[1]
+            return cache["V"]
         values = parameter_arrays(self.p)
         key = tuple(v.tobytes() for v in values.values())
-        if cache is None or cache[0] != key:
+        if cache is None or cache["key"] != key:
             model = type(self.p).model
             V = resting_state(model, values)["V"]
-            if not bool(np.all(is_stable(model, V, values))):
-                warnings.warn(
-                    f"{type(self).__name__}: model {model.name!r} has no stable resting "
-                    f"state at zero input with these parameters (it fires on its own); "
-                    f"V_init={REST!r} starts it from its unstable equilibrium "
-                    f"({float(np.min(V)):.2f} mV), which it leaves as rounding errors grow. "
-                    f"Pass V_init={DEFAULT!r} or a potential in mV to choose another start",
-                    UnstableRest, stacklevel=4)
-            value = float(V) if V.ndim == 0 else torch.from_numpy(V)
-            cache = self.__dict__["_rest_cache"] = (key, value)
-        return cache[1]
+            cache = self.__dict__["_rest_cache"] = {
+                "key": key, "V": float(V) if V.ndim == 0 else torch.from_numpy(V),
+                "stable": bool(np.all(is_stable(model, V, values))), "warned": False}
+        if use and not cache["stable"] and not cache["warned"]:
+            cache["warned"] = True
+            V = cache["V"]
+            warnings.warn(
+                f"{type(self).__name__}: model {type(self.p).model.name!r} has no stable "
+                f"resting state at zero input with these parameters (it fires on its own); "
+                f"V_init={REST!r} starts it from its unstable equilibrium "
+                f"({float(V if isinstance(V, float) else V.min()):.2f} mV), which it leaves "
+                f"as rounding errors grow. Pass V_init={DEFAULT!r} or a potential in mV to "
+                f"choose another start", UnstableRest, stacklevel=3)
+        return cache["V"]
 
     def parameters_like(self, tensor: torch.Tensor):
         """``self.p`` cast to ``tensor``'s dtype and device, cached (parameters that
@@ -278,7 +285,10 @@ class HHCell(_HHMixin, SNNCell):
               :mod:`hh_plugin.model.rest`, :meth:`resting_state`). Reference model:
               -70.68 mV. A model without a stable rest (Traub-Miles' COBAHH values fire
               on their own) starts from its unstable equilibrium, with an
-              :class:`~hh_plugin.model.rest.UnstableRest` warning.
+              :class:`~hh_plugin.model.rest.UnstableRest` warning at the first call
+              without a state; one without any equilibrium in -100..60 mV raises
+              :class:`~hh_plugin.model.rest.NoRestingState` there (a module always given
+              a state needs no rest).
             * ``'default'``: the model's declared default state, the Brian2 backend's
               and the network module's default (the reference model:
               :math:`\mathcal U(-70,-60)` mV drawn anew on every call, gates at steady
