@@ -119,6 +119,13 @@ def test_per_neuron_parameters_rest_per_neuron():
     for j in range(4):
         assert V[j] == float(resting_state(HODGKIN_HUXLEY, {"gL": gL[j]})["V"])
     assert np.all(np.diff(V) > 0)  # more leak towards EL = -54.4 mV: depolarised
+    # repeated parameter sets (solved once each) and a population of one shape
+    tiled = resting_state(HODGKIN_HUXLEY, {"gL": np.tile(gL, 3), "gK": 36.0})
+    np.testing.assert_array_equal(tiled["V"], np.tile(V, 3))
+    assert all(value.shape == (12,) for value in tiled.values())
+    # Traub-Miles' rates shifted by VT = -55 mV: a stable rest where -63 mV has none
+    both = resting_state(TRAUB_MILES, {"VT": [-63.0, -55.0]})["V"]
+    assert list(is_stable(TRAUB_MILES, both, {"VT": [-63.0, -55.0]})) == [False, True]
 
 
 def test_documented_resting_potentials():

@@ -31,7 +31,7 @@ from norse.torch.module.snn import SNN, SNNCell, SNNRecurrent, SNNRecurrentCell,
 
 from ...model import HHSpec
 from ...model.initial import DEFAULT, REST, VOLTAGE_MARKERS
-from ...model.rest import NoRestingState, UnstableRest, is_stable, resting_state
+from ...model.rest import UnstableRest, is_stable, resting_state
 from ..functional.hh import (HHRecurrentState, check_dt, check_input_current,
                              hh_feed_forward_step,
                              hh_recurrent_step)
@@ -134,8 +134,8 @@ class _HHMixin:
         if isinstance(self.V_init, str) and self.V_init == REST:
             try:  # solved now, so that a traced first call finds it
                 self._initial_voltage(use=False)
-            except NoRestingState:
-                pass  # said at the first call without a state: one with a state needs no rest
+            except ValueError:  # NoRestingState, or parameters it cannot take (2-D):
+                pass  # said at the first call without a state; one with a state needs none
 
     def resting_state(self):
         r"""The state that ``V_init='rest'`` starts from, for the current parameters: a
