@@ -57,7 +57,7 @@ def run_torch(celsius: float, dt_ms: float, duration_ms: float = DURATION_MS):
     from hh_plugin.torch import HH
 
     module = HH(p=HHSpec(model=CLASSIC_HH, celsius=celsius), dt=dt_ms * 1e-3,
-                record_states=True)
+                V_init="default", record_states=True)  # the model's -65 mV, as NEURON's
     steps = int(round(duration_ms / dt_ms))
     with torch.no_grad():
         z, states = module(torch.full((steps, 1), CURRENT_UA, dtype=torch.float64),
@@ -156,7 +156,7 @@ def main(argv=None):
     from hh_plugin.torch import HH
 
     spec = HHSpec(model=CLASSIC_HH, celsius=args.temperatures[-1])
-    module = HH(p=spec, dt=args.dt * 1e-3)
+    module = HH(p=spec, dt=args.dt * 1e-3, V_init="default")
     current = torch.full((int(round(DURATION_MS / args.dt)), 1), CURRENT_UA,
                          dtype=torch.float64)
     with torch.no_grad():

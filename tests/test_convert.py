@@ -28,8 +28,9 @@ LI64 = LIParameters(tau_syn_inv=torch.tensor(1 / 1e-3, dtype=torch.float64),
 
 def small_model(recurrent=False):
     torch.manual_seed(0)
-    hidden = (HHRecurrent(12, 12, p=HHSpec(), dt=DT, V_init=-70.68) if recurrent
-              else HH(p=HHSpec(), dt=DT, V_init=-70.68))
+    # the default initial state: rest (-70.68 mV), which the converter passes on as a number
+    hidden = (HHRecurrent(12, 12, p=HHSpec(), dt=DT) if recurrent
+              else HH(p=HHSpec(), dt=DT))
     return norse.SequentialState(torch.nn.Linear(8, 12), torch.nn.ReLU(), hidden,
                                  torch.nn.Linear(12, 4), norse.LI(p=LI64, dt=DT),
                                  return_hidden=True).double()
@@ -130,6 +131,10 @@ def test_converted_model_gives_norses_spikes_and_readout(numpy_target, recurrent
     z_ref, v_ref = norse_run(model, x, steps)
     converted = network_from_norse(model, x, steps=steps)
     hh, ro = converted.layers[2], converted.layers[4]
+    rest = model[2].resting_state()
+    for name, value in converted.spec.initial_state(hh).items():
+        if name in rest:
+            np.testing.assert_allclose(value, rest[name], rtol=1e-12, atol=0)
     with torch.no_grad():
         out = NetworkModule(converted.spec, dtype=torch.float64)(steps=steps, record=("v",))
     z = converted.per_sample(out.spikes[hh], hh)

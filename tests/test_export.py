@@ -270,7 +270,7 @@ def test_torch_state_and_parameters_round_trip(tmp_path, dtype):
     for device in devices:
         p = HHParameters.from_spec(HHSpec(gK=torch.linspace(30, 40, 4).tolist()), dtype=dtype,
                                    device=device)
-        module = HH(p=p, dt=1e-5, seed=3)
+        module = HH(p=p, dt=1e-5, V_init="default", seed=3)
         _, state = module(torch.full((20, 2, 4), 8.0, dtype=dtype, device=device))
         path = tmp_path / f"{device}_{dtype}.h5"
         save_torch(path, p, state, dt=1e-5, time=0.2)

@@ -29,7 +29,7 @@ MAX_DT_S = HODGKIN_HUXLEY.max_dt * 1e-3
 def test_sequence_module_refuses_non_finite_input_before_the_run(bad, path):
     current = torch.full((50, 2, 3), 10.0, dtype=torch.float64)
     current[31, 1, 2] = bad
-    module = HH(p=HHSpec(), dt=1e-5, seed=0, path=path)
+    module = HH(p=HHSpec(), dt=1e-5, V_init="default", seed=0, path=path)
     with pytest.raises(ValueError, match=r"NaN or infinite values \(first at index "
                                          r"\(31, 1, 2\)\)"):
         module(current)
@@ -37,7 +37,7 @@ def test_sequence_module_refuses_non_finite_input_before_the_run(bad, path):
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_cell_refuses_non_finite_input_on_the_cpu(bad):
-    cell = HHCell(p=HHSpec(), dt=1e-5, seed=0)
+    cell = HHCell(p=HHSpec(), dt=1e-5, V_init="default", seed=0)
     z, state = cell(torch.full((2, 3), 10.0))
     current = torch.full((2, 3), 10.0)
     current[0, 1] = bad
@@ -47,14 +47,14 @@ def test_cell_refuses_non_finite_input_on_the_cpu(bad):
 
 def test_checks_pass_gradients_and_finite_inputs_through():
     current = torch.full((30, 4), 10.0, dtype=torch.float64, requires_grad=True)
-    z, state = HH(p=HHSpec(), dt=1e-5, seed=0)(current)
+    z, state = HH(p=HHSpec(), dt=1e-5, V_init="default", seed=0)(current)
     state.V.sum().backward()
     assert torch.isfinite(current.grad).all() and current.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("make", [
-    lambda I: HH(p=HHSpec(), dt=1e-5, seed=0)(I.expand(20, -1)),
-    lambda I: HHCell(p=HHSpec(), dt=1e-5, seed=0)(I),
+    lambda I: HH(p=HHSpec(), dt=1e-5, V_init="default", seed=0)(I.expand(20, -1)),
+    lambda I: HHCell(p=HHSpec(), dt=1e-5, V_init="default", seed=0)(I),
 ])
 def test_implausible_current_draws_a_warning(make):
     # 1e6 uA gave V = 27,680 mV without a word

@@ -54,7 +54,7 @@ CHILD = FAKE_BUILD + textwrap.dedent("""
     from hh_plugin.torch import HH
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        z, state = HH(p=HHSpec(), dt=1e-5, seed=0)(torch.full((1000, 3), 10.0))
+        z, state = HH(p=HHSpec(), dt=1e-5, V_init="default", seed=0)(torch.full((1000, 3), 10.0))
     print("RESULT", int(z.sum()), flush=True)
     for w in caught:
         print("WARNING", str(w.message).replace(chr(10), " "), flush=True)
@@ -123,7 +123,7 @@ def test_fallback_gives_the_step_loop_result(tmp_path):
 
     done = _run(tmp_path, 0.1)
     assert done.returncode == 0, done.stderr
-    expected = HH(p=HHSpec(), dt=1e-5, seed=0, path="naive")(torch.full((1000, 3), 10.0))[0]
+    expected = HH(p=HHSpec(), dt=1e-5, V_init="default", seed=0, path="naive")(torch.full((1000, 3), 10.0))[0]
     assert f"RESULT {int(expected.sum())}" in done.stdout
     assert "falling back to the naive path" in done.stdout
 

@@ -105,6 +105,9 @@ def _one_recurrent_step(autapses: bool, z0):
 
 
 def test_recurrent_cell_autapses():
+    # Norse compares the synaptic current ``i`` of its LIF state, through which a recurrent
+    # spike arrives; the HH state has no synaptic current (the input current enters the
+    # membrane equation directly), so the spike shows in V within the step
     cell, full = _one_recurrent_step(True, torch.ones(1, 2))
     assert cell.recurrent_weights.diagonal().abs().sum() > 0
     _, part = _one_recurrent_step(True, torch.tensor([[0.0, 1.0]]))
@@ -113,6 +116,7 @@ def test_recurrent_cell_autapses():
 
 
 def test_recurrent_cell_no_autapses():
+    # as above: V where Norse compares its synaptic current i
     cell, full = _one_recurrent_step(False, torch.ones(1, 2))
     assert (cell.recurrent_weights.diagonal() == 0).all()
     _, part = _one_recurrent_step(False, torch.tensor([[0.0, 1.0]]))
@@ -206,8 +210,9 @@ def test_network_keeping_states_between_calls():
 
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
 def test_boolean_and_sparse_inputs(sparse):
-    # Norse's test_lif_datatype: boolean (optionally sparse) inputs; float32 states;
-    # spikes as sparse as the input
+    # Norse's test_lif_datatype: boolean (optionally sparse) inputs; float32 states (a gate
+    # where Norse checks its synaptic current i, which the HH state does not have); spikes
+    # as sparse as the input
     spikes = torch.zeros(1, 2, dtype=torch.bool)
     if sparse:
         spikes = spikes.to_sparse()
@@ -468,8 +473,11 @@ def test_torch_export_without_a_state():
     z_ref, state_ref = cell(x)
     torch.testing.assert_close(z, z_ref)
     torch.testing.assert_close(state.V, state_ref.V)
-    # the default uniform draw is exported too (torch's generator)
-    torch.export.export(HHCell(), (x,))
+    # the default, the resting state, and the reference model's uniform draw (torch's
+    # generator) are exported too
+    program = torch.export.export(HHCell(dt=DT), (x,))
+    torch.testing.assert_close(program.module()(x)[1].V, HHCell(dt=DT)(x)[1].V)
+    torch.export.export(HHCell(V_init="default"), (x,))
 
 
 @pytest.mark.slow

@@ -18,6 +18,10 @@ A batch of inputs becomes one network: each population holds ``batch`` copies of
 layer (neuron ``b * n + j`` is neuron ``j`` of sample ``b``) with block-diagonal
 projections, so one Brian2 run simulates the whole batch; :meth:`NorseNetwork.per_sample`
 splits a result back into ``(T, batch, n)``.
+
+Initial states: a layer's ``V_init='rest'`` (the modules' default) or a number starts
+both backends from that potential with the gates at steady state; random draws are
+refused, except ``'default'``, which becomes the population's default state.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import torch
 from ..network import (CurrentInput, NetworkSpec, Population, Projection, Sparse,
                        current_pulse)
 from ..network.leaky_integrator import LISpec
+from ..model.initial import DEFAULT, REST
 
 #: The receptor of converted projections.
 RECEPTOR = "in"
@@ -205,8 +210,10 @@ def network_from_norse(model: torch.nn.Module, inputs: torch.Tensor,
                 raise TypeError(f"{label}: per-neuron parameters are not supported by the "
                                 f"converter (they would have to be tiled over the batch)")
             V_init = layer.V_init
+            if isinstance(V_init, str) and V_init == REST:  # deterministic: the same number
+                V_init = float(layer.resting_state()["V"])
             initial = {"V": float(V_init)} if not isinstance(V_init, str) else {}
-            if isinstance(V_init, str) and V_init != "default":
+            if isinstance(V_init, str) and V_init != DEFAULT:
                 raise TypeError(f"{label}: V_init={V_init!r} draws random values; the "
                                 f"converter needs the same values on both backends (give "
                                 f"a number)")

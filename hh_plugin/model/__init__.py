@@ -4,9 +4,10 @@ from .definition import (ChannelDefinition, GateDefinition, ModelDefinition,
                          ParameterDefinition, VoltageDistribution, get_model, known_models,
                          register_model)
 from .hodgkin_huxley import HODGKIN_HUXLEY
-from .initial import (DEFAULT, UNIFORM, initial_state, initial_voltage,
+from .initial import (DEFAULT, REST, UNIFORM, initial_state, initial_voltage,
                       steady_state_gates)
 from .morris_lecar import MORRIS_LECAR
+from .rest import resting_state
 from .spec import HHSpec
 from .traub_miles import TRAUB_MILES
 from .wang_buzsaki import WANG_BUZSAKI
@@ -14,4 +15,5 @@ from .wang_buzsaki import WANG_BUZSAKI
 __all__ = ["ChannelDefinition", "GateDefinition", "ModelDefinition", "ParameterDefinition",
            "VoltageDistribution", "get_model", "known_models", "register_model",
            "HODGKIN_HUXLEY", "WANG_BUZSAKI", "MORRIS_LECAR", "TRAUB_MILES", "DEFAULT",
-           "UNIFORM", "initial_state", "initial_voltage", "steady_state_gates", "HHSpec"]
+           "UNIFORM", "REST", "initial_state", "initial_voltage", "steady_state_gates",
+           "resting_state", "HHSpec"]

@@ -26,6 +26,10 @@ DEFAULT = "default"
 #: Marker for "draw V from the model's uniform initial range, gates at steady state".
 UNIFORM = "uniform"
 VOLTAGE_MARKERS = (DEFAULT, UNIFORM)
+#: Marker for "the model's resting steady state" (:mod:`hh_plugin.model.rest`): the
+#: deterministic default of the Norse modules (:mod:`hh_plugin.torch.module.hh`) and of
+#: :func:`hh_plugin.torch.initial_state` with ``V='rest'``.
+REST = "rest"
 
 VoltageInit = Union[None, float, Sequence[float], np.ndarray, str]
 

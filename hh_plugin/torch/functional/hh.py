@@ -213,9 +213,18 @@ def hh_feed_forward_step(input_current: torch.Tensor, state, p, dt: float = 1e-5
 class HHRecurrentState(_TensorTuple, collections.namedtuple("HHRecurrentStateBase",
                                                             ["neuron", "z"])):
     """State of a recurrent HH layer: the neuron state and the last step's spikes ``z``
-    (with the state helpers ``detach``, ``to``, ``cpu``, ``float``... of ``HHState``)."""
+    (with the state helpers ``detach``, ``to``, ``cpu``, ``float``... of ``HHState``).
+
+    ``state.v`` is the neuron state's ``V`` (mV), under the name Norse's recurrent states
+    (``LIFState.v``) give it, so Norse's generic code reads it. The state stays nested:
+    iterating over it gives the neuron state and ``z``, not Norse's flat fields."""
 
     __slots__ = ()
+
+    @property
+    def v(self) -> torch.Tensor:
+        """The membrane potential ``neuron.V`` (mV), Norse's name."""
+        return self.neuron.V
 
 
 def hh_recurrent_step(input_tensor: torch.Tensor, state: HHRecurrentState,

@@ -17,7 +17,8 @@ import torch
 
 from ...model import HODGKIN_HUXLEY, HHSpec, ModelDefinition
 from ...model.definition import steady_state
-from ...model.initial import DEFAULT, UNIFORM, default_gate_values, initial_voltage
+from ...model.initial import DEFAULT, REST, UNIFORM, default_gate_values, initial_voltage
+from ...model.rest import resting_state
 from ...model.integrators import DEFAULT_METHOD
 
 _OPTIONS = ("spk_reset", "alpha", "width", "V_reset", "V_scale", "method")
@@ -217,6 +218,24 @@ HHState = state_type(HODGKIN_HUXLEY, "HHState")
 HHState.__doc__ = r"""State of an HH population: ``V`` (mV) and gates ``m, h, n`` (dimensionless)."""
 
 
+def resting_voltage(p) -> np.ndarray:
+    r"""The resting potential (mV, float64; shape ``()``, or ``(N,)`` for per-neuron
+    parameters) of the parameters ``p`` (a parameters NamedTuple or an
+    :class:`~hh_plugin.HHSpec`): :math:`\dot V = 0` at zero input with every gate at its
+    steady state, solved from the model definition (:func:`hh_plugin.model.rest.resting_state`;
+    an unstable equilibrium where the model has no stable one)."""
+    if isinstance(p, HHSpec):
+        return resting_state(p.model, p.parameters)["V"]
+    return resting_state(type(p).model, parameter_arrays(p))["V"]
+
+
+def parameter_arrays(p) -> dict:
+    """The model parameters of the NamedTuple ``p`` as float64 numpy arrays (plugin units),
+    detached and on the CPU."""
+    return {k: torch.as_tensor(getattr(p, k)).detach().cpu().double().numpy()
+            for k in type(p).model.parameter_names}
+
+
 def as_parameters(p):
     """Accept an :class:`HHSpec` or a parameters NamedTuple; return the NamedTuple."""
     if isinstance(p, HHSpec):
@@ -238,8 +257,9 @@ def initial_state(p, shape, V=DEFAULT, seed: Optional[int] = None,
                   dtype: torch.dtype = torch.float32, device=None, **gates):
     r"""Initial state of the given shape: ``V`` as in :func:`hh_plugin.model.initial_voltage`
     (a number, an array, ``'default'``: the model's distribution, or ``'uniform'``: its
-    range); gates as given, else the model's default constants (with ``V='default'``),
-    else at steady state at ``V`` (computed in ``dtype`` on ``device``).
+    range) or ``'rest'``: the resting steady state of ``p``
+    (:func:`resting_voltage`); gates as given, else the model's default constants (with
+    ``V='default'``), else at steady state at ``V`` (computed in ``dtype`` on ``device``).
 
     With a random ``V`` and ``seed=None`` the draw uses torch's global generator
     (``torch.manual_seed``); with a seed it uses numpy's ``default_rng(seed)``, the same
@@ -270,6 +290,9 @@ def initial_state(p, shape, V=DEFAULT, seed: Optional[int] = None,
                              f"the population shape {shape}") from None
     elif isinstance(V, str) and V == DEFAULT and distribution.kind == "constant":
         V0 = torch.full(shape, distribution.values[0], dtype=dtype, device=device)
+    elif isinstance(V, str) and V == REST:
+        rest = torch.as_tensor(resting_voltage(p), dtype=dtype, device=device)
+        V0 = torch.broadcast_to(rest, shape).clone()
     elif isinstance(V, (int, float)) and not isinstance(V, bool):
         if not math.isfinite(V):
             raise ValueError("initial voltage contains NaN or infinite values")

@@ -2,7 +2,12 @@ r"""Norse modules for the HH model: a cell (one step), a sequence module, recurr
 
 They follow Norse's contracts (:mod:`norse.torch.module.snn`): ``forward(input_tensor,
 state=None) -> (spikes, state)``, parameters as a NamedTuple ``p``, ``dt`` in seconds,
-so they drop into ``norse.torch.SequentialState`` and ``norse.torch.Lift``.
+so they drop into ``norse.torch.SequentialState`` and ``norse.torch.Lift``. Without a
+state they start, as Norse's modules do, from one deterministic state that requires
+gradients: the model's resting steady state (``V_init='rest'``, the default;
+:mod:`hh_plugin.model.rest`). ``V_init='default'`` gives the model's declared default
+instead (the reference model's random :math:`\mathcal U(-70, -60)` mV, the Brian2
+backend's default).
 
 Example:
     >>> import torch
@@ -17,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Optional
 
 import numpy as np
@@ -24,11 +30,13 @@ import torch
 from norse.torch.module.snn import SNN, SNNCell, SNNRecurrent, SNNRecurrentCell, _merge_states
 
 from ...model import HHSpec
-from ...model.initial import DEFAULT, UNIFORM, VOLTAGE_MARKERS
+from ...model.initial import DEFAULT, REST, VOLTAGE_MARKERS
+from ...model.rest import UnstableRest, is_stable, resting_state
 from ..functional.hh import (HHRecurrentState, check_dt, check_input_current,
                              hh_feed_forward_step,
                              hh_recurrent_step)
-from ..functional.parameters import as_parameters, initial_state, state_type
+from ..functional.parameters import (_tracing, as_parameters, initial_state, parameter_arrays,
+                                     state_type)
 from ..fused.ops import kernel_key
 from .trainable import current_parameters, register_trainable, trainable_names
 
@@ -51,17 +59,26 @@ def _nir_tracing() -> bool:
     return getattr(torch.nn.Module.__call__, "__module__", "").startswith("nirtorch")
 
 
-def _initial_voltage_option(V):
-    """``V_init`` checked once: ``'default'``, ``'uniform'``, a finite number, or a finite
-    tensor (mV)."""
+#: What ``V_init`` may name: the resting state (the modules' default), the model's
+#: default (random for the reference model) and its uniform range.
+MODULE_VOLTAGE_MARKERS = (REST,) + VOLTAGE_MARKERS
+
+
+def _initial_voltage_option(V, seed=None):
+    """``V_init`` checked once: ``'rest'``, ``'default'``, ``'uniform'``, a finite number,
+    or a finite tensor (mV); ``seed`` only with a random draw."""
     if isinstance(V, str):
-        if V not in VOLTAGE_MARKERS:
-            raise ValueError(f"unknown V_init {V!r}; use a number, an array, {DEFAULT!r} or "
-                             f"{UNIFORM!r}")
+        if V not in MODULE_VOLTAGE_MARKERS:
+            raise ValueError(f"unknown V_init {V!r}; use a number, an array or one of "
+                             f"{MODULE_VOLTAGE_MARKERS}")
+        if V == REST and seed is not None:
+            raise ValueError(f"seed={seed!r} draws nothing with V_init={REST!r} (the resting "
+                             f"state is deterministic); for the model's random default "
+                             f"state pass V_init={DEFAULT!r} with the seed")
         return V
     if V is None or isinstance(V, bool):
-        raise ValueError(f"V_init must be a number, an array, {DEFAULT!r} or {UNIFORM!r}, "
-                         f"got {V!r}")
+        raise ValueError(f"V_init must be a number, an array or one of "
+                         f"{MODULE_VOLTAGE_MARKERS}, got {V!r}")
     if isinstance(V, (int, float)):
         value = float(V)
     else:
@@ -107,12 +124,56 @@ class _HHMixin:
         register_trainable(self, p, names)
         self.__dict__["_trainable"] = names
         self._cast_cache = {}
-        self.V_init = _initial_voltage_option(V_init)
+        self.V_init = _initial_voltage_option(V_init, seed)
         self.seed = seed
         self._n_neurons = p.size  # p was validated by as_parameters
         type(p).model.compiled("torch")  # build the rate functions now, not while traced
         state_type(type(p).model)  # and the state's class
         kernel_key(type(p).model, p.method)  # and its fused kernel's name (torch.library)
+        self.__dict__["_rest_cache"] = None
+        if isinstance(self.V_init, str) and self.V_init == REST:
+            try:  # solved now, so that a traced first call finds it
+                self._initial_voltage(use=False)
+            except ValueError:  # NoRestingState, or parameters it cannot take (2-D):
+                pass  # said at the first call without a state; one with a state needs none
+
+    def resting_state(self):
+        r"""The state that ``V_init='rest'`` starts from, for the current parameters: a
+        dict of float64 numpy arrays, ``V`` (mV) and each gate at :math:`x_\infty(V)`, of
+        shape ``()`` or ``(N,)`` for per-neuron parameters
+        (:func:`hh_plugin.model.rest.resting_state`)."""
+        return resting_state(type(self.p).model, parameter_arrays(self.p))
+
+    def _initial_voltage(self, use: bool = True):
+        """``V`` for :func:`~hh_plugin.torch.functional.parameters.initial_state`:
+        ``V_init``, or for ``'rest'`` the resting potential (a float, or a float64 tensor
+        of the neurons), solved again only when the parameters' values changed (a
+        trained parameter); while a graph is traced, the value last solved. The first
+        use (``use=True``) of an unstable equilibrium warns (:class:`UnstableRest`)."""
+        if not (isinstance(self.V_init, str) and self.V_init == REST):
+            return self.V_init
+        cache = self.__dict__["_rest_cache"]
+        if cache is not None and _tracing():
+            return cache["V"]
+        values = parameter_arrays(self.p)
+        key = tuple(v.tobytes() for v in values.values())
+        if cache is None or cache["key"] != key:
+            model = type(self.p).model
+            V = resting_state(model, values)["V"]
+            cache = self.__dict__["_rest_cache"] = {
+                "key": key, "V": float(V) if V.ndim == 0 else torch.from_numpy(V),
+                "stable": bool(np.all(is_stable(model, V, values))), "warned": False}
+        if use and not cache["stable"] and not cache["warned"]:
+            cache["warned"] = True
+            V = cache["V"]
+            warnings.warn(
+                f"{type(self).__name__}: model {type(self.p).model.name!r} has no stable "
+                f"resting state at zero input with these parameters (it fires on its own); "
+                f"V_init={REST!r} starts it from its unstable equilibrium "
+                f"({float(V if isinstance(V, float) else V.min()):.2f} mV), which it leaves "
+                f"as rounding errors grow. Pass V_init={DEFAULT!r} or a potential in mV to "
+                f"choose another start", UnstableRest, stacklevel=3)
+        return cache["V"]
 
     def parameters_like(self, tensor: torch.Tensor):
         """``self.p`` cast to ``tensor``'s dtype and device, cached (parameters that
@@ -201,7 +262,7 @@ class _HHMixin:
         dtype = (input_tensor.dtype if input_tensor.is_floating_point()
                  else torch.get_default_dtype())
         state = initial_state(self.p, input_tensor.shape if shape is None else shape,
-                              V=self.V_init, seed=self.seed, dtype=dtype,
+                              V=self._initial_voltage(), seed=self.seed, dtype=dtype,
                               device=input_tensor.device)
         return _requiring_grad(state)
 
@@ -214,12 +275,28 @@ class HHCell(_HHMixin, SNNCell):
     Arguments:
         p: an :class:`~hh_plugin.HHSpec` or ``HHParameters`` (default: the reference model).
         dt: time step in seconds (default :math:`10^{-5}` s = 0.01 ms).
-        V_init: initial membrane potential when no state is given: ``'default'`` (the
-            model's default state; the reference model: :math:`\mathcal U(-70,-60)` mV,
-            gates at steady state), ``'uniform'`` (the model's range), a number or a tensor
-            (mV).
-        seed: seed for a random draw (numpy generator, identical to the Brian2 backend's);
-            ``None`` uses torch's global generator.
+        V_init: initial membrane potential when no state is given.
+
+            * ``'rest'`` (default): the model's resting steady state, deterministic as
+              Norse's initial states (LIF: :math:`v = v_{leak}`): the :math:`V^*` (mV)
+              with :math:`\dot V = -\sum_c g_c(x_\infty(V^*))\,(V^* - E_c)/C = 0` at
+              zero input, gates at :math:`x_\infty(V^*)`, solved from the model
+              definition for the current parameters (per neuron for per-neuron ones;
+              :mod:`hh_plugin.model.rest`, :meth:`resting_state`). Reference model:
+              -70.68 mV. A model without a stable rest (Traub-Miles' COBAHH values fire
+              on their own) starts from its unstable equilibrium, with an
+              :class:`~hh_plugin.model.rest.UnstableRest` warning at the first call
+              without a state; one without any equilibrium in -100..60 mV raises
+              :class:`~hh_plugin.model.rest.NoRestingState` there (a module always given
+              a state needs no rest).
+            * ``'default'``: the model's declared default state, the Brian2 backend's
+              and the network module's default (the reference model:
+              :math:`\mathcal U(-70,-60)` mV drawn anew on every call, gates at steady
+              state; Wang-Buzsaki: -65 mV, :math:`h = 0.6, n = 0.32`).
+            * ``'uniform'`` (the model's range), a number or a tensor (mV).
+        seed: seed for the random draws of ``'default'`` and ``'uniform'`` (numpy
+            generator, identical to the Brian2 backend's); ``None`` uses torch's global
+            generator. Refused with ``'rest'``, which draws nothing.
         trainable: model parameters to train, such as ``("gNa", "gK", "EL")``: registered
             as ``nn.Parameter``\ s (in ``parameters()`` and ``state_dict()``), positive
             ones through their logarithm (:mod:`hh_plugin.torch.module.trainable`);
@@ -237,7 +314,7 @@ class HHCell(_HHMixin, SNNCell):
     :class:`HH`, which checks a whole sequence at once.
     """
 
-    def __init__(self, p=None, dt: float = 1e-5, V_init=DEFAULT, seed: Optional[int] = None,
+    def __init__(self, p=None, dt: float = 1e-5, V_init=REST, seed: Optional[int] = None,
                  trainable=()):
         p = as_parameters(HHSpec() if p is None else p)
         super().__init__(activation=hh_feed_forward_step, state_fallback=self.initial_state,
@@ -291,7 +368,7 @@ class HH(_HHMixin, SNN):
     ``max_dt`` is refused (:class:`~hh_plugin.model.limits.StepTooLong`).
     """
 
-    def __init__(self, p=None, dt: float = 1e-5, V_init=DEFAULT, seed: Optional[int] = None,
+    def __init__(self, p=None, dt: float = 1e-5, V_init=REST, seed: Optional[int] = None,
                  record_states=False, path: str = "auto", checkpoint=None, trainable=()):
         from ..fused.sequence import PATHS, checkpoint_interval, record_names
 
@@ -332,7 +409,8 @@ class _RecurrentMixin(_HHMixin):
         hidden = shape + (int(self.hidden_size),)
         dtype = (input_tensor.dtype if input_tensor.is_floating_point()
                  else torch.get_default_dtype())
-        neuron = _requiring_grad(initial_state(self.p, hidden, V=self.V_init, seed=self.seed,
+        neuron = _requiring_grad(initial_state(self.p, hidden, V=self._initial_voltage(),
+                                               seed=self.seed,
                                                dtype=dtype, device=input_tensor.device))
         return HHRecurrentState(neuron, torch.zeros(hidden, dtype=dtype,
                                                     device=input_tensor.device))
@@ -375,11 +453,12 @@ class HHRecurrentCell(_RecurrentMixin, SNNRecurrentCell):
 
     Current (uA): :math:`I_t = W_{in} x_t + W_{rec} z_{t-1}`. State: ``HHRecurrentState(neuron,
     z)``. Weights default to Norse's random initialisation; ``autapses=False`` zeroes the
-    diagonal of :math:`W_{rec}`.
+    diagonal of :math:`W_{rec}`. ``p``, ``dt``, ``V_init`` (the resting state by default),
+    ``seed`` and ``trainable`` as for :class:`HHCell`.
     """
 
     def __init__(self, input_size: int, hidden_size: int, p=None, dt: float = 1e-5,
-                 V_init=DEFAULT, seed: Optional[int] = None, trainable=(), **kwargs):
+                 V_init=REST, seed: Optional[int] = None, trainable=(), **kwargs):
         p = as_parameters(HHSpec() if p is None else p)
         super().__init__(activation=hh_recurrent_step, state_fallback=self.recurrent_initial_state,
                          input_size=input_size, hidden_size=hidden_size, p=p,
@@ -403,10 +482,10 @@ class HHRecurrent(_RecurrentMixin, SNNRecurrent):
     ``HHRecurrentState`` of stacked neuron states and spikes ``z``), or names of neuron
     state variables such as ``('V',)``: ``HHRecurrentState(neuron, None)`` whose neuron
     state holds those ``(T, ..., hidden)`` trajectories and ``None`` in its other fields
-    (the spikes are the first output)."""
+    (the spikes are the first output). The other arguments as for :class:`HHRecurrentCell`."""
 
     def __init__(self, input_size: int, hidden_size: int, p=None, dt: float = 1e-5,
-                 V_init=DEFAULT, seed: Optional[int] = None, record_states=False,
+                 V_init=REST, seed: Optional[int] = None, record_states=False,
                  trainable=(), **kwargs):
         from ..fused.sequence import record_names
 
