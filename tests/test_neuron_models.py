@@ -18,7 +18,10 @@ from hh_plugin.model.wang_buzsaki import WANG_BUZSAKI
 from hh_plugin.neuron import Integration, generate_mechanism
 from hh_plugin.neuron.nmodl import content_hash
 
-from neuron_support import USER_MODEL, mechanisms  # noqa: F401  (fixture)
+import neuron_support
+from neuron_support import USER_MODEL
+
+mechanisms = neuron_support.mechanisms  # the session fixture
 
 #: (model, constant current in uA): 100 ms of regular firing each (Morris-Lecar, slow: 2
 #: spikes; the others 5 to 11).
