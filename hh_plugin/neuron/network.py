@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
@@ -314,7 +314,8 @@ def run_network(spec, steps: int, integration=None, threads: int = 1,
         if threads > 1:
             pc.nthread(1)
         pc.gid_clear()
-        del handlers, keep, scheduled, receptors, cells, starts, traces
+        handlers.clear()  # kept alive until here: NEURON calls them in finitialize
+        keep.clear()
     out = NetworkRun(dt, steps, rank, nhost, threads, integration=integration.describe())
     if rank != 0:
         return out
