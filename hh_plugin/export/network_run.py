@@ -11,18 +11,30 @@ import numpy as np
 from .errors import CrosscheckError
 
 #: Backends of :func:`run_network`.
-NETWORK_BACKENDS = ("torch", "brian2", "cpp_standalone")
+NETWORK_BACKENDS = ("torch", "brian2", "cpp_standalone", "neuron")
 
 
 def run_network(spec, backend: str, steps: int, record: Sequence[str] = ("V", "v"),
-                dtype=None, device=None, target: str = "numpy") -> Dict:
+                dtype=None, device=None, target: str = "numpy", integration=None,
+                threads: int = 1) -> Optional[Dict]:
     """Run ``spec`` for ``steps`` steps; the ``results`` mapping of
     :func:`~hh_plugin.export.save_network` (spikes and the recorded variables that each
-    population has; names no population has are skipped)."""
+    population has; names no population has are skipped).
+
+    ``'neuron'`` (:func:`hh_plugin.neuron.network.run_network`, ``integration`` and
+    ``threads`` apply): under ``mpirun`` every rank calls this; rank 0 gets the results,
+    the other ranks ``None``. Each spike is put in the step whose interval
+    :math:`(t_k, t_{k+1}]` holds its time."""
     if backend not in NETWORK_BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; use one of {NETWORK_BACKENDS}")
     known = spec.variables()
     record = [name for name in record if name in known]
+    if backend == "neuron":
+        from ..neuron.network import run_network as run_neuron
+
+        run = run_neuron(spec, steps, integration=integration, threads=threads,
+                         record=[name for name in record if name == "V"])
+        return run.results(spec) if run.is_root else None
     if backend == "torch":
         import torch
 
@@ -77,22 +89,42 @@ def results_from_brian2(net, steps: Optional[int] = None) -> Dict:
 
 @dataclass
 class PopulationComparison:
+    """``max_shift``: with a spike tolerance, the largest shift (steps) between the
+    neurons' matched spikes, ``None`` where a neuron's spike counts differ (or without a
+    tolerance)."""
+
     name: str
     spikes_a: int
     spikes_b: int
     first_diverging_step: Optional[int]
     max_dV: Optional[float]
     variable: Optional[str]
+    max_shift: Optional[int] = None
 
     @property
     def identical_spikes(self) -> bool:
         return self.first_diverging_step is None
 
 
-def compare_networks(a, b) -> List[PopulationComparison]:
+def spike_shift(ra: np.ndarray, rb: np.ndarray) -> Optional[int]:
+    """Largest shift (steps) between the k-th spikes of each neuron in two ``(steps,
+    size)`` rasters; ``None`` if some neuron's spike counts differ."""
+    worst = 0
+    for i in range(ra.shape[1]):
+        ka, kb = np.nonzero(ra[:, i])[0], np.nonzero(rb[:, i])[0]
+        if len(ka) != len(kb):
+            return None
+        if len(ka):
+            worst = max(worst, int(np.abs(ka - kb).max()))
+    return worst
+
+
+def compare_networks(a, b, spike_steps: Optional[int] = None) -> List[PopulationComparison]:
     """Compare two :class:`~hh_plugin.export.NetworkRecord` runs of the same network:
     per population the spike counts, the first step whose spikes differ and the largest
-    difference of ``V`` (or ``v``) where both recorded it."""
+    difference of ``V`` (or ``v``) where both recorded it; with ``spike_steps`` also each
+    neuron's largest spike shift (:func:`spike_shift`), for runs that are not meant to
+    agree step for step (NEURON's continuous time against a stepped backend)."""
     for record, label in ((a, "first"), (b, "second")):
         if not record.has_results:
             raise CrosscheckError(f"the {label} file holds a network but no run")
@@ -112,21 +144,29 @@ def compare_networks(a, b) -> List[PopulationComparison]:
             if ta is not None and tb is not None:
                 dV, var = float(np.abs(ta[:steps] - tb[:steps]).max()), name
                 break
+        shift = spike_shift(ra, rb) if spike_steps is not None else None
         rows.append(PopulationComparison(pop, int(ra.sum()), int(rb.sum()),
-                                         int(differ[0]) if len(differ) else None, dV, var))
+                                         int(differ[0]) if len(differ) else None, dV, var,
+                                         shift))
     return rows
 
 
-def comparison_table(rows: List[PopulationComparison], backends=("a", "b")) -> str:
+def comparison_table(rows: List[PopulationComparison], backends=("a", "b"),
+                     shifts: bool = False) -> str:
+    """The table of :func:`compare_networks`' rows (``shifts``: with the spike shift)."""
     head = (f"{'population':<14} {'spikes ' + str(backends[0]):>16} "
             f"{'spikes ' + str(backends[1]):>16} {'first diverging step':>21} "
-            f"{'max |dV|':>10}")
+            f"{'max |dV|':>10}" + (f" {'max shift (steps)':>18}" if shifts else ""))
     lines = [head, "-" * len(head)]
     for r in rows:
         first = "none" if r.first_diverging_step is None else str(r.first_diverging_step)
         dV = "-" if r.max_dV is None else f"{r.max_dV:.2e}"
-        lines.append(f"{r.name:<14} {r.spikes_a:>16d} {r.spikes_b:>16d} {first:>21} "
-                     f"{dV:>10}")
+        line = (f"{r.name:<14} {r.spikes_a:>16d} {r.spikes_b:>16d} {first:>21} "
+                f"{dV:>10}")
+        if shifts:
+            shift = "counts differ" if r.max_shift is None else str(r.max_shift)
+            line += f" {shift:>18}"
+        lines.append(line)
     return "\n".join(lines)
 
 

@@ -105,6 +105,18 @@ def _launcher_size() -> int:
     return 1
 
 
+def launcher_rank() -> int:
+    """This process's rank as its MPI launcher set it (0 when none did), known before MPI
+    is initialised (the command line reserves its output on rank 0 only)."""
+    for name in ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK"):
+        if name in os.environ:
+            try:
+                return int(os.environ[name])
+            except ValueError:
+                pass
+    return 0
+
+
 def rank() -> int:
     """This process's rank (0 without MPI)."""
     return int(parallel_context().id())

@@ -181,6 +181,20 @@ def run_network(spec, steps: int, integration=None, threads: int = 1,
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads must be a positive integer, got {threads!r}")
     integration = Integration.coerce(integration)
+    every = 1  # fixed step: V is recorded at every step of NEURON, every-th sample kept
+    if record and integration.method == "fixed":
+        ratio = spec.dt / integration.step(spec.dt)
+        every = int(round(ratio))
+        if every < 1 or abs(ratio - every) > 1e-9 * ratio:
+            raise ValueError(f"recording V needs a fixed step that divides the network's "
+                             f"dt = {spec.dt} ms, got {integration.step(spec.dt)} ms")
+    if record and threads > 1 and integration.method == "cvode":
+        # seen with NEURON 9.0.2: Vector.record(&v, Dt or tvec, sec=) of the cells of the
+        # second thread samples at wrong times (the spikes are right); recording every
+        # step is right, which is what the fixed step does
+        raise ValueError("recording V with CVODE and threads > 1 is not supported by the "
+                         "NEURON backend (NEURON 9.0.2 samples the other threads' cells at "
+                         "wrong times); use the fixed step, one thread, or more processes")
     pc = parallel_context()
     rank, nhost = int(pc.id()), int(pc.nhost())
     check_network(spec, nhost, threads)
@@ -189,6 +203,9 @@ def run_network(spec, steps: int, integration=None, threads: int = 1,
     tstop = steps * dt
     offsets = gid_offsets(spec)
     pc.gid_clear()
+    # threads first: NEURON reorganises its data when the thread count changes, which
+    # would leave earlier recording and playing pointers stale
+    pc.nthread(threads)
 
     cells: Dict[int, HHCell] = {}
     local: Dict[str, List[int]] = {}
@@ -232,7 +249,7 @@ def run_network(spec, steps: int, integration=None, threads: int = 1,
                 continue
             times, values = _change_points(column, dt)
             tvec, avec = h.Vector(times), h.Vector(values * 1e3)
-            avec.play(clamp._ref_amp, tvec, 0)
+            avec.play(clamp._ref_amp, tvec, 0, sec=cells[offsets[name] + i].sec)
             keep.extend((clamp, tvec, avec))
 
     # projections
@@ -292,11 +309,17 @@ def run_network(spec, steps: int, integration=None, threads: int = 1,
     traces = {}
     if "V" in record:
         for name in spec.populations:
-            traces[name] = [(i, h.Vector().record(cells[offsets[name] + i].seg._ref_v, dt))
-                            for i in local[name]]
+            # sec=: with threads, NEURON needs the section to find the pointer's thread
+            traces[name] = []
+            for i in local[name]:
+                cell = cells[offsets[name] + i]
+                vec = h.Vector()
+                if integration.method == "fixed":
+                    vec.record(cell.seg._ref_v, sec=cell.sec)
+                else:
+                    vec.record(cell.seg._ref_v, dt, sec=cell.sec)
+                traces[name].append((i, vec))
 
-    if threads > 1:
-        pc.nthread(threads)
     try:
         integration.apply(dt)
         pc.set_maxstep(10)
@@ -305,17 +328,19 @@ def run_network(spec, steps: int, integration=None, threads: int = 1,
         mine_spikes = (np.array(t_vec, dtype=np.float64), np.array(id_vec, dtype=np.int64))
         # V after each step: the samples at dt, 2 dt, ...; the last one (at the stop
         # time, which the recording may not reach) read from the cell
-        mine_traces = {name: [(i, np.append(np.array(v)[1:steps],
+        mine_traces = {name: [(i, np.append(np.array(v)[every::every][:steps - 1],
                                             cells[offsets[name] + i].seg.v))
                               for i, v in rows]
                        for name, rows in traces.items()}
         gathered = pc.py_gather((mine_spikes, mine_traces), 0)
     finally:
-        if threads > 1:
-            pc.nthread(1)
         pc.gid_clear()
         handlers.clear()  # kept alive until here: NEURON calls them in finitialize
         keep.clear()
+        traces.clear()
+        cells.clear()
+        if threads > 1:
+            pc.nthread(1)
     out = NetworkRun(dt, steps, rank, nhost, threads, integration=integration.describe())
     if rank != 0:
         return out

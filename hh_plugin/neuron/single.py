@@ -92,7 +92,8 @@ def run_neurons(spec: HHSpec, duration: float, current=0.0, n: Optional[int] = N
     traces = []
     if record_dt is not None:
         t_vec = h.Vector().record(h._ref_t, record_dt)
-        traces = [h.Vector().record(cell.seg._ref_v, record_dt) for cell in cells]
+        traces = [h.Vector().record(cell.seg._ref_v, record_dt, sec=cell.sec)
+                  for cell in cells]
     pc = h.ParallelContext()
     pc.set_maxstep(10)
     h.finitialize()
