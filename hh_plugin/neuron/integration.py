@@ -9,8 +9,10 @@ r"""How NEURON integrates: CVODE with tolerances, or its fixed step of order 1 o
   (``condition_order(2)``). The accuracy tests use ``atol = 1e-9``.
 - :meth:`Integration.fixed`: ``h.dt`` fixed (by default the network's step), ``order`` 0
   (backward Euler, first order, NEURON's ``secondorder = 0``) or 2 (Crank-Nicolson,
-  second order, ``secondorder = 2``). Events are delivered at step boundaries; spike
-  times are interpolated within the step. Runs are bit-reproducible across process and
+  second order, ``secondorder = 2``). Events are delivered at step boundaries, and a
+  spike's time is the end of the step in which ``v`` crossed the threshold (NEURON 9.0.2
+  does not interpolate it with the fixed step, ``condition_order(2)`` notwithstanding),
+  so spike times are exact to one step. Runs are bit-reproducible across process and
   thread counts.
 """
 

@@ -77,10 +77,12 @@ class NetworkRun:
 
     def raster(self, population: str, size: int) -> np.ndarray:
         r"""``(steps, size)`` bool: the plugin's "spike in step :math:`k`" of each spike,
-        :math:`k = \lceil t/\Delta t\rceil - 1` (a crossing in :math:`(t_k, t_{k+1}]`)."""
+        :math:`k = \lceil t/\Delta t - 10^{-6}\rceil - 1` (a crossing in
+        :math:`(t_k, t_{k+1}]`; NEURON's fixed step reports :math:`t_{k+1} + 10^{-10}`
+        ms for a crossing in step :math:`k`, which the :math:`10^{-6}` absorbs)."""
         times, index = self.spikes[population]
         out = np.zeros((self.steps, size), dtype=bool)
-        k = np.ceil(times / self.dt - 1e-9).astype(np.int64) - 1
+        k = np.ceil(times / self.dt - 1e-6).astype(np.int64) - 1
         k = np.clip(k, 0, max(self.steps - 1, 0))
         out[k, index] = True
         return out
