@@ -159,9 +159,6 @@ def test_what_does_not_map_is_refused(mechanisms):
                                  current_pulse("p"))], dt=0.01)
     with pytest.raises(ValueError, match="'out' is a LISpec .*does not map"):
         run_network(li, 10)
-    refractory = NetworkSpec([Population("A", 2, HHSpec(), refractory=3.0)], dt=0.01)
-    with pytest.raises(ValueError, match="refractory period"):
-        run_network(refractory, 10)
     alpha = SynapseModel("my_synapse", "uA", (SynapseParameter("tau", "ms", "decay"),),
                          "tau")
     custom = NetworkSpec([Population("A", 2, HHSpec())],
@@ -174,3 +171,27 @@ def test_what_does_not_map_is_refused(mechanisms):
                                           current_pulse("p"))], dt=0.01)
     with pytest.raises(ValueError, match="initial value of the current pulse 'I_p'"):
         run_network(pulse_start, 10)
+
+
+def test_refractory_period_is_brian2s_level_rule(mechanisms):
+    """With a refractory period R a neuron held above threshold spikes at 0, R, 2R, ...
+    (Brian2's threshold='V > V_th', refractory=R); a neuron that crosses the threshold
+    once per action potential, more than R apart, spikes as with the rising-edge rule."""
+    from hh_plugin.neuron import run_network
+
+    held = NetworkSpec([Population("A", 2, HHSpec(V_th=-200.0), refractory=3.0)], dt=0.01)
+    run = run_network(held, 2000, integration=Integration.cvode(1e-8))
+    times, index = run.spikes["A"]
+    for i in range(2):
+        np.testing.assert_allclose(times[index == i], 3.0 * np.arange(7), atol=1e-9)
+    plain = feed_forward(steps=1500)
+    dead = NetworkSpec([Population(p.name, p.size, p.spec, seed=p.seed,
+                                   refractory=3.0) for p in plain.populations.values()],
+                       plain.projections, [*plain.currents, *plain.sources.values()],
+                       dt=plain.dt)
+    a = run_network(plain, 1500, integration=Integration.cvode(1e-8))
+    b = run_network(dead, 1500, integration=Integration.cvode(1e-8))
+    for name in plain.populations:
+        assert len(a.spikes[name][0]) > 0
+        np.testing.assert_array_equal(a.spikes[name][1], b.spikes[name][1])
+        np.testing.assert_allclose(a.spikes[name][0], b.spikes[name][0], atol=1e-3)

@@ -6,6 +6,7 @@
 - :mod:`.cell`: single-compartment cells whose area makes the plugin's units exact;
 - :mod:`.single`: uncoupled neurons with constant currents;
 - :mod:`.receptors`: the synapse models as point processes;
+- :mod:`.spike_rule`: Brian2's refractory spike rule as a point process;
 - :mod:`.network`: a ``NetworkSpec`` distributed over MPI ranks by gid
   (:mod:`.mpi` finds an MPI library for NEURON).
 
@@ -36,10 +37,12 @@ def run_network(*args, **kwargs):
 
 def mechanism_sources(models=(), synapses: bool = True):
     """``{mechanism name: NMODL source}`` of ``models`` (``ModelDefinition`` objects) and,
-    with ``synapses``, of the generated synapse point processes: what
+    with ``synapses``, of the generated synapse point processes and refractory spike
+    rule: what
     :func:`hh_plugin.neuron.build.ensure_mechanisms` takes to compile them in one
     ``nrnivmodl`` run."""
     from .receptors import SOURCES
+    from .spike_rule import REFRACTORY, REFRACTORY_SOURCE
 
     out = {}
     for model in models:
@@ -47,4 +50,5 @@ def mechanism_sources(models=(), synapses: bool = True):
         out[mech.suffix] = mech.source
     if synapses:
         out.update(SOURCES)
+        out[REFRACTORY] = REFRACTORY_SOURCE
     return out

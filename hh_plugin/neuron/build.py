@@ -120,7 +120,9 @@ def compile_mechanisms(sources: Mapping[str, str], verbose: bool = False) -> Pat
         if verbose:
             print(run.stdout, run.stderr, file=sys.stderr)
         if run.returncode != 0:
-            tail = "\n".join((run.stdout + run.stderr).splitlines()[-30:])
+            lines = (run.stdout + run.stderr).splitlines()
+            errors = [line for line in lines if "rror" in line or "RESERVED" in line]
+            tail = "\n".join(errors[:10] + ["..."] + lines[-15:])
             raise NeuronBuildError(f"nrnivmodl failed in {folder} (exit "
                                    f"{run.returncode}):\n{tail}")
         library = _library(folder)

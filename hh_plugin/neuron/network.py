@@ -34,9 +34,13 @@ uA) are one ``IClamp`` per cell (:math:`10^3 I` nA): constant, or the per-step t
 played with ``Vector.play`` as a step function (row :math:`k` from :math:`t_k` on,
 only the rows where the value changes).
 
-**Refused** (a ``ValueError`` naming it): leaky-integrator populations, refractory
-periods (Brian2's rule), ``V_reset``, synapse models other than the three shipped ones,
-non-zero initial values of a current pulse, initial potentials at or above threshold.
+**Spike rule.** A population without a refractory period spikes at each upward crossing
+of its threshold (a ``NetCon`` on ``v``); one with a refractory period follows Brian2's
+level rule with dead time (:mod:`.spike_rule`, a generated point process).
+
+**Refused** (a ``ValueError`` naming it): leaky-integrator populations, ``V_reset``,
+synapse models other than the three shipped ones, non-zero initial values of a current
+pulse, initial potentials at or above threshold (without a refractory period).
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from .build import ensure_mechanisms
 from .cell import HHCell, check_initial_voltage, check_spec, current_nA, mechanism_for
 from .integration import Integration
 from .receptors import SOURCES, receptor_map
+from .spike_rule import REFRACTORY, REFRACTORY_SOURCE
 
 
 @dataclass
@@ -108,14 +113,10 @@ def check_network(spec, nhost: int = 1, threads: int = 1) -> None:
             raise ValueError(f"population {name!r} is a {type(pop.spec).__name__} (a leaky "
                              f"integrator readout), which the NEURON backend does not map")
         check_spec(pop.spec, f"population {name!r}")
-        if pop.refractory is not None:
-            raise ValueError(f"population {name!r}: a refractory period "
-                             f"({pop.refractory} ms, Brian2's threshold rule) cannot be "
-                             f"represented by NEURON's threshold detection (a NetCon fires "
-                             f"at each upward crossing); leave refractory=None")
         state = spec.initial_state(name)
-        check_initial_voltage(state["V"], pop.spec.parameters[pop.model.threshold],
-                              f"population {name!r}")
+        if pop.refractory is None:  # the level rule of a refractory period spikes at 0
+            check_initial_voltage(state["V"], pop.spec.parameters[pop.model.threshold],
+                                  f"population {name!r}")
         for syn in spec.receptors[name].values():
             mapping = receptor_map(syn, spec.dt)
             if mapping.state is None and np.any(np.asarray(state[syn.variable]) != 0):
@@ -134,8 +135,9 @@ def check_network(spec, nhost: int = 1, threads: int = 1) -> None:
 
 
 def mechanism_sources(spec) -> Dict[str, str]:
-    """``{mechanism: NMODL}`` of every model of ``spec`` and the synapse point processes."""
-    out = dict(SOURCES)
+    """``{mechanism: NMODL}`` of every model of ``spec``, the synapse point processes and
+    the refractory spike rule."""
+    out = {**SOURCES, REFRACTORY: REFRACTORY_SOURCE}
     for pop in spec.populations.values():
         mech = mechanism_for(pop.spec)
         out[mech.suffix] = mech.source
@@ -224,7 +226,14 @@ def run_network(spec, steps: int, integration=None, threads: int = 1,
             cell = HHCell(pop.spec, mechanism, i, name=f"{name}[{i}]")
             cells[gid] = cell
             pc.set_gid2node(gid, rank)
-            pc.cell(gid, cell.spike_detector())
+            if pop.refractory is None:
+                pc.cell(gid, cell.spike_detector())
+            else:  # Brian2's refractory rule (.spike_rule)
+                rule = h.hhp_Refractory(cell.seg)
+                rule.vth = cell.threshold
+                rule.refractory = pop.refractory_steps(dt) * dt
+                pc.cell(gid, h.NetCon(rule, None))
+                keep.append(rule)
             starts.append((cell, {"V": float(state["V"][i]),
                                   **{g: float(state[g][i]) for g in pop.model.gate_names}}))
             for syn in spec.receptors[name].values():

@@ -58,6 +58,7 @@ from ..model.expressions import (EXPREL_TAYLOR_COEFFICIENTS, EXPREL_TAYLOR_CUTOF
 #: Names NMODL, the C code it becomes, or NEURON's mechanism interface reserve.
 RESERVED = frozenset("""
 v i t dt celsius area diam patch secondorder PI FARADAY R pi e0 exprel rates states
+threshold flag net_send net_event
 if else while for do int double float char long short void return break continue switch
 case default const static extern struct union enum sizeof goto auto register signed
 unsigned volatile inline exp log log10 sqrt tanh cosh sinh sin cos tan fabs pow floor
