@@ -150,3 +150,21 @@ def test_cli_under_mpirun_writes_what_one_process_writes(mechanisms, network_fil
     from hh_plugin.export import load_network
 
     assert load_network(two).provenance["processes"] == "2"
+
+
+@needs_mpi
+def test_rank_zero_may_work_on_after_the_others_are_done(tmp_path):
+    """Every rank waits for the others at exit: rank 0 finishes writing (a rank that ended
+    first used to take the job down with it)."""
+    script = tmp_path / "late.py"
+    script.write_text(textwrap.dedent(f"""
+        import time
+        from hh_plugin.neuron.mpi import parallel_context
+        pc = parallel_context()
+        assert int(pc.nhost()) == 2
+        if int(pc.id()) == 0:
+            time.sleep(2)
+            open({str(tmp_path / "late.txt")!r}, "w").write("written")
+    """))
+    _mpirun([sys.executable, str(script)])
+    assert (tmp_path / "late.txt").read_text() == "written"

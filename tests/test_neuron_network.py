@@ -147,6 +147,10 @@ def test_record_v_and_zero_delay_in_one_process(mechanisms):
     with pytest.raises(ValueError, match="zero delay between populations cannot be "
                                          "represented with 1 processes and 2 threads"):
         run_network(spec, 400, threads=2)
+    one_step = feed_forward(steps=400, delay_ab=1)
+    with pytest.raises(ValueError, match="a delay of one step cannot be represented by "
+                                         "NEURON's fixed step with 1 processes and 2"):
+        run_network(one_step, 400, integration=Integration.fixed(), threads=2)
     with pytest.raises(ValueError, match="records 'V' only"):
         run_network(spec, 400, record=("m",))
 

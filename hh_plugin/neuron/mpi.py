@@ -14,11 +14,14 @@ library search path. :func:`mpi_library` finds one, in this order:
 when this process was started by an MPI launcher (``mpirun``/``mpiexec``/``srun``, seen
 from the variables they set); a process started alone runs as rank 0 of 1 without
 touching MPI. Launched by ``mpirun`` but without a library NEURON can load, it stops with
-an error naming what is missing (rather than run as ``K`` copies of rank 0).
+an error naming what is missing (rather than run as ``K`` copies of rank 0). Every rank
+waits for the others when it exits (:func:`finish`), so rank 0 may go on working on the
+gathered results while the others are done.
 """
 
 from __future__ import annotations
 
+import atexit
 import ctypes.util
 import os
 import shutil
@@ -87,12 +90,24 @@ def parallel_context():
             os.environ["MPI_LIB_NRN_PATH"] = library
             h.nrnmpi_init()
         _CONTEXT = h.ParallelContext()
+        if int(_CONTEXT.nhost()) > 1:
+            atexit.register(finish)
         if launched_by_mpi() and int(_CONTEXT.nhost()) == 1 and _launcher_size() > 1:
             raise RuntimeError(f"this process is one of {_launcher_size()} started by an MPI "
                                f"launcher, but NEURON initialised MPI with 1 process "
                                f"(library {os.environ.get('MPI_LIB_NRN_PATH')}): the launcher "
                                f"and the library must be the same MPI")
     return _CONTEXT
+
+
+def finish() -> None:
+    """Wait until every rank gets here (``pc.barrier()``), where MPI runs.
+
+    Registered to run when each process exits: a rank that ends while another one still
+    works (rank 0 writing the gathered results) would otherwise take the whole job down
+    with it (seen with MPICH's ``mpiexec`` and NEURON 9.0.2: the others are killed)."""
+    if _CONTEXT is not None and int(_CONTEXT.nhost()) > 1:
+        _CONTEXT.barrier()
 
 
 def _launcher_size() -> int:

@@ -18,7 +18,8 @@ t_{k+1}]`) takes effect from :math:`t_{k+d}`: NEURON's arrival is later by
 :math:`t_s - t_k \in (0, \Delta t]`, a difference that vanishes with :math:`\Delta t`.
 A zero delay between populations is refused with more than one process or thread
 (NEURON exchanges spikes between ranks and threads once per minimum delay, which must
-be positive).
+be positive), and so is a delay of one step with the fixed step there (NEURON 9.0.2
+needs the minimum delay to exceed one step; CVODE takes it).
 
 **Spike sources.** A :class:`~hh_plugin.network.PoissonSource` or
 :class:`~hh_plugin.network.SpikeTrains` is drawn exactly as the other backends draw it
@@ -106,7 +107,7 @@ class NetworkRun:
 SOURCE_NETCON_DELAY = 1e3
 
 
-def check_network(spec, nhost: int = 1, threads: int = 1) -> None:
+def check_network(spec, nhost: int = 1, threads: int = 1, integration=None) -> None:
     """Refuse, by name, what this backend does not map (see the module docstring)."""
     for name, pop in spec.populations.items():
         if not isinstance(pop.spec, HHSpec):
@@ -124,14 +125,25 @@ def check_network(spec, nhost: int = 1, threads: int = 1) -> None:
                                  f"pulse {syn.variable!r} cannot be represented in NEURON "
                                  f"(a pulse starts with a spike); leave it 0")
     if nhost > 1 or threads > 1:
+        fixed = Integration.coerce(integration).method == "fixed"
         for proj in spec.projections:
             conn = spec.connections[proj.name]
-            if proj.source in spec.populations and conn.size and int(conn.delay.min()) == 0:
+            if not (proj.source in spec.populations and conn.size):
+                continue
+            shortest = int(conn.delay.min())
+            if shortest == 0:
                 raise ValueError(f"projection {proj.name!r}: a zero delay between "
                                  f"populations cannot be represented with {nhost} processes "
                                  f"and {threads} threads (NEURON exchanges spikes between "
                                  f"ranks and threads after a positive minimum delay); give "
                                  f"it a delay >= 1 step")
+            if shortest == 1 and fixed:
+                raise ValueError(f"projection {proj.name!r}: a delay of one step cannot be "
+                                 f"represented by NEURON's fixed step with {nhost} processes "
+                                 f"and {threads} threads (its minimum delay between ranks "
+                                 f"and threads must exceed one step); use CVODE "
+                                 f"(Integration.cvode(), --integration cvode), one process "
+                                 f"and thread, or delays >= 2 steps")
 
 
 def mechanism_sources(spec) -> Dict[str, str]:
@@ -166,7 +178,8 @@ def run_network(spec, steps: int, integration=None, threads: int = 1,
     """Run ``spec`` for ``steps`` steps of ``spec.dt`` ms in NEURON.
 
     The same call works in one process and under ``mpirun -np K`` (every rank calls it;
-    MPI is initialised by :func:`hh_plugin.neuron.mpi.init` first, where it is available).
+    MPI is initialised first by :func:`hh_plugin.neuron.mpi.parallel_context` when an MPI
+    launcher started the process).
     ``integration``: :class:`~.integration.Integration` (default CVODE with ``atol =
     1e-6``; the fixed step defaults to ``spec.dt``). ``threads``: threads per process.
     ``record``: ``('V',)`` to sample V at the end of every step (gathered on rank 0).
@@ -201,7 +214,7 @@ def run_network(spec, steps: int, integration=None, threads: int = 1,
                          "wrong times); use the fixed step, one thread, or more processes")
     pc = parallel_context()
     rank, nhost = int(pc.id()), int(pc.nhost())
-    check_network(spec, nhost, threads)
+    check_network(spec, nhost, threads, integration)
     ensure_mechanisms(mechanism_sources(spec))
     dt = float(spec.dt)
     tstop = steps * dt
