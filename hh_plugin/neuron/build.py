@@ -6,8 +6,9 @@ loaded yet are written as ``.mod`` files into one folder under
 :func:`hh_plugin.build_lock.cache_dir`: ``$HH_PLUGIN_CACHE_DIR``, else
 ``$XDG_CACHE_HOME/hh_plugin``, else ``~/.cache/hh_plugin``), compiled there by ``nrnivmodl``
 (about 8 s) unless an earlier process did, and loaded with ``nrn_load_dll``. The hash
-covers the sources, NEURON's version, the resolved ``nrnivmodl`` and the machine, so a
-cache shared by two NEURON installations never hands one the other's library.
+covers the sources, NEURON's version and installation folder and the machine, so a cache
+shared by two NEURON installations never hands one the other's library (and environments
+sharing one installation share builds).
 
 Builds are serialised with the fused kernels' build lock
 (:func:`hh_plugin.build_lock.build_lock`, an ``flock`` released by the system if its
@@ -73,7 +74,9 @@ def build_key(sources: Mapping[str, str]) -> str:
     import neuron
 
     parts = [f"{name}\n{text}" for name, text in sorted(sources.items())]
-    parts += [f"neuron {neuron.__version__}", f"nrnivmodl {nrnivmodl()}",
+    # the NEURON installation (whose nrnivmodl, headers and libraries a build uses), not
+    # the path of the nrnivmodl wrapper found (a pyenv shim or the environment's script)
+    parts += [f"neuron {neuron.__version__} {os.path.dirname(os.path.realpath(neuron.__file__))}",
               f"machine {platform.machine()} {platform.system()}"]
     return hashlib.sha256("\n\0".join(parts).encode()).hexdigest()[:16]
 
