@@ -259,13 +259,14 @@ def run_network(spec, steps: int, integration=None, threads: int = 1,
                 if mapping.state is not None and value != 0:
                     synaptic_starts.append((pp, mapping.state, value * mapping.state_scale))
 
-    # current inputs: one IClamp per local cell of a population with inputs
+    # current inputs: one IClamp per local cell of a population with inputs (each cell's
+    # column of the summed per-step table, without making the whole table)
     for name, pop in spec.populations.items():
-        table = spec.current_table(name, steps)
-        if table is None or not local[name]:
+        items = [c.table(steps, pop.size) for c in spec.currents if c.target == name]
+        if not items or not local[name]:
             continue
         for i in local[name]:
-            column = np.ascontiguousarray(table[:, i], dtype=np.float64)
+            column = np.sum([np.asarray(t[:, i], dtype=np.float64) for t in items], axis=0)
             clamp = cells[offsets[name] + i].current_clamp()
             if np.all(column == column[0]):
                 clamp.amp = current_nA(column[0])
