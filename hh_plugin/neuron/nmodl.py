@@ -51,7 +51,7 @@ from typing import Dict, Mapping, Tuple
 
 import sympy
 
-from ..model.definition import ModelDefinition
+from ..model.definition import ModelDefinition, steady_state
 from ..model.expressions import (EXPREL_TAYLOR_COEFFICIENTS, EXPREL_TAYLOR_CUTOFF_FLOAT64,
                                  VOLTAGE_SYMBOL)
 
@@ -239,11 +239,11 @@ def generate_mechanism(model: ModelDefinition) -> Mechanism:
                                  f"of gate {g.name!r} could not be separated from its "
                                  f"derivative")
         derivative_lines.append(f"    {names[g.name]}' = {write(derivative)}")
-        if "x_inf" in dict(t.intermediates):
-            steady_lines.append(f"    {names[g.name]} = {generated[g.name + '__x_inf']}")
-        else:
-            a, b = generated[g.name + "__alpha"], generated[g.name + "__beta"]
-            steady_lines.append(f"    {names[g.name]} = {a}/({a} + {b})")
+        # the definition's own steady state (x_inf, or alpha/(alpha + beta)) of the
+        # intermediates' symbols
+        steady = steady_state({label: t.intermediate_symbol(label)
+                               for label, _ in t.intermediates})
+        steady_lines.append(f"    {names[g.name]} = {write(steady)}")
     units = model.units
     param_lines = [f"    {names[p]} = {model.parameter(p).default!r} {UNITS[units[p]]}"
                    for p in parameters]
