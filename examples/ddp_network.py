@@ -26,6 +26,7 @@ weights (``torch.save``), for comparing runs (``tests/test_ddp.py``).
 """
 
 import argparse
+import gc
 import os
 import time
 
@@ -128,8 +129,12 @@ def main(argv=None):
         if args.dump:
             torch.save(result, args.dump)
     if world > 1:
-        # every rank waits here until rank 0 has written its dump: a rank that tears the
-        # group down while another still works can hang gloo's shutdown (pytorch#75097)
+        # DistributedDataParallel holds the process group: release it while every rank is
+        # still here (a rank destroying it on return from main, after the other rank had
+        # exited, hung in gloo's teardown under load), then wait until rank 0 has written
+        # its dump and take the group down together (pytorch#75097)
+        del model
+        gc.collect()
         dist.barrier()
         dist.destroy_process_group()
     return result

@@ -401,7 +401,7 @@ def test_version_and_help_for_every_option(capsys):
 
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == (f"hh-plugin {__version__} (file formats: 1.0 "
-                                                f"population files, 1.1 network files)")
+                                                f"population files, 1.1-1.2 network files)")
     parser = _parser()
     sub = next(a for a in parser._actions if a.dest == "command")
     for name, command in sub.choices.items():

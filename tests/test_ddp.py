@@ -134,7 +134,7 @@ def test_two_torchrun_processes_give_the_gradients_of_one(tmp_path):
 # than the run. DistributedDataParallel needs a gradient of every parameter in every
 # backward pass ("Expected to have finished reduction in the prior iteration" otherwise).
 IDLE_WORKER = textwrap.dedent("""
-    import os, sys, torch
+    import gc, os, sys, torch
     import torch.distributed as dist
     from hh_plugin import HHSpec
     from hh_plugin.network import (AllToAll, FixedProbability, NetworkSpec, OneToOne,
@@ -170,8 +170,10 @@ IDLE_WORKER = textwrap.dedent("""
         optimizer.step()
     if rank == 0:
         torch.save({n: p.detach() for n, p in module.named_parameters()}, sys.argv[1])
-    if world > 1:
-        dist.barrier()  # as in examples/ddp_network.py: no rank leaves while another works
+    if world > 1:  # as in examples/ddp_network.py: DDP released, then the group, together
+        del model
+        gc.collect()
+        dist.barrier()
         dist.destroy_process_group()
 """)
 

@@ -106,3 +106,14 @@ def test_fit_conductances_rk4_traces_match_neuron_and_exponential_euler_ones_do_
         differences[spec.method] = (states.V - target).abs().max().item()
     assert differences["rk4"] < 0.02
     assert differences["exponential_euler"] > 10.0
+
+
+def test_wang_buzsaki_gamma_example_agrees_between_backends(tmp_path):
+    pytest.importorskip("brian2")
+    out = tmp_path / "gamma.png"
+    result = load_example("wang_buzsaki_gamma").main(
+        ["--neurons", "10", "--duration", "40", "--transient", "10", "--output", str(out)])
+    assert result["identical_spikes"] and result["spikes_torch"] > 10
+    assert result["max_dV_mV"] <= 1e-6
+    assert 0.0 < result["synchrony_chi"] <= 1.0 and result["frequency_Hz"] > 0
+    assert out.stat().st_size > 10_000

@@ -400,12 +400,17 @@ def _triton_interpreter_ok():
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 
+#: The Triton kernel's cases: the resets, and the RK4 method (issue 19).
+TRITON_CASES = {**{name: SPECS[name] for name in ("default", "soft_reset", "hard_reset")},
+                "rk4": lambda n: _heterogeneous(n, method="rk4")}
+
+
 @pytest.mark.skipif(not _triton_interpreter_ok(),
                     reason="needs triton and TRITON_INTERPRET=1 (set before triton is imported)")
-@pytest.mark.parametrize("case", ["default", "soft_reset", "hard_reset"])
+@pytest.mark.parametrize("case", sorted(TRITON_CASES))
 def test_triton_kernel_in_interpreter_equals_naive(case):
     from hh_plugin.torch.fused.triton_kernel import hh_sequence_triton
-    I, s0, p = _random_case(torch.float64, SPECS[case](5), T=60, shape=(5,))
+    I, s0, p = _random_case(torch.float64, TRITON_CASES[case](5), T=60, shape=(5,))
     with torch.no_grad():
         z0, a = hh_sequence(I, s0, p, 2e-5, path="naive", record_states=True)
         z1, b = hh_sequence_triton(I, s0, p, 2e-5, record_states=True, allow_cpu=True)
@@ -447,9 +452,9 @@ def test_triton_kernel_in_interpreter_subprocess(tmp_path):
     env = dict(os.environ, TRITON_INTERPRET="1",
                PYTHONPATH=os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           "-o", "addopts=",  # one process: no xdist workers for 3 tests
+                           "-o", "addopts=",  # one process: no xdist workers for 4 tests
                            f"{__file__}::test_triton_kernel_in_interpreter_equals_naive"],
                           capture_output=True, text=True, env=env, timeout=1200,
                           cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "3 passed" in proc.stdout
+    assert f"{len(TRITON_CASES)} passed" in proc.stdout

@@ -195,7 +195,7 @@ from hh_plugin.network import (CurrentInput, FixedProbability, NetworkSpec, Pois
     exponential_current)
 from hh_plugin import HHSpec
 from hh_plugin.model import TRAUB_MILES
-pops = [Population("A", 50, HHSpec(), seed=1),
+pops = [Population("A", 50, HHSpec(method="rk4"), seed=1),  # RK4 reaches CUDA code too
         Population("B", 20, HHSpec(model=TRAUB_MILES), seed=2, refractory=1.0)]
 spec = NetworkSpec(pops, [
     Projection("A", "B", FixedProbability(0.2, 1e-5, seed=3),
@@ -229,3 +229,7 @@ def test_network_cuda_standalone_project_compiles_for_sm90(cuda_env, tmp_path): 
     assert (project / "main").is_file() and os.access(project / "main", os.X_OK)
     sources = "".join(p.read_text() for p in (project / "code_objects").glob("*.cu"))
     assert "g_e" in sources and "__global__" in sources
+    # population A integrates with the plugin's RK4: four stages in its CUDA state updater
+    updater = "".join(p.read_text() for p in (project / "code_objects").glob("*.cu")
+                      if "stateupdater" in p.name and "__k_4_V" in p.read_text())
+    assert "__k_1_V" in updater and "__global__" in updater

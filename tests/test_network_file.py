@@ -203,21 +203,34 @@ def test_cli_runs_a_network_file_on_both_backends_and_crosschecks(tmp_path):
 
 
 def test_network_metadata_follows_the_published_schema(tmp_path):
-    """export/schema/hh_plugin_network-1.1.schema.json describes what save_network writes
-    (a file with and one without results)."""
+    """export/schema/hh_plugin_network-<version>.schema.json describes what save_network
+    writes: a file without results and one with a run without V (1.1), a run with V
+    (spike times) and an RK4 population (1.2); each file is checked against the schema of
+    the version it declares, and a 1.2 file is not a valid 1.1 file."""
     jsonschema = pytest.importorskip("jsonschema")
-    schema = json.loads((ROOT / "export" / "schema" /
-                         "hh_plugin_network-1.1.schema.json").read_text())
-    jsonschema.Draft202012Validator.check_schema(schema)
+    schemas = {}
+    for version in ("1.1", "1.2"):
+        schemas[version] = json.loads((ROOT / "export" / "schema" /
+                                       f"hh_plugin_network-{version}.schema.json").read_text())
+        jsonschema.Draft202012Validator.check_schema(schemas[version])
     spec = network()
-    for name, results in (("plain", None), ("run", run_torch(spec, 20))):
-        path = save_network(tmp_path / f"{name}.h5", spec, results, backend="torch")
+    rk4 = NetworkSpec([Population("A", 3, HHSpec(method="rk4"))], [], [CurrentInput("A", 5.0)],
+                      dt=0.025)
+    with torch.no_grad():
+        untimed = NetworkModule(spec, dtype=torch.float64)(steps=20)
+    cases = (("plain", spec, None, "1.1"), ("untimed", spec, untimed, "1.1"),
+             ("run", spec, run_torch(spec, 20), "1.2"), ("rk4", rk4, None, "1.2"))
+    for name, net, results, version in cases:
+        path = save_network(tmp_path / f"{name}.h5", net, results, backend="torch")
         with h5py.File(path, "r") as f:
             meta = json.loads(f.attrs["metadata"])
-        jsonschema.validate(meta, schema)
-    meta["network"]["projections"][0]["dense"] = "yes"
+        assert meta["format_version"] == version, name
+        jsonschema.validate(meta, schemas[version])
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(meta, schema)
+        jsonschema.validate(meta, schemas["1.1"])
+    meta["network"]["projections"] = [{"dense": "yes"}]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(meta, schemas["1.2"])
 
 
 def test_float_delays_are_refused(tmp_path):

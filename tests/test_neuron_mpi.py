@@ -120,11 +120,15 @@ def test_cli_runs_a_network_file_and_crosschecks_with_torch(mechanisms, network_
     ran = _cli(["run", "--backend", "torch", "--dtype", "float64", str(network_file),
                 "-o", str(tmp_path / "torch.h5")])
     assert ran.returncode == 0, ran.stderr
-    # continuous time against the step schedule: not step for step, but within 5 steps
+    assert record.version == "1.2" and len(record.spike_times["A"]) == \
+        len(record.spikes["A"][0])
+    # continuous time against the step schedule: not step for step, but within 0.05 ms
+    # (V, compared where a population's spikes fall in the same steps, differs by a few
+    # mV on the flanks of the spikes)
     check = _cli(["crosscheck", str(tmp_path / "torch.h5"), str(tmp_path / "neuron.h5"),
-                  "--spike-steps", "5"])
+                  "--spike-atol", "0.05", "--atol-V", "10"])
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "every spike within 5 steps (0.05 ms)" in check.stdout
+    assert "the same spikes per neuron, times within 0.05 ms" in check.stdout
     exact = _cli(["crosscheck", str(tmp_path / "torch.h5"), str(tmp_path / "neuron.h5")])
     assert exact.returncode == 1  # and they are not identical step for step
     wrong = _cli(["run", "--backend", "neuron", "--dtype", "float32", str(network_file),

@@ -111,10 +111,16 @@ def test_results_for_the_network_file(network_runs, tmp_path):
         k = np.ceil(times / spec.dt - 1e-6).astype(int) - 1
         assert np.all(raster[k, index])
         assert np.all((k * spec.dt < times + 1e-12) & (times <= (k + 1) * spec.dt + 1e-12))
+        # the spike times stored with the raster (format 1.2), in its order
+        np.testing.assert_array_equal(np.sort(results["spike_times"][name]), np.sort(times))
     path = tmp_path / "run.h5"
     save_network(path, spec, results, backend="neuron")
     record = load_network(path)
-    assert record.backend == "neuron" and record.steps == STEPS
+    assert record.backend == "neuron" and record.steps == STEPS and record.version == "1.2"
+    for name in spec.populations:
+        k, i = record.spikes[name]
+        t = record.spike_times[name]
+        assert np.all((k * spec.dt <= t) & (t <= (k + 1) * spec.dt))
 
 
 def test_threads_give_identical_spikes(mechanisms):

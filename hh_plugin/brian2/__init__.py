@@ -22,11 +22,11 @@ C++ standalone or Brian2CUDA is one call away (:func:`use_device`)::
 """
 
 from . import functions
-from .device import DEVICES, DeviceSession, use_device
+from .device import DEVICES, BuildStalled, DeviceSession, use_device
 from .equations import equations
 from .functions import namespace
 from .group import neuron_group, set_steady_state
 from .spike_times import spike_time_monitor, spike_times
 
 __all__ = ["equations", "neuron_group", "set_steady_state", "namespace", "functions",
-           "use_device", "DeviceSession", "DEVICES", "spike_time_monitor", "spike_times"]
+           "use_device", "DeviceSession", "DEVICES", "BuildStalled", "spike_time_monitor", "spike_times"]

@@ -20,6 +20,10 @@ r"""One call to switch Brian2 between runtime, C++ standalone and Brian2CUDA.
 - **cuRAND from a wheel**: CUDA toolkits installed from the package index (``nvidia-cuda-nvcc``
   and friends) often lack cuRAND, which Brian2CUDA links; the ``nvidia-curand`` wheel is
   found and used when the toolkit has no ``curand.h``;
+- **progress and stalls**: ``make`` runs through :mod:`hh_plugin.brian2.make_watch`, which
+  prints a line per compiled object (``7 of 22 objects compiled after 95 s``) and stops a
+  build that makes no progress for ``stall_timeout`` seconds, naming the step it was in
+  (:class:`BuildStalled`);
 - **clear errors** when Brian2CUDA, nvcc or cuRAND is missing, naming what to install.
 
 Every preference it changes is restored, and the previous device re-activated, by
@@ -72,6 +76,16 @@ CURAND_INSTALL_HINT = (
 _CPP_STD_FLAG = "-std=c++17"
 _MAKE_ARGS = "devices.cpp_standalone.extra_make_args_unix"
 _BRIAN2_DEFAULT_MAKE_ARGS = ["-j"]
+_MAKE_CMD = "devices.cpp_standalone.make_cmd_unix"
+#: Default of :func:`use_device`'s ``stall_timeout``: seconds without a new object file.
+#: The slowest single ``nvcc`` run of the project's Brian2CUDA networks took about 4 min
+#: on two cores (docs/brian2.md); a stall is declared well after that.
+DEFAULT_STALL_TIMEOUT = 1200.0
+
+
+class BuildStalled(TimeoutError):
+    """A standalone build made no progress for ``stall_timeout`` seconds and was stopped;
+    the message names the step (dependencies, the sources being compiled, or linking)."""
 
 
 class DeviceSession:
@@ -134,7 +148,14 @@ class DeviceSession:
         if compile_:
             _check_cuda_compile(self.name)
         start = time.perf_counter()
-        self.device.build(**{**kwargs, "run": False})
+        try:
+            self.device.build(**{**kwargs, "run": False})
+        except RuntimeError as exc:
+            stalled = _stall_report(getattr(self.device, "project_dir", None))
+            if stalled is None:
+                raise
+            raise BuildStalled(f"{self.name}: {stalled} (project {self.device.project_dir}; "
+                               f"use_device(..., stall_timeout=...) sets the limit)") from exc
         total = time.perf_counter() - start
         self.directory = self.device.project_dir
         make = _compat.make_time(self.device) if compile_ else None
@@ -164,6 +185,7 @@ class DeviceSession:
         from brian2 import defaultclock, get_device, prefs, set_device
 
         self._closed = True
+        _close_progress_channel(getattr(self, "_progress", None))
         device, build_on_run, build_options = self._previous
         for key, value in self._saved_prefs.items():
             prefs[key] = value
@@ -334,6 +356,7 @@ def use_device(name: str = "cpp_standalone", directory: Optional[str] = None,
                threads: Optional[int] = None, compute_capability: Optional[float] = None,
                cuda_runtime_version: Optional[float] = None, build_on_run: bool = True,
                gpu_id: int = 0, target: Optional[str] = None,
+               stall_timeout: Optional[float] = DEFAULT_STALL_TIMEOUT,
                **build_options) -> DeviceSession:
     r"""Make ``name`` Brian2's current device, with the fixes listed in the module docs.
 
@@ -351,6 +374,11 @@ def use_device(name: str = "cpp_standalone", directory: Optional[str] = None,
             ``False``, call :meth:`DeviceSession.build` after the ``run`` calls.
         gpu_id: the GPU the CUDA binary runs on.
         target: for ``'runtime'``: the code generation target (``'numpy'``, ``'cython'``).
+        stall_timeout: seconds a standalone build may go without producing an object file,
+            the dependency file or the program before it is stopped and
+            :class:`BuildStalled` names the step it was in (``None``: never). Progress
+            lines are printed meanwhile (:mod:`hh_plugin.brian2.make_watch`). Applies
+            while ``prefs.devices.cpp_standalone.make_cmd_unix`` is Brian2's ``'make'``.
         **build_options: options of ``device.build`` (``compile``, ``run``, ``clean``,
             ``with_output``, ``debug``, ``run_args``, ...).
 
@@ -383,6 +411,10 @@ def use_device(name: str = "cpp_standalone", directory: Optional[str] = None,
                          f"'cuda_standalone' only")
     if name == "runtime" and (directory is not None or build_options):
         raise ValueError("directory and build options apply to standalone devices only")
+    if stall_timeout is not None and (isinstance(stall_timeout, bool) or not isinstance(
+            stall_timeout, (int, float)) or not stall_timeout > 0):
+        raise ValueError(f"stall_timeout must be a number of seconds > 0 or None, got "
+                         f"{stall_timeout!r}")
 
     if name == "cuda_standalone":
         import_brian2cuda()
@@ -406,6 +438,10 @@ def use_device(name: str = "cpp_standalone", directory: Optional[str] = None,
 
         if name != "runtime" and list(prefs[_MAKE_ARGS]) == _BRIAN2_DEFAULT_MAKE_ARGS:
             _set_pref(saved, _MAKE_ARGS, [f"-j{os.cpu_count() or 1}"])
+        if name != "runtime" and prefs[_MAKE_CMD] == "make":
+            from .make_watch import command_line
+
+            _set_pref(saved, _MAKE_CMD, command_line(stall_timeout))
         if name != "runtime":
             # a device instance of this session's own: Brian2's registered instance
             # (which refuses a second build once run) stays fresh for set_device(name)
@@ -423,7 +459,54 @@ def use_device(name: str = "cpp_standalone", directory: Optional[str] = None,
         raise
     session = DeviceSession(name, brian2.get_device(), directory, build_on_run,
                             build_options, saved, previous, dt)
+    if name != "runtime":
+        session._progress = _open_progress_channel()
     return session
+
+
+def _open_progress_channel():
+    """Brian2 sends a build's output to log files of its own (shown only when it fails);
+    the progress lines of :mod:`~hh_plugin.brian2.make_watch` go to a copy of this
+    process's standard error, passed to it in :data:`~.make_watch.PROGRESS_FD_VARIABLE`.
+    Returns ``(fd, previous value of the variable)``, or ``None``."""
+    from .make_watch import PROGRESS_FD_VARIABLE
+
+    try:
+        fd = os.dup(2)
+        os.set_inheritable(fd, True)
+    except OSError:
+        return None
+    previous = os.environ.get(PROGRESS_FD_VARIABLE)
+    os.environ[PROGRESS_FD_VARIABLE] = str(fd)
+    return fd, previous
+
+
+def _close_progress_channel(channel) -> None:
+    from .make_watch import PROGRESS_FD_VARIABLE
+
+    if channel is None:
+        return
+    fd, previous = channel
+    if previous is None:
+        os.environ.pop(PROGRESS_FD_VARIABLE, None)
+    else:
+        os.environ[PROGRESS_FD_VARIABLE] = previous
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def _stall_report(project_dir) -> Optional[str]:
+    """The stall report :mod:`~hh_plugin.brian2.make_watch` left in ``project_dir``."""
+    from .make_watch import REPORT_NAME
+
+    if not project_dir:
+        return None
+    try:
+        return (Path(project_dir) / REPORT_NAME).read_text().strip() or None
+    except OSError:
+        return None
 
 
 def _configure_cuda(saved, compute_capability, cuda_runtime_version, gpu_id, compile_):

@@ -6,7 +6,7 @@ The package is three layers, each importing only the ones below it:
 1. the container (:mod:`.container`): atomic writes, the checksum, the members a file
    may hold, the reader's limits and the sandboxed read; it knows no record kind;
 2. the record kinds: population files (format 1.0, :mod:`.population_file`) and
-   network files (format 1.1, :mod:`.network_file`), each checking the container's
+   network files (formats 1.1 and 1.2, :mod:`.network_file`), each checking the container's
    content against its own metadata;
 3. this module, which reads a file through the container and hands it to the kind its
    version names.
@@ -32,7 +32,7 @@ def load_any(path, *, trusted: bool = False, isolate: Optional[bool] = None,
              verify: bool = True, max_bytes=None, timeout: Optional[float] = None
              ) -> Union[HHRecord, NetworkRecord]:
     """An :class:`~hh_plugin.export.HHRecord` (format 1.0) or a :class:`NetworkRecord`
-    (format 1.1), whichever the file is; options (untrusted by default: HDF5 parses the
+    (format 1.1 or 1.2), whichever the file is; options (untrusted by default: HDF5 parses the
     file in a child process) and checks as :func:`load`."""
     return _load(path, None, trusted=trusted, isolate=isolate, verify=verify,
                  max_bytes=max_bytes, timeout=timeout)
@@ -45,7 +45,7 @@ def _load(path, wanted: Optional[str], **options):
     meta, version = decode_root(raw, path)
     network = is_network_version(version)
     if wanted == "population" and network:
-        raise FormatError("a network file (format 1.1): read it with "
+        raise FormatError("a network file (format 1.1 or 1.2): read it with "
                           "hh_plugin.export.load_network", path)
     if wanted == "network" and not network:
         raise FormatError("a single-population file (format 1.0), not a network file: read "
@@ -83,7 +83,7 @@ def load(path, *, trusted: bool = False, isolate: Optional[bool] = None, verify:
     metadata, missing or extra fields, links or attributes, data stored outside the file,
     declared sizes over the limit, wrong shapes or dtypes, NaN or infinite values, gate
     values outside [0, 1], unknown or mismatched units. ``export/FORMAT.md`` section 5 lists
-    the rules. A network file (format 1.1) is refused with a hint to
+    the rules. A network file (format 1.1 or 1.2) is refused with a hint to
     :func:`load_network`.
     """
     return _load(path, "population", trusted=trusted, isolate=isolate, verify=verify,
@@ -91,7 +91,7 @@ def load(path, *, trusted: bool = False, isolate: Optional[bool] = None, verify:
 
 
 def load_network(path, **options) -> NetworkRecord:
-    """Read a network file (format 1.1) into a :class:`NetworkRecord`; the options
+    """Read a network file (format 1.1 or 1.2) into a :class:`NetworkRecord`; the options
     (``trusted``, ``isolate``, ``verify``, ``max_bytes``, ``timeout``) and the checks are
     those of :func:`load` (untrusted by default: HDF5 parses the file in a child process;
     ``trusted=True`` for the in-process path). A single-population file is refused with

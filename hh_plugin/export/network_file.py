@@ -1,17 +1,25 @@
-r"""Network files (format 1.1): a :class:`~hh_plugin.network.NetworkSpec` and, optionally,
-the spikes and traces of a run, in the same checksummed HDF5 container as format 1.0.
+r"""Network files (format 1.1, and 1.2): a :class:`~hh_plugin.network.NetworkSpec` and,
+optionally, the spikes, their times and the traces of a run, in the same checksummed HDF5
+container as format 1.0.
 
-Layout (``export/FORMAT.md`` section 7): the root attributes ``format = 'hh_plugin'``,
-``format_version = '1.1'`` and ``metadata``, a JSON object
+Layout (``export/FORMAT.md`` section 8): the root attributes ``format = 'hh_plugin'``,
+``format_version`` (``'1.2'`` when the file uses what 1.2 added, else ``'1.1'``) and
+``metadata``, a JSON object
 
 .. code-block:: text
 
-    {"format": "hh_plugin", "format_version": "1.1", "kind": "network",
+    {"format": "hh_plugin", "format_version": "1.1" | "1.2", "kind": "network",
      "network": <NetworkSpec.to_dict(), every array replaced by {"$array": "aN"}>,
      "results": null | {"backend": ..., "steps": T,
                         "populations": {name: {"spike_steps": ref, "spike_indices": ref,
+                                               ["spike_times": ref,]  (1.2)
                                                "traces": {variable: ref}}}},
      "provenance": {string: string}}
+
+Version 1.2 adds ``spike_times``: each spike's time in ms (float64, in the order of
+``spike_steps``), inside its step :math:`[k\,\Delta t, (k+1)\,\Delta t]`
+(:mod:`hh_plugin.model.spike_times`), and the populations' ``"method"`` (an integration
+method other than the default).
 
 and one group ``/arrays`` holding the datasets ``a0``, ``a1``, ... that the references
 name (each referenced exactly once; no other member). The network's description is the
@@ -38,7 +46,7 @@ from typing import Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
-from ..formats import NETWORK_FORMAT_VERSION
+from ..formats import NETWORK_BASE_VERSION, NETWORK_FORMAT_VERSION
 from ..network import NetworkSpec
 from .container.atomic import atomic_create
 from .container.hdf5 import (RawFile, check_compression, check_members, filler, text,
@@ -66,6 +74,10 @@ class NetworkRecord:
     spikes: Dict[str, Tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     traces: Dict[str, Dict[str, np.ndarray]] = field(default_factory=dict)
     backend: Optional[str] = None
+    #: ``{population: (n_spikes,) ms}`` in the order of :attr:`spikes`, where the run has
+    #: them (format 1.2)
+    spike_times: Dict[str, np.ndarray] = field(default_factory=dict)
+    version: Optional[str] = None
     provenance: Dict[str, str] = field(default_factory=dict)
     path: Optional[str] = None
 
@@ -115,17 +127,25 @@ def _network_dict(spec) -> dict:
 def _results(spec, results) -> Optional[dict]:
     """``results``: ``None``, the torch ``NetworkOutput``, a Brian2 ``BrianNetwork`` after
     its run, or ``{'steps': T, 'spikes': {pop: (T, size) raster}, 'traces': {pop: {var:
-    (T, size)}}}``."""
+    (T, size)}}}`` with, optionally, ``'spike_times': {pop: (n_spikes,) ms}`` in the
+    raster's :func:`numpy.nonzero` order. Spike times not given are computed, for each
+    population whose ``V`` was recorded, from its trace and the specification's initial
+    state (:func:`spike_times_from_trace`)."""
     if results is None:
         return None
     if hasattr(results, "spike_raster") and hasattr(results, "state_monitors"):
         results = results_from_brian2(results)
     elif hasattr(results, "spikes") and hasattr(results, "traces"):
         results = results_from_torch(results)
-    if not isinstance(results, Mapping) or set(results) - {"steps", "spikes", "traces"}:
+    if not isinstance(results, Mapping) or \
+            set(results) - {"steps", "spikes", "traces", "spike_times"}:
         raise TypeError("results must be a NetworkOutput, a BrianNetwork or a mapping with "
-                        "'steps', 'spikes' and 'traces'")
+                        "'steps', 'spikes', 'traces' and optionally 'spike_times'")
     steps = int(results["steps"])
+    given_times = dict(results.get("spike_times") or {})
+    unknown = set(given_times) - set(spec.populations)
+    if unknown:
+        raise ValueError(f"spike_times of unknown populations {sorted(unknown)}")
     out = {}
     for pop in spec.populations:
         raster = np.asarray(results.get("spikes", {}).get(pop, np.zeros((steps, 0))))
@@ -142,21 +162,84 @@ def _results(spec, results) -> Optional[dict]:
                 raise ValueError(f"trace {var!r} of {pop!r} has shape {trace.shape}; save "
                                  f"one sample (steps, size)")
             entry["traces"][var] = trace
+        times = given_times.get(pop)
+        if times is None and "V" in entry["traces"] and spec.populations[pop].spikes:
+            times = spike_times_from_trace(spec, pop, k, i, entry["traces"]["V"])
+        if times is not None:
+            times = np.asarray(times, dtype=np.float64)
+            if times.shape != k.shape:
+                raise ValueError(f"spike_times of {pop!r}: shape {times.shape}, expected "
+                                 f"({len(k)},), one per spike")
+            check_spike_times(times, k, spec.dt, f"spike_times of {pop!r}", ValueError)
+            entry["spike_times"] = times
         out[pop] = entry
     return {"steps": steps, "populations": out}
+
+
+def spike_times_from_trace(spec, population: str, steps, indices, V) -> Optional[np.ndarray]:
+    r"""Spike times (ms) of a population's spikes ``(steps, indices)`` from its recorded
+    ``V`` (``(T, size)``, after each step) and its initial state in ``spec``: the linear
+    interpolation of the threshold crossing (:mod:`hh_plugin.model.spike_times`). With a
+    soft reset the crossing uses :math:`V_{k+1}` before the reset; a hard reset loses it,
+    and then ``None`` is returned (no times stored)."""
+    from ..model.spike_times import crossing_times
+
+    pop = spec.populations[population]
+    p = pop.spec
+    V = np.asarray(V, dtype=np.float64)
+    V0 = np.broadcast_to(np.asarray(spec.initial_state(population)["V"], np.float64),
+                         V.shape[1:])
+    before = np.concatenate([V0[None], V[:-1]])
+    V_th = np.broadcast_to(np.asarray(getattr(p, pop.model.threshold), np.float64),
+                           V.shape[1:])
+    after = V[steps, indices]
+    if p.V_reset is not None:
+        if p.spk_reset != "soft":
+            return None
+        V_reset = np.broadcast_to(np.asarray(p.V_reset, np.float64), V.shape[1:])
+        after = after + (V_th - V_reset)[indices]
+    return crossing_times(steps, before[steps, indices], after, V_th[indices], spec.dt)
+
+
+def check_spike_times(times, steps, dt: float, where: str, error, path=None) -> None:
+    r"""Spike times must be finite and inside their steps (ms; :math:`10^{-9}\,\Delta t`
+    of slack for round-off)."""
+    times = np.asarray(times)
+    if times.size == 0:
+        return
+    if not np.all(np.isfinite(times)):
+        raise error(f"{where} contains NaN or infinite values", *(() if path is None
+                                                                   else (path,)))
+    slack = 1e-9 * dt
+    start = np.asarray(steps, dtype=np.float64) * dt
+    if np.any(times < start - slack) or np.any(times > start + dt + slack):
+        bad = int(np.argmax((times < start - slack) | (times > start + dt + slack)))
+        raise error(f"{where}: spike {bad} at {times[bad]!r} ms lies outside its step "
+                    f"{int(steps[bad])} ([{start[bad]:g}, {start[bad] + dt:g}] ms)",
+                    *(() if path is None else (path,)))
+
+
+def _uses_version_1_2(spec, run: Optional[dict]) -> bool:
+    if run is not None and any("spike_times" in entry
+                               for entry in run["populations"].values()):
+        return True
+    return any(getattr(pop.spec, "method", "exponential_euler") != "exponential_euler"
+               for pop in spec.populations.values() if pop.spikes)
 
 
 def save_network(path, spec, results=None, *, backend: Optional[str] = None,
                  overwrite: bool = False, provenance: Optional[Mapping[str, str]] = None,
                  compression=None) -> Path:
-    """Write a network file (format 1.1) atomically, with a content checksum.
+    """Write a network file atomically, with a content checksum: format 1.2 when it holds
+    spike times or a population with a method other than the default, else 1.1.
 
     Args:
         path: the file; refused if it exists unless ``overwrite=True``.
         spec: the :class:`~hh_plugin.network.NetworkSpec`.
         results: a run to store: the torch ``NetworkOutput`` (one sample, no batch
             dimension), a Brian2 ``BrianNetwork`` after ``run()``, or a mapping
-            ``{'steps', 'spikes', 'traces'}``.
+            ``{'steps', 'spikes', 'traces'}`` (and optionally ``'spike_times'``). Spike
+            times are stored for the populations whose ``V`` was recorded (or given).
         backend: who produced ``results`` (``'torch'``, ``'brian2'``, ...).
         provenance: extra strings.
         compression: ``'gzip'`` or a level 0-9 (default none).
@@ -167,6 +250,7 @@ def save_network(path, spec, results=None, *, backend: Optional[str] = None,
     arrays: Dict[str, Tuple[np.ndarray, str]] = {}
     network = _encode(_network_dict(spec), arrays)
     run = _results(spec, results)
+    version = NETWORK_VERSION if _uses_version_1_2(spec, run) else NETWORK_BASE_VERSION
     if run is not None:
         run = {"backend": str(backend or "none"), **_encode(run, arrays)}
     prov = {"writer": "hh_plugin", **writer_versions()}
@@ -174,7 +258,7 @@ def save_network(path, spec, results=None, *, backend: Optional[str] = None,
         if not isinstance(key, str) or not isinstance(value, str):
             raise TypeError("provenance must map strings to strings")
         prov[key] = value
-    metadata = {"format": "hh_plugin", "format_version": NETWORK_VERSION, "kind": KIND,
+    metadata = {"format": "hh_plugin", "format_version": version, "kind": KIND,
                 "network": network, "results": run, "provenance": prov}
     stored = {f"arrays/{name}": value for name, value in arrays.items()}
     return atomic_create(Path(path), filler(metadata, stored, compression),
@@ -383,7 +467,8 @@ def _index_array(value, where: str, upper: int, path) -> np.ndarray:
     return array.astype(np.int64)
 
 
-def _results_from(meta_results, arrays, spec, path):
+def _results_from(meta_results, arrays, spec, path, version: str):
+    version_1_2 = tuple(int(x) for x in version.split(".")) >= (1, 2)
     run = _decode(meta_results, arrays)
     if set(run) != {"backend", "steps", "populations"}:
         raise FormatError("invalid network results: expected backend, steps, populations",
@@ -395,11 +480,15 @@ def _results_from(meta_results, arrays, spec, path):
             set(run["populations"]) != set(spec.populations):
         raise FormatError("invalid network results: one entry per population is required",
                           path)
-    spikes, traces = {}, {}
+    spikes, traces, times = {}, {}, {}
+    keys = {"spike_steps", "spike_indices", "traces"}
     for pop, entry in run["populations"].items():
         size = spec.populations[pop].size
-        if not isinstance(entry, dict) or set(entry) != {"spike_steps", "spike_indices",
-                                                        "traces"}:
+        if not isinstance(entry, dict) or not (
+                set(entry) == keys or (version_1_2 and set(entry) == keys | {"spike_times"})):
+            if isinstance(entry, dict) and "spike_times" in entry and not version_1_2:
+                raise FormatError(f"results of {pop!r}: spike_times need format 1.2, the "
+                                  f"file says {version}", path)
             raise FormatError(f"invalid network results of {pop!r}", path)
         k = _index_array(entry["spike_steps"], f"results of {pop!r}: spike_steps",
                          max(steps, 1), path)
@@ -409,6 +498,14 @@ def _results_from(meta_results, arrays, spec, path):
             raise FormatError(f"results of {pop!r}: spike_steps and spike_indices differ in "
                               f"length", path)
         spikes[pop] = (k, i)
+        if "spike_times" in entry:
+            t = np.asarray(entry["spike_times"])
+            if t.dtype.kind != "f" or t.shape != k.shape:
+                raise FormatError(f"results of {pop!r}: spike_times must be {len(k)} floats, "
+                                  f"one per spike; found {t.dtype} {t.shape}", path)
+            check_spike_times(t, k, spec.dt, f"results of {pop!r}: spike_times",
+                              FormatError, path)
+            times[pop] = t
         if not isinstance(entry["traces"], dict):
             raise FormatError(f"invalid traces of {pop!r}", path)
         traces[pop] = {}
@@ -418,7 +515,7 @@ def _results_from(meta_results, arrays, spec, path):
                 raise FormatError(f"trace {var!r} of {pop!r} has shape {trace.shape}, "
                                   f"expected ({steps}, {size})", path)
             traces[pop][var] = trace
-    return steps, spikes, traces, str(run["backend"])
+    return steps, spikes, traces, str(run["backend"]), times
 
 
 def record_from_raw(raw: RawFile, meta: dict, version: str, path,
@@ -444,10 +541,11 @@ def record_from_raw(raw: RawFile, meta: dict, version: str, path,
     except (ValueError, TypeError, KeyError, IndexError) as exc:
         detail = str(exc) if not isinstance(exc, KeyError) else f"missing field {exc}"
         raise FormatError(f"invalid network: {detail}", path) from None
-    record = NetworkRecord(spec=spec, provenance=dict(meta["provenance"]), path=str(path))
+    record = NetworkRecord(spec=spec, provenance=dict(meta["provenance"]), path=str(path),
+                           version=version)
     if meta["results"] is not None:
-        record.steps, record.spikes, record.traces, record.backend = _results_from(
-            meta["results"], arrays, spec, path)
+        (record.steps, record.spikes, record.traces, record.backend,
+         record.spike_times) = _results_from(meta["results"], arrays, spec, path, version)
     return record
 
 
@@ -459,7 +557,8 @@ def is_network_version(version: str) -> bool:
 def summary(record: NetworkRecord) -> str:
     """What ``hh-plugin inspect`` prints for a network file."""
     spec = record.spec
-    lines = [f"hh_plugin network file (format {NETWORK_VERSION}), dt = {spec.dt:g} ms"]
+    lines = [f"hh_plugin network file (format {record.version or NETWORK_VERSION}), "
+             f"dt = {spec.dt:g} ms"]
     lines.append("populations:")
     for pop in spec.populations.values():
         model = pop.model.name
@@ -487,5 +586,6 @@ def summary(record: NetworkRecord) -> str:
         lines.append(f"results ({record.backend}, {record.steps} steps):")
         for pop, (k, _) in record.spikes.items():
             names = ", ".join(sorted(record.traces.get(pop, {}))) or "none"
-            lines.append(f"  {pop}: {len(k)} spikes, traces: {names}")
+            timed = ", with times inside the step" if pop in record.spike_times else ""
+            lines.append(f"  {pop}: {len(k)} spikes{timed}, traces: {names}")
     return "\n".join(lines)

@@ -24,7 +24,7 @@ def run_network(spec, backend: str, steps: int, record: Sequence[str] = ("V", "v
     ``'neuron'`` (:func:`hh_plugin.neuron.network.run_network`, ``integration`` and
     ``threads`` apply): under ``mpirun`` every rank calls this; rank 0 gets the results,
     the other ranks ``None``. Each spike is put in the step whose interval
-    :math:`(t_k, t_{k+1}]` holds its time."""
+    :math:`(t_k, t_{k+1}]` holds its time, and its time is stored with it (format 1.2)."""
     if backend not in NETWORK_BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; use one of {NETWORK_BACKENDS}")
     known = spec.variables()
@@ -89,9 +89,11 @@ def results_from_brian2(net, steps: Optional[int] = None) -> Dict:
 
 @dataclass
 class PopulationComparison:
-    """``max_shift``: with a spike tolerance, the largest shift (steps) between the
-    neurons' matched spikes, ``None`` where a neuron's spike counts differ (or without a
-    tolerance)."""
+    """One population of two runs: spike counts, the first step whose spikes differ, the
+    largest ``V`` difference, and, where both runs have spike times (format 1.2), whether
+    every neuron spiked as often in both and the largest difference between the times of
+    its spikes paired in order (``max_spike_dt``, ms; ``None`` when counts differ or a run
+    has no times)."""
 
     name: str
     spikes_a: int
@@ -99,32 +101,35 @@ class PopulationComparison:
     first_diverging_step: Optional[int]
     max_dV: Optional[float]
     variable: Optional[str]
-    max_shift: Optional[int] = None
+    same_counts: bool = True
+    max_spike_dt: Optional[float] = None
+    timed: bool = False
 
     @property
     def identical_spikes(self) -> bool:
         return self.first_diverging_step is None
 
 
-def spike_shift(ra: np.ndarray, rb: np.ndarray) -> Optional[int]:
-    """Largest shift (steps) between the k-th spikes of each neuron in two ``(steps,
-    size)`` rasters; ``None`` if some neuron's spike counts differ."""
-    worst = 0
-    for i in range(ra.shape[1]):
-        ka, kb = np.nonzero(ra[:, i])[0], np.nonzero(rb[:, i])[0]
-        if len(ka) != len(kb):
-            return None
-        if len(ka):
-            worst = max(worst, int(np.abs(ka - kb).max()))
-    return worst
+def _spike_time_difference(a, b, pop, steps):
+    """``(same counts per neuron, max |t_a - t_b| over spikes paired in order)``."""
+    size = a.spec.populations[pop].size
+    (ka, ia), (kb, ib) = a.spikes[pop], b.spikes[pop]
+    ta, tb = a.spike_times[pop], b.spike_times[pop]
+    keep_a, keep_b = ka < steps, kb < steps
+    ia, ta, ib, tb = ia[keep_a], ta[keep_a], ib[keep_b], tb[keep_b]
+    if not np.array_equal(np.bincount(ia, minlength=size), np.bincount(ib, minlength=size)):
+        return False, None
+    # stable sort by neuron keeps each neuron's spikes in time order
+    oa, ob = np.argsort(ia, kind="stable"), np.argsort(ib, kind="stable")
+    diff = np.abs(ta[oa] - tb[ob])
+    return True, float(diff.max()) if diff.size else 0.0
 
 
-def compare_networks(a, b, spike_steps: Optional[int] = None) -> List[PopulationComparison]:
+def compare_networks(a, b) -> List[PopulationComparison]:
     """Compare two :class:`~hh_plugin.export.NetworkRecord` runs of the same network:
-    per population the spike counts, the first step whose spikes differ and the largest
-    difference of ``V`` (or ``v``) where both recorded it; with ``spike_steps`` also each
-    neuron's largest spike shift (:func:`spike_shift`), for runs that are not meant to
-    agree step for step (NEURON's continuous time against a stepped backend)."""
+    per population the spike counts, the first step whose spikes differ, the largest
+    difference of ``V`` (or ``v``) where both recorded it, and the spike times where both
+    have them."""
     for record, label in ((a, "first"), (b, "second")):
         if not record.has_results:
             raise CrosscheckError(f"the {label} file holds a network but no run")
@@ -144,29 +149,31 @@ def compare_networks(a, b, spike_steps: Optional[int] = None) -> List[Population
             if ta is not None and tb is not None:
                 dV, var = float(np.abs(ta[:steps] - tb[:steps]).max()), name
                 break
-        shift = spike_shift(ra, rb) if spike_steps is not None else None
-        rows.append(PopulationComparison(pop, int(ra.sum()), int(rb.sum()),
-                                         int(differ[0]) if len(differ) else None, dV, var,
-                                         shift))
+        row = PopulationComparison(pop, int(ra.sum()), int(rb.sum()),
+                                   int(differ[0]) if len(differ) else None, dV, var)
+        if pop in a.spike_times and pop in b.spike_times:
+            row.timed = True
+            row.same_counts, row.max_spike_dt = _spike_time_difference(a, b, pop, steps)
+        rows.append(row)
     return rows
 
 
-def comparison_table(rows: List[PopulationComparison], backends=("a", "b"),
-                     shifts: bool = False) -> str:
-    """The table of :func:`compare_networks`' rows (``shifts``: with the spike shift)."""
+def comparison_table(rows: List[PopulationComparison], backends=("a", "b")) -> str:
     head = (f"{'population':<14} {'spikes ' + str(backends[0]):>16} "
             f"{'spikes ' + str(backends[1]):>16} {'first diverging step':>21} "
-            f"{'max |dV|':>10}" + (f" {'max shift (steps)':>18}" if shifts else ""))
+            f"{'max |dV|':>10} {'max |dt spike| (ms)':>20}")
     lines = [head, "-" * len(head)]
     for r in rows:
         first = "none" if r.first_diverging_step is None else str(r.first_diverging_step)
         dV = "-" if r.max_dV is None else f"{r.max_dV:.2e}"
-        line = (f"{r.name:<14} {r.spikes_a:>16d} {r.spikes_b:>16d} {first:>21} "
-                f"{dV:>10}")
-        if shifts:
-            shift = "counts differ" if r.max_shift is None else str(r.max_shift)
-            line += f" {shift:>18}"
-        lines.append(line)
+        if not r.timed:
+            dt = "no times"
+        elif not r.same_counts:
+            dt = "counts differ"
+        else:
+            dt = f"{r.max_spike_dt:.2e}"
+        lines.append(f"{r.name:<14} {r.spikes_a:>16d} {r.spikes_b:>16d} {first:>21} "
+                     f"{dV:>10} {dt:>20}")
     return "\n".join(lines)
 
 

@@ -81,26 +81,48 @@ class NetworkRun:
     def is_root(self) -> bool:
         return self.rank == 0
 
-    def raster(self, population: str, size: int) -> np.ndarray:
-        r"""``(steps, size)`` bool: the plugin's "spike in step :math:`k`" of each spike,
-        :math:`k = \lceil t/\Delta t - 10^{-6}\rceil - 1` (a crossing in
-        :math:`(t_k, t_{k+1}]`; NEURON's fixed step reports :math:`t_{k+1} + 10^{-10}`
-        ms for a crossing in step :math:`k`, which the :math:`10^{-6}` absorbs)."""
-        times, index = self.spikes[population]
-        out = np.zeros((self.steps, size), dtype=bool)
+    def steps_of(self, population: str) -> np.ndarray:
+        r"""The plugin's step :math:`k` of each spike of ``population`` ("a spike in step
+        :math:`k`": a crossing in :math:`(t_k, t_{k+1}]`), :math:`k = \lceil t/\Delta t -
+        10^{-6}\rceil - 1` (NEURON's fixed step reports :math:`t_{k+1} + 10^{-10}` ms for a
+        crossing in step :math:`k`, which the :math:`10^{-6}` absorbs; a spike at
+        :math:`t = 0`, the level rule's, is in step 0)."""
+        times = self.spikes[population][0]
         k = np.ceil(times / self.dt - 1e-6).astype(np.int64) - 1
-        k = np.clip(k, 0, max(self.steps - 1, 0))
-        out[k, index] = True
+        return np.clip(k, 0, max(self.steps - 1, 0))
+
+    def raster(self, population: str, size: int) -> np.ndarray:
+        """``(steps, size)`` bool: each spike in its step (:meth:`steps_of`)."""
+        out = np.zeros((self.steps, size), dtype=bool)
+        out[self.steps_of(population), self.spikes[population][1]] = True
         return out
 
     def results(self, spec) -> Dict:
-        """The ``results`` mapping of :func:`hh_plugin.export.save_network` (rank 0)."""
+        """The ``results`` mapping of :func:`hh_plugin.export.save_network` (rank 0): the
+        rasters (:meth:`raster`), the recorded traces and every spike's time (ms; format
+        1.2), in the raster's order (step, then neuron), kept inside its step (the fixed
+        step's :math:`10^{-10}` ms beyond the step's end removed). A neuron that spikes
+        twice within one step has no place in a raster: refused, naming it."""
         if not self.is_root:
             raise RuntimeError("network results are gathered on rank 0")
-        return {"steps": self.steps,
-                "spikes": {p: self.raster(p, spec.populations[p].size)
-                           for p in spec.populations},
-                "traces": {p: dict(self.traces.get(p, {})) for p in spec.populations}}
+        rasters, times = {}, {}
+        for name, pop in spec.populations.items():
+            t, index = self.spikes[name]
+            k = self.steps_of(name)
+            order = np.lexsort((index, k))
+            k, index, t = k[order], index[order], t[order]
+            twice = np.nonzero((np.diff(k) == 0) & (np.diff(index) == 0))[0]
+            if len(twice):
+                j = int(twice[0])
+                raise ValueError(f"population {name!r}: neuron {int(index[j])} spikes twice "
+                                 f"in step {int(k[j])} ({t[j]:.6g} and {t[j + 1]:.6g} ms); "
+                                 f"a network file holds one spike per neuron and step: "
+                                 f"use a smaller dt")
+            rasters[name] = self.raster(name, pop.size)
+            times[name] = np.clip(t, k * self.dt, (k + 1) * self.dt)
+        return {"steps": self.steps, "spikes": rasters,
+                "traces": {p: dict(self.traces.get(p, {})) for p in spec.populations},
+                "spike_times": times}
 
 
 #: Delay (ms) of the source-less NetCons of spike sources (ignored by NetCon.event).

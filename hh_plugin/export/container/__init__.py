@@ -8,7 +8,7 @@ data is read (:mod:`.members`) against the reader's limits (:mod:`.limits`), HDF
 a sandboxed child unless the caller trusts the file (:mod:`.trust`, :mod:`.sandbox`).
 
 It knows no record kind: the population files (format 1.0,
-:mod:`hh_plugin.export.population_file`) and network files (format 1.1,
+:mod:`hh_plugin.export.population_file`) and network files (formats 1.1 and 1.2,
 :mod:`hh_plugin.export.network_file`) sit on top of it and check its
 :class:`~.hdf5.RawFile` against their metadata. Nothing here imports them, the model, or
 a simulator.
