@@ -8,6 +8,10 @@ step, a neuron's spike acting from the start of step k + d rather than d steps a
 crossing). Both differences are O(dt), so the spike times differ by a few hundredths of
 a millisecond at dt = 0.01 ms, and neither backend is the exact one."""
 
+import json
+from pathlib import Path
+
+import h5py
 import numpy as np
 import pytest
 
@@ -114,7 +118,13 @@ def test_results_for_the_network_file(network_runs, tmp_path):
         # the spike times stored with the raster (format 1.2), in its order
         np.testing.assert_array_equal(np.sort(results["spike_times"][name]), np.sort(times))
     path = tmp_path / "run.h5"
-    save_network(path, spec, results, backend="neuron")
+    save_network(path, spec, results, backend="neuron",
+                 provenance={"integration": neuron_run.integration})
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((Path(__file__).resolve().parent.parent / "export" / "schema" /
+                         "hh_plugin_network-1.2.schema.json").read_text())
+    with h5py.File(path, "r") as f:
+        jsonschema.validate(json.loads(f.attrs["metadata"]), schema)
     record = load_network(path)
     assert record.backend == "neuron" and record.steps == STEPS and record.version == "1.2"
     for name in spec.populations:
