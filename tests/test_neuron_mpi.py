@@ -63,7 +63,8 @@ def test_mpi_status_is_reported():
     """Where MPI is missing, the sentence names what to install."""
     what = mpi.missing()
     assert what is None or "pip install mpich" in what
-    assert mpi.launcher_rank() == 0 and not mpi.launched_by_mpi()
+    if not mpi.launched_by_mpi():  # pytest itself is not an MPI rank (no srun pytest)
+        assert mpi.launcher_rank() == 0
 
 
 @needs_mpi
