@@ -20,6 +20,9 @@
 #                        are skipped; the tests themselves never download anything.
 #   HH_PLUGIN_DRY_RUN=1  print the commands instead of running them.
 #
+# The neuron extra brings NEURON and, on Linux, the mpich wheel: the MPI library NEURON loads
+# for runs under mpiexec (hh_plugin.neuron.mpi finds it); it depends on nothing else.
+#
 # norse is installed last and with --no-deps: it declares torchvision, which would make pip
 # replace a CPU torch with a CUDA build, and norse.torch never imports torchvision.
 set -euo pipefail
@@ -77,7 +80,7 @@ else
 fi
 
 # --- hh_plugin and its dependencies, then norse ---------------------------------------
-run "$PY" -m pip install -e ".[brian2,torch,examples,test,docs]"
+run "$PY" -m pip install -e ".[brian2,torch,neuron,examples,test,docs]"
 run "$PY" -m pip install --no-deps "norse==1.1.0"
 
 # --- environments of the slow tests ---------------------------------------------------

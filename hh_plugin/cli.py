@@ -168,8 +168,10 @@ def _parser():
                                    "(formats 1.1, 1.2) and write its spikes and recorded traces.")
     p.add_argument("case", help="the case or network file to run (read in an isolated child "
                                 "process)")
-    p.add_argument("--backend", choices=("torch", "brian2"), required=True,
-                   help="simulator: torch (hh_plugin.torch.HH) or brian2 (a NeuronGroup)")
+    p.add_argument("--backend", choices=("torch", "brian2", "neuron"), required=True,
+                   help="simulator: torch (hh_plugin.torch.HH), brian2 (a NeuronGroup) or "
+                        "neuron (network files; also under mpirun, rank 0 writes the "
+                        "output)")
     p.add_argument("-o", "--output", required=True, help="the result file to write (.h5)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output file")
     p.add_argument("--device", help="torch only: device such as cpu or cuda:0 (default cpu)")
@@ -184,6 +186,13 @@ def _parser():
                    help="state variables to trace, comma-separated or repeated, e.g. "
                         "--record V (default: all; a case's must include V; the traces of "
                         "V only take a quarter of the memory and file)")
+    p.add_argument("--integration", choices=("cvode", "fixed"),
+                   help="neuron only: CVODE (default) or NEURON's fixed step of the "
+                        "network's dt (second order)")
+    p.add_argument("--atol", type=_positive_float,
+                   help="neuron only: CVODE's absolute tolerance (default 1e-6)")
+    p.add_argument("--threads", type=_positive_int,
+                   help="neuron only: threads per process (default 1)")
 
     p = sub.add_parser("crosscheck", epilog=_EPILOG, help="compare two result files",
                        description="Compare two results of the same case neuron by neuron "
@@ -361,6 +370,11 @@ def _cmd_run(args, outputs) -> int:
 
     from .export.runner import check_case, run_case
 
+    for name in ("integration", "atol", "threads"):
+        if getattr(args, name) is not None and args.backend != "neuron":
+            raise UsageError(f"--{name} applies to --backend neuron")
+    if args.backend == "neuron":
+        return _cmd_run_neuron(args, outputs)
     options = {}
     if args.backend == "torch":
         if args.target:
@@ -414,7 +428,45 @@ def _cmd_run(args, outputs) -> int:
     return EXIT_OK
 
 
-def _run_network(record, args, options, out, names=None) -> int:
+def _cmd_run_neuron(args, outputs) -> int:
+    """``run --backend neuron``: a network file in NEURON, in one process or as every rank
+    of ``mpirun`` (each rank reads the file; rank 0 reserves and writes the output)."""
+    from .neuron import mpi
+
+    for name in ("device", "dtype", "target"):
+        if getattr(args, name):
+            raise UsageError(f"--{name} does not apply to --backend neuron (NEURON computes "
+                             f"in float64 on the CPU)")
+    if args.atol is not None and args.integration == "fixed":
+        raise UsageError("--atol applies to --integration cvode")
+    record = None
+    if args.record:
+        record = tuple(name.strip() for item in args.record for name in item.split(",")
+                       if name.strip())
+        if not record:
+            raise UsageError("--record: give state variable names such as V")
+    root = mpi.launcher_rank() == 0
+    out = None
+    if root:
+        out = _Output(args.output, args.force, inputs=[args.case])
+        outputs.append(out)
+    case = _load(args.case)
+    if not _is_network(case):
+        raise UsageError("--backend neuron runs network files (formats 1.1, 1.2)")
+    from .neuron import Integration
+
+    integration = (Integration.fixed() if args.integration == "fixed"
+                   else Integration.cvode(args.atol if args.atol is not None else 1e-6))
+    options = {"integration": integration, "threads": args.threads or 1}
+    if record is None and options["threads"] > 1 and integration.method == "cvode":
+        record = ()  # NEURON 9.0.2 samples V wrongly with CVODE and threads: spikes only
+    if record is not None and set(record) - {"V"}:
+        raise UsageError(f"--record: the neuron backend records V only, not "
+                         f"{sorted(set(record) - {'V'})}")
+    return _run_network(case, args, options, out, record, "neuron")
+
+
+def _run_network(record, args, options, out, names=None, backend=None) -> int:
     import time
 
     import numpy as np
@@ -429,7 +481,7 @@ def _run_network(record, args, options, out, names=None) -> int:
         raise UsageError("the network's inputs do not fix a run length: give --steps")
     neurons = sum(p.size for p in spec.populations.values())
     _check_readable_size(steps * neurons * 9, "the result")
-    backend = args.backend
+    backend = backend or args.backend
     if backend == "brian2" and options.get("target") == "cpp_standalone":
         backend, options = "cpp_standalone", {}
     start = time.perf_counter()
@@ -444,8 +496,17 @@ def _run_network(record, args, options, out, names=None) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     elapsed = time.perf_counter() - start
+    if results is None:  # an MPI rank other than 0: rank 0 writes the output
+        return EXIT_OK
+    provenance = {"source": str(args.case)}
+    if backend == "neuron":
+        from .neuron.mpi import parallel_context
+
+        provenance.update(integration=options["integration"].describe(),
+                          processes=str(int(parallel_context().nhost())),
+                          threads=str(options["threads"]))
     save_network(out.path, spec, results, backend=backend, overwrite=True,
-                 provenance={"source": str(args.case)})
+                 provenance=provenance)
     out.placeholder = None
     spikes = sum(int(np.sum(r)) for r in results["spikes"].values())
     print(f"wrote {args.output}: network on {backend}, {steps} steps, {spikes} spikes, "

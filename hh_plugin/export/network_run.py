@@ -11,18 +11,30 @@ import numpy as np
 from .errors import CrosscheckError
 
 #: Backends of :func:`run_network`.
-NETWORK_BACKENDS = ("torch", "brian2", "cpp_standalone")
+NETWORK_BACKENDS = ("torch", "brian2", "cpp_standalone", "neuron")
 
 
 def run_network(spec, backend: str, steps: int, record: Sequence[str] = ("V", "v"),
-                dtype=None, device=None, target: str = "numpy") -> Dict:
+                dtype=None, device=None, target: str = "numpy", integration=None,
+                threads: int = 1) -> Optional[Dict]:
     """Run ``spec`` for ``steps`` steps; the ``results`` mapping of
     :func:`~hh_plugin.export.save_network` (spikes and the recorded variables that each
-    population has; names no population has are skipped)."""
+    population has; names no population has are skipped).
+
+    ``'neuron'`` (:func:`hh_plugin.neuron.network.run_network`, ``integration`` and
+    ``threads`` apply): under ``mpirun`` every rank calls this; rank 0 gets the results,
+    the other ranks ``None``. Each spike is put in the step whose interval
+    :math:`(t_k, t_{k+1}]` holds its time, and its time is stored with it (format 1.2)."""
     if backend not in NETWORK_BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; use one of {NETWORK_BACKENDS}")
     known = spec.variables()
     record = [name for name in record if name in known]
+    if backend == "neuron":
+        from ..neuron.network import run_network as run_neuron
+
+        run = run_neuron(spec, steps, integration=integration, threads=threads,
+                         record=[name for name in record if name == "V"])
+        return run.results(spec) if run.is_root else None
     if backend == "torch":
         import torch
 

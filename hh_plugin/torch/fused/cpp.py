@@ -39,17 +39,13 @@ import platform
 import shutil
 import sys
 import threading
-import time
+import time  # noqa: F401  (tests patch cpp.time.sleep: the lock polls with it)
 from pathlib import Path
 from typing import Optional
 
-try:  # POSIX
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: torch's own lock only
-    fcntl = None
-
 import torch
 
+from ...build_lock import build_lock, build_timeout, cache_dir  # noqa: F401 (re-exported)
 from ...model.definition import ModelDefinition
 from .codegen import source_hash
 from .cpp_source import generate_cpp
@@ -62,15 +58,6 @@ class PathUnavailable(RuntimeError):
 _LOCK = threading.Lock()
 _EXTENSIONS: dict = {}
 _FAILURES: dict = {}
-
-
-def cache_dir() -> Path:
-    """Where compiled kernels are cached (see the module docstring)."""
-    env = os.environ.get("HH_PLUGIN_CACHE_DIR")
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "hh_plugin"
 
 
 def _cpu_flags() -> str:
@@ -131,56 +118,22 @@ def _find_toolchain() -> Optional[str]:
     return None
 
 
-def build_timeout() -> float:
-    """Seconds to wait for another process's build (``$HH_PLUGIN_BUILD_TIMEOUT``, 300)."""
-    try:
-        value = float(os.environ.get("HH_PLUGIN_BUILD_TIMEOUT", "300"))
-    except ValueError:
-        value = 300.0
-    return value if value > 0 else 300.0
-
-
 #: Seconds a process waits silently for the build lock before it says why it waits.
 QUIET_WAIT = 60.0
 
 
 @contextlib.contextmanager
 def _build_lock(build: Path, timeout: float):
-    """Hold an exclusive ``flock`` on the build directory; :class:`PathUnavailable` after
-    ``timeout`` seconds of waiting. Released by the system if this process dies."""
-    if fcntl is None:  # pragma: no cover
-        yield
-        return
-    fd = os.open(build / "hh_plugin_build.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        start = time.monotonic()
-        deadline = start + timeout
-        waiting = False
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise PathUnavailable(
-                        f"another process has been building the fused kernel in {build} for "
-                        f"more than {timeout:g} s (HH_PLUGIN_BUILD_TIMEOUT)") from None
-                # silent at first: another process loading the cached kernel (every rank
-                # of a torchrun job does) holds the lock for a moment; only a long wait
-                # (a build elsewhere, which announces itself) is worth a line
-                if not waiting and time.monotonic() >= start + min(QUIET_WAIT, timeout / 2):
-                    print(f"hh_plugin: waiting for another process to finish building the "
-                          f"fused HH kernel in {build}", file=sys.stderr, flush=True)
-                    waiting = True
-                time.sleep(0.1)
+    """Hold an exclusive ``flock`` on the build directory
+    (:func:`hh_plugin.build_lock.build_lock`); :class:`PathUnavailable` after ``timeout``
+    seconds of waiting. Released by the system if this process dies."""
+    with build_lock(build, timeout, "the fused HH kernel", PathUnavailable, QUIET_WAIT):
         # torch.utils.cpp_extension guards a build with the file 'lock' (a FileBaton) and
         # waits forever while it exists; a build killed mid-way leaves it behind. Every
         # build here holds our lock, so with it held no build is running: the file is stale.
         with contextlib.suppress(FileNotFoundError):
             (build / "lock").unlink()
         yield
-    finally:
-        os.close(fd)  # releases the flock
 
 
 def build_environment() -> list:
