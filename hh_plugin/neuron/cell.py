@@ -9,7 +9,9 @@ values are then read per cm²). With :math:`A` in um² (NEURON's own area of the
 
 .. math::
     c_m = C \cdot 10^8/A \ \ [\mathrm{uF/cm^2}], \qquad
-    I_{\mathrm{IClamp}} = 10^3\, I \ \ [\mathrm{nA}], \qquad
+    I_{\mathrm{IClamp}} = 10^3\, I \ \ [\mathrm{nA}],
+
+.. math::
     i_{\mathrm{mech}} = \frac{10^5}{A}\sum_c g_c (v - E_c)\ \ [\mathrm{mA/cm^2}]
 
 (C in uF, I in uA, g in mS; :mod:`.nmodl`). The model's parameters are the mechanism's
