@@ -25,10 +25,12 @@ an integer delay :math:`d \ge 0` (steps, one value or one per synapse):
 
 Within step :math:`k`, population by population in :attr:`NetworkSpec.order`:
 
-1. spikes due now are added to the synaptic variables (``x += w``);
+1. spikes due now are added to the synaptic states (``x += c*w``, the model's
+   ``on_pre``);
 2. the neuron state is updated from the old state, with the synaptic currents and
-   conductances of step start (exponential Euler), and the synaptic variables decay
-   (``x *= exp(-dt/tau)``; a pulse variable is cleared);
+   conductances of step start (exponential Euler; a voltage-dependent factor of a
+   conductance at the step's start ``V``), and the synaptic states advance by their
+   exact propagator (``x *= exp(-dt/tau)`` for one decaying state; a pulse is cleared);
 3. spikes of step :math:`k` are detected (and reset, if the model resets).
 
 See ``docs/network.md`` for the timeline figure and the Brian2 slots this maps to.
@@ -287,12 +289,22 @@ class NetworkSpec:
             taken = (set(model.state_names) | set(model.parameter_names) | {"I", "V_reset"}
                      | {f"g_{c.name}" for c in model.channels}
                      | {f"{r}_{g}" for g in model.gate_names for r in ("alpha", "beta")})
+            used: Dict[str, str] = {}
             for syn in receptors[pop.name].values():
-                if syn.variable in taken:
-                    raise ValueError(f"receptor {syn.receptor!r} of population {pop.name!r}: "
-                                     f"its variable {syn.variable!r} clashes with a name of "
-                                     f"model {pop.model.name!r}")
-            known_vars = {s.variable for s in receptors[pop.name].values()}
+                names = {syn.variable, *syn.state_variables}
+                if syn.model.factor is not None:
+                    names.add(f"factor_{syn.receptor}")
+                for var in sorted(names):
+                    if var in taken:
+                        raise ValueError(f"receptor {syn.receptor!r} of population "
+                                         f"{pop.name!r}: its variable {var!r} clashes with a "
+                                         f"name of model {pop.model.name!r}")
+                    if used.get(var, syn.receptor) != syn.receptor:
+                        raise ValueError(f"receptors {used[var]!r} and {syn.receptor!r} of "
+                                         f"population {pop.name!r} both have a variable "
+                                         f"named {var!r}")
+                    used[var] = syn.receptor
+            known_vars = {v for s in receptors[pop.name].values() for v in s.state_variables}
             unknown = set(pop.synaptic_initial()) - known_vars
             if unknown:
                 raise ValueError(f"initial values for {sorted(unknown)} of population "
@@ -336,10 +348,11 @@ class NetworkSpec:
         state = pop.neuron_state()
         given = pop.synaptic_initial()
         for syn in self.receptors[population].values():
-            value = given.get(syn.variable, 0.0)
-            array = as_array(value, syn.unit, f"initial {syn.variable} of {population!r}",
-                             shape=(pop.size,))
-            state[syn.variable] = np.broadcast_to(array, (pop.size,))
+            for var in syn.state_variables:
+                value = given.get(var, 0.0)
+                array = as_array(value, syn.unit, f"initial {var} of {population!r}",
+                                 shape=(pop.size,))
+                state[var] = np.broadcast_to(array, (pop.size,))
         return state
 
     def variables(self) -> Tuple[str, ...]:

@@ -43,6 +43,7 @@ from ..fused.cpp import PathUnavailable
 from ..functional.parameters import parameters_type, state_type
 from ..functional.surrogate import heaviside_relu, surrogate_scale
 from .projection import ProjectionOperator
+from .receptors import ReceptorNumerics
 
 #: Computation paths of :class:`NetworkModule` (see its docstring).
 PATHS = ("auto", "naive", "fused")
@@ -245,15 +246,32 @@ class NetworkModule(torch.nn.Module):
             for proj in spec.projections})
         self._dynamics = {name: dynamics_for(pop, spec.dt)
                           for name, pop in spec.populations.items()}
-        self._decay = {}
+        self._decay = {}  # the fused kernel's decay factors (one-state receptors)
+        self._receptors: Dict[str, Dict[str, ReceptorNumerics]] = {}
         for pop, receptors in spec.receptors.items():
+            self._receptors[pop] = {}
             for syn in receptors.values():
-                tau = syn.time_constant
-                self._decay[(pop, syn.variable)] = 0.0 if tau is None else math.exp(-spec.dt / tau)
+                self._receptors[pop][syn.receptor] = ReceptorNumerics(syn, spec.dt)
+                if syn.model.is_single_exponential:
+                    tau = syn.time_constant
+                    self._decay[(pop, syn.variable)] = (0.0 if tau is None
+                                                        else math.exp(-spec.dt / tau))
         self._history_length = {name: spec.max_delay(name)
                                 for name in list(spec.populations) + list(spec.sources)}
         self._incoming = {pop: spec.incoming(pop) for pop in spec.populations}
         self._raster_cache: Dict = {}
+
+    def synapse_parameters(self, population: str, receptor: str) -> Dict[str, torch.Tensor]:
+        """The parameters of a receptor of a population as float64 leaf tensors
+        (``{'tau': tensor(5.), 'E_rev': tensor(0.)}``), not module parameters:
+        call ``.requires_grad_()`` on those to differentiate with respect to, and the
+        naive path computes the receptor's coefficients from them with torch operations
+        (gradients w.r.t. time constants and reversal potentials). Changing their values
+        does not change the specification."""
+        try:
+            return self._receptors[population][receptor].parameters
+        except KeyError:
+            raise KeyError(f"population {population!r} has no receptor {receptor!r}") from None
 
     @property
     def weights(self) -> Dict[str, torch.nn.Parameter]:
@@ -279,9 +297,9 @@ class NetworkModule(torch.nn.Module):
             shape = batch_shape + (pop.size,)
             neurons[name] = self._dynamics[name].initial_state(values, shape, dtype, device)
             synapses[name] = {
-                syn.variable: torch.broadcast_to(torch.as_tensor(
-                    np.array(values[syn.variable]), dtype=dtype, device=device), shape).clone()
-                for syn in self.spec.receptors[name].values()}
+                var: torch.broadcast_to(torch.as_tensor(
+                    np.array(values[var]), dtype=dtype, device=device), shape).clone()
+                for syn in self.spec.receptors[name].values() for var in syn.state_variables}
         since = {name: torch.full(batch_shape + (pop.size,), float(dyn.refractory_steps),
                                   dtype=dtype, device=device)
                  for (name, pop), dyn in zip(self.spec.populations.items(),
@@ -404,6 +422,9 @@ class NetworkModule(torch.nn.Module):
             tensors += list(neuron)
         for table in state.synapses.values():
             tensors += list(table.values())
+        for receptors in self._receptors.values():
+            for numerics in receptors.values():
+                tensors += list(numerics.parameters.values())
         return any(t.requires_grad for t in tensors)
 
     def _resolve_path(self, path, currents, state, device) -> str:
@@ -421,6 +442,11 @@ class NetworkModule(torch.nn.Module):
             reason = f"the fused network path runs on the CPU, the module is on {device}"
         elif any(not pop.spikes for pop in self.spec.populations.values()):
             reason = "the fused network path has no leaky-integrator populations"
+        elif any(not syn.model.is_single_exponential for receptors in self.spec.receptors.values()
+                 for syn in receptors.values()):
+            reason = ("the fused network kernel has the one-state synapse models only (pulse, "
+                      "exponential current and conductance); a network with other synapse "
+                      "models runs on path='naive'")
         elif any(pop.spec.method != DEFAULT_METHOD for pop in self.spec.populations.values()):
             reason = ("the fused network kernel integrates with exponential Euler only; "
                       "populations with another method run on path='naive'")
@@ -504,13 +530,20 @@ class NetworkModule(torch.nn.Module):
                     traces[name][var] = []
         dt = self.dt
         track = torch.is_grad_enabled()
+        numerics = {name: list(self._receptors[name].values()) for name in spec.populations}
+        constants = {name: [r.constants(dtype, device) for r in numerics[name]]
+                     for name in spec.populations}
+        receptor_of = {proj.name: list(spec.receptors[proj.target]).index(
+            proj.synapse.receptor) for proj in spec.projections}
         for k in range(steps):
             now: Dict[str, torch.Tensor] = {src: rasters[src][k] for src in spec.sources}
             for name in spec.order:
                 x = synapses[name]
                 for proj in self._incoming[name]:
                     op = self.projections[proj.name]
-                    var = proj.synapse.variable
+                    r = receptor_of[proj.name]
+                    receptor, inc = numerics[name][r], constants[name][r][1]
+                    var = receptor.variables[0]
                     for d in op.delays:
                         if d == 0:
                             z = now[proj.source]
@@ -526,14 +559,17 @@ class NetworkModule(torch.nn.Module):
                                 z = x[var].new_zeros(x[var].shape[:-1] + (op.n_pre,))
                             else:
                                 continue
-                        x[var] = x[var] + op.apply(z, d)
+                        receptor.add_spikes(x, op.apply(z, d), inc)
                 current = external[name][k] if external[name] is not None else None
                 conductance = conductance_current = None
-                for syn in spec.receptors[name].values():
-                    value = x[syn.variable]
-                    if syn.model.is_conductance:
+                for receptor, (P, inc, out, E, values) in zip(numerics[name], constants[name]):
+                    value = receptor.output(x, out)
+                    if E is not None:
+                        factor = receptor.factor(neurons[name].V, values)
+                        if factor is not None:
+                            value = value * factor
                         conductance = value if conductance is None else conductance + value
-                        term = value * syn.reversal_potential
+                        term = value * E
                         conductance_current = (term if conductance_current is None
                                                else conductance_current + term)
                     else:
@@ -545,10 +581,8 @@ class NetworkModule(torch.nn.Module):
                     since.get(name))
                 if since_new is not None:
                     since[name] = since_new
-                for syn in spec.receptors[name].values():
-                    factor = self._decay[(name, syn.variable)]
-                    x[syn.variable] = (x[syn.variable] * factor if factor
-                                       else torch.zeros_like(x[syn.variable]))
+                for receptor, (P, *_) in zip(numerics[name], constants[name]):
+                    receptor.advance(x, P)
                 now[name] = z
                 spikes[name].append(z)
                 for var, out in traces[name].items():

@@ -1,0 +1,332 @@
+"""Synapse models from definitions (issue 24): the definition language, its refusals, the
+shipped models' shapes, torch vs Brian2 (numpy) agreement per shipped model in float64,
+gradients with respect to synapse parameters against central differences, and the
+definition travelling in the network file."""
+
+import json
+import math
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from hh_plugin import HHSpec
+from hh_plugin.export import FormatError, load_network, save_network, write_checksum
+from hh_plugin.network import (CurrentInput, FixedProbability, NetworkSpec, PoissonSource,
+                               Population, Projection, RandomDelay, SpikeTrains, Synapse,
+                               SynapseModel, SynapseParameter, get_synapse_model)
+from hh_plugin.network.synapses import (ALPHA_CONDUCTANCE, BIEXPONENTIAL_CONDUCTANCE,
+                                        CURRENT_PULSE, EXPONENTIAL_CONDUCTANCE,
+                                        EXPONENTIAL_CURRENT, NMDA_CONDUCTANCE, SynapseState,
+                                        alpha_conductance, biexponential_conductance,
+                                        biexponential_current, exponential_conductance,
+                                        nmda_conductance)
+from hh_plugin.torch.fused.cpp import PathUnavailable
+from hh_plugin.torch.network import NetworkModule
+
+DT = 0.01
+TAU = SynapseParameter("tau", "ms", "time constant", "positive")
+E = SynapseParameter("E", "mV", "reversal potential")
+
+
+def _user_alpha(name="user_alpha"):
+    """The alpha function written by a user (not registered anywhere)."""
+    return SynapseModel(name, "mS", (TAU, E), reversal="E",
+                        states=(SynapseState("h", "-h/tau"), SynapseState("g", "(h - g)/tau")),
+                        on_pre={"h": "w*exp(1)"}, output="g")
+
+
+# ------------------------------------------------------------------------ the language
+def test_the_original_three_models_are_definitions_with_their_properties():
+    assert CURRENT_PULSE.is_pulse and CURRENT_PULSE.state_names == ("I",)
+    assert not EXPONENTIAL_CURRENT.is_pulse and EXPONENTIAL_CURRENT.time_constant == "tau"
+    assert EXPONENTIAL_CONDUCTANCE.states == (SynapseState("g", "-g/tau"),)
+    assert EXPONENTIAL_CONDUCTANCE.on_pre == (("g", "w"),) and EXPONENTIAL_CONDUCTANCE.output == "g"
+    for model in (CURRENT_PULSE, EXPONENTIAL_CURRENT, EXPONENTIAL_CONDUCTANCE):
+        assert model.is_single_exponential
+    syn = exponential_conductance("e", tau=5.0, E_rev=-80.0)
+    assert syn.state_variables == (syn.variable,) == ("g_e",)
+    assert syn.propagator(0.1)[0, 0] == math.exp(-0.1 / 5.0)  # as the step always was
+    assert syn.increments() == (1.0,) and syn.output_coefficients() == (1.0,)
+    for model in (BIEXPONENTIAL_CONDUCTANCE, ALPHA_CONDUCTANCE, NMDA_CONDUCTANCE):
+        assert not model.is_single_exponential and not model.is_pulse
+        assert model.time_constant is None and model.is_conductance
+        assert SynapseModel.from_dict(json.loads(json.dumps(model.to_dict()))) == model
+
+
+BROKEN = {
+    "unknown name": (dict(states=(SynapseState("g", "-g/taux"),)), "unknown name"),
+    "nonlinear dynamics": (dict(states=(SynapseState("g", "-g**2/tau"),)), "not linear"),
+    "dynamics with a constant": (dict(states=(SynapseState("g", "1 - g/tau"),)),
+                                 "part without the states"),
+    "voltage in dynamics": (dict(states=(SynapseState("g", "-g*V/tau"),)),
+                            "unknown name.*'V'"),
+    "voltage in the output": (dict(output="g*V"), "unknown name.*'V'"),
+    "state in on_pre": (dict(on_pre={"g": "w*g"}), "unknown name.*'g'"),
+    "code in dynamics": (dict(states=(SynapseState("g", "__import__('os').getcwd()"),)),
+                         "unsupported function|not allowed|unknown name"),
+    "nonlinear on_pre": (dict(on_pre={"g": "w**2"}), "not linear in the weight"),
+    "on_pre of no state": (dict(on_pre={"x": "w"}), "not a state"),
+    "output without a state": (dict(output="E"), "part without the states"),
+    "power instead of xor": (dict(output="g^2"), r"'\^' is not a power"),
+    "mixed pulse": (dict(states=(SynapseState("g", "-g/tau"), SynapseState("p", None))),
+                    "either every state is a pulse"),
+    "time_constant with states": (dict(time_constant="tau"), "shorthand"),
+    "factor of a current": (dict(unit="uA", reversal=None, factor="1 + V"),
+                            "needs a conductance|factor"),
+    "duplicate names": (dict(states=(SynapseState("tau", "-tau/E"),), on_pre={"tau": "w"},
+                             output="tau"), "distinct names"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_a_broken_definition_is_refused_when_made_naming_the_problem(case):
+    changes, message = BROKEN[case]
+    fields = dict(name="broken", unit="mS", parameters=(TAU, E), reversal="E",
+                  states=(SynapseState("g", "-g/tau"),), on_pre={"g": "w"}, output="g")
+    fields.update(changes)
+    with pytest.raises(ValueError, match=message):
+        SynapseModel(**fields)
+
+
+def test_reserved_names_are_refused():
+    with pytest.raises(ValueError, match="reserved"):
+        SynapseState("V", "-V/tau")
+    with pytest.raises(ValueError, match="reserved"):
+        SynapseParameter("w", "mS", "a weight")
+    with pytest.raises(ValueError, match="not a valid identifier"):
+        SynapseParameter("tau\u0430", "ms", "a non-ASCII name")
+
+
+def test_receptor_values_are_checked_against_the_definition():
+    with pytest.raises(ValueError, match="tau_decay must be longer than tau_rise"):
+        biexponential_conductance("a", tau_rise=3.0, tau_decay=3.0, E_rev=0.0)
+    with pytest.raises(ValueError, match=">= 0"):
+        nmda_conductance("n", Mg=-1.0)
+    bad_factor = SynapseModel("bad_factor", "mS", (E,), reversal="E",
+                              states=(SynapseState("g", "-g/2"),), on_pre={"g": "w"},
+                              output="g", factor="1/(V + 50)")
+    with pytest.raises(ValueError, match="factor"):
+        Synapse(bad_factor, "b", E=0.0)
+
+
+# --------------------------------------------------------------------- shipped shapes
+def _single_spike(syn, weight, steps=1500):
+    """The states of one receptor after one presynaptic spike (the target is held far
+    below threshold by a strong hyperpolarising current)."""
+    spec = NetworkSpec([Population("P", 1, HHSpec(), seed=0)],
+                       [Projection("S", "P", FixedProbability(1.0, weight, seed=0), syn, delay=1)],
+                       [SpikeTrains("S", 1, [0], [0]), CurrentInput("P", -5.0)], dt=DT)
+    with torch.no_grad():
+        out = NetworkModule(spec, dtype=torch.float64, path="naive")(
+            steps=steps, record=syn.state_variables)
+    states = [out.traces["P"][v][:, 0].numpy() for v in syn.state_variables]
+    return sum(k * x for k, x in zip(syn.output_coefficients(), states))
+
+
+@pytest.mark.parametrize("make, t_peak", [
+    (lambda: biexponential_current("c", 0.5, 3.0), 0.5 * 3.0 / 2.5 * math.log(6.0)),
+    (lambda: biexponential_conductance("a", 0.5, 3.0, 0.0), 0.5 * 3.0 / 2.5 * math.log(6.0)),
+    (lambda: alpha_conductance("a", 1.5, 0.0), 1.5),
+    (lambda: nmda_conductance("n"), 2.0 * 100.0 / 98.0 * math.log(50.0))])
+def test_one_spike_peaks_at_its_weight_at_the_analytic_time(make, t_peak):
+    syn = make()
+    y = _single_spike(syn, 0.25, steps=int(t_peak / DT) + 300)
+    k = int(np.argmax(y))
+    # recorded after step k: time since the spike's arrival at step 1 is (k) dt
+    assert abs(k * DT - t_peak) <= DT
+    assert y[k] == pytest.approx(0.25, rel=1e-4)
+
+
+# ------------------------------------------------------------------ torch vs Brian2
+STEPS = 3000  # 30 ms
+
+
+def _network(syn, weight, method="exponential_euler"):
+    pops = [Population("E", 30, HHSpec(method=method), seed=1)]
+    projections = [
+        Projection("E", "E", FixedProbability(0.2, weight, seed=3), syn,
+                   delay=RandomDelay(1, 5, 4)),
+        Projection("noise", "E", FixedProbability(0.2, 3 * weight, seed=5), syn, delay=1)]
+    return NetworkSpec(pops, projections, [CurrentInput("E", 2.0),
+                                           PoissonSource("noise", 20, 100.0, seed=7)], dt=DT)
+
+
+AGREEMENT = {
+    "biexponential_current": (lambda: biexponential_current("c", 0.5, 3.0), 2.0, "exponential_euler"),
+    "biexponential_conductance": (lambda: biexponential_conductance("a", 0.5, 3.0, 0.0), 0.02,
+                                  "exponential_euler"),
+    "alpha_conductance": (lambda: alpha_conductance("a", 1.0, 0.0), 0.02, "exponential_euler"),
+    "nmda_conductance": (lambda: nmda_conductance("n", tau_decay=30.0), 0.03,
+                         "exponential_euler"),
+    "nmda_conductance rk4": (lambda: nmda_conductance("n", tau_decay=30.0), 0.03, "rk4"),
+    "user model": (lambda: Synapse(_user_alpha(), "u", tau=1.0, E=0.0), 0.02,
+                   "exponential_euler"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(AGREEMENT))
+def test_torch_and_brian2_agree_for_each_shipped_model(case):
+    brian2 = pytest.importorskip("brian2")
+    from hh_plugin.brian2.network import build_network
+
+    make, weight, method = AGREEMENT[case]
+    spec = _network(make(), weight, method)
+    with torch.no_grad():
+        out = NetworkModule(spec, dtype=torch.float64)(steps=STEPS, record=("V",))
+    brian2.start_scope()
+    brian2.prefs.codegen.target = "numpy"
+    net = build_network(spec, steps=STEPS, record=("V",))
+    net.run(STEPS)
+    torch_spikes = out.spikes["E"].numpy()
+    assert torch_spikes.sum() >= 5, "the case should spike"
+    np.testing.assert_array_equal(torch_spikes, net.spike_raster("E", STEPS))
+    dV = np.abs(out.traces["E"]["V"].numpy() - net.trace("E", "V")).max()
+    assert dV <= 1e-6, f"max |dV| = {dV} mV"
+
+
+def test_brian2_equations_read_as_the_definition_writes_them():
+    pytest.importorskip("brian2")
+    from hh_plugin.brian2.network import _on_pre, _receptor_brian2
+
+    syn = nmda_conductance("n", tau_decay=30.0)
+    lines, terms, after, constants = _receptor_brian2(syn, held=False, dt=DT)
+    assert "dA_n/dt = -A_n/tau_rise_n : siemens" in lines
+    assert "g_n = B_n - A_n : siemens" in lines
+    assert any(line.startswith("factor_n = ") and "(constant over dt)" in line for line in lines)
+    assert terms == ["g_n*factor_n*((0.0*mV) - V)"]
+    assert _on_pre(syn) == f"A_n_post += {syn.increments()[0]!r}*w\nB_n_post += " \
+                           f"{syn.increments()[1]!r}*w"
+    lines, _, after, _ = _receptor_brian2(alpha_conductance("a", 1.0, 0.0), held=False, dt=DT)
+    assert lines[:2] == ["h_a : siemens", "g_a : siemens"] and after[0] == "h_a_start = h_a"
+
+
+def test_the_fused_kernel_leaves_other_models_to_the_step_loop():
+    spec = _network(alpha_conductance("a", 1.0, 0.0), 0.02)
+    module = NetworkModule(spec, dtype=torch.float64, path="fused")
+    with torch.no_grad(), pytest.raises(PathUnavailable, match="one-state synapse models"):
+        module(steps=10)
+    module.path = "auto"
+    with torch.no_grad():
+        module(steps=10)  # falls back silently: the step loop
+
+
+# ------------------------------------------------------------------------- gradients
+def _subthreshold(syn, weight):
+    pops = [Population("P", 3, HHSpec(), seed=2)]
+    projections = [Projection("S", "P", FixedProbability(1.0, weight, seed=0), syn, delay=1)]
+    return NetworkSpec(pops, projections, [SpikeTrains("S", 2, [0, 30, 60], [0, 1, 0]),
+                                           CurrentInput("P", -2.0)], dt=0.05)
+
+
+GRADIENTS = {
+    "biexponential_conductance": (
+        lambda **p: biexponential_conductance("a", **{**dict(tau_rise=0.5, tau_decay=3.0,
+                                                             E_rev=0.0), **p}), 0.05,
+        ("tau_rise", "tau_decay", "E_rev")),
+    "alpha_conductance": (lambda **p: alpha_conductance("a", **{**dict(tau=1.0, E_rev=0.0), **p}),
+                          0.05, ("tau", "E_rev")),
+    "nmda_conductance": (lambda **p: nmda_conductance("n", **{**dict(tau_decay=20.0), **p}), 0.1,
+                         ("tau_rise", "tau_decay", "Mg")),
+}
+
+
+@pytest.mark.parametrize("case", sorted(GRADIENTS))
+def test_gradients_with_respect_to_synapse_parameters_match_central_differences(case):
+    make, weight, names = GRADIENTS[case]
+    syn = make()
+    receptor = syn.receptor
+    steps = 200
+
+    def loss(module):
+        out = module(steps=steps, record=("V",), path="naive")
+        return out.traces["P"]["V"].mean()
+
+    module = NetworkModule(_subthreshold(syn, weight), dtype=torch.float64)
+    params = module.synapse_parameters("P", receptor)
+    for name in names:
+        params[name].requires_grad_()
+    value = loss(module)
+    value.backward()
+    weight_grad = module.weights[f"S_to_P_{receptor}"].grad.clone()
+    for name in names:
+        h = 1e-5 * max(1.0, abs(syn.parameters[name]))
+        values = []
+        for sign in (1, -1):
+            shifted = make(**{name: syn.parameters[name] + sign * h})
+            with torch.no_grad():
+                values.append(loss(NetworkModule(_subthreshold(shifted, weight),
+                                                 dtype=torch.float64)).item())
+        numeric = (values[0] - values[1]) / (2 * h)
+        assert params[name].grad.item() == pytest.approx(numeric, rel=1e-5, abs=1e-10), name
+    # the weight of one synapse, against central differences
+    with torch.no_grad():
+        w = module.weights[f"S_to_P_{receptor}"]
+        k = 0
+        base = w.view(-1)[k].item()
+        values = []
+        for sign in (1, -1):
+            w.view(-1)[k] = base + sign * 1e-6
+            values.append(loss(module).item())
+        w.view(-1)[k] = base
+    numeric = (values[0] - values[1]) / 2e-6
+    assert weight_grad.view(-1)[k].item() == pytest.approx(numeric, rel=1e-5)
+
+
+# ------------------------------------------------------------------------------- file
+def _rewrite(path, edit):
+    with h5py.File(path, "r+") as f:
+        meta = json.loads(f.attrs["metadata"])
+        edit(meta)
+        f.attrs["metadata"] = json.dumps(meta)
+    write_checksum(path)
+
+
+def test_a_file_with_a_users_synapse_loads_where_it_was_never_declared(tmp_path):
+    model = _user_alpha("never_declared_alpha")
+    with pytest.raises(ValueError, match="unknown synapse model"):
+        get_synapse_model(model.name)
+    spec = _network(Synapse(model, "u", tau=1.0, E=0.0), 0.02)
+    path = save_network(tmp_path / "user.h5", spec)
+    loaded = load_network(path).spec
+    assert loaded.projections[0].synapse == spec.projections[0].synapse
+    with torch.no_grad():
+        a = NetworkModule(spec, dtype=torch.float64)(steps=500).spikes["E"]
+        b = NetworkModule(loaded, dtype=torch.float64)(steps=500).spikes["E"]
+    assert torch.equal(a, b)
+    # built-in models travel by name only: their files are unchanged
+    plain = save_network(tmp_path / "plain.h5",
+                         _network(exponential_conductance("e", 2.0, 0.0), 0.02))
+    with h5py.File(plain, "r") as f:
+        projections = json.loads(f.attrs["metadata"])["network"]["projections"]
+        assert all("definition" not in p["synapse"] for p in projections)
+
+
+HOSTILE = {
+    "code in dynamics": (lambda d: d["states"][0].update(
+        dynamics="__import__('os').system('true')"), "unsupported function|not allowed"),
+    "huge exponent": (lambda d: d.update(output="g**(10**6)"), "exponent|bound"),
+    "unknown field": (lambda d: d.update(evil=1), "unknown key"),
+    "too many states": (lambda d: d.update(states=[{"name": f"s{k}", "dynamics": f"-s{k}"}
+                                                   for k in range(40)]), "more than"),
+    "redefined built-in": (lambda d: d.update(name="alpha_conductance"), "built-in|named"),
+    "nonlinear": (lambda d: d["states"][1].update(dynamics="(h*g - g)/tau"), "not linear"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_a_hostile_definition_in_a_file_is_refused_naming_the_problem(tmp_path, case):
+    edit, message = HOSTILE[case]
+    spec = _network(Synapse(_user_alpha(), "u", tau=1.0, E=0.0), 0.02)
+    path = save_network(tmp_path / "hostile.h5", spec)
+
+    def change(meta):
+        synapse = meta["network"]["projections"][0]["synapse"]
+        edit(synapse["definition"])
+        if case == "redefined built-in":
+            synapse["model"] = "alpha_conductance"
+
+    _rewrite(path, change)
+    with pytest.raises(FormatError, match=message):
+        load_network(path)
