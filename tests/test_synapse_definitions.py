@@ -295,6 +295,18 @@ def test_a_file_with_a_users_synapse_loads_where_it_was_never_declared(tmp_path)
         a = NetworkModule(spec, dtype=torch.float64)(steps=500).spikes["E"]
         b = NetworkModule(loaded, dtype=torch.float64)(steps=500).spikes["E"]
     assert torch.equal(a, b)
+    try:
+        import jsonschema
+    except ImportError:
+        jsonschema = None
+    if jsonschema is not None:  # the published schema describes the definition
+        from pathlib import Path
+        schema = json.loads((Path(__file__).resolve().parents[1] / "export" / "schema" /
+                             "hh_plugin_network-1.1.schema.json").read_text())
+        with h5py.File(path, "r") as f:
+            meta = json.loads(f.attrs["metadata"])
+        assert "definition" in meta["network"]["projections"][0]["synapse"]
+        jsonschema.validate(meta, schema)
     # built-in models travel by name only: their files are unchanged
     plain = save_network(tmp_path / "plain.h5",
                          _network(exponential_conductance("e", 2.0, 0.0), 0.02))
