@@ -12,15 +12,17 @@ import pytest
 import torch
 
 from hh_plugin import HHSpec
+from hh_plugin.model import WANG_BUZSAKI
 from hh_plugin.export import FormatError, load_network, save_network, write_checksum
-from hh_plugin.network import (CurrentInput, FixedProbability, NetworkSpec, PoissonSource,
+from hh_plugin.network import (CurrentInput, Dense, FixedProbability, NetworkSpec, PoissonSource,
                                Population, Projection, RandomDelay, SpikeTrains, Synapse,
                                SynapseModel, SynapseParameter, get_synapse_model)
 from hh_plugin.network.synapses import (ALPHA_CONDUCTANCE, BIEXPONENTIAL_CONDUCTANCE,
                                         CURRENT_PULSE, EXPONENTIAL_CONDUCTANCE,
-                                        EXPONENTIAL_CURRENT, NMDA_CONDUCTANCE, SynapseState,
-                                        alpha_conductance, biexponential_conductance,
-                                        biexponential_current, exponential_conductance,
+                                        EXPONENTIAL_CURRENT, GATED_CONDUCTANCE,
+                                        NMDA_CONDUCTANCE, SynapseState, alpha_conductance,
+                                        biexponential_conductance, biexponential_current,
+                                        exponential_conductance, gated_conductance,
                                         nmda_conductance)
 from hh_plugin.torch.fused.cpp import PathUnavailable
 from hh_plugin.torch.network import NetworkModule
@@ -212,6 +214,94 @@ def test_the_fused_kernel_leaves_other_models_to_the_step_loop():
         module(steps=10)  # falls back silently: the step loop
 
 
+# ------------------------------------------------------------- graded (gated) synapse
+def _wang_buzsaki(n=20, g_total=0.1, seed=0):
+    """Wang and Buzsaki (1996)'s interneuron network, small: all-to-all gated GABA_A
+    synapses (weight g_syn/N each), heterogeneous drive, random initial potentials."""
+    rng = np.random.default_rng(seed)
+    return NetworkSpec(
+        [Population("I", n, HHSpec(model=WANG_BUZSAKI), initial={"V": rng.uniform(-70, -50, n)})],
+        [Projection("I", "I", Dense(np.full((n, n), g_total / n)), gated_conductance(), delay=1)],
+        [CurrentInput("I", rng.uniform(0.8, 1.6, n))], dt=DT)
+
+
+def test_the_gated_synapse_is_graded_and_declared_like_the_others():
+    assert GATED_CONDUCTANCE.is_graded and not GATED_CONDUCTANCE.is_pulse
+    syn = gated_conductance()
+    assert syn.presynaptic_variables == ("s_gaba",) and syn.state_variables == ()
+    assert (syn.alpha, syn.beta, syn.theta, syn.E_rev) == (12.0, 0.1, 0.0, -75.0)
+    assert SynapseModel.from_dict(json.loads(json.dumps(GATED_CONDUCTANCE.to_dict()))) == \
+        GATED_CONDUCTANCE
+    spec = _wang_buzsaki(4)
+    assert "s_gaba" in spec.initial_state("I") and "s_gaba" in spec.variables()
+    with pytest.raises(ValueError, match="not linear in 's'"):
+        SynapseModel("bad_graded", "mS", (E,), reversal="E",
+                      presynaptic=(SynapseState("s", "(1 - s**2)*V/100"),), transmit="s")
+    with pytest.raises(ValueError, match="transmit goes with presynaptic"):
+        SynapseModel("bad_graded", "mS", (E,), reversal="E", states=(SynapseState("g", "-g"),),
+                     on_pre={"g": "w"}, output="g", transmit="g")
+    with pytest.raises(ValueError, match="potential"):
+        NetworkSpec([Population("I", 2, HHSpec(model=WANG_BUZSAKI))],
+                    [Projection("S", "I", Dense(np.ones((2, 1))), syn, delay=1)],
+                    [SpikeTrains("S", 1, [0], [0])])
+    with pytest.raises(ValueError, match="delay 1"):
+        NetworkSpec([Population("I", 2, HHSpec(model=WANG_BUZSAKI))],
+                    [Projection("I", "I", Dense(np.ones((2, 2))), syn, delay=2)])
+
+
+def test_wang_buzsaki_network_agrees_between_torch_and_brian2():
+    brian2 = pytest.importorskip("brian2")
+    from hh_plugin.brian2.network import build_network
+
+    spec = _wang_buzsaki()
+    with torch.no_grad():
+        out = NetworkModule(spec, dtype=torch.float64)(steps=STEPS, record=("V", "s_gaba"))
+    brian2.start_scope()
+    brian2.prefs.codegen.target = "numpy"
+    net = build_network(spec, steps=STEPS, record=("V", "s_gaba"))
+    equations = str(net.groups["I"].equations)
+    assert "ds_gaba/dt = alpha_gaba/(1.0 + exp(-(V - theta_gaba)/2.0/mV))*(1.0 - s_gaba) " \
+           "- beta_gaba*s_gaba : 1" in equations
+    assert "g_gaba_post" in net.synapses["I_to_I_gaba"][0].summed_updaters
+    net.run(STEPS)
+    spikes = out.spikes["I"].numpy()
+    assert spikes.sum() >= 10
+    np.testing.assert_array_equal(spikes, net.spike_raster("I", STEPS))
+    assert np.abs(out.traces["I"]["V"].numpy() - net.trace("I", "V")).max() <= 1e-6
+    assert np.abs(out.traces["I"]["s_gaba"].numpy() - net.trace("I", "s_gaba")).max() <= 1e-9
+
+
+def test_gated_synapse_gradients_match_central_differences():
+    def make(**p):
+        return gated_conductance(**{**dict(alpha=12.0, beta=0.1, theta=0.0, E_rev=-75.0), **p})
+
+    def spec_for(syn):
+        return NetworkSpec(
+            [Population("A", 2, HHSpec(model=WANG_BUZSAKI), seed=1),
+             Population("B", 2, HHSpec(model=WANG_BUZSAKI), seed=2)],
+            [Projection("A", "B", Dense(np.full((2, 2), 0.05)), syn, delay=1)],
+            [CurrentInput("A", 3.0), CurrentInput("B", -1.0)], dt=0.05)
+
+    def loss(module):
+        return module(steps=200, record=("V",), path="naive").traces["B"]["V"].mean()
+
+    syn = make()
+    module = NetworkModule(spec_for(syn), dtype=torch.float64)
+    params = module.synapse_parameters("B", "gaba")
+    for name in ("alpha", "beta", "theta", "E_rev"):
+        params[name].requires_grad_()
+    loss(module).backward()
+    for name in ("alpha", "beta", "theta", "E_rev"):
+        h = 1e-5 * max(1.0, abs(syn.parameters[name]))
+        values = []
+        for sign in (1, -1):
+            with torch.no_grad():
+                values.append(loss(NetworkModule(spec_for(make(**{
+                    name: syn.parameters[name] + sign * h})), dtype=torch.float64)).item())
+        numeric = (values[0] - values[1]) / (2 * h)
+        assert params[name].grad.item() == pytest.approx(numeric, rel=1e-5, abs=1e-10), name
+
+
 # ------------------------------------------------------------------------- gradients
 def _subthreshold(syn, weight):
     pops = [Population("P", 3, HHSpec(), seed=2)]
@@ -342,3 +432,28 @@ def test_a_hostile_definition_in_a_file_is_refused_naming_the_problem(tmp_path, 
     _rewrite(path, change)
     with pytest.raises(FormatError, match=message):
         load_network(path)
+
+
+def test_the_cli_runs_a_file_with_a_users_synapse_on_both_backends(tmp_path):
+    """In fresh processes that never declared the model: run on torch and Brian2, then
+    crosscheck (identical spikes)."""
+    pytest.importorskip("brian2")
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "hh_plugin.cli", *args], cwd=root,
+                              capture_output=True, text=True, timeout=600,
+                              stdin=subprocess.DEVNULL)
+
+    spec = _network(Synapse(_user_alpha("cli_alpha"), "u", tau=1.0, E=0.0), 0.02)
+    save_network(tmp_path / "net.h5", spec)
+    for backend in ("torch", "brian2"):
+        done = cli("run", str(tmp_path / "net.h5"), "--backend", backend, "--steps", "1500",
+                   "-o", str(tmp_path / f"{backend}.h5"))
+        assert done.returncode == 0, done.stdout + done.stderr
+    check = cli("crosscheck", str(tmp_path / "torch.h5"), str(tmp_path / "brian2.h5"))
+    assert check.returncode == 0 and "identical spikes" in check.stdout, check.stdout

@@ -329,7 +329,9 @@ def _receptor_brian2(syn, held: bool, dt: float):
     derived = {d for d, _ in model.derived}
     lines, terms, after = [], [], []
     variables = syn.state_variables
-    if model.is_pulse:
+    if model.is_graded:  # the summed target of the projection's `(summed)` variable
+        lines.append(f"{syn.variable} : {dim}")
+    elif model.is_pulse:
         for var in variables:
             lines.append(f"{var} : {dim}")
             after.append(f"{var} = 0*{dim}")
@@ -368,7 +370,9 @@ def _receptor_brian2(syn, held: bool, dt: float):
     # the output: the one state itself, or a subexpression as the definition writes it
     coefficients = syn.output_coefficients()
     single = [v for v, k in zip(variables, coefficients) if k]
-    if len(single) == 1 and coefficients[variables.index(single[0])] == 1.0:
+    if model.is_graded:
+        output = syn.variable
+    elif len(single) == 1 and coefficients[variables.index(single[0])] == 1.0:
         output = single[0]
     else:
         output = syn.variable
@@ -396,6 +400,44 @@ def _receptor_brian2(syn, held: bool, dt: float):
     else:
         terms.append(output)
     return lines, terms, after, constants
+
+
+def _presynaptic_brian2(syn):
+    """``(lines, start, constants)`` of a graded synapse on its source population: the
+    presynaptic states' equations as the definition writes them
+    (``ds_gaba/dt = alpha_gaba/(1.0 + exp(...))*(1 - s_gaba) - beta_gaba*s_gaba : 1``,
+    integrated by the group's exponential Euler with the step's start ``V``), a copy
+    ``s_gaba_start : 1`` of each made in ``before_groups`` (what the projection's summed
+    variable reads, the state of the step's start as on torch), and the namespace
+    constants."""
+    model, r = syn.model, syn.receptor
+    names = {p: f"{p}_{r}" for p in model.parameter_names}
+    names.update({x: syn.state_variable(x) for x in model.presynaptic_names})
+    constants = {f"{p.name}_{r}": syn.parameters[p.name] * brian2_unit(p.unit)
+                 if p.unit != "1" else syn.parameters[p.name] for p in model.parameters}
+    units = {names[p.name]: p.unit for p in model.parameters}
+    units.update({v: "1" for v in syn.presynaptic_variables})
+    printer = _Printer(units, {"exprel": FUNCTION_NAME})
+    if model.derived:
+        raise ValueError(f"graded synapse model {model.name!r}: derived values are not "
+                         f"written for Brian2 yet")
+    lines, start = [], []
+    for x, var in zip(model.presynaptic, syn.presynaptic_variables):
+        text, _ = printer.quantity(_renamed(x.dynamics, names), "1/ms")
+        lines += [f"d{var}/dt = {text} : 1", f"{var}_start : 1"]
+        start.append(f"{var}_start = {var}")
+    return lines, start, constants
+
+
+def _transmit_brian2(syn) -> str:
+    """The graded signal as the projection reads it (``s_gaba_start_pre``)."""
+    model, r = syn.model, syn.receptor
+    names = {p: f"{p}_{r}" for p in model.parameter_names}
+    names.update({x: f"{syn.state_variable(x)}_start_pre" for x in model.presynaptic_names})
+    units = {names[p.name]: p.unit for p in model.parameters}
+    units.update({f"{v}_start_pre": "1" for v in syn.presynaptic_variables})
+    return _Printer(units, {"exprel": FUNCTION_NAME}).quantity(
+        _renamed(model.transmit, names), "1")[0]
 
 
 def _symbols(text: str) -> set:
@@ -499,6 +541,12 @@ def build_network(spec: NetworkSpec, steps: Optional[int] = None,
         effective = getattr(pop.spec, "method", None) if method is None else method
         held = pop.spikes and effective == "rk4"
         lines, terms, pulses, constants = _receptor_equations(spec, name, held=held)
+        starts = []
+        for syn in spec.presynaptic[name].values():
+            pre_lines, pre_start, pre_constants = _presynaptic_brian2(syn)
+            lines += pre_lines
+            starts += pre_start
+            constants.update(pre_constants)
         namespace = dict(constants)
         current_terms = []
         constant_current = None
@@ -537,6 +585,12 @@ def build_network(spec: NetworkSpec, steps: Optional[int] = None,
         for syn in spec.receptors[name].values():
             for var in syn.state_variables:
                 setattr(group, var, state[var] * brian2_unit(syn.unit))
+        for syn in spec.presynaptic[name].values():
+            for var in syn.presynaptic_variables:
+                setattr(group, var, state[var])
+        if starts:  # the presynaptic states of the step's start, for the summed variables
+            group.run_regularly("\n".join(starts), when="before_groups",
+                                name=f"{prefix}{name}_presynaptic_start")
         if constant_current is not None:
             group.I_ext = constant_current * brian2.uA
         if pulses:  # the regular operation is contained in the group
@@ -558,6 +612,16 @@ def build_network(spec: NetworkSpec, steps: Optional[int] = None,
         dim = _DIMENSIONS[syn.unit]
         parts = []
         delay = np.asarray(conn.delay)
+        if syn.model.is_graded:  # no spikes: the summed conductance of the presynaptic states
+            S = brian2.Synapses(
+                source, target, clock=clock, namespace={}, name=f"{prefix}{proj.name}",
+                model=f"w : {dim} (constant)\n"
+                      f"{syn.variable}_post = w*{_transmit_brian2(syn)} : {dim} (summed)")
+            S.connect(i=np.asarray(conn.pre), j=np.asarray(conn.post))
+            S.w = np.asarray(conn.weight) * brian2_unit(syn.unit)
+            synapses[proj.name] = [S]
+            objects.append(S)
+            continue
         for zero in (False, True):
             sel = np.nonzero((delay == 0) if zero else (delay > 0))[0]
             if len(sel) == 0:

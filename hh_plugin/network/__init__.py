@@ -26,10 +26,10 @@ from .inputs import CurrentInput, PoissonInput, PoissonSource, SpikeSource, Spik
 from .spec import NetworkSpec, Population, Projection
 from .synapses import (ALPHA_CONDUCTANCE, BIEXPONENTIAL_CONDUCTANCE, BIEXPONENTIAL_CURRENT,
                        CURRENT_PULSE, EXPONENTIAL_CONDUCTANCE, EXPONENTIAL_CURRENT,
-                       NMDA_CONDUCTANCE, Synapse, SynapseModel, SynapseParameter, SynapseState,
+                       NMDA_CONDUCTANCE, GATED_CONDUCTANCE, Synapse, SynapseModel, SynapseParameter, SynapseState,
                        alpha_conductance, biexponential_conductance, biexponential_current,
                        current_pulse, exponential_conductance, exponential_current,
-                       get_synapse_model, nmda_conductance, register_synapse_model)
+                       gated_conductance, get_synapse_model, nmda_conductance, register_synapse_model)
 
 __all__ = ["AllToAll", "Connection", "Connector", "Dense", "FixedProbability", "Normal",
            "OneToOne", "RandomDelay", "Sparse", "Uniform", "CurrentInput", "PoissonSource",
@@ -39,6 +39,6 @@ __all__ = ["AllToAll", "Connection", "Connector", "Dense", "FixedProbability", "
            "SynapseModel", "SynapseParameter", "current_pulse", "exponential_conductance",
            "exponential_current", "get_synapse_model", "register_synapse_model",
            "ALPHA_CONDUCTANCE", "BIEXPONENTIAL_CONDUCTANCE", "BIEXPONENTIAL_CURRENT",
-           "NMDA_CONDUCTANCE", "SynapseState", "alpha_conductance",
+           "NMDA_CONDUCTANCE", "GATED_CONDUCTANCE", "gated_conductance", "SynapseState", "alpha_conductance",
            "biexponential_conductance", "biexponential_current", "nmda_conductance",
            "cobahh_network"]

@@ -284,14 +284,48 @@ class NetworkSpec:
                                  f"and {proj.synapse}")
             table[proj.synapse.receptor] = proj.synapse
         self.receptors = receptors
+        # graded synapses: their presynaptic states live on the source population
+        presynaptic: Dict[str, "OrderedDict[str, Synapse]"] = {p: OrderedDict() for p in pops}
+        graded_targets = set()
+        for proj in self.projections:
+            syn = proj.synapse
+            if not syn.model.is_graded:
+                continue
+            if proj.source not in pops or not pops[proj.source].spikes:
+                raise ValueError(f"projection {proj.name!r}: a graded synapse "
+                                 f"({syn.model.name}) is driven by the presynaptic potential; "
+                                 f"its source must be a population with one, not "
+                                 f"{proj.source!r}")
+            for end in (proj.source, proj.target):
+                method = getattr(pops[end].spec, "method", "exponential_euler")
+                if method != "exponential_euler":
+                    raise ValueError(f"projection {proj.name!r}: graded synapses run with "
+                                     f"exponential Euler only; population {end!r} uses "
+                                     f"{method!r}")
+            if (proj.target, syn.receptor) in graded_targets:
+                raise ValueError(f"receptor {syn.receptor!r} of population {proj.target!r}: "
+                                 f"one graded projection per receptor (give the other a "
+                                 f"receptor of its own)")
+            graded_targets.add((proj.target, syn.receptor))
+            known = presynaptic[proj.source].get(syn.receptor)
+            if known is not None and known != syn:
+                raise ValueError(f"graded receptor {syn.receptor!r} leaving {proj.source!r} is "
+                                 f"used with two definitions: {known} and {syn}")
+            presynaptic[proj.source][syn.receptor] = syn
+        self.presynaptic = presynaptic
         for pop in pops.values():
             model = pop.model
             taken = (set(model.state_names) | set(model.parameter_names) | {"I", "V_reset"}
                      | {f"g_{c.name}" for c in model.channels}
                      | {f"{r}_{g}" for g in model.gate_names for r in ("alpha", "beta")})
             used: Dict[str, str] = {}
-            for syn in receptors[pop.name].values():
-                names = {syn.variable, *syn.state_variables}
+            for syn in list(receptors[pop.name].values()) + list(presynaptic[pop.name].values()):
+                names = ({*syn.presynaptic_variables,
+                          *(f"{v}_start" for v in syn.presynaptic_variables)}
+                         if syn.model.is_graded and syn in presynaptic[pop.name].values()
+                         else set())
+                if syn in receptors[pop.name].values():
+                    names |= {syn.variable, *syn.state_variables}
                 if syn.model.factor is not None:
                     names.add(f"factor_{syn.receptor}")
                 for var in sorted(names):
@@ -304,7 +338,9 @@ class NetworkSpec:
                                          f"population {pop.name!r} both have a variable "
                                          f"named {var!r}")
                     used[var] = syn.receptor
-            known_vars = {v for s in receptors[pop.name].values() for v in s.state_variables}
+            known_vars = ({v for s in receptors[pop.name].values() for v in s.state_variables}
+                          | {v for s in presynaptic[pop.name].values()
+                             for v in s.presynaptic_variables})
             unknown = set(pop.synaptic_initial()) - known_vars
             if unknown:
                 raise ValueError(f"initial values for {sorted(unknown)} of population "
@@ -317,6 +353,11 @@ class NetworkSpec:
             n_post = pops[proj.target].size
             self.connections[proj.name] = proj.connectivity.expand(
                 n_pre, n_post, proj.synapse.unit, proj.delay, f"projection {proj.name!r}")
+            delay = np.asarray(self.connections[proj.name].delay)
+            if proj.synapse.model.is_graded and delay.size and not np.all(delay == 1):
+                raise ValueError(f"projection {proj.name!r}: a graded synapse transmits the "
+                                 f"presynaptic state of the step's start (delay 1); other "
+                                 f"delays are not supported")
         self.order = self._update_order()
 
     # ------------------------------------------------------------------ queries
@@ -351,6 +392,11 @@ class NetworkSpec:
             for var in syn.state_variables:
                 value = given.get(var, 0.0)
                 array = as_array(value, syn.unit, f"initial {var} of {population!r}",
+                                 shape=(pop.size,))
+                state[var] = np.broadcast_to(array, (pop.size,))
+        for syn in self.presynaptic[population].values():
+            for var in syn.presynaptic_variables:  # dimensionless
+                array = as_array(given.get(var, 0.0), "1", f"initial {var} of {population!r}",
                                  shape=(pop.size,))
                 state[var] = np.broadcast_to(array, (pop.size,))
         return state

@@ -49,8 +49,17 @@ is refused when it is made, naming the problem.
 Shipped models: :data:`CURRENT_PULSE`, :data:`EXPONENTIAL_CURRENT` and
 :data:`EXPONENTIAL_CONDUCTANCE` (COBAHH's ``ge``, ``gi``), :data:`BIEXPONENTIAL_CURRENT`,
 :data:`BIEXPONENTIAL_CONDUCTANCE` (NEURON's ``Exp2Syn``), :data:`ALPHA_CONDUCTANCE` and
-:data:`NMDA_CONDUCTANCE` (Jahr-Stevens magnesium block). ``docs/network.md`` gives the
+:data:`NMDA_CONDUCTANCE` (Jahr-Stevens magnesium block), and the graded
+:data:`GATED_CONDUCTANCE` (Wang and Buzsaki 1996). ``docs/network.md`` gives the
 equations of each.
+
+**Graded synapses** declare ``presynaptic`` states instead: dimensionless states of the
+*source* neuron (``s_<receptor>`` on the source population) whose dynamics may use its
+potential ``V`` and are linear in the state itself, advanced by the exponential Euler
+step of the gates from the step's start, :math:`x' = x + \Delta t\,
+\operatorname{exprel}(-\lambda \Delta t)\,\dot x`, :math:`\lambda = -\partial\dot
+x/\partial x`; the target's output is :math:`y_j = \sum_i w_{ij}\,
+\mathrm{transmit}_i` of the states at the step's start, every step (no spikes, delay 1).
 
 Example (a user's model, the alpha function written out):
 
@@ -77,7 +86,7 @@ from .units import as_scalar, check_name
 
 #: Units of a synapse parameter (``'1'``: dimensionless, e.g. a concentration in mM
 #: divided by 1 mM) and of a synaptic variable (the weights' unit).
-SYNAPSE_PARAMETER_UNITS = ("ms", "mV", "mS", "uA", "1")
+SYNAPSE_PARAMETER_UNITS = ("ms", "mV", "mS", "uA", "1/ms", "1")
 SYNAPSE_VARIABLE_UNITS = ("uA", "mS")
 #: Name of the synaptic weight in ``on_pre`` expressions (the model's unit).
 WEIGHT_SYMBOL = "w"
@@ -176,7 +185,8 @@ class _Compiled:
         params = list(model.parameter_names)
         states = [s.name for s in model.states]
         sym = {n: sympy.Symbol(n, real=True) for n in params + states
-               + [WEIGHT_SYMBOL, VOLTAGE_SYMBOL] + [d for d, _ in model.derived]}
+               + [WEIGHT_SYMBOL, VOLTAGE_SYMBOL] + [d for d, _ in model.derived]
+               + [x.name for x in model.presynaptic]}
         where = f"synapse model {model.name!r}"
         derived: Dict[str, sympy.Expr] = {}
         for name, text in model.derived:
@@ -190,6 +200,28 @@ class _Compiled:
             return _parse(text, list(extra) + known, where, what).xreplace(subs)
 
         self.requires = [parsed(text, (), f"condition {text!r}") for text, _ in model.requires]
+        self.parameters = params
+        self._functions: Dict = {}
+        pre = [x.name for x in model.presynaptic]
+        self._pre_names = pre
+        self.pre_drift, self.pre_rate, self.transmit = [], [], None
+        if pre:
+            # graded: each presynaptic state x has dx/dt = f(V, states), linear in x itself
+            # (exponential Euler with the rate -df/dx, as gates and Brian2's scheme)
+            for x in model.presynaptic:
+                expr = parsed(x.dynamics, pre + [VOLTAGE_SYMBOL], f"dynamics of {x.name!r}")
+                rate = -sympy.diff(expr, sym[x.name])
+                if sym[x.name] in rate.free_symbols:
+                    raise ValueError(f"{where}: the dynamics of {x.name!r} are not linear in "
+                                     f"{x.name!r} (d/d{x.name} = {-rate})")
+                self.pre_drift.append(expr)
+                self.pre_rate.append(rate)
+            self.transmit = parsed(model.transmit, pre, "transmit")
+            self.matrix, self.increment, self.output, self.pulse = [], [], [], False
+            self.factor = None
+            if model.factor is not None:
+                self.factor = parsed(model.factor, [VOLTAGE_SYMBOL], "factor")
+            return
         state_syms = [sym[s] for s in states]
         self.pulse = all(s.dynamics is None for s in model.states)
         if not self.pulse and any(s.dynamics is None for s in model.states):
@@ -222,8 +254,6 @@ class _Compiled:
         self.factor = None
         if model.factor is not None:
             self.factor = parsed(model.factor, [VOLTAGE_SYMBOL], "factor")
-        self.parameters = params
-        self._functions: Dict = {}
 
     def function(self, key: str, backend: str, with_dt: bool = False):
         """A callable of ``(*parameters)`` (``(dt, *parameters)`` with ``with_dt``; the
@@ -239,10 +269,18 @@ class _Compiled:
                 exprs = [self.factor]
             elif key == "derived":
                 exprs = list(self.derived.values())
+            elif key == "transmit":
+                exprs = [self.transmit]
             else:
                 exprs = list(getattr(self, key))
-            args = (["V"] if key == "factor" else []) + (["dt"] if with_dt else []) \
-                + self.parameters
+            pre = [str(x) for x in self._pre_names]
+            if key in ("pre_drift", "pre_rate"):
+                head = ["V"] + pre
+            elif key == "transmit":
+                head = pre
+            else:
+                head = ["V"] if key == "factor" else []
+            args = head + (["dt"] if with_dt else []) + self.parameters
             funcs = [to_callable(e, args, backend) for e in exprs]
             self._functions[cache_key] = lambda *a: [f(*a) for f in funcs]
         return self._functions[cache_key]
@@ -327,6 +365,8 @@ class SynapseModel:
     factor: Optional[str] = None
     derived: Tuple[Tuple[str, str], ...] = ()
     requires: Tuple[Tuple[str, str], ...] = ()
+    presynaptic: Tuple[SynapseState, ...] = ()
+    transmit: Optional[str] = None
 
     def __post_init__(self):
         setter = object.__setattr__
@@ -343,6 +383,8 @@ class SynapseModel:
         states = tuple(s if isinstance(s, SynapseState) else SynapseState(*s)
                        for s in self.states)
         setter(self, "states", states)
+        setter(self, "presynaptic", tuple(x if isinstance(x, SynapseState) else SynapseState(*x)
+                                          for x in self.presynaptic))
         for key in ("on_pre", "derived", "requires"):
             setter(self, key, _pairs(getattr(self, key), f"{where}: {key}"))
         for key, items in (("parameters", self.parameters), ("states", states),
@@ -367,7 +409,20 @@ class SynapseModel:
             raise ValueError(f"{where}: a conductance needs a reversal potential parameter")
         if self.factor is not None and self.reversal is None:
             raise ValueError(f"{where}: a voltage-dependent factor needs a conductance")
-        if not states:  # the shorthand of the original three models
+        if self.presynaptic:  # a graded synapse: presynaptic states, no spikes
+            if states or self.on_pre or self.output is not None or self.time_constant:
+                raise ValueError(f"{where}: a graded synapse (presynaptic states) has no "
+                                 f"postsynaptic states, on_pre, output or time_constant")
+            if self.transmit is None:
+                raise ValueError(f"{where}: a graded synapse needs transmit (the expression "
+                                 f"of the presynaptic states that the weights multiply)")
+            if len(self.presynaptic) > MAX_SYNAPSE_ITEMS:
+                raise ValueError(f"{where}: more than {MAX_SYNAPSE_ITEMS} presynaptic states")
+            if any(x.dynamics is None for x in self.presynaptic):
+                raise ValueError(f"{where}: every presynaptic state needs its dynamics")
+        elif self.transmit is not None:
+            raise ValueError(f"{where}: transmit goes with presynaptic states")
+        elif not states:  # the shorthand of the original three models
             if self.on_pre or self.output is not None or self.derived:
                 raise ValueError(f"{where}: give states with on_pre and output")
             x = self.variable_prefix
@@ -380,7 +435,8 @@ class SynapseModel:
         elif self.time_constant is not None:
             raise ValueError(f"{where}: time_constant is the shorthand of a one-state model; "
                              f"with states, write each state's dynamics")
-        taken = list(names) + [s.name for s in self.states] + [d for d, _ in self.derived]
+        taken = (list(names) + [s.name for s in self.states] + [d for d, _ in self.derived]
+                 + [x.name for x in self.presynaptic])
         if len(set(taken)) != len(taken):
             raise ValueError(f"{where}: parameters, states and derived values must have "
                              f"distinct names, got {taken}")
@@ -389,7 +445,7 @@ class SynapseModel:
         for s, _ in self.on_pre:
             if s not in {st.name for st in self.states}:
                 raise ValueError(f"{where}: on_pre changes {s!r}, which is not a state")
-        if not self.on_pre:
+        if not self.on_pre and not self.presynaptic:
             raise ValueError(f"{where}: on_pre must change at least one state")
         setter(self, "_compiled", _Compiled(self))
 
@@ -401,7 +457,17 @@ class SynapseModel:
     @property
     def is_pulse(self) -> bool:
         """Whether the states are pulses (cleared after every step)."""
-        return all(s.dynamics is None for s in self.states)
+        return bool(self.states) and all(s.dynamics is None for s in self.states)
+
+    @property
+    def is_graded(self) -> bool:
+        """Whether the synapse is graded: presynaptic states driven by the presynaptic
+        potential, transmitted every step (no spikes)."""
+        return bool(self.presynaptic)
+
+    @property
+    def presynaptic_names(self) -> Tuple[str, ...]:
+        return tuple(x.name for x in self.presynaptic)
 
     @property
     def is_single_exponential(self) -> bool:
@@ -444,7 +510,9 @@ class SynapseModel:
                 "states": [{"name": s.name, "dynamics": s.dynamics} for s in self.states],
                 "on_pre": dict(self.on_pre), "output": self.output,
                 "reversal": self.reversal, "factor": self.factor,
-                "derived": dict(self.derived), "requires": [list(r) for r in self.requires]}
+                "derived": dict(self.derived), "requires": [list(r) for r in self.requires],
+                "presynaptic": [{"name": x.name, "dynamics": x.dynamics}
+                                for x in self.presynaptic], "transmit": self.transmit}
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "SynapseModel":
@@ -453,11 +521,12 @@ class SynapseModel:
             raise ValueError(f"synapse definition: expected a mapping, got "
                              f"{type(data).__name__}")
         allowed = {"name", "unit", "description", "parameters", "states", "on_pre",
-                   "output", "reversal", "factor", "derived", "requires"}
+                   "output", "reversal", "factor", "derived", "requires", "presynaptic",
+                   "transmit"}
         extra = set(data) - allowed
         if extra:
             raise ValueError(f"unknown key(s) in synapse definition: {sorted(extra)}")
-        for key in ("name", "unit", "states", "on_pre", "output"):
+        for key in ("name", "unit"):
             if key not in data:
                 raise ValueError(f"synapse definition: {key!r} is missing")
         params = []
@@ -468,12 +537,16 @@ class SynapseModel:
             params.append(SynapseParameter(p.get("name"), p.get("unit"),
                                            p.get("description", ""), p.get("constraint"),
                                            p.get("default")))
-        states = []
-        for s in _sequence(data["states"], "states"):
-            if not isinstance(s, Mapping) or set(s) - {"name", "dynamics"}:
-                raise ValueError(f"synapse definition: bad state entry {s!r}")
-            states.append(SynapseState(s.get("name"), s.get("dynamics")))
-        if not states:
+        def state_list(key):
+            out = []
+            for s in _sequence(data.get(key, ()), key):
+                if not isinstance(s, Mapping) or set(s) - {"name", "dynamics"}:
+                    raise ValueError(f"synapse definition: bad {key} entry {s!r}")
+                out.append(SynapseState(s.get("name"), s.get("dynamics")))
+            return out
+
+        states, presynaptic = state_list("states"), state_list("presynaptic")
+        if not states and not presynaptic:
             raise ValueError("synapse definition: no states")
         requires = [tuple(r) if isinstance(r, (list, tuple)) else r
                     for r in _sequence(data.get("requires", ()), "requires")]
@@ -482,9 +555,10 @@ class SynapseModel:
             raise ValueError("synapse definition: description must be a string (at most "
                              "2000 characters)")
         return cls(data["name"], data["unit"], tuple(params), None, data.get("reversal"),
-                   description, tuple(states), _pairs(data["on_pre"], "on_pre"),
-                   data["output"], data.get("factor"),
-                   _pairs(data.get("derived", {}), "derived"), _pairs(requires, "requires"))
+                   description, tuple(states), _pairs(data.get("on_pre", {}), "on_pre"),
+                   data.get("output"), data.get("factor"),
+                   _pairs(data.get("derived", {}), "derived"), _pairs(requires, "requires"),
+                   tuple(presynaptic), data.get("transmit"))
 
 
 def _sequence(value, what):
@@ -579,10 +653,27 @@ NMDA_CONDUCTANCE = SynapseModel(
     _BIEXP_STATES, (("A", "w*peak"), ("B", "w*peak")), "B - A",
     "1/(1 + Mg*exp(-0.062*V)/3.57)", _PEAK, _RISE_BEFORE_DECAY)
 
+#: The first-order kinetic (gated) synapse of Wang and Buzsaki (1996): a presynaptic
+#: gate :math:`\dot s = \alpha F(V_{pre})(1 - s) - \beta s`,
+#: :math:`F(V) = 1/(1 + e^{-(V - \theta)/2})`, conductance :math:`\sum_j w_{ij} s_j`.
+GATED_CONDUCTANCE = SynapseModel(
+    "gated_conductance", "mS",
+    (SynapseParameter("alpha", "1/ms", "opening rate", "positive", 12.0),
+     SynapseParameter("beta", "1/ms", "closing rate", "positive", 0.1),
+     SynapseParameter("theta", "mV", "half-activation potential of the transmitter release",
+                      None, 0.0),
+     SynapseParameter("E_rev", "mV", "reversal potential", None, -75.0)),
+    None, "E_rev",
+    "first-order kinetic synapse (Wang and Buzsaki 1996): presynaptic gate ds/dt = "
+    "alpha*F(V_pre)*(1 - s) - beta*s, F(V) = 1/(1 + exp(-(V - theta)/2)); the target's "
+    "conductance is the weighted sum of the presynaptic gates",
+    presynaptic=(SynapseState("s", "alpha/(1 + exp(-(V - theta)/2))*(1 - s) - beta*s"),),
+    transmit="s")
+
 #: The models every installation knows by name (a file names them without their definition).
 BUILTIN_SYNAPSE_MODELS = (CURRENT_PULSE, EXPONENTIAL_CURRENT, EXPONENTIAL_CONDUCTANCE,
                           BIEXPONENTIAL_CURRENT, BIEXPONENTIAL_CONDUCTANCE, ALPHA_CONDUCTANCE,
-                          NMDA_CONDUCTANCE)
+                          NMDA_CONDUCTANCE, GATED_CONDUCTANCE)
 _BUILTIN_NAMES = {m.name: m for m in BUILTIN_SYNAPSE_MODELS}
 
 _SYNAPSE_MODELS: Dict[str, SynapseModel] = {}
@@ -641,8 +732,12 @@ class Synapse:
             if p.name not in parameters and p.default is None:
                 raise TypeError(f"synapse model {model.name!r} needs parameter {p.name!r} "
                                 f"({p.description}, {p.unit})")
-            value = as_scalar(parameters.get(p.name, p.default), p.unit,
-                              f"{receptor}.{p.name}")
+            given = parameters.get(p.name, p.default)
+            if p.unit == "1/ms":  # a number in 1/ms, or a Brian2 rate
+                value = (as_scalar(given, "Hz", f"{receptor}.{p.name}") * 1e-3
+                         if hasattr(given, "dim") else as_scalar(given, "1", f"{receptor}.{p.name}"))
+            else:
+                value = as_scalar(given, p.unit, f"{receptor}.{p.name}")
             if p.constraint == "positive" and not value > 0:
                 raise ValueError(f"{receptor}.{p.name} must be > 0 (got {value} {p.unit})")
             if p.constraint == "nonnegative" and not value >= 0:
@@ -671,6 +766,16 @@ class Synapse:
                 if not np.all(np.isfinite(values)):
                     raise ValueError(f"{where}: the {key} coefficients are not finite for "
                                      f"{self.parameters}")
+            if model.is_graded:
+                V = np.linspace(*FACTOR_CHECK_RANGE, 161)
+                half = [np.full_like(V, 0.5)] * len(model.presynaptic)
+                for key in ("pre_drift", "pre_rate"):
+                    values = compiled.function(key, "numpy")(V, *half, *args)
+                    if not all(np.all(np.isfinite(v)) for v in values):
+                        raise ValueError(f"{where}: the presynaptic dynamics are not finite "
+                                         f"over V in {FACTOR_CHECK_RANGE} mV")
+                if not np.all(np.isfinite(compiled.function("transmit", "numpy")(*half, *args))):
+                    raise ValueError(f"{where}: transmit is not finite")
             if compiled.factor is not None:
                 V = np.linspace(*FACTOR_CHECK_RANGE, 161)
                 f = np.broadcast_to(compiled.function("factor", "numpy")(V, *args)[0], V.shape)
@@ -710,6 +815,11 @@ class Synapse:
     def state_variables(self) -> Tuple[str, ...]:
         """The population's names of the receptor's states, in the model's order."""
         return tuple(self.state_variable(s) for s in self.model.state_names)
+
+    @property
+    def presynaptic_variables(self) -> Tuple[str, ...]:
+        """A graded synapse's states on its *source* population (``s_gaba``)."""
+        return tuple(self.state_variable(x) for x in self.model.presynaptic_names)
 
     @property
     def unit(self) -> str:
@@ -845,3 +955,12 @@ def nmda_conductance(receptor: str = "nmda", tau_rise=2.0, tau_decay=100.0, E_re
     ``Mg`` in mM, weights (peak conductance without block) in mS."""
     return Synapse(NMDA_CONDUCTANCE, receptor, tau_rise=tau_rise, tau_decay=tau_decay,
                    E_rev=E_rev, Mg=Mg)
+
+
+def gated_conductance(receptor: str = "gaba", alpha=12.0, beta=0.1, theta=0.0,
+                      E_rev=-75.0) -> Synapse:
+    """A :data:`GATED_CONDUCTANCE` receptor (Wang and Buzsaki 1996's GABA_A synapse by
+    default): rates in 1/ms, ``theta`` and ``E_rev`` in mV, weights (the conductance of a
+    fully open synapse) in mS."""
+    return Synapse(GATED_CONDUCTANCE, receptor, alpha=alpha, beta=beta, theta=theta,
+                   E_rev=E_rev)

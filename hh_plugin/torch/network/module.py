@@ -300,6 +300,10 @@ class NetworkModule(torch.nn.Module):
                 var: torch.broadcast_to(torch.as_tensor(
                     np.array(values[var]), dtype=dtype, device=device), shape).clone()
                 for syn in self.spec.receptors[name].values() for var in syn.state_variables}
+            for syn in self.spec.presynaptic[name].values():
+                for var in syn.presynaptic_variables:
+                    synapses[name][var] = torch.broadcast_to(torch.as_tensor(
+                        np.array(values[var]), dtype=dtype, device=device), shape).clone()
         since = {name: torch.full(batch_shape + (pop.size,), float(dyn.refractory_steps),
                                   dtype=dtype, device=device)
                  for (name, pop), dyn in zip(self.spec.populations.items(),
@@ -535,11 +539,28 @@ class NetworkModule(torch.nn.Module):
                      for name in spec.populations}
         receptor_of = {proj.name: list(spec.receptors[proj.target]).index(
             proj.synapse.receptor) for proj in spec.projections}
+        graded_in = {(proj.target, proj.synapse.receptor): proj for proj in spec.projections
+                     if proj.synapse.model.is_graded}
+        graded_out = {name: [ReceptorNumerics(syn, spec.dt)
+                             for syn in spec.presynaptic[name].values()]
+                      for name in spec.populations}
+        for name, items in graded_out.items():  # the same parameter tensors as the target's
+            for item in items:
+                for target, receptors in self._receptors.items():
+                    twin = receptors.get(item.synapse.receptor)
+                    if twin is not None and twin.synapse == item.synapse:
+                        item.parameters = twin.parameters
         for k in range(steps):
             now: Dict[str, torch.Tensor] = {src: rasters[src][k] for src in spec.sources}
+            # graded synapses read the presynaptic states and V of the step's start
+            pre_start = {(name, item.synapse.receptor): (
+                [synapses[name][v] for v in item.presynaptic], neurons[name].V)
+                     for name, items in graded_out.items() for item in items}
             for name in spec.order:
                 x = synapses[name]
                 for proj in self._incoming[name]:
+                    if proj.synapse.model.is_graded:
+                        continue
                     op = self.projections[proj.name]
                     r = receptor_of[proj.name]
                     receptor, inc = numerics[name][r], constants[name][r][1]
@@ -563,7 +584,13 @@ class NetworkModule(torch.nn.Module):
                 current = external[name][k] if external[name] is not None else None
                 conductance = conductance_current = None
                 for receptor, (P, inc, out, E, values) in zip(numerics[name], constants[name]):
-                    value = receptor.output(x, out)
+                    if receptor.model.is_graded:
+                        proj = graded_in[(name, receptor.synapse.receptor)]
+                        states = pre_start[(proj.source, receptor.synapse.receptor)][0]
+                        value = self.projections[proj.name].apply(
+                            receptor.transmit(states, values), 1)
+                    else:
+                        value = receptor.output(x, out)
                     if E is not None:
                         factor = receptor.factor(neurons[name].V, values)
                         if factor is not None:
@@ -583,6 +610,12 @@ class NetworkModule(torch.nn.Module):
                     since[name] = since_new
                 for receptor, (P, *_) in zip(numerics[name], constants[name]):
                     receptor.advance(x, P)
+                for item in graded_out[name]:
+                    states, V0 = pre_start[(name, item.synapse.receptor)]
+                    values = item.constants(dtype, device)[4]
+                    for var, value in zip(item.presynaptic,
+                                          item.advance_presynaptic(V0, states, values)):
+                        x[var] = value
                 now[name] = z
                 spikes[name].append(z)
                 for var, out in traces[name].items():

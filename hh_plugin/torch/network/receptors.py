@@ -28,6 +28,7 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
+from ...model.expressions import exprel_torch
 from ...network.synapses import Synapse
 
 
@@ -39,6 +40,7 @@ class ReceptorNumerics:
         self.model = synapse.model
         self.dt = dt
         self.variables: Tuple[str, ...] = synapse.state_variables
+        self.presynaptic: Tuple[str, ...] = synapse.presynaptic_variables
         self._P = synapse.propagator(dt)
         self._inc = synapse.increments()
         self._out = synapse.output_coefficients()
@@ -69,7 +71,7 @@ class ReceptorNumerics:
             return [torch.as_tensor(v, dtype=dtype, device=device) + 0 * values[0]
                     if not torch.is_tensor(v) else v for v in items]
 
-        if model.is_pulse:
+        if model.is_pulse or n == 0:
             P = [[0.0] * n for _ in range(n)]
         else:
             flat = tensors(compiled.function("matrix", "torch", with_dt=True)(self.dt, *values))
@@ -117,6 +119,26 @@ class ReceptorNumerics:
             return None
         value = self._factor(V, *values)[0]
         return value if torch.is_tensor(value) else torch.full_like(V, float(value))
+
+    # ---------------------------------------------------------------- graded synapses
+    def transmit(self, states, values) -> torch.Tensor:
+        """The graded signal of the presynaptic states (what the weights multiply)."""
+        value = self.model.compiled.function("transmit", "torch")(*states, *values)[0]
+        return value if torch.is_tensor(value) else torch.full_like(states[0], float(value))
+
+    def advance_presynaptic(self, V: torch.Tensor, states, values):
+        r"""One exponential Euler step of the presynaptic states, all from the step's
+        start (``V`` and ``states``): :math:`x' = x + \Delta t\,\operatorname{exprel}
+        (-\lambda\Delta t)\, f` with :math:`\lambda = -\partial f/\partial x` (the
+        scheme of the gates, and Brian2's ``exponential_euler``)."""
+        compiled = self.model.compiled
+        drift = compiled.function("pre_drift", "torch")(V, *states, *values)
+        rate = compiled.function("pre_rate", "torch")(V, *states, *values)
+        out = []
+        for x, f, lam in zip(states, drift, rate):
+            lam = lam if torch.is_tensor(lam) else torch.full_like(x, float(lam))
+            out.append(x + self.dt * exprel_torch(-lam * self.dt) * f)
+        return out
 
     def advance(self, x: Dict[str, torch.Tensor], P) -> None:
         """:math:`x \\leftarrow P x` (a pulse is cleared)."""
