@@ -15,14 +15,16 @@ from hh_plugin import HHSpec
 from hh_plugin.model import WANG_BUZSAKI
 from hh_plugin.export import FormatError, load_network, save_network, write_checksum
 from hh_plugin.network import (CurrentInput, Dense, FixedProbability, NetworkSpec, PoissonSource,
-                               Population, Projection, RandomDelay, SpikeTrains, Synapse,
+                               Population, Projection, RandomDelay, SpikeTrains, Synapse, Uniform,
                                SynapseModel, SynapseParameter, get_synapse_model)
 from hh_plugin.network.synapses import (ALPHA_CONDUCTANCE, BIEXPONENTIAL_CONDUCTANCE,
                                         CURRENT_PULSE, EXPONENTIAL_CONDUCTANCE,
                                         EXPONENTIAL_CURRENT, GATED_CONDUCTANCE,
-                                        NMDA_CONDUCTANCE, SynapseState, alpha_conductance,
+                                        NMDA_CONDUCTANCE, STDP, SynapseState, TsodyksMarkram,
+                                        alpha_conductance,
                                         biexponential_conductance, biexponential_current,
-                                        exponential_conductance, gated_conductance,
+                                        exponential_conductance, exponential_current,
+                                        gated_conductance,
                                         nmda_conductance)
 from hh_plugin.torch.fused.cpp import PathUnavailable
 from hh_plugin.torch.network import NetworkModule
@@ -302,6 +304,116 @@ def test_gated_synapse_gradients_match_central_differences():
         assert params[name].grad.item() == pytest.approx(numeric, rel=1e-5, abs=1e-10), name
 
 
+# -------------------------------------------------------- Tsodyks-Markram plasticity
+def test_tsodyks_markram_depresses_and_facilitates_as_its_equations_say():
+    """One neuron driven by a regular train (every 2 ms): the release :math:`r_n = u_n x_n`
+    of each spike follows the recursion of the docstring, computed here by hand."""
+    U, tau_rec, tau_facil, period = 0.3, 40.0, 30.0, 200  # 200 steps of 0.01 ms
+    stp = TsodyksMarkram(U, tau_rec, tau_facil)
+    spikes = list(range(0, 2000, period))
+    spec = NetworkSpec([Population("P", 1, HHSpec(), seed=0)],
+                       [Projection("S", "P", FixedProbability(1.0, 1.0, seed=0),
+                                   exponential_current("c", 0.5), delay=1, short_term=stp)],
+                       [SpikeTrains("S", 1, spikes, [0] * len(spikes)),
+                        CurrentInput("P", -5.0)], dt=DT)
+    with torch.no_grad():
+        out = NetworkModule(spec, dtype=torch.float64)(steps=2100, record=("I_c",))
+    I = out.traces["P"]["I_c"][:, 0].numpy()
+    # recorded after each step's decay: I_{k+1} = (I_k e^{-dt/tau} + w r) e^{-dt/tau}
+    decay = math.exp(-DT / 0.5)
+    released = (I[[k + 1 for k in spikes]] - I[[k for k in spikes]] * decay) / decay
+    u, x, expected = U, 1.0, []
+    for _ in spikes:
+        r = u * x
+        expected.append(r)
+        x, u = x - r, u + U * (1 - u)
+        u = U + (u - U) * math.exp(-period * DT / tau_facil)
+        x = 1 + (x - 1) * math.exp(-period * DT / tau_rec)
+    np.testing.assert_allclose(released, expected, rtol=1e-9)
+    assert expected[1] > expected[0] > expected[-1]  # facilitation, then depression
+    with pytest.raises(ValueError, match=r"\(0, 1\]"):
+        TsodyksMarkram(1.5, 10.0, 10.0)
+    with pytest.raises(ValueError, match="one value"):
+        NetworkSpec([Population("P", 2, HHSpec())],
+                    [Projection("P", "P", FixedProbability(1.0, 0.1, seed=0),
+                                exponential_current("c", 2.0), delay=RandomDelay(1, 4, 0),
+                                short_term=stp)])
+
+
+def test_tsodyks_markram_agrees_between_torch_and_brian2_and_travels_in_the_file(tmp_path):
+    brian2 = pytest.importorskip("brian2")
+    from hh_plugin.brian2.network import build_network
+
+    stp = TsodyksMarkram(0.1, 50.0, 200.0)  # facilitating
+    syn = biexponential_conductance("a", 0.5, 3.0, 0.0)
+    spec = NetworkSpec(
+        [Population("E", 30, HHSpec(), seed=1)],
+        [Projection("E", "E", FixedProbability(0.2, 0.08, seed=3), syn, delay=1,
+                    short_term=stp),
+         Projection("noise", "E", FixedProbability(0.2, 0.08, seed=5), syn, delay=0,
+                    short_term=TsodyksMarkram(0.5, 100.0, 1.0))],  # depressing
+        [CurrentInput("E", 2.0), PoissonSource("noise", 20, 100.0, seed=7)], dt=DT)
+    loaded = load_network(save_network(tmp_path / "stp.h5", spec)).spec
+    assert [p.short_term for p in loaded.projections] == [p.short_term for p in spec.projections]
+    with torch.no_grad():
+        out = NetworkModule(loaded, dtype=torch.float64)(steps=STEPS, record=("V",))
+    brian2.start_scope()
+    brian2.prefs.codegen.target = "numpy"
+    net = build_network(spec, steps=STEPS, record=("V",))
+    net.run(STEPS)
+    spikes = out.spikes["E"].numpy()
+    assert spikes.sum() >= 10
+    np.testing.assert_array_equal(spikes, net.spike_raster("E", STEPS))
+    assert np.abs(out.traces["E"]["V"].numpy() - net.trace("E", "V")).max() <= 1e-6
+
+
+# ------------------------------------------------------------------------------ STDP
+def test_stdp_final_weights_agree_between_torch_and_brian2(tmp_path):
+    """Brian2's STDP example shortened (Poisson inputs at 15 Hz onto one plugin neuron
+    through exponential conductances, its rule's parameters with w_max = 0.05 mS), with a
+    dense and a sparse projection: identical spikes and final weights within 1e-9."""
+    brian2 = pytest.importorskip("brian2")
+    from hh_plugin.brian2.network import build_network
+
+    steps, rng = 5000, np.random.default_rng(0)
+    rule = STDP.brian2_example(w_max=0.05)
+    assert (rule.tau_pre, rule.d_pre, rule.d_post) == (20.0, 5e-4, -5e-4 * 1.05)
+    syn = exponential_conductance("e", 5.0, 0.0)
+    spec = NetworkSpec(
+        [Population("P", 2, HHSpec(), seed=1)],
+        [Projection("A", "P", Dense(rng.uniform(0, 0.05, (2, 200))), syn, delay=1, stdp=rule),
+         Projection("B", "P", FixedProbability(0.5, Uniform(0.0, 0.05, 4), seed=2), syn,
+                    delay=3, stdp=rule)],
+        [PoissonSource("A", 200, 15.0, seed=3), PoissonSource("B", 100, 15.0, seed=4)], dt=DT)
+    spec = load_network(save_network(tmp_path / "stdp.h5", spec)).spec  # travels in the file
+    with torch.no_grad():
+        out = NetworkModule(spec, dtype=torch.float64)(steps=steps, record=("V",))
+    brian2.start_scope()
+    brian2.prefs.codegen.target = "numpy"
+    net = build_network(spec, steps=steps, record=("V",))
+    net.run(steps)
+    spikes = out.spikes["P"].numpy()
+    assert spikes.sum() >= 5
+    np.testing.assert_array_equal(spikes, net.spike_raster("P", steps))
+    assert np.abs(out.traces["P"]["V"].numpy() - net.trace("P", "V")).max() <= 1e-6
+    for name in ("A_to_P_e", "B_to_P_e"):
+        conn = spec.connections[name]
+        S = net.synapses[name][0]
+        theirs = np.asarray(S.w_) * 1e3  # siemens -> mS, in (pre, post) pairs
+        ours = out.state.plasticity[name]["w"].numpy()
+        if conn.dense:
+            ours = ours[np.asarray(S.j), np.asarray(S.i)]
+        assert np.abs(ours - theirs).max() <= 1e-9, name
+        moved = np.abs(ours - np.asarray(conn.weight if not conn.dense else
+                                         np.asarray(conn.weight_matrix)[np.asarray(S.j),
+                                                                       np.asarray(S.i)]))
+        assert moved.max() > 1e-4, "the rule changed the weights"
+    with pytest.raises(ValueError, match="delay must be one value >= 1"):
+        NetworkSpec([Population("P", 1, HHSpec())],
+                    [Projection("A", "P", Dense(np.ones((1, 2))), syn, delay=0, stdp=rule)],
+                    [PoissonSource("A", 2, 15.0, seed=3)])
+
+
 # ------------------------------------------------------------------------- gradients
 def _subthreshold(syn, weight):
     pops = [Population("P", 3, HHSpec(), seed=2)]
@@ -457,3 +569,44 @@ def test_the_cli_runs_a_file_with_a_users_synapse_on_both_backends(tmp_path):
         assert done.returncode == 0, done.stdout + done.stderr
     check = cli("crosscheck", str(tmp_path / "torch.h5"), str(tmp_path / "brian2.h5"))
     assert check.returncode == 0 and "identical spikes" in check.stdout, check.stdout
+
+
+@pytest.mark.slow
+def test_every_shipped_model_agrees_in_cpp_standalone(tmp_path):
+    """One C++ standalone build with every new construct: the biexponential, alpha
+    (coupled states advanced by the propagator in a regular operation), NMDA (factor),
+    Tsodyks-Markram (event-driven) and the gated synapse (presynaptic states, summed
+    variable); float64, 30 ms."""
+    brian2 = pytest.importorskip("brian2")
+    from hh_plugin.brian2 import use_device
+    from hh_plugin.brian2.network import build_network
+
+    rng = np.random.default_rng(0)
+    spec = NetworkSpec(
+        [Population("E", 30, HHSpec(), seed=1),
+         Population("I", 15, HHSpec(model=WANG_BUZSAKI), initial={"V": rng.uniform(-70, -50, 15)})],
+        [Projection("E", "E", FixedProbability(0.2, 0.02, seed=3),
+                    biexponential_conductance("a", 0.5, 3.0, 0.0), delay=RandomDelay(1, 5, 4)),
+         Projection("noise", "E", FixedProbability(0.2, 0.05, seed=5), alpha_conductance("b", 1.0, 0.0),
+                    delay=1, short_term=TsodyksMarkram(0.5, 100.0, 1.0)),
+         Projection("E", "I", FixedProbability(0.3, 0.03, seed=6), nmda_conductance("n", tau_decay=30.0),
+                    delay=0),
+         Projection("I", "I", Dense(np.full((15, 15), 0.1 / 15)), gated_conductance(), delay=1),
+         Projection("I", "E", FixedProbability(0.3, 0.02, seed=8), gated_conductance("gi"),
+                    delay=1)],
+        [CurrentInput("E", 2.0), CurrentInput("I", rng.uniform(0.8, 1.6, 15)),
+         PoissonSource("noise", 20, 100.0, seed=7)], dt=DT)
+    with torch.no_grad():
+        out = NetworkModule(spec, dtype=torch.float64)(steps=STEPS, record=("V",))
+    brian2.start_scope()
+    with use_device("cpp_standalone", directory=str(tmp_path / "standalone"),
+                    build_on_run=False) as session:
+        net = build_network(spec, STEPS, record=("V",))
+        net.run()
+        session.build(with_output=False)
+    for pop in spec.populations:
+        spikes = out.spikes[pop].numpy()
+        assert spikes.sum() >= 10, pop
+        np.testing.assert_array_equal(spikes, net.spike_raster(pop, STEPS))
+        assert np.abs(out.traces[pop]["V"].numpy() - net.trace(pop, "V")).max() <= 1e-6
+    brian2.start_scope()

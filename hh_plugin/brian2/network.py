@@ -440,6 +440,23 @@ def _transmit_brian2(syn) -> str:
         _renamed(model.transmit, names), "1")[0]
 
 
+def _stdp(rule, unit: str):
+    """``(model, on_pre lines, on_post, namespace)`` of additive STDP with traces, as
+    Brian2's ``examples/synapses/STDP.py`` writes it (``Apre``, ``Apost`` per synapse,
+    ``(event-driven)``; the weight ``w`` is a variable of the synapses)."""
+    import brian2
+
+    dim, u = _DIMENSIONS[unit], brian2_unit(unit)
+    model = (f"w : {dim}\n"
+             f"dApre/dt = -Apre/taupre : {dim} (event-driven)\n"
+             f"dApost/dt = -Apost/taupost : {dim} (event-driven)")
+    on_pre = f"Apre += dApre\nw = clip(w + Apost, 0*{dim}, wmax)"
+    on_post = f"Apost += dApost\nw = clip(w + Apre, 0*{dim}, wmax)"
+    namespace = {"taupre": rule.tau_pre * brian2.ms, "taupost": rule.tau_post * brian2.ms,
+                 "dApre": rule.d_pre * u, "dApost": rule.d_post * u, "wmax": rule.w_max * u}
+    return model, on_pre, on_post, namespace
+
+
 def _symbols(text: str) -> set:
     return {n.id for n in ast.walk(ast.parse(text.strip(), mode="eval"))
             if isinstance(n, ast.Name)}
@@ -462,16 +479,31 @@ def _receptor_equations(spec: NetworkSpec, population: str, held: bool = False):
     return lines, terms, pulses, constants
 
 
-def _on_pre(syn) -> str:
+def _on_pre(syn, weight: str = "w") -> str:
     """The ``on_pre`` code of a projection onto a receptor: ``x_post += c*w`` per state
     the definition's ``on_pre`` changes (``x_post += w`` when ``c`` is 1)."""
     lines = []
     for var, c in zip(syn.state_variables, syn.increments()):
         if c == 1.0:
-            lines.append(f"{var}_post += w")
+            lines.append(f"{var}_post += {weight}")
         elif c != 0.0:
-            lines.append(f"{var}_post += {c!r}*w")
+            lines.append(f"{var}_post += {c!r}*{weight}")
     return "\n".join(lines)
+
+
+def _short_term(stp):
+    """``(model lines, on_pre lines, namespace)`` of Tsodyks-Markram plasticity on a
+    projection, as Brian2's ``examples/synapses/short_term_plasticity.py`` writes it:
+    ``u_stp`` and ``x_stp`` per synapse, ``(event-driven)`` (exact relaxation since the
+    last spike), and the release ``r_stp = u_stp*x_stp`` weighting the spike."""
+    import brian2
+
+    model = ("\ndu_stp/dt = (U_stp - u_stp)/tau_facil_stp : 1 (event-driven)"
+             "\ndx_stp/dt = (1 - x_stp)/tau_rec_stp : 1 (event-driven)")
+    on_pre = "r_stp = u_stp*x_stp\nx_stp -= r_stp\nu_stp += U_stp*(1 - u_stp)\n"
+    namespace = {"U_stp": stp.U, "tau_facil_stp": stp.tau_facil * brian2.ms,
+                 "tau_rec_stp": stp.tau_rec * brian2.ms}
+    return model, on_pre, namespace
 
 
 def build_network(spec: NetworkSpec, steps: Optional[int] = None,
@@ -631,11 +663,28 @@ def build_network(spec: NetworkSpec, steps: Optional[int] = None,
             kwargs = {}
             if uniform:
                 kwargs["delay"] = (int(delay[sel][0]) - 1) * dt
-            S = brian2.Synapses(source, target, model=f"w : {dim} (constant)",
-                                on_pre=_on_pre(syn), clock=clock, namespace={},
-                                name=f"{prefix}{proj.name}{suffix}", **kwargs)
+            model, on_pre, namespace = f"w : {dim} (constant)", _on_pre(syn), {}
+            on_post = None
+            if proj.short_term is not None:
+                extra, release, namespace = _short_term(proj.short_term)
+                model += extra
+                on_pre = release + _on_pre(syn, "w*r_stp")
+            if proj.stdp is not None:
+                model, stdp_pre, on_post, stdp_namespace = _stdp(proj.stdp, syn.unit)
+                model += extra if proj.short_term is not None else ""
+                on_pre = on_pre + "\n" + stdp_pre
+                namespace = {**namespace, **stdp_namespace}
+            S = brian2.Synapses(source, target, model=model,
+                                on_pre=on_pre, on_post=on_post, clock=clock,
+                                namespace=namespace, name=f"{prefix}{proj.name}{suffix}",
+                                **kwargs)
+            if on_post is not None:  # post before pre within the synapses slot (as torch)
+                S.post.order = S.pre.order - 1
             S.connect(i=np.asarray(conn.pre)[sel], j=np.asarray(conn.post)[sel])
             S.w = np.asarray(conn.weight)[sel] * brian2_unit(syn.unit)
+            if proj.short_term is not None:
+                S.u_stp = proj.short_term.U
+                S.x_stp = 1.0
             if zero:
                 S.pre.when, S.pre.order = "groups", _order(rank[proj.target], 0)
             elif not uniform:

@@ -49,7 +49,7 @@ from .connectivity import Connection, Connector, Dense, Sparse, as_connector
 from .inputs import CurrentInput, PoissonSource, SpikeSource, SpikeTrains
 from .leaky_integrator import KIND as LI_KIND
 from .leaky_integrator import LISpec
-from .synapses import Synapse
+from .synapses import STDP, Synapse, TsodyksMarkram
 from .units import as_array, as_count, as_scalar, check_name
 
 
@@ -164,15 +164,32 @@ class Projection:
     """Synapses from ``source`` (a population or a spike source) to ``target`` (a
     population) through receptor ``synapse``, with ``connectivity`` (a connector of
     :mod:`.connectivity`, or a ``(target, source)`` weight matrix) and ``delay`` in steps
-    (default 1; see the module docstring for the convention)."""
+    (default 1; see the module docstring for the convention). ``short_term``: optional
+    :class:`~.synapses.TsodyksMarkram` short-term plasticity of the projection (one delay
+    value, a spike-driven synapse model)."""
 
     def __init__(self, source: str, target: str, connectivity: Union[Connector, np.ndarray],
-                 synapse: Synapse, delay=1, name: Optional[str] = None):
+                 synapse: Synapse, delay=1, name: Optional[str] = None, short_term=None,
+                 stdp=None):
         self.source = check_name(source, "source")
         self.target = check_name(target, "target")
         if not isinstance(synapse, Synapse):
             raise TypeError(f"synapse must be a Synapse (hh_plugin.network.synapses), got "
                             f"{type(synapse).__name__}")
+        if short_term is not None:
+            if not isinstance(short_term, TsodyksMarkram):
+                raise TypeError(f"short_term must be a TsodyksMarkram, got "
+                                f"{type(short_term).__name__}")
+            if synapse.model.is_graded:
+                raise ValueError(f"short_term plasticity acts on spikes; {synapse.model.name!r} "
+                                 f"is graded")
+        if stdp is not None:
+            if not isinstance(stdp, STDP):
+                raise TypeError(f"stdp must be an STDP, got {type(stdp).__name__}")
+            if synapse.model.is_graded:
+                raise ValueError(f"STDP acts on spikes; {synapse.model.name!r} is graded")
+        self.short_term = short_term
+        self.stdp = stdp
         self.synapse = synapse
         self.connectivity = as_connector(connectivity)
         self.delay = delay
@@ -354,6 +371,17 @@ class NetworkSpec:
             self.connections[proj.name] = proj.connectivity.expand(
                 n_pre, n_post, proj.synapse.unit, proj.delay, f"projection {proj.name!r}")
             delay = np.asarray(self.connections[proj.name].delay)
+            if proj.short_term is not None and delay.size and not np.all(delay == delay[0]):
+                raise ValueError(f"projection {proj.name!r}: short-term plasticity keeps one "
+                                 f"state per presynaptic neuron, so the projection's delay "
+                                 f"must be one value")
+            if proj.stdp is not None and delay.size and not (np.all(delay == delay[0])
+                                                              and delay[0] >= 1):
+                raise ValueError(f"projection {proj.name!r}: STDP keeps its traces per neuron "
+                                 f"and orders pre- and postsynaptic events as Brian2's "
+                                 f"synapses slot does, so the delay must be one value >= 1")
+            if proj.stdp is not None and proj.target not in pops:
+                raise ValueError(f"projection {proj.name!r}: STDP needs a target population")
             if proj.synapse.model.is_graded and delay.size and not np.all(delay == 1):
                 raise ValueError(f"projection {proj.name!r}: a graded synapse transmits the "
                                  f"presynaptic state of the step's start (delay 1); other "
@@ -461,6 +489,10 @@ class NetworkSpec:
             entry = {"name": proj.name, "source": proj.source, "target": proj.target,
                      "synapse": proj.synapse.to_dict(), "dense": conn.dense,
                      "delay": np.asarray(conn.delay)}
+            if proj.short_term is not None:
+                entry["short_term"] = proj.short_term.to_dict()
+            if proj.stdp is not None:
+                entry["stdp"] = proj.stdp.to_dict()
             if conn.dense:
                 entry["weight"] = np.asarray(conn.weight_matrix)
             else:
@@ -491,13 +523,22 @@ class NetworkSpec:
                                    refractory=p.get("refractory")))
         projections = []
         for e in data.get("projections", []):
+            if not isinstance(e, Mapping):
+                raise ValueError("a projection must be a mapping")
+            extra = set(e) - {"name", "source", "target", "synapse", "dense", "delay",
+                              "weight", "pre", "post", "short_term", "stdp"}
+            if extra:
+                raise ValueError(f"unknown key(s) in projection: {sorted(extra)}")
             delay = np.asarray(e["delay"]).reshape(-1)
             if delay.size and np.all(delay == delay[0]):
                 delay = int(delay[0])
             conn = Dense(e["weight"]) if e["dense"] else Sparse(e["pre"], e["post"],
                                                                 e["weight"])
-            projections.append(Projection(e["source"], e["target"], conn,
-                                          Synapse.from_dict(e["synapse"]), delay, e["name"]))
+            short_term, stdp = e.get("short_term"), e.get("stdp")
+            projections.append(Projection(
+                e["source"], e["target"], conn, Synapse.from_dict(e["synapse"]), delay,
+                e["name"], None if short_term is None else TsodyksMarkram.from_dict(short_term),
+                None if stdp is None else STDP.from_dict(stdp)))
         inputs = []
         for i in data.get("inputs", []):
             kind = i.get("type")

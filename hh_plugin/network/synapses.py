@@ -964,3 +964,136 @@ def gated_conductance(receptor: str = "gaba", alpha=12.0, beta=0.1, theta=0.0,
     fully open synapse) in mS."""
     return Synapse(GATED_CONDUCTANCE, receptor, alpha=alpha, beta=beta, theta=theta,
                    E_rev=E_rev)
+
+
+class TsodyksMarkram:
+    r"""Tsodyks-Markram short-term plasticity of a projection, on any spike-driven synapse
+    model (the form of Brian2's ``examples/synapses/short_term_plasticity.py``).
+
+    Each presynaptic neuron of the projection has a utilisation :math:`u` and a fraction
+    of available resources :math:`x` (dimensionless), relaxing between spikes as
+
+    .. math:: \dot u = \frac{U - u}{\tau_f}, \qquad \dot x = \frac{1 - x}{\tau_d}
+
+    (exactly: :math:`u \leftarrow U + (u - U) e^{-\Delta t/\tau_f}` per step), from
+    :math:`u = U`, :math:`x = 1`. A spike arriving at the synapses (after the
+    projection's delay) releases :math:`r = u x`: the synapse model's ``on_pre`` gets the
+    weight :math:`w r` instead of :math:`w`, then :math:`x \mathrel{-}= r` and
+    :math:`u \mathrel{+}= U (1 - u)`.
+
+    ``U`` in (0, 1]; ``tau_rec`` (:math:`\tau_d`) and ``tau_facil`` (:math:`\tau_f`) in
+    ms, > 0 (a small ``tau_facil`` gives depression only). The state is per presynaptic
+    neuron, so the projection's delay must be one value (Brian2 keeps it per synapse; with
+    one delay every synapse of a neuron sees the same spikes at the same times). The state
+    is updated in the forward pass and not differentiated through its parameters.
+    """
+
+    __slots__ = ("U", "tau_rec", "tau_facil")
+
+    def __init__(self, U, tau_rec, tau_facil):
+        U = as_scalar(U, "1", "Tsodyks-Markram U")
+        tau_rec = as_scalar(tau_rec, "ms", "Tsodyks-Markram tau_rec")
+        tau_facil = as_scalar(tau_facil, "ms", "Tsodyks-Markram tau_facil")
+        if not 0.0 < U <= 1.0:
+            raise ValueError(f"Tsodyks-Markram U must be in (0, 1], got {U}")
+        for name, value in (("tau_rec", tau_rec), ("tau_facil", tau_facil)):
+            if not value > 0:
+                raise ValueError(f"Tsodyks-Markram {name} must be > 0 ms, got {value}")
+        object.__setattr__(self, "U", U)
+        object.__setattr__(self, "tau_rec", tau_rec)
+        object.__setattr__(self, "tau_facil", tau_facil)
+
+    def __setattr__(self, name, value):
+        raise AttributeError("TsodyksMarkram is immutable")
+
+    def decay(self, dt: float) -> Tuple[float, float]:
+        """:math:`(e^{-\\Delta t/\\tau_f}, e^{-\\Delta t/\\tau_d})` for a step ``dt`` (ms)."""
+        return math.exp(-dt / self.tau_facil), math.exp(-dt / self.tau_rec)
+
+    def to_dict(self) -> Dict[str, float]:
+        return {"U": self.U, "tau_rec": self.tau_rec, "tau_facil": self.tau_facil}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "TsodyksMarkram":
+        if not isinstance(data, Mapping) or set(data) != {"U", "tau_rec", "tau_facil"}:
+            raise ValueError(f"short_term: expected U, tau_rec and tau_facil, got {data!r}")
+        return cls(data["U"], data["tau_rec"], data["tau_facil"])
+
+    def __eq__(self, other):
+        return isinstance(other, TsodyksMarkram) and self.to_dict() == other.to_dict()
+
+    def __hash__(self):
+        return hash(tuple(self.to_dict().items()))
+
+    def __repr__(self):
+        return f"TsodyksMarkram(U={self.U}, tau_rec={self.tau_rec}, tau_facil={self.tau_facil})"
+
+
+class STDP:
+    r"""Pair-based additive spike-timing-dependent plasticity with traces, on a
+    projection's weights (Song, Miller and Abbott 2000, as Brian2's
+    ``examples/synapses/STDP.py`` writes it).
+
+    A presynaptic trace :math:`a_{pre}` per source neuron and a postsynaptic trace
+    :math:`a_{post}` per target neuron (both in the weight's unit) decay as
+    :math:`\dot a_{pre} = -a_{pre}/\tau_{pre}`, :math:`\dot a_{post} = -a_{post}/
+    \tau_{post}` (exactly). A presynaptic spike arriving at synapse :math:`(i \to j)`
+    (after the projection's delay; it is transmitted with the weight it had before)
+    does :math:`a_{pre,i} \mathrel{+}= \Delta_{pre}`,
+    :math:`w_{ij} \leftarrow \operatorname{clip}(w_{ij} + a_{post,j}, 0, w_{max})`;
+    a postsynaptic spike of :math:`j` does :math:`a_{post,j} \mathrel{+}= \Delta_{post}`,
+    :math:`w_{ij} \leftarrow \operatorname{clip}(w_{ij} + a_{pre,i}, 0, w_{max})`.
+
+    Brian2's example: ``tau_pre = tau_post = 20`` ms, ``w_max = 0.01`` (its ``gmax``),
+    ``d_pre = 0.01 w_max``, ``d_post = -1.05 d_pre tau_pre/tau_post``
+    (:meth:`brian2_example`). Times in ms, the rest in the synapse model's unit. The
+    projection's delay must be one value >= 1 (a spike's arrival and the postsynaptic
+    spikes are then ordered as in Brian2's ``synapses`` slot: post before pre within one
+    step). The weights change in the forward pass (``NetworkState.plasticity``) and are
+    not differentiated.
+    """
+
+    __slots__ = ("tau_pre", "tau_post", "d_pre", "d_post", "w_max")
+
+    def __init__(self, tau_pre, tau_post, d_pre, d_post, w_max):
+        values = {"tau_pre": as_scalar(tau_pre, "ms", "STDP tau_pre"),
+                  "tau_post": as_scalar(tau_post, "ms", "STDP tau_post"),
+                  "d_pre": float(d_pre), "d_post": float(d_post), "w_max": float(w_max)}
+        for name in ("tau_pre", "tau_post", "w_max"):
+            if not values[name] > 0:
+                raise ValueError(f"STDP {name} must be > 0, got {values[name]}")
+        for name in ("d_pre", "d_post"):
+            if not math.isfinite(values[name]):
+                raise ValueError(f"STDP {name} must be finite, got {values[name]}")
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def brian2_example(cls, w_max: float = 0.01) -> "STDP":
+        """The parameters of Brian2's ``examples/synapses/STDP.py``."""
+        d_pre = 0.01 * w_max
+        return cls(20.0, 20.0, d_pre, -d_pre * 1.05, w_max)
+
+    def __setattr__(self, name, value):
+        raise AttributeError("STDP is immutable")
+
+    def decay(self, dt: float) -> Tuple[float, float]:
+        return math.exp(-dt / self.tau_pre), math.exp(-dt / self.tau_post)
+
+    def to_dict(self) -> Dict[str, float]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "STDP":
+        if not isinstance(data, Mapping) or set(data) != set(cls.__slots__):
+            raise ValueError(f"stdp: expected {list(cls.__slots__)}, got {data!r}")
+        return cls(**{k: data[k] for k in cls.__slots__})
+
+    def __eq__(self, other):
+        return isinstance(other, STDP) and self.to_dict() == other.to_dict()
+
+    def __hash__(self):
+        return hash(tuple(self.to_dict().items()))
+
+    def __repr__(self):
+        return "STDP(" + ", ".join(f"{k}={v}" for k, v in self.to_dict().items()) + ")"

@@ -17,8 +17,20 @@ weights (:mod:`.projection`). Its time loop follows the schedule of
     x_r &\leftarrow x_r\, e^{-\Delta t/\tau_r} \quad (\text{a pulse: } x_r \leftarrow 0)
     \end{align*}
 
-with :func:`~hh_plugin.torch.functional.hh.hh_step`. The surrogate gradient flows
-through spikes, synaptic variables and weights, so the weights train with autograd.
+with :func:`~hh_plugin.torch.functional.hh.hh_step`. This is the picture for the
+one-state synapse models; every receptor is generated from its synapse definition
+(:mod:`.receptors`): states :math:`x_s \mathrel{+}= c_s W z`, output
+:math:`y = \sum_s k_s x_s` (times a voltage-dependent factor at the step's start
+:math:`V` for a conductance), propagator :math:`x \leftarrow e^{A\Delta t} x`; a graded
+synapse (Wang-Buzsaki) adds :math:`W\,\mathrm{transmit}(s)` of its source's presynaptic
+states :math:`s`, which then take one exponential Euler step from the step's start.
+Projections with Tsodyks-Markram plasticity transmit :math:`W (z \odot u x)` and update
+:math:`u, x` per source neuron; projections with STDP transmit with their current
+weights (``NetworkState.plasticity``) and update them on pre- and postsynaptic spikes
+(both plasticity states are updated in the forward pass and not differentiated).
+The surrogate gradient flows through spikes, synaptic variables and weights, so the
+weights train with autograd; ``synapse_parameters`` gives gradients with respect to a
+receptor's parameters.
 Batches: currents of shape ``(T, *batch, N)`` give states of shape ``(*batch, N)``;
 the specification's own inputs are shared by every batch element.
 """
@@ -58,7 +70,11 @@ class NetworkState:
     the spikes of the last steps, oldest first (as long as the longest delay leaving the
     source); ``step``: steps run since :math:`t = 0` (indexes the specification's inputs);
     ``since_spike[pop]``: steps since each neuron's last spike (populations with a
-    refractory period only).
+    refractory period only); ``short_term[projection]``: ``{'u': ..., 'x': ...}`` of a
+    projection with Tsodyks-Markram plasticity, per presynaptic neuron (updated in the
+    forward pass, detached: not differentiated); ``plasticity[projection]``: ``{'w': ...,
+    'a_pre': ..., 'a_post': ...}`` of a projection with STDP (its weights as they are now,
+    in the layout of its weight parameter, and the traces).
     """
 
     neurons: Dict[str, object]
@@ -66,6 +82,8 @@ class NetworkState:
     history: Dict[str, List[torch.Tensor]]
     step: int = 0
     since_spike: Dict[str, torch.Tensor] = field(default_factory=dict)
+    short_term: Dict[str, Dict[str, torch.Tensor]] = field(default_factory=dict)
+    plasticity: Dict[str, Dict[str, torch.Tensor]] = field(default_factory=dict)
 
     def detach(self) -> "NetworkState":
         """A copy with every tensor detached (truncated backpropagation through time)."""
@@ -73,7 +91,11 @@ class NetworkState:
                             {k: {n: t.detach() for n, t in d.items()}
                              for k, d in self.synapses.items()},
                             {k: [t.detach() for t in v] for k, v in self.history.items()},
-                            self.step, {k: v.detach() for k, v in self.since_spike.items()})
+                            self.step, {k: v.detach() for k, v in self.since_spike.items()},
+                            {k: {n: t.detach() for n, t in d.items()}
+                             for k, d in self.short_term.items()},
+                            {k: {n: t.detach() for n, t in d.items()}
+                             for k, d in self.plasticity.items()})
 
 
 @dataclass
@@ -309,8 +331,27 @@ class NetworkModule(torch.nn.Module):
                  for (name, pop), dyn in zip(self.spec.populations.items(),
                                              self._dynamics.values())
                  if dyn.refractory_steps is not None}
+        short_term = {}
+        for proj in self.spec.projections:
+            if proj.short_term is not None:
+                n_pre = self.spec.size(proj.source)
+                short_term[proj.name] = {
+                    "u": torch.full(batch_shape + (n_pre,), proj.short_term.U, dtype=dtype,
+                                    device=device),
+                    "x": torch.ones(batch_shape + (n_pre,), dtype=dtype, device=device)}
+        plasticity = {}
+        for proj in self.spec.projections:
+            if proj.stdp is not None:
+                if batch_shape:
+                    raise ValueError(f"projection {proj.name!r} has STDP: its weights are "
+                                     f"one set, so the network runs without batch dimensions")
+                op = self.projections[proj.name]
+                plasticity[proj.name] = {
+                    "w": op.weight.detach().to(dtype=dtype, device=device).clone(),
+                    "a_pre": torch.zeros(op.n_pre, dtype=dtype, device=device),
+                    "a_post": torch.zeros(op.n_post, dtype=dtype, device=device)}
         return NetworkState(neurons, synapses, {name: [] for name in self._history_length}, 0,
-                            since)
+                            since, short_term, plasticity)
 
     def _source_rasters(self, start: int, steps: int, dtype, device) -> Dict[str, torch.Tensor]:
         out = {}
@@ -451,6 +492,10 @@ class NetworkModule(torch.nn.Module):
             reason = ("the fused network kernel has the one-state synapse models only (pulse, "
                       "exponential current and conductance); a network with other synapse "
                       "models runs on path='naive'")
+        elif any(proj.short_term is not None or proj.stdp is not None
+                 for proj in self.spec.projections):
+            reason = ("the fused network kernel has no short-term plasticity or STDP; a "
+                      "network with them runs on path='naive'")
         elif any(pop.spec.method != DEFAULT_METHOD for pop in self.spec.populations.values()):
             reason = ("the fused network kernel integrates with exponential Euler only; "
                       "populations with another method run on path='naive'")
@@ -514,6 +559,38 @@ class NetworkModule(torch.nn.Module):
             {k: join([f.since_spike[k] for f in finals], False) for k in f0.since_spike})
         return NetworkOutput(spikes, final, traces)
 
+    @staticmethod
+    def _stdp_pre(op, rule, pl, fired) -> None:
+        """Presynaptic spikes arriving (``fired``, ``(n_pre,)``): ``a_pre += d_pre``,
+        ``w = clip(w + a_post, 0, w_max)`` on their synapses."""
+        pl["a_pre"] = pl["a_pre"] + rule.d_pre * fired
+        w = pl["w"]
+        if op.dense:
+            mask = (fired > 0).unsqueeze(0).expand_as(w)
+            change = pl["a_post"].unsqueeze(1).expand_as(w)
+        else:
+            pre, post = op.synapse_indices()
+            mask = fired.index_select(0, pre) > 0
+            change = pl["a_post"].index_select(0, post)
+        pl["w"] = torch.where(mask, torch.clamp(w + change, 0.0, rule.w_max), w)
+
+    @staticmethod
+    def _stdp_post(op, rule, pl, fired, dt) -> None:
+        """The traces decay over the step, then the target's spikes (``fired``):
+        ``a_post += d_post``, ``w = clip(w + a_pre, 0, w_max)`` on their synapses."""
+        e_pre, e_post = rule.decay(dt)
+        pl["a_pre"] = pl["a_pre"] * e_pre
+        pl["a_post"] = pl["a_post"] * e_post + rule.d_post * fired
+        w = pl["w"]
+        if op.dense:
+            mask = (fired > 0).unsqueeze(1).expand_as(w)
+            change = pl["a_pre"].unsqueeze(0).expand_as(w)
+        else:
+            pre, post = op.synapse_indices()
+            mask = fired.index_select(0, post) > 0
+            change = pl["a_pre"].index_select(0, pre)
+        pl["w"] = torch.where(mask, torch.clamp(w + change, 0.0, rule.w_max), w)
+
     def _run_naive(self, steps, currents, state: NetworkState, record, dtype, device):
         spec = self.spec
         start = state.step
@@ -525,6 +602,12 @@ class NetworkModule(torch.nn.Module):
         synapses = {k: dict(v) for k, v in state.synapses.items()}
         history = {k: list(v) for k, v in state.history.items()}
         since = dict(state.since_spike)
+        short_term = {k: dict(v) for k, v in state.short_term.items()}
+        plasticity = {k: dict(v) for k, v in state.plasticity.items()}
+        stdp_in = {name: [p for p in spec.incoming(name) if p.stdp is not None]
+                   for name in spec.populations}
+        stp_decay = {proj.name: proj.short_term.decay(spec.dt) for proj in spec.projections
+                     if proj.short_term is not None}
         spikes: Dict[str, List[torch.Tensor]] = {name: [] for name in spec.populations}
         traces: Dict[str, Dict[str, List[torch.Tensor]]] = {name: {} for name in spec.populations}
         for name in spec.populations:
@@ -580,6 +663,19 @@ class NetworkModule(torch.nn.Module):
                                 z = x[var].new_zeros(x[var].shape[:-1] + (op.n_pre,))
                             else:
                                 continue
+                        stp = proj.short_term
+                        if stp is not None:  # Tsodyks-Markram: release r = u x, then
+                            st = short_term[proj.name]  # depress x and facilitate u
+                            fired = z.detach()  # the state is not differentiated
+                            r = st["u"] * st["x"]
+                            st["x"] = st["x"] - fired * r
+                            st["u"] = st["u"] + fired * (stp.U * (1.0 - st["u"]))
+                            z = z * r
+                        if proj.stdp is not None:  # transmit, then the pre event
+                            pl = plasticity[proj.name]
+                            receptor.add_spikes(x, op.apply(z, d, pl["w"]), inc)
+                            self._stdp_pre(op, proj.stdp, pl, z.detach())
+                            continue
                         receptor.add_spikes(x, op.apply(z, d), inc)
                 current = external[name][k] if external[name] is not None else None
                 conductance = conductance_current = None
@@ -616,17 +712,26 @@ class NetworkModule(torch.nn.Module):
                     for var, value in zip(item.presynaptic,
                                           item.advance_presynaptic(V0, states, values)):
                         x[var] = value
+                for proj in stdp_in[name]:  # traces to the step's end, then post events
+                    self._stdp_post(self.projections[proj.name], proj.stdp,
+                                    plasticity[proj.name], z.detach(), spec.dt)
                 now[name] = z
                 spikes[name].append(z)
                 for var, out in traces[name].items():
                     out.append(x[var] if var in x else getattr(neurons[name], var))
+            for proj_name, (ef, ed) in stp_decay.items():  # exact relaxation over the step
+                st = short_term[proj_name]
+                U = spec.projection(proj_name).short_term.U
+                st["u"] = U + (st["u"] - U) * ef
+                st["x"] = 1.0 + (st["x"] - 1.0) * ed
             for src, length in self._history_length.items():
                 if length:
                     past = history[src]
                     past.append(now[src])
                     if len(past) > length:
                         del past[0]
-        final = NetworkState(neurons, synapses, history, start + steps, since)
+        final = NetworkState(neurons, synapses, history, start + steps, since, short_term,
+                             plasticity)
         return NetworkOutput({k: torch.stack(v) for k, v in spikes.items()}, final,
                              {k: {n: torch.stack(t) for n, t in d.items()}
                               for k, d in traces.items()})
