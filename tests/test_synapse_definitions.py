@@ -610,3 +610,33 @@ def test_every_shipped_model_agrees_in_cpp_standalone(tmp_path):
         np.testing.assert_array_equal(spikes, net.spike_raster(pop, STEPS))
         assert np.abs(out.traces[pop]["V"].numpy() - net.trace(pop, "V")).max() <= 1e-6
     brian2.start_scope()
+
+
+def test_brian2_network_reads_back_into_the_same_specification():
+    """``network_spec_from_brian2`` keeps receptors, short-term plasticity, STDP and the
+    states of multi-state and graded receptors."""
+    brian2 = pytest.importorskip("brian2")
+    from hh_plugin.brian2.network import build_network
+    from hh_plugin.brian2.transfer import network_spec_from_brian2
+
+    rng = np.random.default_rng(0)
+    spec = NetworkSpec(
+        [Population("E", 6, HHSpec(), seed=1, initial={"A_a": 0.01, "B_a": 0.02}),
+         Population("I", 4, HHSpec(model=WANG_BUZSAKI), initial={"s_gaba": rng.uniform(0, 1, 4)})],
+        [Projection("E", "E", FixedProbability(0.5, 0.02, seed=3),
+                    biexponential_conductance("a", 0.5, 3.0, 0.0), delay=2,
+                    short_term=TsodyksMarkram(0.5, 100.0, 1.0)),
+         Projection("E", "I", FixedProbability(0.5, 0.02, seed=4), alpha_conductance("b", 1.0, 0.0),
+                    delay=1, stdp=STDP.brian2_example(0.05)),
+         Projection("I", "I", Dense(np.full((4, 4), 0.02)), gated_conductance(), delay=1)],
+        [CurrentInput("E", 2.0)], dt=DT)
+    brian2.start_scope()
+    net = build_network(spec, steps=10)
+    back = network_spec_from_brian2(net, initial="groups")
+    for name in spec.populations:
+        for var, value in spec.initial_state(name).items():
+            np.testing.assert_allclose(back.initial_state(name)[var], value, rtol=1e-12)
+    for a, b in zip(spec.projections, back.projections):
+        assert (a.synapse, a.short_term, a.stdp) == (b.synapse, b.short_term, b.stdp)
+        np.testing.assert_array_equal(spec.connections[a.name].weight,
+                                      back.connections[b.name].weight)
