@@ -640,3 +640,28 @@ def test_brian2_network_reads_back_into_the_same_specification():
         assert (a.synapse, a.short_term, a.stdp) == (b.synapse, b.short_term, b.stdp)
         np.testing.assert_array_equal(spec.connections[a.name].weight,
                                       back.connections[b.name].weight)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda p: p["short_term"].update(U=5.0), r"\(0, 1\]"),
+    (lambda p: p["short_term"].update(extra=1.0), "short_term"),
+    (lambda p: p["stdp"].update(tau_pre=-1.0), "tau_pre"),
+    (lambda p: p["stdp"].update(w_max="x"), "w_max|could not convert|float"),
+    (lambda p: p.update(plasticity={}), "unknown key"),
+    (lambda p: p["synapse"].update(definition={
+        **GATED_CONDUCTANCE.to_dict(), "name": "my_gated",
+        "presynaptic": [{"name": "s", "dynamics": "s*s*V"}]}, model="my_gated"),
+     "not linear in 's'"),
+])
+def test_hostile_plasticity_and_graded_entries_are_refused(tmp_path, edit, message):
+    syn = exponential_conductance("e", 2.0, 0.0)
+    spec = NetworkSpec([Population("P", 2, HHSpec())],
+                       [Projection("A", "P", Dense(np.full((2, 3), 0.01)), syn, delay=1,
+                                   short_term=TsodyksMarkram(0.5, 100.0, 1.0),
+                                   stdp=STDP.brian2_example(0.05))],
+                       [PoissonSource("A", 3, 15.0, seed=3)], dt=DT)
+    path = save_network(tmp_path / "p.h5", spec)
+    assert load_network(path).spec.projections[0].stdp == STDP.brian2_example(0.05)
+    _rewrite(path, lambda meta: edit(meta["network"]["projections"][0]))
+    with pytest.raises(FormatError, match=message):
+        load_network(path)
