@@ -371,7 +371,8 @@ def test_tsodyks_markram_agrees_between_torch_and_brian2_and_travels_in_the_file
 def test_stdp_final_weights_agree_between_torch_and_brian2(tmp_path):
     """Brian2's STDP example shortened (Poisson inputs at 15 Hz onto one plugin neuron
     through exponential conductances, its rule's parameters with w_max = 0.05 mS), with a
-    dense and a sparse projection: identical spikes and final weights within 1e-9."""
+    dense and a sparse projection (this one also with Tsodyks-Markram depression): identical
+    spikes and final weights within 1e-9."""
     brian2 = pytest.importorskip("brian2")
     from hh_plugin.brian2.network import build_network
 
@@ -383,7 +384,7 @@ def test_stdp_final_weights_agree_between_torch_and_brian2(tmp_path):
         [Population("P", 2, HHSpec(), seed=1)],
         [Projection("A", "P", Dense(rng.uniform(0, 0.05, (2, 200))), syn, delay=1, stdp=rule),
          Projection("B", "P", FixedProbability(0.5, Uniform(0.0, 0.05, 4), seed=2), syn,
-                    delay=3, stdp=rule)],
+                    delay=3, stdp=rule, short_term=TsodyksMarkram(0.5, 100.0, 1.0))],
         [PoissonSource("A", 200, 15.0, seed=3), PoissonSource("B", 100, 15.0, seed=4)], dt=DT)
     spec = load_network(save_network(tmp_path / "stdp.h5", spec)).spec  # travels in the file
     with torch.no_grad():

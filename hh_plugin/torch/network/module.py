@@ -663,7 +663,7 @@ class NetworkModule(torch.nn.Module):
                                 z = x[var].new_zeros(x[var].shape[:-1] + (op.n_pre,))
                             else:
                                 continue
-                        stp = proj.short_term
+                        stp, spikes_in = proj.short_term, z
                         if stp is not None:  # Tsodyks-Markram: release r = u x, then
                             st = short_term[proj.name]  # depress x and facilitate u
                             fired = z.detach()  # the state is not differentiated
@@ -674,7 +674,7 @@ class NetworkModule(torch.nn.Module):
                         if proj.stdp is not None:  # transmit, then the pre event
                             pl = plasticity[proj.name]
                             receptor.add_spikes(x, op.apply(z, d, pl["w"]), inc)
-                            self._stdp_pre(op, proj.stdp, pl, z.detach())
+                            self._stdp_pre(op, proj.stdp, pl, spikes_in.detach())
                             continue
                         receptor.add_spikes(x, op.apply(z, d), inc)
                 current = external[name][k] if external[name] is not None else None
