@@ -241,7 +241,10 @@ class NetworkModule(torch.nn.Module):
     - ``'naive'``: the Python loop over populations and steps with
       :func:`~hh_plugin.torch.functional.hh.hh_step` (any device, autograd);
     - ``'fused'``: the whole loop in one generated C++ function with event-driven spike
-      delivery (:mod:`.fused`): CPU, float32/float64, no gradients;
+      delivery (:mod:`.fused`): CPU, float32/float64, no gradients; the one-state synapse
+      models only (pulse, exponential current and conductance), no short-term plasticity
+      or STDP: a network with other synapse models runs on ``'naive'`` (``'auto'``
+      chooses it, ``'fused'`` raises ``PathUnavailable`` naming the reason);
     - ``'auto'`` (default): ``'fused'`` when no gradient is needed (``torch.no_grad()``
       or nothing requires grad), the tensors are on the CPU and a compiler is found,
       else ``'naive'`` (also, with a warning, when the kernel cannot be built, or another
