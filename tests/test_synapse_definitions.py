@@ -576,8 +576,8 @@ def test_the_cli_runs_a_file_with_a_users_synapse_on_both_backends(tmp_path):
 def test_every_shipped_model_agrees_in_cpp_standalone(tmp_path):
     """One C++ standalone build with every new construct: the biexponential, alpha
     (coupled states advanced by the propagator in a regular operation), NMDA (factor),
-    Tsodyks-Markram (event-driven) and the gated synapse (presynaptic states, summed
-    variable); float64, 30 ms."""
+    Tsodyks-Markram (event-driven), the gated synapse (presynaptic states, summed
+    variable) and STDP (on_post, final weights); float64, 30 ms."""
     brian2 = pytest.importorskip("brian2")
     from hh_plugin.brian2 import use_device
     from hh_plugin.brian2.network import build_network
@@ -594,7 +594,10 @@ def test_every_shipped_model_agrees_in_cpp_standalone(tmp_path):
                     delay=0),
          Projection("I", "I", Dense(np.full((15, 15), 0.1 / 15)), gated_conductance(), delay=1),
          Projection("I", "E", FixedProbability(0.3, 0.02, seed=8), gated_conductance("gi"),
-                    delay=1)],
+                    delay=1),
+         Projection("noise", "I", FixedProbability(0.5, 0.05, seed=9),
+                    exponential_conductance("e", 5.0, 0.0), delay=2,
+                    stdp=STDP.brian2_example(0.05))],
         [CurrentInput("E", 2.0), CurrentInput("I", rng.uniform(0.8, 1.6, 15)),
          PoissonSource("noise", 20, 100.0, seed=7)], dt=DT)
     with torch.no_grad():
@@ -610,6 +613,9 @@ def test_every_shipped_model_agrees_in_cpp_standalone(tmp_path):
         assert spikes.sum() >= 10, pop
         np.testing.assert_array_equal(spikes, net.spike_raster(pop, STEPS))
         assert np.abs(out.traces[pop]["V"].numpy() - net.trace(pop, "V")).max() <= 1e-6
+    S = net.synapses["noise_to_I_e"][0]
+    ours = out.state.plasticity["noise_to_I_e"]["w"].numpy()
+    assert np.abs(ours - np.asarray(S.w_) * 1e3).max() <= 1e-9
     brian2.start_scope()
 
 
