@@ -44,6 +44,7 @@ decay (before the deliveries for the next step), both as the torch backend's tra
 
 from __future__ import annotations
 
+import ast
 import sys
 import weakref
 from typing import Dict, Optional, Sequence
@@ -55,7 +56,9 @@ from hh_plugin.model.spec import brian2_unit
 from hh_plugin.network.spec import NetworkSpec
 
 from . import _compat
-from .equations import _scalar_text
+from .equations import _DIMENSIONS as _PLUGIN_DIMENSIONS
+from .equations import _Printer, _scalar_text
+from .functions import FUNCTION_NAME
 from .group import neuron_group
 from .leaky_integrator import VARIABLES as LI_VARIABLES
 from .leaky_integrator import leaky_integrator_group
@@ -285,37 +288,222 @@ def _trace_unit(spec: NetworkSpec, population: str, variable: str) -> float:
     if variable == "V":
         return 1e-3
     for syn in spec.receptors[population].values():
-        if syn.variable == variable:
+        if variable in syn.state_variables:
             return 1e-3 if syn.unit == "mS" else 1e-6
     return 1.0
 
 
-def _receptor_equations(spec: NetworkSpec, population: str, held: bool = False):
-    """Extra equations, current terms and the statements run after the update (pulse
-    variables cleared) of a population's receptors; with ``held`` a decaying receptor
-    variable is a parameter of the update (held through the RK4 stages, as the torch
-    network holds a conductance) that decays by ``x *= exp(-dt/tau)`` after it."""
+def _renamed(text: str, names: Dict[str, str]) -> str:
+    """The expression text with each name of the definition replaced by its
+    population-level name (the text was checked by the definition's parser)."""
+    tree = ast.parse(text.strip(), mode="eval")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id in names:
+            node.id = names[node.id]
+    return ast.unparse(tree)
+
+
+def _receptor_brian2(syn, held: bool, dt: float):
+    r"""``(lines, terms, after, constants)`` of one receptor, generated from its definition
+    (:mod:`hh_plugin.network.synapses`): the equation lines of its states, output and
+    factor; the membrane current terms; the statements run right after the group's update
+    (pulses cleared; the exact propagator of states held over the update); the namespace
+    constants (``<parameter>_<receptor>`` as Brian2 quantities).
+
+    A state whose dynamics are diagonal is written as the definition writes it,
+    ``dA_nmda/dt = -A_nmda/tau_rise_nmda : siemens`` (``exponential_euler`` integrates it
+    exactly, :math:`A e^{-\Delta t/\tau}`); coupled states (the alpha function), and every
+    state with ``held``, are parameters of the update advanced after it by the
+    definition's propagator :math:`x \leftarrow e^{A\Delta t} x` (the numbers the torch
+    backend uses)."""
+
+    model, r = syn.model, syn.receptor
+    dim = _DIMENSIONS[syn.unit]
+    names = {p: f"{p}_{r}" for p in model.parameter_names}
+    names.update({x: syn.state_variable(x) for x in model.state_names})
+    constants = {f"{p.name}_{r}": syn.parameters[p.name] * brian2_unit(p.unit)
+                 if p.unit != "1" else syn.parameters[p.name] for p in model.parameters}
+    units = {names[p.name]: p.unit for p in model.parameters}
+    units.update({syn.state_variable(x): syn.unit for x in model.state_names})
+    printer = _Printer(units, {"exprel": FUNCTION_NAME})
+    derived = {d for d, _ in model.derived}
+    lines, terms, after = [], [], []
+    variables = syn.state_variables
+    if model.is_graded:  # the summed target of the projection's `(summed)` variable
+        lines.append(f"{syn.variable} : {dim}")
+    elif model.is_pulse:
+        for var in variables:
+            lines.append(f"{var} : {dim}")
+            after.append(f"{var} = 0*{dim}")
+    elif model.is_single_exponential:  # the original one-state models, as they always read
+        var, tau = variables[0], f"tau_{r}"
+        if held:  # a parameter of the update, decayed exactly after it (as on torch)
+            lines.append(f"{var} : {dim}")
+            after.append(f"{var} *= exp(-dt/{tau})")
+        else:
+            lines.append(f"d{var}/dt = -{var}/{tau} : {dim}")
+    else:
+        texts = []
+        if model.is_diagonal and not held:
+            for state in model.states:
+                text = None
+                if not (_symbols(state.dynamics) & derived):
+                    renamed = _renamed(state.dynamics, names)
+                    native = printer.native(ast.parse(renamed, mode="eval").body)
+                    if native is not None and native[2] == _rate_dimension(syn.unit):
+                        text = native[0]
+                texts.append(text)
+        if texts and all(t is not None for t in texts):
+            lines += [f"d{var}/dt = {text} : {dim}" for var, text in zip(variables, texts)]
+        else:
+            lines += [f"{var} : {dim}" for var in variables]
+            P = syn.propagator(dt)
+            n = len(variables)
+            if model.is_diagonal:
+                after += [f"{var} *= {float(P[i, i])!r}" for i, var in enumerate(variables)]
+            else:
+                after += [f"{var}_start = {var}" for var in variables]
+                for i, var in enumerate(variables):
+                    parts = [f"{float(P[i, j])!r}*{variables[j]}_start" for j in range(n)
+                             if P[i, j] != 0.0]
+                    after.append(f"{var} = " + (" + ".join(parts) if parts else f"0*{dim}"))
+    # the output: the one state itself, or a subexpression as the definition writes it
+    coefficients = syn.output_coefficients()
+    single = [v for v, k in zip(variables, coefficients) if k]
+    if model.is_graded:
+        output = syn.variable
+    elif len(single) == 1 and coefficients[variables.index(single[0])] == 1.0:
+        output = single[0]
+    else:
+        output = syn.variable
+        text = None
+        if not (_symbols(model.output) & derived):
+            native = printer.native(ast.parse(_renamed(model.output, names), mode="eval").body)
+            if native is not None and native[2] == _PLUGIN_DIMENSIONS[syn.unit]:
+                text = native[0]
+        if text is None:
+            text = " + ".join(f"{k!r}*{v}" for k, v in zip(coefficients, variables) if k)
+        lines.append(f"{output} = {text} : {dim}")
+    if model.is_conductance:
+        entry = output
+        if model.factor is not None:
+            factor_names = dict(names)
+            for d, _ in model.derived:  # dimensionless numbers in the factor
+                factor_names[d] = f"{d}_{r}"
+            values = model.compiled.function("derived", "numpy")(*syn.parameter_values)
+            for (d, _), value in zip(model.derived, values):
+                constants[f"{d}_{r}"] = float(value)
+            text, _ = printer.quantity(_renamed(model.factor, factor_names), "1")
+            lines.append(f"factor_{r} = {text} : 1 (constant over dt)")
+            entry = f"{output}*factor_{r}"
+        terms.append(f"{entry}*({_scalar_text(syn.reversal_potential, 'mV')} - V)")
+    else:
+        terms.append(output)
+    return lines, terms, after, constants
+
+
+def _presynaptic_brian2(syn):
+    """``(lines, start, constants)`` of a graded synapse on its source population: the
+    presynaptic states' equations as the definition writes them
+    (``ds_gaba/dt = alpha_gaba/(1.0 + exp(...))*(1 - s_gaba) - beta_gaba*s_gaba : 1``,
+    integrated by the group's exponential Euler with the step's start ``V``), a copy
+    ``s_gaba_start : 1`` of each made in ``before_groups`` (what the projection's summed
+    variable reads, the state of the step's start as on torch), and the namespace
+    constants."""
+    model, r = syn.model, syn.receptor
+    names = {p: f"{p}_{r}" for p in model.parameter_names}
+    names.update({x: syn.state_variable(x) for x in model.presynaptic_names})
+    constants = {f"{p.name}_{r}": syn.parameters[p.name] * brian2_unit(p.unit)
+                 if p.unit != "1" else syn.parameters[p.name] for p in model.parameters}
+    units = {names[p.name]: p.unit for p in model.parameters}
+    units.update({v: "1" for v in syn.presynaptic_variables})
+    printer = _Printer(units, {"exprel": FUNCTION_NAME})
+    if model.derived:
+        raise ValueError(f"graded synapse model {model.name!r}: derived values are not "
+                         f"written for Brian2 yet")
+    lines, start = [], []
+    for x, var in zip(model.presynaptic, syn.presynaptic_variables):
+        text, _ = printer.quantity(_renamed(x.dynamics, names), "1/ms")
+        lines += [f"d{var}/dt = {text} : 1", f"{var}_start : 1"]
+        start.append(f"{var}_start = {var}")
+    return lines, start, constants
+
+
+def _transmit_brian2(syn) -> str:
+    """The graded signal as the projection reads it (``s_gaba_start_pre``)."""
+    model, r = syn.model, syn.receptor
+    names = {p: f"{p}_{r}" for p in model.parameter_names}
+    names.update({x: f"{syn.state_variable(x)}_start_pre" for x in model.presynaptic_names})
+    units = {names[p.name]: p.unit for p in model.parameters}
+    units.update({f"{v}_start_pre": "1" for v in syn.presynaptic_variables})
+    return _Printer(units, {"exprel": FUNCTION_NAME}).quantity(
+        _renamed(model.transmit, names), "1")[0]
+
+
+def _stdp(rule, unit: str):
+    """``(model, on_pre lines, on_post, namespace)`` of additive STDP with traces, as
+    Brian2's ``examples/synapses/STDP.py`` writes it (``Apre``, ``Apost`` per synapse,
+    ``(event-driven)``; the weight ``w`` is a variable of the synapses)."""
     import brian2
 
+    dim, u = _DIMENSIONS[unit], brian2_unit(unit)
+    model = (f"w : {dim}\n"
+             f"dApre/dt = -Apre/taupre : {dim} (event-driven)\n"
+             f"dApost/dt = -Apost/taupost : {dim} (event-driven)")
+    on_pre = f"Apre += dApre\nw = clip(w + Apost, 0*{dim}, wmax)"
+    on_post = f"Apost += dApost\nw = clip(w + Apre, 0*{dim}, wmax)"
+    namespace = {"taupre": rule.tau_pre * brian2.ms, "taupost": rule.tau_post * brian2.ms,
+                 "dApre": rule.d_pre * u, "dApost": rule.d_post * u, "wmax": rule.w_max * u}
+    return model, on_pre, on_post, namespace
+
+
+def _symbols(text: str) -> set:
+    return {n.id for n in ast.walk(ast.parse(text.strip(), mode="eval"))
+            if isinstance(n, ast.Name)}
+
+
+def _rate_dimension(unit: str) -> tuple:
+    return tuple(a - b for a, b in zip(_PLUGIN_DIMENSIONS[unit], _PLUGIN_DIMENSIONS["ms"]))
+
+
+def _receptor_equations(spec: NetworkSpec, population: str, held: bool = False):
+    """Extra equations, current terms, the statements run after the update and the
+    namespace constants of a population's receptors (:func:`_receptor_brian2`)."""
     lines, terms, pulses, constants = [], [], [], {}
     for syn in spec.receptors[population].values():
-        var, dim = syn.variable, _DIMENSIONS[syn.unit]
-        if syn.model.is_pulse:
-            lines.append(f"{var} : {dim}")
-            pulses.append(f"{var} = 0*{dim}")
-        else:
-            tau = f"tau_{syn.receptor}"
-            constants[tau] = syn.time_constant * brian2.ms
-            if held:  # a parameter of the update, decayed exactly after it (as on torch)
-                lines.append(f"{var} : {dim}")
-                pulses.append(f"{var} *= exp(-dt/{tau})")
-            else:
-                lines.append(f"d{var}/dt = -{var}/{tau} : {dim}")
-        if syn.model.is_conductance:
-            terms.append(f"{var}*({_scalar_text(syn.reversal_potential, 'mV')} - V)")
-        else:
-            terms.append(var)
+        l, t, a, c = _receptor_brian2(syn, held, spec.dt)
+        lines += l
+        terms += t
+        pulses += a
+        constants.update(c)
     return lines, terms, pulses, constants
+
+
+def _on_pre(syn, weight: str = "w") -> str:
+    """The ``on_pre`` code of a projection onto a receptor: ``x_post += c*w`` per state
+    the definition's ``on_pre`` changes (``x_post += w`` when ``c`` is 1)."""
+    lines = []
+    for var, c in zip(syn.state_variables, syn.increments()):
+        if c == 1.0:
+            lines.append(f"{var}_post += {weight}")
+        elif c != 0.0:
+            lines.append(f"{var}_post += {c!r}*{weight}")
+    return "\n".join(lines)
+
+
+def _short_term(stp):
+    """``(model lines, on_pre lines, namespace)`` of Tsodyks-Markram plasticity on a
+    projection, as Brian2's ``examples/synapses/short_term_plasticity.py`` writes it:
+    ``u_stp`` and ``x_stp`` per synapse, ``(event-driven)`` (exact relaxation since the
+    last spike), and the release ``r_stp = u_stp*x_stp`` weighting the spike."""
+    import brian2
+
+    model = ("\ndu_stp/dt = (U_stp - u_stp)/tau_facil_stp : 1 (event-driven)"
+             "\ndx_stp/dt = (1 - x_stp)/tau_rec_stp : 1 (event-driven)")
+    on_pre = "r_stp = u_stp*x_stp\nx_stp -= r_stp\nu_stp += U_stp*(1 - u_stp)\n"
+    namespace = {"U_stp": stp.U, "tau_facil_stp": stp.tau_facil * brian2.ms,
+                 "tau_rec_stp": stp.tau_rec * brian2.ms}
+    return model, on_pre, namespace
 
 
 def build_network(spec: NetworkSpec, steps: Optional[int] = None,
@@ -385,6 +573,12 @@ def build_network(spec: NetworkSpec, steps: Optional[int] = None,
         effective = getattr(pop.spec, "method", None) if method is None else method
         held = pop.spikes and effective == "rk4"
         lines, terms, pulses, constants = _receptor_equations(spec, name, held=held)
+        starts = []
+        for syn in spec.presynaptic[name].values():
+            pre_lines, pre_start, pre_constants = _presynaptic_brian2(syn)
+            lines += pre_lines
+            starts += pre_start
+            constants.update(pre_constants)
         namespace = dict(constants)
         current_terms = []
         constant_current = None
@@ -421,7 +615,14 @@ def build_network(spec: NetworkSpec, steps: Optional[int] = None,
                 namespace, clock, _order(r, 1), f"{prefix}{name}",
                 method=method or "exponential_euler")
         for syn in spec.receptors[name].values():
-            setattr(group, syn.variable, state[syn.variable] * brian2_unit(syn.unit))
+            for var in syn.state_variables:
+                setattr(group, var, state[var] * brian2_unit(syn.unit))
+        for syn in spec.presynaptic[name].values():
+            for var in syn.presynaptic_variables:
+                setattr(group, var, state[var])
+        if starts:  # the presynaptic states of the step's start, for the summed variables
+            group.run_regularly("\n".join(starts), when="before_groups",
+                                name=f"{prefix}{name}_presynaptic_start")
         if constant_current is not None:
             group.I_ext = constant_current * brian2.uA
         if pulses:  # the regular operation is contained in the group
@@ -443,6 +644,16 @@ def build_network(spec: NetworkSpec, steps: Optional[int] = None,
         dim = _DIMENSIONS[syn.unit]
         parts = []
         delay = np.asarray(conn.delay)
+        if syn.model.is_graded:  # no spikes: the summed conductance of the presynaptic states
+            S = brian2.Synapses(
+                source, target, clock=clock, namespace={}, name=f"{prefix}{proj.name}",
+                model=f"w : {dim} (constant)\n"
+                      f"{syn.variable}_post = w*{_transmit_brian2(syn)} : {dim} (summed)")
+            S.connect(i=np.asarray(conn.pre), j=np.asarray(conn.post))
+            S.w = np.asarray(conn.weight) * brian2_unit(syn.unit)
+            synapses[proj.name] = [S]
+            objects.append(S)
+            continue
         for zero in (False, True):
             sel = np.nonzero((delay == 0) if zero else (delay > 0))[0]
             if len(sel) == 0:
@@ -452,11 +663,28 @@ def build_network(spec: NetworkSpec, steps: Optional[int] = None,
             kwargs = {}
             if uniform:
                 kwargs["delay"] = (int(delay[sel][0]) - 1) * dt
-            S = brian2.Synapses(source, target, model=f"w : {dim} (constant)",
-                                on_pre=f"{syn.variable}_post += w", clock=clock, namespace={},
-                                name=f"{prefix}{proj.name}{suffix}", **kwargs)
+            model, on_pre, namespace = f"w : {dim} (constant)", _on_pre(syn), {}
+            on_post = None
+            if proj.short_term is not None:
+                extra, release, namespace = _short_term(proj.short_term)
+                model += extra
+                on_pre = release + _on_pre(syn, "w*r_stp")
+            if proj.stdp is not None:
+                model, stdp_pre, on_post, stdp_namespace = _stdp(proj.stdp, syn.unit)
+                model += extra if proj.short_term is not None else ""
+                on_pre = on_pre + "\n" + stdp_pre
+                namespace = {**namespace, **stdp_namespace}
+            S = brian2.Synapses(source, target, model=model,
+                                on_pre=on_pre, on_post=on_post, clock=clock,
+                                namespace=namespace, name=f"{prefix}{proj.name}{suffix}",
+                                **kwargs)
+            if on_post is not None:  # post before pre within the synapses slot (as torch)
+                S.post.order = S.pre.order - 1
             S.connect(i=np.asarray(conn.pre)[sel], j=np.asarray(conn.post)[sel])
             S.w = np.asarray(conn.weight)[sel] * brian2_unit(syn.unit)
+            if proj.short_term is not None:
+                S.u_stp = proj.short_term.U
+                S.x_stp = 1.0
             if zero:
                 S.pre.when, S.pre.order = "groups", _order(rank[proj.target], 0)
             elif not uniform:
@@ -467,7 +695,7 @@ def build_network(spec: NetworkSpec, steps: Optional[int] = None,
 
     record = tuple(record)
     for name, group in groups.items():
-        synaptic = {s.variable for s in spec.receptors[name].values()}
+        synaptic = {v for s in spec.receptors[name].values() for v in s.state_variables}
         if not spec.populations[name].spikes:
             names = [LI_VARIABLES.get(v, v) for v in record]
         else:

@@ -124,7 +124,10 @@ def _population(net: BrianNetwork, name: str, initial: str) -> Population:
     state = spec.initial_state(name)
     if initial == "groups":
         units = {"V": "mV", **{g: "1" for g in model.gate_names},
-                 **{s.variable: s.unit for s in spec.receptors[name].values()}}
+                 **{v: s.unit for s in spec.receptors[name].values()
+                    for v in s.state_variables},
+                 **{v: "1" for s in spec.presynaptic[name].values()
+                    for v in s.presynaptic_variables}}
         state = {key: _snap(_read(group, key, unit, f"{key} of group {group.name!r}"),
                             state[key]) for key, unit in units.items()}
     return Population(name, pop.size, hh, initial={k: np.array(v) for k, v in state.items()},
@@ -143,9 +146,10 @@ def _projection(net: BrianNetwork, proj: Projection) -> Projection:
         pre = np.asarray(S.i[:], dtype=np.int64)
         post = np.asarray(S.j[:], dtype=np.int64)
         w = _read(S, "w", unit, f"weights of Synapses {S.name!r}")
-        # one shared value when the Synapses were made with a scalar delay
-        delay_ms = np.broadcast_to(_read(S, "delay", "ms", f"delays of Synapses {S.name!r}"),
-                                   pre.shape)
+        # one shared value when the Synapses were made with a scalar delay (a graded
+        # synapse has no pathway: the state of the step's start, delay 1)
+        delay_ms = (np.zeros(pre.shape) if proj.synapse.model.is_graded else np.broadcast_to(
+            _read(S, "delay", "ms", f"delays of Synapses {S.name!r}"), pre.shape))
         steps = delay_ms / dt
         whole = np.round(steps)
         if np.any(np.abs(steps - whole) > 1e-6):
@@ -184,7 +188,8 @@ def _projection(net: BrianNetwork, proj: Projection) -> Projection:
         connectivity = Sparse(pre, post, weight)
     if len(delay) and np.all(delay == delay.flat[0]):
         delay = int(delay.flat[0])
-    return Projection(proj.source, proj.target, connectivity, proj.synapse, delay, proj.name)
+    return Projection(proj.source, proj.target, connectivity, proj.synapse, delay, proj.name,
+                      proj.short_term, proj.stdp)
 
 
 def network_spec_from_brian2(net: BrianNetwork, initial: str = "spec") -> NetworkSpec:

@@ -24,9 +24,12 @@ from .connectivity import (AllToAll, Connection, Connector, Dense, FixedProbabil
                            OneToOne, RandomDelay, Sparse, Uniform)
 from .inputs import CurrentInput, PoissonInput, PoissonSource, SpikeSource, SpikeTrains
 from .spec import NetworkSpec, Population, Projection
-from .synapses import (CURRENT_PULSE, EXPONENTIAL_CONDUCTANCE, EXPONENTIAL_CURRENT, Synapse,
-                       SynapseModel, SynapseParameter, current_pulse, exponential_conductance,
-                       exponential_current, get_synapse_model, register_synapse_model)
+from .synapses import (ALPHA_CONDUCTANCE, BIEXPONENTIAL_CONDUCTANCE, BIEXPONENTIAL_CURRENT,
+                       CURRENT_PULSE, EXPONENTIAL_CONDUCTANCE, EXPONENTIAL_CURRENT,
+                       NMDA_CONDUCTANCE, GATED_CONDUCTANCE, STDP, Synapse, TsodyksMarkram, SynapseModel, SynapseParameter, SynapseState,
+                       alpha_conductance, biexponential_conductance, biexponential_current,
+                       current_pulse, exponential_conductance, exponential_current,
+                       gated_conductance, get_synapse_model, nmda_conductance, register_synapse_model)
 
 __all__ = ["AllToAll", "Connection", "Connector", "Dense", "FixedProbability", "Normal",
            "OneToOne", "RandomDelay", "Sparse", "Uniform", "CurrentInput", "PoissonSource",
@@ -35,4 +38,7 @@ __all__ = ["AllToAll", "Connection", "Connector", "Dense", "FixedProbability", "
            "CURRENT_PULSE", "EXPONENTIAL_CONDUCTANCE", "EXPONENTIAL_CURRENT", "Synapse",
            "SynapseModel", "SynapseParameter", "current_pulse", "exponential_conductance",
            "exponential_current", "get_synapse_model", "register_synapse_model",
+           "ALPHA_CONDUCTANCE", "BIEXPONENTIAL_CONDUCTANCE", "BIEXPONENTIAL_CURRENT",
+           "NMDA_CONDUCTANCE", "GATED_CONDUCTANCE", "gated_conductance", "SynapseState", "TsodyksMarkram", "STDP", "alpha_conductance",
+           "biexponential_conductance", "biexponential_current", "nmda_conductance",
            "cobahh_network"]

@@ -25,10 +25,12 @@ an integer delay :math:`d \ge 0` (steps, one value or one per synapse):
 
 Within step :math:`k`, population by population in :attr:`NetworkSpec.order`:
 
-1. spikes due now are added to the synaptic variables (``x += w``);
+1. spikes due now are added to the synaptic states (``x += c*w``, the model's
+   ``on_pre``);
 2. the neuron state is updated from the old state, with the synaptic currents and
-   conductances of step start (exponential Euler), and the synaptic variables decay
-   (``x *= exp(-dt/tau)``; a pulse variable is cleared);
+   conductances of step start (exponential Euler; a voltage-dependent factor of a
+   conductance at the step's start ``V``), and the synaptic states advance by their
+   exact propagator (``x *= exp(-dt/tau)`` for one decaying state; a pulse is cleared);
 3. spikes of step :math:`k` are detected (and reset, if the model resets).
 
 See ``docs/network.md`` for the timeline figure and the Brian2 slots this maps to.
@@ -47,7 +49,7 @@ from .connectivity import Connection, Connector, Dense, Sparse, as_connector
 from .inputs import CurrentInput, PoissonSource, SpikeSource, SpikeTrains
 from .leaky_integrator import KIND as LI_KIND
 from .leaky_integrator import LISpec
-from .synapses import Synapse
+from .synapses import STDP, Synapse, TsodyksMarkram
 from .units import as_array, as_count, as_scalar, check_name
 
 
@@ -162,15 +164,32 @@ class Projection:
     """Synapses from ``source`` (a population or a spike source) to ``target`` (a
     population) through receptor ``synapse``, with ``connectivity`` (a connector of
     :mod:`.connectivity`, or a ``(target, source)`` weight matrix) and ``delay`` in steps
-    (default 1; see the module docstring for the convention)."""
+    (default 1; see the module docstring for the convention). ``short_term``: optional
+    :class:`~.synapses.TsodyksMarkram` short-term plasticity of the projection (one delay
+    value, a spike-driven synapse model)."""
 
     def __init__(self, source: str, target: str, connectivity: Union[Connector, np.ndarray],
-                 synapse: Synapse, delay=1, name: Optional[str] = None):
+                 synapse: Synapse, delay=1, name: Optional[str] = None, short_term=None,
+                 stdp=None):
         self.source = check_name(source, "source")
         self.target = check_name(target, "target")
         if not isinstance(synapse, Synapse):
             raise TypeError(f"synapse must be a Synapse (hh_plugin.network.synapses), got "
                             f"{type(synapse).__name__}")
+        if short_term is not None:
+            if not isinstance(short_term, TsodyksMarkram):
+                raise TypeError(f"short_term must be a TsodyksMarkram, got "
+                                f"{type(short_term).__name__}")
+            if synapse.model.is_graded:
+                raise ValueError(f"short_term plasticity acts on spikes; {synapse.model.name!r} "
+                                 f"is graded")
+        if stdp is not None:
+            if not isinstance(stdp, STDP):
+                raise TypeError(f"stdp must be an STDP, got {type(stdp).__name__}")
+            if synapse.model.is_graded:
+                raise ValueError(f"STDP acts on spikes; {synapse.model.name!r} is graded")
+        self.short_term = short_term
+        self.stdp = stdp
         self.synapse = synapse
         self.connectivity = as_connector(connectivity)
         self.delay = delay
@@ -282,17 +301,63 @@ class NetworkSpec:
                                  f"and {proj.synapse}")
             table[proj.synapse.receptor] = proj.synapse
         self.receptors = receptors
+        # graded synapses: their presynaptic states live on the source population
+        presynaptic: Dict[str, "OrderedDict[str, Synapse]"] = {p: OrderedDict() for p in pops}
+        graded_targets = set()
+        for proj in self.projections:
+            syn = proj.synapse
+            if not syn.model.is_graded:
+                continue
+            if proj.source not in pops or not pops[proj.source].spikes:
+                raise ValueError(f"projection {proj.name!r}: a graded synapse "
+                                 f"({syn.model.name}) is driven by the presynaptic potential; "
+                                 f"its source must be a population with one, not "
+                                 f"{proj.source!r}")
+            for end in (proj.source, proj.target):
+                method = getattr(pops[end].spec, "method", "exponential_euler")
+                if method != "exponential_euler":
+                    raise ValueError(f"projection {proj.name!r}: graded synapses run with "
+                                     f"exponential Euler only; population {end!r} uses "
+                                     f"{method!r}")
+            if (proj.target, syn.receptor) in graded_targets:
+                raise ValueError(f"receptor {syn.receptor!r} of population {proj.target!r}: "
+                                 f"one graded projection per receptor (give the other a "
+                                 f"receptor of its own)")
+            graded_targets.add((proj.target, syn.receptor))
+            known = presynaptic[proj.source].get(syn.receptor)
+            if known is not None and known != syn:
+                raise ValueError(f"graded receptor {syn.receptor!r} leaving {proj.source!r} is "
+                                 f"used with two definitions: {known} and {syn}")
+            presynaptic[proj.source][syn.receptor] = syn
+        self.presynaptic = presynaptic
         for pop in pops.values():
             model = pop.model
             taken = (set(model.state_names) | set(model.parameter_names) | {"I", "V_reset"}
                      | {f"g_{c.name}" for c in model.channels}
                      | {f"{r}_{g}" for g in model.gate_names for r in ("alpha", "beta")})
-            for syn in receptors[pop.name].values():
-                if syn.variable in taken:
-                    raise ValueError(f"receptor {syn.receptor!r} of population {pop.name!r}: "
-                                     f"its variable {syn.variable!r} clashes with a name of "
-                                     f"model {pop.model.name!r}")
-            known_vars = {s.variable for s in receptors[pop.name].values()}
+            used: Dict[str, str] = {}
+            for syn in list(receptors[pop.name].values()) + list(presynaptic[pop.name].values()):
+                names = ({*syn.presynaptic_variables,
+                          *(f"{v}_start" for v in syn.presynaptic_variables)}
+                         if syn.model.is_graded and syn in presynaptic[pop.name].values()
+                         else set())
+                if syn in receptors[pop.name].values():
+                    names |= {syn.variable, *syn.state_variables}
+                if syn.model.factor is not None:
+                    names.add(f"factor_{syn.receptor}")
+                for var in sorted(names):
+                    if var in taken:
+                        raise ValueError(f"receptor {syn.receptor!r} of population "
+                                         f"{pop.name!r}: its variable {var!r} clashes with a "
+                                         f"name of model {pop.model.name!r}")
+                    if used.get(var, syn.receptor) != syn.receptor:
+                        raise ValueError(f"receptors {used[var]!r} and {syn.receptor!r} of "
+                                         f"population {pop.name!r} both have a variable "
+                                         f"named {var!r}")
+                    used[var] = syn.receptor
+            known_vars = ({v for s in receptors[pop.name].values() for v in s.state_variables}
+                          | {v for s in presynaptic[pop.name].values()
+                             for v in s.presynaptic_variables})
             unknown = set(pop.synaptic_initial()) - known_vars
             if unknown:
                 raise ValueError(f"initial values for {sorted(unknown)} of population "
@@ -305,6 +370,22 @@ class NetworkSpec:
             n_post = pops[proj.target].size
             self.connections[proj.name] = proj.connectivity.expand(
                 n_pre, n_post, proj.synapse.unit, proj.delay, f"projection {proj.name!r}")
+            delay = np.asarray(self.connections[proj.name].delay)
+            if proj.short_term is not None and delay.size and not np.all(delay == delay[0]):
+                raise ValueError(f"projection {proj.name!r}: short-term plasticity keeps one "
+                                 f"state per presynaptic neuron, so the projection's delay "
+                                 f"must be one value")
+            if proj.stdp is not None and delay.size and not (np.all(delay == delay[0])
+                                                              and delay[0] >= 1):
+                raise ValueError(f"projection {proj.name!r}: STDP keeps its traces per neuron "
+                                 f"and orders pre- and postsynaptic events as Brian2's "
+                                 f"synapses slot does, so the delay must be one value >= 1")
+            if proj.stdp is not None and proj.target not in pops:
+                raise ValueError(f"projection {proj.name!r}: STDP needs a target population")
+            if proj.synapse.model.is_graded and delay.size and not np.all(delay == 1):
+                raise ValueError(f"projection {proj.name!r}: a graded synapse transmits the "
+                                 f"presynaptic state of the step's start (delay 1); other "
+                                 f"delays are not supported")
         self.order = self._update_order()
 
     # ------------------------------------------------------------------ queries
@@ -336,10 +417,16 @@ class NetworkSpec:
         state = pop.neuron_state()
         given = pop.synaptic_initial()
         for syn in self.receptors[population].values():
-            value = given.get(syn.variable, 0.0)
-            array = as_array(value, syn.unit, f"initial {syn.variable} of {population!r}",
-                             shape=(pop.size,))
-            state[syn.variable] = np.broadcast_to(array, (pop.size,))
+            for var in syn.state_variables:
+                value = given.get(var, 0.0)
+                array = as_array(value, syn.unit, f"initial {var} of {population!r}",
+                                 shape=(pop.size,))
+                state[var] = np.broadcast_to(array, (pop.size,))
+        for syn in self.presynaptic[population].values():
+            for var in syn.presynaptic_variables:  # dimensionless
+                array = as_array(given.get(var, 0.0), "1", f"initial {var} of {population!r}",
+                                 shape=(pop.size,))
+                state[var] = np.broadcast_to(array, (pop.size,))
         return state
 
     def variables(self) -> Tuple[str, ...]:
@@ -402,6 +489,10 @@ class NetworkSpec:
             entry = {"name": proj.name, "source": proj.source, "target": proj.target,
                      "synapse": proj.synapse.to_dict(), "dense": conn.dense,
                      "delay": np.asarray(conn.delay)}
+            if proj.short_term is not None:
+                entry["short_term"] = proj.short_term.to_dict()
+            if proj.stdp is not None:
+                entry["stdp"] = proj.stdp.to_dict()
             if conn.dense:
                 entry["weight"] = np.asarray(conn.weight_matrix)
             else:
@@ -432,13 +523,22 @@ class NetworkSpec:
                                    refractory=p.get("refractory")))
         projections = []
         for e in data.get("projections", []):
+            if not isinstance(e, Mapping):
+                raise ValueError("a projection must be a mapping")
+            extra = set(e) - {"name", "source", "target", "synapse", "dense", "delay",
+                              "weight", "pre", "post", "short_term", "stdp"}
+            if extra:
+                raise ValueError(f"unknown key(s) in projection: {sorted(extra)}")
             delay = np.asarray(e["delay"]).reshape(-1)
             if delay.size and np.all(delay == delay[0]):
                 delay = int(delay[0])
             conn = Dense(e["weight"]) if e["dense"] else Sparse(e["pre"], e["post"],
                                                                 e["weight"])
-            projections.append(Projection(e["source"], e["target"], conn,
-                                          Synapse.from_dict(e["synapse"]), delay, e["name"]))
+            short_term, stdp = e.get("short_term"), e.get("stdp")
+            projections.append(Projection(
+                e["source"], e["target"], conn, Synapse.from_dict(e["synapse"]), delay,
+                e["name"], None if short_term is None else TsodyksMarkram.from_dict(short_term),
+                None if stdp is None else STDP.from_dict(stdp)))
         inputs = []
         for i in data.get("inputs", []):
             kind = i.get("type")

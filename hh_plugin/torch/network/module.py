@@ -17,8 +17,20 @@ weights (:mod:`.projection`). Its time loop follows the schedule of
     x_r &\leftarrow x_r\, e^{-\Delta t/\tau_r} \quad (\text{a pulse: } x_r \leftarrow 0)
     \end{align*}
 
-with :func:`~hh_plugin.torch.functional.hh.hh_step`. The surrogate gradient flows
-through spikes, synaptic variables and weights, so the weights train with autograd.
+with :func:`~hh_plugin.torch.functional.hh.hh_step`. This is the picture for the
+one-state synapse models; every receptor is generated from its synapse definition
+(:mod:`.receptors`): states :math:`x_s \mathrel{+}= c_s W z`, output
+:math:`y = \sum_s k_s x_s` (times a voltage-dependent factor at the step's start
+:math:`V` for a conductance), propagator :math:`x \leftarrow e^{A\Delta t} x`; a graded
+synapse (Wang-Buzsaki) adds :math:`W\,\mathrm{transmit}(s)` of its source's presynaptic
+states :math:`s`, which then take one exponential Euler step from the step's start.
+Projections with Tsodyks-Markram plasticity transmit :math:`W (z \odot u x)` and update
+:math:`u, x` per source neuron; projections with STDP transmit with their current
+weights (``NetworkState.plasticity``) and update them on pre- and postsynaptic spikes
+(both plasticity states are updated in the forward pass and not differentiated).
+The surrogate gradient flows through spikes, synaptic variables and weights, so the
+weights train with autograd; ``synapse_parameters`` gives gradients with respect to a
+receptor's parameters.
 Batches: currents of shape ``(T, *batch, N)`` give states of shape ``(*batch, N)``;
 the specification's own inputs are shared by every batch element.
 """
@@ -43,6 +55,7 @@ from ..fused.cpp import PathUnavailable
 from ..functional.parameters import parameters_type, state_type
 from ..functional.surrogate import heaviside_relu, surrogate_scale
 from .projection import ProjectionOperator
+from .receptors import ReceptorNumerics
 
 #: Computation paths of :class:`NetworkModule` (see its docstring).
 PATHS = ("auto", "naive", "fused")
@@ -57,7 +70,11 @@ class NetworkState:
     the spikes of the last steps, oldest first (as long as the longest delay leaving the
     source); ``step``: steps run since :math:`t = 0` (indexes the specification's inputs);
     ``since_spike[pop]``: steps since each neuron's last spike (populations with a
-    refractory period only).
+    refractory period only); ``short_term[projection]``: ``{'u': ..., 'x': ...}`` of a
+    projection with Tsodyks-Markram plasticity, per presynaptic neuron (updated in the
+    forward pass, detached: not differentiated); ``plasticity[projection]``: ``{'w': ...,
+    'a_pre': ..., 'a_post': ...}`` of a projection with STDP (its weights as they are now,
+    in the layout of its weight parameter, and the traces).
     """
 
     neurons: Dict[str, object]
@@ -65,6 +82,8 @@ class NetworkState:
     history: Dict[str, List[torch.Tensor]]
     step: int = 0
     since_spike: Dict[str, torch.Tensor] = field(default_factory=dict)
+    short_term: Dict[str, Dict[str, torch.Tensor]] = field(default_factory=dict)
+    plasticity: Dict[str, Dict[str, torch.Tensor]] = field(default_factory=dict)
 
     def detach(self) -> "NetworkState":
         """A copy with every tensor detached (truncated backpropagation through time)."""
@@ -72,7 +91,11 @@ class NetworkState:
                             {k: {n: t.detach() for n, t in d.items()}
                              for k, d in self.synapses.items()},
                             {k: [t.detach() for t in v] for k, v in self.history.items()},
-                            self.step, {k: v.detach() for k, v in self.since_spike.items()})
+                            self.step, {k: v.detach() for k, v in self.since_spike.items()},
+                            {k: {n: t.detach() for n, t in d.items()}
+                             for k, d in self.short_term.items()},
+                            {k: {n: t.detach() for n, t in d.items()}
+                             for k, d in self.plasticity.items()})
 
 
 @dataclass
@@ -218,7 +241,10 @@ class NetworkModule(torch.nn.Module):
     - ``'naive'``: the Python loop over populations and steps with
       :func:`~hh_plugin.torch.functional.hh.hh_step` (any device, autograd);
     - ``'fused'``: the whole loop in one generated C++ function with event-driven spike
-      delivery (:mod:`.fused`): CPU, float32/float64, no gradients;
+      delivery (:mod:`.fused`): CPU, float32/float64, no gradients; the one-state synapse
+      models only (pulse, exponential current and conductance), no short-term plasticity
+      or STDP: a network with other synapse models runs on ``'naive'`` (``'auto'``
+      chooses it, ``'fused'`` raises ``PathUnavailable`` naming the reason);
     - ``'auto'`` (default): ``'fused'`` when no gradient is needed (``torch.no_grad()``
       or nothing requires grad), the tensors are on the CPU and a compiler is found,
       else ``'naive'`` (also, with a warning, when the kernel cannot be built, or another
@@ -245,15 +271,32 @@ class NetworkModule(torch.nn.Module):
             for proj in spec.projections})
         self._dynamics = {name: dynamics_for(pop, spec.dt)
                           for name, pop in spec.populations.items()}
-        self._decay = {}
+        self._decay = {}  # the fused kernel's decay factors (one-state receptors)
+        self._receptors: Dict[str, Dict[str, ReceptorNumerics]] = {}
         for pop, receptors in spec.receptors.items():
+            self._receptors[pop] = {}
             for syn in receptors.values():
-                tau = syn.time_constant
-                self._decay[(pop, syn.variable)] = 0.0 if tau is None else math.exp(-spec.dt / tau)
+                self._receptors[pop][syn.receptor] = ReceptorNumerics(syn, spec.dt)
+                if syn.model.is_single_exponential:
+                    tau = syn.time_constant
+                    self._decay[(pop, syn.variable)] = (0.0 if tau is None
+                                                        else math.exp(-spec.dt / tau))
         self._history_length = {name: spec.max_delay(name)
                                 for name in list(spec.populations) + list(spec.sources)}
         self._incoming = {pop: spec.incoming(pop) for pop in spec.populations}
         self._raster_cache: Dict = {}
+
+    def synapse_parameters(self, population: str, receptor: str) -> Dict[str, torch.Tensor]:
+        """The parameters of a receptor of a population as float64 leaf tensors
+        (``{'tau': tensor(5.), 'E_rev': tensor(0.)}``), not module parameters:
+        call ``.requires_grad_()`` on those to differentiate with respect to, and the
+        naive path computes the receptor's coefficients from them with torch operations
+        (gradients w.r.t. time constants and reversal potentials). Changing their values
+        does not change the specification."""
+        try:
+            return self._receptors[population][receptor].parameters
+        except KeyError:
+            raise KeyError(f"population {population!r} has no receptor {receptor!r}") from None
 
     @property
     def weights(self) -> Dict[str, torch.nn.Parameter]:
@@ -279,16 +322,39 @@ class NetworkModule(torch.nn.Module):
             shape = batch_shape + (pop.size,)
             neurons[name] = self._dynamics[name].initial_state(values, shape, dtype, device)
             synapses[name] = {
-                syn.variable: torch.broadcast_to(torch.as_tensor(
-                    np.array(values[syn.variable]), dtype=dtype, device=device), shape).clone()
-                for syn in self.spec.receptors[name].values()}
+                var: torch.broadcast_to(torch.as_tensor(
+                    np.array(values[var]), dtype=dtype, device=device), shape).clone()
+                for syn in self.spec.receptors[name].values() for var in syn.state_variables}
+            for syn in self.spec.presynaptic[name].values():
+                for var in syn.presynaptic_variables:
+                    synapses[name][var] = torch.broadcast_to(torch.as_tensor(
+                        np.array(values[var]), dtype=dtype, device=device), shape).clone()
         since = {name: torch.full(batch_shape + (pop.size,), float(dyn.refractory_steps),
                                   dtype=dtype, device=device)
                  for (name, pop), dyn in zip(self.spec.populations.items(),
                                              self._dynamics.values())
                  if dyn.refractory_steps is not None}
+        short_term = {}
+        for proj in self.spec.projections:
+            if proj.short_term is not None:
+                n_pre = self.spec.size(proj.source)
+                short_term[proj.name] = {
+                    "u": torch.full(batch_shape + (n_pre,), proj.short_term.U, dtype=dtype,
+                                    device=device),
+                    "x": torch.ones(batch_shape + (n_pre,), dtype=dtype, device=device)}
+        plasticity = {}
+        for proj in self.spec.projections:
+            if proj.stdp is not None:
+                if batch_shape:
+                    raise ValueError(f"projection {proj.name!r} has STDP: its weights are "
+                                     f"one set, so the network runs without batch dimensions")
+                op = self.projections[proj.name]
+                plasticity[proj.name] = {
+                    "w": op.weight.detach().to(dtype=dtype, device=device).clone(),
+                    "a_pre": torch.zeros(op.n_pre, dtype=dtype, device=device),
+                    "a_post": torch.zeros(op.n_post, dtype=dtype, device=device)}
         return NetworkState(neurons, synapses, {name: [] for name in self._history_length}, 0,
-                            since)
+                            since, short_term, plasticity)
 
     def _source_rasters(self, start: int, steps: int, dtype, device) -> Dict[str, torch.Tensor]:
         out = {}
@@ -404,6 +470,9 @@ class NetworkModule(torch.nn.Module):
             tensors += list(neuron)
         for table in state.synapses.values():
             tensors += list(table.values())
+        for receptors in self._receptors.values():
+            for numerics in receptors.values():
+                tensors += list(numerics.parameters.values())
         return any(t.requires_grad for t in tensors)
 
     def _resolve_path(self, path, currents, state, device) -> str:
@@ -421,6 +490,15 @@ class NetworkModule(torch.nn.Module):
             reason = f"the fused network path runs on the CPU, the module is on {device}"
         elif any(not pop.spikes for pop in self.spec.populations.values()):
             reason = "the fused network path has no leaky-integrator populations"
+        elif any(not syn.model.is_single_exponential for receptors in self.spec.receptors.values()
+                 for syn in receptors.values()):
+            reason = ("the fused network kernel has the one-state synapse models only (pulse, "
+                      "exponential current and conductance); a network with other synapse "
+                      "models runs on path='naive'")
+        elif any(proj.short_term is not None or proj.stdp is not None
+                 for proj in self.spec.projections):
+            reason = ("the fused network kernel has no short-term plasticity or STDP; a "
+                      "network with them runs on path='naive'")
         elif any(pop.spec.method != DEFAULT_METHOD for pop in self.spec.populations.values()):
             reason = ("the fused network kernel integrates with exponential Euler only; "
                       "populations with another method run on path='naive'")
@@ -484,6 +562,38 @@ class NetworkModule(torch.nn.Module):
             {k: join([f.since_spike[k] for f in finals], False) for k in f0.since_spike})
         return NetworkOutput(spikes, final, traces)
 
+    @staticmethod
+    def _stdp_pre(op, rule, pl, fired) -> None:
+        """Presynaptic spikes arriving (``fired``, ``(n_pre,)``): ``a_pre += d_pre``,
+        ``w = clip(w + a_post, 0, w_max)`` on their synapses."""
+        pl["a_pre"] = pl["a_pre"] + rule.d_pre * fired
+        w = pl["w"]
+        if op.dense:
+            mask = (fired > 0).unsqueeze(0).expand_as(w)
+            change = pl["a_post"].unsqueeze(1).expand_as(w)
+        else:
+            pre, post = op.synapse_indices()
+            mask = fired.index_select(0, pre) > 0
+            change = pl["a_post"].index_select(0, post)
+        pl["w"] = torch.where(mask, torch.clamp(w + change, 0.0, rule.w_max), w)
+
+    @staticmethod
+    def _stdp_post(op, rule, pl, fired, dt) -> None:
+        """The traces decay over the step, then the target's spikes (``fired``):
+        ``a_post += d_post``, ``w = clip(w + a_pre, 0, w_max)`` on their synapses."""
+        e_pre, e_post = rule.decay(dt)
+        pl["a_pre"] = pl["a_pre"] * e_pre
+        pl["a_post"] = pl["a_post"] * e_post + rule.d_post * fired
+        w = pl["w"]
+        if op.dense:
+            mask = (fired > 0).unsqueeze(1).expand_as(w)
+            change = pl["a_pre"].unsqueeze(0).expand_as(w)
+        else:
+            pre, post = op.synapse_indices()
+            mask = fired.index_select(0, post) > 0
+            change = pl["a_pre"].index_select(0, pre)
+        pl["w"] = torch.where(mask, torch.clamp(w + change, 0.0, rule.w_max), w)
+
     def _run_naive(self, steps, currents, state: NetworkState, record, dtype, device):
         spec = self.spec
         start = state.step
@@ -495,6 +605,12 @@ class NetworkModule(torch.nn.Module):
         synapses = {k: dict(v) for k, v in state.synapses.items()}
         history = {k: list(v) for k, v in state.history.items()}
         since = dict(state.since_spike)
+        short_term = {k: dict(v) for k, v in state.short_term.items()}
+        plasticity = {k: dict(v) for k, v in state.plasticity.items()}
+        stdp_in = {name: [p for p in spec.incoming(name) if p.stdp is not None]
+                   for name in spec.populations}
+        stp_decay = {proj.name: proj.short_term.decay(spec.dt) for proj in spec.projections
+                     if proj.short_term is not None}
         spikes: Dict[str, List[torch.Tensor]] = {name: [] for name in spec.populations}
         traces: Dict[str, Dict[str, List[torch.Tensor]]] = {name: {} for name in spec.populations}
         for name in spec.populations:
@@ -504,13 +620,37 @@ class NetworkModule(torch.nn.Module):
                     traces[name][var] = []
         dt = self.dt
         track = torch.is_grad_enabled()
+        numerics = {name: list(self._receptors[name].values()) for name in spec.populations}
+        constants = {name: [r.constants(dtype, device) for r in numerics[name]]
+                     for name in spec.populations}
+        receptor_of = {proj.name: list(spec.receptors[proj.target]).index(
+            proj.synapse.receptor) for proj in spec.projections}
+        graded_in = {(proj.target, proj.synapse.receptor): proj for proj in spec.projections
+                     if proj.synapse.model.is_graded}
+        graded_out = {name: [ReceptorNumerics(syn, spec.dt)
+                             for syn in spec.presynaptic[name].values()]
+                      for name in spec.populations}
+        for name, items in graded_out.items():  # the same parameter tensors as the target's
+            for item in items:
+                for target, receptors in self._receptors.items():
+                    twin = receptors.get(item.synapse.receptor)
+                    if twin is not None and twin.synapse == item.synapse:
+                        item.parameters = twin.parameters
         for k in range(steps):
             now: Dict[str, torch.Tensor] = {src: rasters[src][k] for src in spec.sources}
+            # graded synapses read the presynaptic states and V of the step's start
+            pre_start = {(name, item.synapse.receptor): (
+                [synapses[name][v] for v in item.presynaptic], neurons[name].V)
+                     for name, items in graded_out.items() for item in items}
             for name in spec.order:
                 x = synapses[name]
                 for proj in self._incoming[name]:
+                    if proj.synapse.model.is_graded:
+                        continue
                     op = self.projections[proj.name]
-                    var = proj.synapse.variable
+                    r = receptor_of[proj.name]
+                    receptor, inc = numerics[name][r], constants[name][r][1]
+                    var = receptor.variables[0]
                     for d in op.delays:
                         if d == 0:
                             z = now[proj.source]
@@ -526,14 +666,36 @@ class NetworkModule(torch.nn.Module):
                                 z = x[var].new_zeros(x[var].shape[:-1] + (op.n_pre,))
                             else:
                                 continue
-                        x[var] = x[var] + op.apply(z, d)
+                        stp, spikes_in = proj.short_term, z
+                        if stp is not None:  # Tsodyks-Markram: release r = u x, then
+                            st = short_term[proj.name]  # depress x and facilitate u
+                            fired = z.detach()  # the state is not differentiated
+                            r = st["u"] * st["x"]
+                            st["x"] = st["x"] - fired * r
+                            st["u"] = st["u"] + fired * (stp.U * (1.0 - st["u"]))
+                            z = z * r
+                        if proj.stdp is not None:  # transmit, then the pre event
+                            pl = plasticity[proj.name]
+                            receptor.add_spikes(x, op.apply(z, d, pl["w"]), inc)
+                            self._stdp_pre(op, proj.stdp, pl, spikes_in.detach())
+                            continue
+                        receptor.add_spikes(x, op.apply(z, d), inc)
                 current = external[name][k] if external[name] is not None else None
                 conductance = conductance_current = None
-                for syn in spec.receptors[name].values():
-                    value = x[syn.variable]
-                    if syn.model.is_conductance:
+                for receptor, (P, inc, out, E, values) in zip(numerics[name], constants[name]):
+                    if receptor.model.is_graded:
+                        proj = graded_in[(name, receptor.synapse.receptor)]
+                        states = pre_start[(proj.source, receptor.synapse.receptor)][0]
+                        value = self.projections[proj.name].apply(
+                            receptor.transmit(states, values), 1)
+                    else:
+                        value = receptor.output(x, out)
+                    if E is not None:
+                        factor = receptor.factor(neurons[name].V, values)
+                        if factor is not None:
+                            value = value * factor
                         conductance = value if conductance is None else conductance + value
-                        term = value * syn.reversal_potential
+                        term = value * E
                         conductance_current = (term if conductance_current is None
                                                else conductance_current + term)
                     else:
@@ -545,21 +707,34 @@ class NetworkModule(torch.nn.Module):
                     since.get(name))
                 if since_new is not None:
                     since[name] = since_new
-                for syn in spec.receptors[name].values():
-                    factor = self._decay[(name, syn.variable)]
-                    x[syn.variable] = (x[syn.variable] * factor if factor
-                                       else torch.zeros_like(x[syn.variable]))
+                for receptor, (P, *_) in zip(numerics[name], constants[name]):
+                    receptor.advance(x, P)
+                for item in graded_out[name]:
+                    states, V0 = pre_start[(name, item.synapse.receptor)]
+                    values = item.constants(dtype, device)[4]
+                    for var, value in zip(item.presynaptic,
+                                          item.advance_presynaptic(V0, states, values)):
+                        x[var] = value
+                for proj in stdp_in[name]:  # traces to the step's end, then post events
+                    self._stdp_post(self.projections[proj.name], proj.stdp,
+                                    plasticity[proj.name], z.detach(), spec.dt)
                 now[name] = z
                 spikes[name].append(z)
                 for var, out in traces[name].items():
                     out.append(x[var] if var in x else getattr(neurons[name], var))
+            for proj_name, (ef, ed) in stp_decay.items():  # exact relaxation over the step
+                st = short_term[proj_name]
+                U = spec.projection(proj_name).short_term.U
+                st["u"] = U + (st["u"] - U) * ef
+                st["x"] = 1.0 + (st["x"] - 1.0) * ed
             for src, length in self._history_length.items():
                 if length:
                     past = history[src]
                     past.append(now[src])
                     if len(past) > length:
                         del past[0]
-        final = NetworkState(neurons, synapses, history, start + steps, since)
+        final = NetworkState(neurons, synapses, history, start + steps, since, short_term,
+                             plasticity)
         return NetworkOutput({k: torch.stack(v) for k, v in spikes.items()}, final,
                              {k: {n: torch.stack(t) for n, t in d.items()}
                               for k, d in traces.items()})

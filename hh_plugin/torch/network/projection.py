@@ -63,10 +63,11 @@ class ProjectionOperator(torch.nn.Module):
                 if not self.uniform:
                     self.register_buffer(f"sel_{d}", torch.as_tensor(sel, device=device))
 
-    def apply(self, z: torch.Tensor, delay: int) -> torch.Tensor:
+    def apply(self, z: torch.Tensor, delay: int, weight=None) -> torch.Tensor:
         """Contribution ``(..., n_post)`` of the synapses with ``delay`` for spikes
-        ``z`` of shape ``(..., n_pre)``."""
-        w = self.weight
+        ``z`` of shape ``(..., n_pre)`` (``weight``: values to use instead of the
+        parameter, e.g. weights that STDP changed)."""
+        w = self.weight if weight is None else weight
         if w.dtype != z.dtype:
             w = w.to(z.dtype)
         if self.dense:
@@ -85,3 +86,8 @@ class ProjectionOperator(torch.nn.Module):
         kind = "dense" if self.dense else f"sparse, {self.weight.numel()} synapses"
         return f"{self.n_pre} -> {self.n_post}, {kind}, delays={list(self.delays)}"
 
+
+    def synapse_indices(self):
+        """``(pre, post)`` index tensors of a sparse projection with one delay."""
+        d = self.delays[0]
+        return getattr(self, f"pre_{d}"), getattr(self, f"post_{d}")
