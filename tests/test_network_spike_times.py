@@ -151,8 +151,17 @@ def test_crafted_spike_times_are_refused(files, tmp_path):
     def old_version(meta, f):
         meta["format_version"] = "1.1"
 
-    with pytest.raises(FormatError, match="spike_times need format 1.2"):
+    # relabelled 1.1: its RK4 populations and its spike times are refused, each naming 1.2
+    with pytest.raises(FormatError, match=r"method 'rk4' needs format 1\.2, the file says 1\.1"):
         load_network(crafted("old.h5", old_version))
+
+    def old_version_euler(meta, f):
+        meta["format_version"] = "1.1"
+        for pop in meta["network"]["populations"]:
+            pop["spec"].pop("method", None)
+
+    with pytest.raises(FormatError, match="spike_times need format 1.2"):
+        load_network(crafted("old_euler.h5", old_version_euler))
 
 
 def _crosscheck(a, b, *extra):

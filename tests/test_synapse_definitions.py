@@ -505,9 +505,10 @@ def test_a_file_with_a_users_synapse_loads_where_it_was_never_declared(tmp_path)
     if jsonschema is not None:  # the published schema describes the definition
         from pathlib import Path
         schema = json.loads((Path(__file__).resolve().parents[1] / "export" / "schema" /
-                             "hh_plugin_network-1.1.schema.json").read_text())
+                             "hh_plugin_network-1.2.schema.json").read_text())
         with h5py.File(path, "r") as f:
             meta = json.loads(f.attrs["metadata"])
+        assert meta["format_version"] == "1.2"  # a 1.1 reader knows none of this
         assert "definition" in meta["network"]["projections"][0]["synapse"]
         jsonschema.validate(meta, schema)
     # built-in models travel by name only: their files are unchanged

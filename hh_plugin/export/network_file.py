@@ -18,8 +18,9 @@ Layout (``export/FORMAT.md`` section 8): the root attributes ``format = 'hh_plug
 
 Version 1.2 adds ``spike_times``: each spike's time in ms (float64, in the order of
 ``spike_steps``), inside its step :math:`[k\,\Delta t, (k+1)\,\Delta t]`
-(:mod:`hh_plugin.model.spike_times`), and the populations' ``"method"`` (an integration
-method other than the default).
+(:mod:`hh_plugin.model.spike_times`), the populations' ``"method"`` (an integration
+method other than the default), synapse models beyond 1.1's three (with their definition
+when not built in) and short-term plasticity and STDP on projections.
 
 and one group ``/arrays`` holding the datasets ``a0``, ``a1``, ... that the references
 name (each referenced exactly once; no other member). The network's description is the
@@ -219,12 +220,44 @@ def check_spike_times(times, steps, dt: float, where: str, error, path=None) -> 
                     *(() if path is None else (path,)))
 
 
+#: The synapse models of format 1.1; any other needs 1.2.
+SYNAPSE_MODELS_1_1 = ("current_pulse", "exponential_current", "exponential_conductance")
+
+
 def _uses_version_1_2(spec, run: Optional[dict]) -> bool:
     if run is not None and any("spike_times" in entry
                                for entry in run["populations"].values()):
         return True
+    if any(proj.synapse.model.name not in SYNAPSE_MODELS_1_1 or proj.short_term is not None
+           or proj.stdp is not None for proj in spec.projections):
+        return True
     return any(getattr(pop.spec, "method", "exponential_euler") != "exponential_euler"
                for pop in spec.populations.values() if pop.spikes)
+
+
+def _check_1_1_content(network: dict, path) -> None:
+    """What a file of version 1.1 cannot hold: synapse models other than 1.1's three (or
+    a carried definition), plasticity, an integration method other than the default."""
+    for item in network.get("projections") or []:
+        if not isinstance(item, dict):
+            continue
+        synapse = item.get("synapse") if isinstance(item.get("synapse"), dict) else {}
+        model = synapse.get("model")
+        if "definition" in synapse or (isinstance(model, str)
+                                       and model not in SYNAPSE_MODELS_1_1):
+            raise FormatError(f"projection {item.get('name')!r}: synapse model {model!r} "
+                              f"needs format 1.2, the file says 1.1", path)
+        for key in ("short_term", "stdp"):
+            if key in item:
+                raise FormatError(f"projection {item.get('name')!r}: {key} needs format "
+                                  f"1.2, the file says 1.1", path)
+    for item in network.get("populations") or []:
+        spec = item.get("spec") if isinstance(item, dict) else None
+        if isinstance(spec, dict) and spec.get("method", "exponential_euler") != \
+                "exponential_euler":
+            raise FormatError(f"population {item.get('name')!r}: method "
+                              f"{spec.get('method')!r} needs format 1.2, the file says 1.1",
+                              path)
 
 
 def save_network(path, spec, results=None, *, backend: Optional[str] = None,
@@ -526,6 +559,8 @@ def record_from_raw(raw: RawFile, meta: dict, version: str, path,
     is built through ``NetworkSpec.from_dict``, then the run's results."""
     limits = limits or Limits.default()
     names = check_metadata(meta, path)
+    if version == NETWORK_BASE_VERSION:
+        _check_1_1_content(meta["network"], path)
     check_members(raw, expected_network_tree(meta, path), path, version)
     _bounded_sizes(meta["network"], limits, path)
     shapes = {where: _Shape(np.shape(values)) for where, (values, _) in raw.arrays.items()}
