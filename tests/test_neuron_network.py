@@ -191,6 +191,22 @@ def test_what_does_not_map_is_refused(mechanisms):
                                           current_pulse("p"))], dt=0.01)
     with pytest.raises(ValueError, match="initial value of the current pulse 'I_p'"):
         run_network(pulse_start, 10)
+    # the synapse models and plasticity of the definition language beyond the three
+    from hh_plugin.network import TsodyksMarkram, biexponential_conductance
+
+    biexp = NetworkSpec([Population("A", 2, HHSpec())],
+                        [Projection("A", "A", FixedProbability(1.0, 0.01, seed=1),
+                                    biexponential_conductance("b", 0.5, 5.0, 0.0))], dt=0.01)
+    with pytest.raises(ValueError, match="'biexponential_conductance' has no NEURON mapping"):
+        run_network(biexp, 10)
+    depressing = NetworkSpec([Population("A", 2, HHSpec())],
+                             [Projection("A", "A", FixedProbability(1.0, 0.01, seed=1),
+                                         exponential_conductance("e", 2.0, 0.0),
+                                         short_term=TsodyksMarkram(0.5, 100.0, 1.0))],
+                             dt=0.01)
+    with pytest.raises(ValueError, match=r"short-term plasticity \(Tsodyks-Markram\) has no "
+                                         r"NEURON mapping"):
+        run_network(depressing, 10)
 
 
 def test_refractory_period_is_brian2s_level_rule(mechanisms):

@@ -47,6 +47,7 @@ pulse, initial potentials at or above threshold (without a refractory period).
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Sequence, Tuple
 
@@ -66,7 +67,9 @@ class NetworkRun:
     ``spikes[pop] = (times, indices)``: spike times (ms, float64) and neuron indices,
     ordered by time then index; ``traces[pop]['V']``: ``(steps, size)`` V (mV) at the end
     of each step where recorded. On other ranks both are empty. ``rank``, ``nhost``,
-    ``threads``: where it ran; ``dt``, ``steps``: the network's step and the run's length."""
+    ``threads``: where it ran; ``dt``, ``steps``: the network's step and the run's length;
+    ``seconds``: wall time of this rank's ``'build'`` (cells, connections, inputs) and
+    ``'simulate'`` (``finitialize`` and ``psolve``)."""
 
     dt: float
     steps: int
@@ -76,6 +79,7 @@ class NetworkRun:
     spikes: Dict[str, Tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     traces: Dict[str, Dict[str, np.ndarray]] = field(default_factory=dict)
     integration: str = ""
+    seconds: Dict[str, float] = field(default_factory=dict)
 
     @property
     def is_root(self) -> bool:
@@ -146,6 +150,12 @@ def check_network(spec, nhost: int = 1, threads: int = 1, integration=None) -> N
                 raise ValueError(f"population {name!r}: an initial value of the current "
                                  f"pulse {syn.variable!r} cannot be represented in NEURON "
                                  f"(a pulse starts with a spike); leave it 0")
+    for proj in spec.projections:
+        for kind, label in (("short_term", "short-term plasticity (Tsodyks-Markram)"),
+                            ("stdp", "STDP")):
+            if getattr(proj, kind, None) is not None:
+                raise ValueError(f"projection {proj.name!r}: {label} has no NEURON mapping "
+                                 f"in this backend; run the network on torch or Brian2")
     if nhost > 1 or threads > 1:
         fixed = Integration.coerce(integration).method == "fixed"
         for proj in spec.projections:
@@ -238,6 +248,7 @@ def run_network(spec, steps: int, integration=None, threads: int = 1,
     rank, nhost = int(pc.id()), int(pc.nhost())
     check_network(spec, nhost, threads, integration)
     ensure_mechanisms(mechanism_sources(spec))
+    build_start = time.perf_counter()
     dt = float(spec.dt)
     tstop = steps * dt
     offsets = gid_offsets(spec)
@@ -368,10 +379,13 @@ def run_network(spec, steps: int, integration=None, threads: int = 1,
                 traces[name].append((i, vec))
 
     try:
+        simulate_start = time.perf_counter()
         integration.apply(dt)
         pc.set_maxstep(10)
         h.finitialize()
         pc.psolve(tstop)
+        seconds = {"build": simulate_start - build_start,
+                   "simulate": time.perf_counter() - simulate_start}
         mine_spikes = (np.array(t_vec, dtype=np.float64), np.array(id_vec, dtype=np.int64))
         # V after each step: the samples at dt, 2 dt, ...; the last one (at the stop
         # time, which the recording may not reach) read from the cell
@@ -388,7 +402,8 @@ def run_network(spec, steps: int, integration=None, threads: int = 1,
         cells.clear()
         if threads > 1:
             pc.nthread(1)
-    out = NetworkRun(dt, steps, rank, nhost, threads, integration=integration.describe())
+    out = NetworkRun(dt, steps, rank, nhost, threads, integration=integration.describe(),
+                     seconds=seconds)
     if rank != 0:
         return out
     times = np.concatenate([g[0][0] for g in gathered])
