@@ -9,6 +9,9 @@ time at dt = 0.1 ms, in one run:
 - Brian2's own example in C++ standalone (``tests/cobahh_example.py``, written as the
   example writes it, with its ``StateMonitor`` of three neurons);
 
+- NEURON (:mod:`hh_plugin.neuron`, its default fixed step at dt = 0.1 ms, one process, one
+  thread; another integrator, so another spike count);
+
 each with 1 and 2 threads (torch: ``torch.set_num_threads``, OpenMP inside the kernel;
 Brian2: no OpenMP as the example runs by default, and ``openmp_threads = 2``). All rows
 simulate the same network: the example's connectivity and initial values, drawn once by
@@ -28,6 +31,7 @@ Real-time factor: simulated time / wall time (above 1: faster than real time).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import shutil
 import sys
@@ -121,6 +125,27 @@ def bench_brian2(kind, spec, connectivity, initial, steps, threads, directory, r
     return {"run_s": best, "binary_s": binary, "compile_s": timings["make"], "spikes": spikes}
 
 
+def bench_neuron(spec, steps, repeats):
+    """NEURON (:mod:`hh_plugin.neuron`), one process and one thread, NEURON's default fixed
+    step (backward Euler) at the network's dt: the whole ``run_network`` call (cells,
+    connections and inputs built, then the run), best of ``repeats`` after a first call
+    that also compiles (or loads) the mechanisms. Several threads are refused for COBAHH's
+    one-step delay with the fixed step (docs/neuron.md), so only one thread is timed. A
+    different integrator: its spike count differs from the other rows (the network is
+    chaotic; docs/neuron.md says what agreement means here)."""
+    from hh_plugin.neuron.integration import Integration
+    from hh_plugin.neuron.network import run_network
+
+    integration = Integration.fixed(order=0)
+    best = None
+    for _ in range(1 + repeats):  # the first call also compiles (or loads) the mechanisms
+        run = run_network(spec, steps, integration=integration, threads=1)
+        if best is None or run.seconds["simulate"] < best["simulate"]:
+            best = dict(run.seconds)
+        spikes = sum(len(t) for t, _ in run.spikes.values())
+    return {"run_s": best["simulate"], "build_s": best["build"], "spikes": spikes}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="100 ms, best of 1")
@@ -131,6 +156,7 @@ def main(argv=None):
     p.add_argument("--directory", default=None, help="where standalone projects go "
                    "(default: a temporary directory, removed afterwards)")
     p.add_argument("--markdown", default=None, help="write the table to this file")
+    p.add_argument("--no-neuron", action="store_true", help="leave out the NEURON row")
     args = p.parse_args(argv)
     duration = args.duration or (100.0 if args.quick else 1000.0)
     repeats = args.repeats or (1 if args.quick else 3)
@@ -168,6 +194,13 @@ def main(argv=None):
                 rows.append({"name": f"torch fused, {str(dtype).split('.')[-1]}",
                              "threads": threads, **r})
                 print(format_row(rows[-1], steps, duration), flush=True)
+        if not args.no_neuron and 1 in args.threads:
+            if importlib.util.find_spec("neuron") is None:
+                print("NEURON is not installed: no NEURON row (pip install 'hh_plugin[neuron]')")
+            else:
+                r = bench_neuron(spec, steps, repeats)
+                rows.append({"name": "NEURON, fixed step (backward Euler)", "threads": 1, **r})
+                print(format_row(rows[-1], steps, duration), flush=True)
     finally:
         if args.directory is None:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -182,7 +215,8 @@ def main(argv=None):
     table = format_table(rows, steps, duration, machine, load)
     print()
     print(table)
-    float64 = {r["spikes"] for r in rows if not r["name"].endswith("float32")}
+    float64 = {r["spikes"] for r in rows if not r["name"].endswith("float32")
+               and not r["name"].startswith("NEURON")}
     print("\nspike counts:", counts)
     print("float64 rows and Brian2 rows give the same spike count" if len(float64) == 1 else
           "WARNING: the float64 and Brian2 spike counts differ")
@@ -192,8 +226,12 @@ def main(argv=None):
 
 
 def format_row(r, steps, duration):
-    extra = (f", binary {r['binary_s']:.2f} s, compile {r['compile_s']:.1f} s"
-             if "binary_s" in r else f", first call {r['first_call_s']:.2f} s")
+    if "binary_s" in r:
+        extra = f", binary {r['binary_s']:.2f} s, compile {r['compile_s']:.1f} s"
+    elif "build_s" in r:
+        extra = f", building the cells and connections {r['build_s']:.2f} s"
+    else:
+        extra = f", first call {r['first_call_s']:.2f} s"
     return (f"{r['name']:<40} {r['threads']} thread(s): {r['run_s']:.3f} s "
             f"({N * steps / r['run_s']:.3g} neuron-steps/s, {duration / 1e3 / r['run_s']:.2f}x "
             f"real time{extra}), {r['spikes']} spikes")
