@@ -104,6 +104,9 @@ def neuron_spike_times(celsius: float, dt_ms: float, duration_ms: float = DURATI
     detector.threshold = CLASSIC_HH.defaults["V_th"]
     times = h.Vector()
     detector.record(times)
+    # NEURON's default integration, set explicitly: these settings are process-wide
+    h.CVode().active(0)
+    h.secondorder = 0  # backward Euler
     h.dt, h.steps_per_ms = dt_ms, 1.0 / dt_ms
     h.finitialize(-65.0)
     h.continuerun(duration_ms)

@@ -170,3 +170,40 @@ def test_builds_are_cached_by_content(mechanisms, tmp_path, monkeypatch):
     monkeypatch.setenv("HH_PLUGIN_CACHE_DIR", str(tmp_path))
     with pytest.raises(NeuronBuildError, match="nrnivmodl failed"):
         compile_mechanisms({"broken": "NEURON { SUFFIX broken }\nBREAKPOINT { x = }\n"})
+
+
+def test_a_run_leaves_neurons_process_wide_settings_as_it_found_them(mechanisms):
+    """NEURON's integration settings are global to the process: a plugin run with CVODE or
+    a second-order fixed step once left them set, and the user-model example's own NEURON
+    cell (backward Euler) in the same process then drifted 0.05 ms in 50 ms
+    (tests/test_user_model.py failed after the NEURON tests in one worker)."""
+    from neuron import h
+
+    from hh_plugin.neuron import run_neurons
+    from hh_plugin.neuron.network import run_network
+    from hh_plugin.network import CurrentInput, NetworkSpec, Population
+
+    cvode = h.CVode()
+    cvode.active(0)
+    h.secondorder, h.dt = 0, 0.025
+    before = (int(cvode.active()), int(h.secondorder), float(h.dt))
+    run_neurons(HHSpec(), 5.0, current=10.0, V=-65.0, integration=Integration.cvode(1e-8))
+    run_neurons(HHSpec(), 5.0, current=10.0, V=-65.0,
+                integration=Integration.fixed(0.01, order=2))
+    spec = NetworkSpec([Population("A", 2, HHSpec(), initial={"V": -65.0})], [],
+                       [CurrentInput("A", 10.0)], dt=0.01)
+    run_network(spec, 200, integration=Integration.cvode())
+    assert (int(cvode.active()), int(h.secondorder), float(h.dt)) == before
+
+
+def test_a_network_run_without_spikes_returns_empty_spike_lists(mechanisms):
+    """numpy cannot convert an empty NEURON Vector: a silent network used to raise
+    ``ValueError: setting an array element with a sequence``."""
+    from hh_plugin.neuron.network import run_network
+    from hh_plugin.network import NetworkSpec, Population
+
+    spec = NetworkSpec([Population("A", 3, HHSpec(), initial={"V": -65.0})], dt=0.01)
+    run = run_network(spec, 100, record=("V",), integration=Integration.fixed())
+    times, index = run.spikes["A"]
+    assert times.shape == index.shape == (0,)
+    assert run.traces["A"]["V"].shape == (100, 3)

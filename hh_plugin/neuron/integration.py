@@ -84,12 +84,17 @@ class Integration:
         """The fixed step in ms (``dt``, else ``default_dt``)."""
         return float(self.dt if self.dt is not None else default_dt)
 
-    def apply(self, default_dt: float, pc=None) -> None:
+    def apply(self, default_dt: float, pc=None) -> dict:
         """Set NEURON up for this integration (``default_dt``: the fixed step when ``dt``
-        is ``None``; also the largest step CVODE may take is unbounded)."""
+        is ``None``; also the largest step CVODE may take is unbounded). Returns NEURON's
+        previous settings, for :func:`restore` after the run: these are process-wide, and
+        a user's own NEURON model in the same process must not inherit them."""
         from neuron import h
 
         cvode = h.CVode()
+        previous = {"active": int(cvode.active()), "atol": float(cvode.atol()),
+                    "rtol": float(cvode.rtol()), "secondorder": int(h.secondorder),
+                    "dt": float(h.dt), "condition_order": int(cvode.condition_order())}
         if self.method == "cvode":
             cvode.active(1)
             cvode.atol(self.atol)
@@ -99,9 +104,23 @@ class Integration:
             h.secondorder = self.order
             h.dt = self.step(default_dt)
         cvode.condition_order(2)
+        return previous
 
     def describe(self) -> str:
         if self.method == "cvode":
             return f"CVODE (atol {self.atol:g}, rtol {self.rtol:g})"
         return f"fixed step (dt {self.dt if self.dt is not None else 'of the network'}, " \
                f"secondorder {self.order})"
+
+
+def restore(previous: dict) -> None:
+    """Put back NEURON's settings that :meth:`Integration.apply` returned."""
+    from neuron import h
+
+    cvode = h.CVode()
+    cvode.active(previous["active"])
+    cvode.atol(previous["atol"])
+    cvode.rtol(previous["rtol"])
+    cvode.condition_order(previous["condition_order"])
+    h.secondorder = previous["secondorder"]
+    h.dt = previous["dt"]

@@ -56,7 +56,7 @@ import numpy as np
 from ..model.spec import HHSpec
 from .build import ensure_mechanisms
 from .cell import HHCell, check_initial_voltage, check_spec, current_nA, mechanism_for
-from .integration import Integration
+from .integration import Integration, restore
 from .receptors import SOURCES, receptor_map
 from .spike_rule import REFRACTORY, REFRACTORY_SOURCE
 
@@ -378,23 +378,28 @@ def run_network(spec, steps: int, integration=None, threads: int = 1,
                     vec.record(cell.seg._ref_v, dt, sec=cell.sec)
                 traces[name].append((i, vec))
 
+    previous = None  # NEURON's settings before the run, put back after it
     try:
         simulate_start = time.perf_counter()
-        integration.apply(dt)
+        previous = integration.apply(dt)
         pc.set_maxstep(10)
         h.finitialize()
         pc.psolve(tstop)
         seconds = {"build": simulate_start - build_start,
                    "simulate": time.perf_counter() - simulate_start}
-        mine_spikes = (np.array(t_vec, dtype=np.float64), np.array(id_vec, dtype=np.int64))
+        # to_python: numpy cannot convert an empty NEURON Vector (a run without spikes)
+        mine_spikes = (np.array(t_vec.to_python(), dtype=np.float64),
+                       np.array(id_vec.to_python(), dtype=np.int64))
         # V after each step: the samples at dt, 2 dt, ...; the last one (at the stop
         # time, which the recording may not reach) read from the cell
-        mine_traces = {name: [(i, np.append(np.array(v)[every::every][:steps - 1],
+        mine_traces = {name: [(i, np.append(np.array(v.to_python())[every::every][:steps - 1],
                                             cells[offsets[name] + i].seg.v))
                               for i, v in rows]
                        for name, rows in traces.items()}
         gathered = pc.py_gather((mine_spikes, mine_traces), 0)
     finally:
+        if previous is not None:
+            restore(previous)
         pc.gid_clear()
         handlers.clear()  # kept alive until here: NEURON calls them in finitialize
         keep.clear()

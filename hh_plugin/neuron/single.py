@@ -19,7 +19,7 @@ from ..model.initial import DEFAULT, initial_state
 from ..model.spec import HHSpec
 from .build import ensure_mechanisms
 from .cell import HHCell, check_initial_voltage, check_spec, current_nA, mechanism_for
-from .integration import Integration
+from .integration import Integration, restore
 
 
 @dataclass
@@ -88,19 +88,23 @@ def run_neurons(spec: HHSpec, duration: float, current=0.0, n: Optional[int] = N
         detectors.append(nc)
         times.append(vec)
     handlers = initializer(cells, states)
-    integration.apply(record_dt or 0.025)
-    traces = []
+    previous = integration.apply(record_dt or 0.025)
+    try:
+        traces = []
+        if record_dt is not None:
+            t_vec = h.Vector().record(h._ref_t, record_dt)
+            traces = [h.Vector().record(cell.seg._ref_v, record_dt, sec=cell.sec)
+                      for cell in cells]
+        pc = h.ParallelContext()
+        pc.set_maxstep(10)
+        h.finitialize()
+        pc.psolve(float(duration))
+    finally:
+        restore(previous)
+    # to_python: numpy cannot convert an empty NEURON Vector (a neuron that never spiked)
+    out = NeuronRun([np.array(v.to_python(), dtype=np.float64) for v in times])
     if record_dt is not None:
-        t_vec = h.Vector().record(h._ref_t, record_dt)
-        traces = [h.Vector().record(cell.seg._ref_v, record_dt, sec=cell.sec)
-                  for cell in cells]
-    pc = h.ParallelContext()
-    pc.set_maxstep(10)
-    h.finitialize()
-    pc.psolve(float(duration))
-    out = NeuronRun([np.array(v, dtype=np.float64) for v in times])
-    if record_dt is not None:
-        out.t = np.array(t_vec)
-        out.V = np.stack([np.array(v) for v in traces], axis=1)
+        out.t = np.array(t_vec.to_python())
+        out.V = np.stack([np.array(v.to_python()) for v in traces], axis=1)
     del handlers, clamps, detectors
     return out
