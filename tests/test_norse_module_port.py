@@ -132,8 +132,8 @@ PORTS = {
         "test_state_sequence_conv": (AS_IS,
                                      f"{CONTRACTS}::test_sequential_state_with_lifted_convolution"),
         "test_backprop_through_time_works": (AS_IS, f"{HERE}::test_backprop_through_time_works"),
-        "test_sequential_forward_state_hook": (AS_IS,
-                                               f"{HERE}::test_sequential_forward_state_hook"),
+        "test_sequential_forward_state_hook": (
+            AS_IS, f"{CONTRACTS}::test_forward_state_hooks_see_every_hh_layer"),
         "test_sequential_debug_hook_twice": (AS_IS, f"{HERE}::test_sequential_debug_hook_twice"),
         "test_recurrent_sequential_stateful": (NOTHING, None),
         "test_recurrent_sequential_stateless": (NOTHING, None),
@@ -389,33 +389,6 @@ def test_backprop_through_time_works():
         out, state = model(x, state)
     torch.nn.functional.mse_loss(out, torch.ones(1, 1)).backward()
     optimizer.step()
-
-
-def test_sequential_forward_state_hook():
-    model = norse.SequentialState(
-        torch.nn.Linear(1, 10, bias=False),
-        HHRecurrent(10, 10), HH(), HH(), HH(),
-    )
-    spikes, states = [], []
-
-    def hook(module, inputs, output):
-        spikes.append(inputs[0])
-        states.append(inputs[1])
-
-    model.register_forward_state_hooks(hook)
-    data = torch.ones(10, 2, 8, 1)
-    _, s = model(data)
-    stacked = torch.stack(spikes).detach()
-    assert stacked.shape == (4, 10, 2, 8, 10) and stacked.max() > 0
-    assert len(states) == 4 and states[0] is None
-    spikes.clear()
-    states.clear()
-    model(data, s)
-    assert hasattr(states[0], "v")
-    model.remove_forward_state_hooks()
-    assert len(model.forward_state_hooks) == 0
-    model(data, s)
-    assert len(spikes) == 4
 
 
 def test_sequential_debug_hook_twice():
