@@ -37,12 +37,10 @@ INSTALL_HINT = "HH_PLUGIN_TEST_ENVS=all bash install.sh (or python3 tests/enviro
 
 
 def cache_dir() -> Path:
-    """hh_plugin's cache folder (the same rule as :func:`hh_plugin.torch.fused.cpp.cache_dir`)."""
-    env = os.environ.get("HH_PLUGIN_CACHE_DIR")
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "hh_plugin"
+    """hh_plugin's cache folder (:func:`hh_plugin.build_lock.cache_dir`)."""
+    from hh_plugin.build_lock import cache_dir as plugin_cache_dir
+
+    return plugin_cache_dir()
 
 
 # ---------------------------------------------------------------------------- triton
