@@ -165,7 +165,7 @@ def _results(spec, results) -> Optional[dict]:
             entry["traces"][var] = trace
         times = given_times.get(pop)
         if times is None and "V" in entry["traces"] and spec.populations[pop].spikes:
-            times = spike_times_from_trace(spec, pop, k, i, entry["traces"]["V"])
+            times = spike_times_from_trace(spec, pop, raster, entry["traces"]["V"])
         if times is not None:
             times = np.asarray(times, dtype=np.float64)
             if times.shape != k.shape:
@@ -177,29 +177,22 @@ def _results(spec, results) -> Optional[dict]:
     return {"steps": steps, "populations": out}
 
 
-def spike_times_from_trace(spec, population: str, steps, indices, V) -> Optional[np.ndarray]:
-    r"""Spike times (ms) of a population's spikes ``(steps, indices)`` from its recorded
-    ``V`` (``(T, size)``, after each step) and its initial state in ``spec``: the linear
-    interpolation of the threshold crossing (:mod:`hh_plugin.model.spike_times`). With a
-    soft reset the crossing uses :math:`V_{k+1}` before the reset; a hard reset loses it,
-    and then ``None`` is returned (no times stored)."""
-    from ..model.spike_times import crossing_times
+def spike_times_from_trace(spec, population: str, raster, V) -> Optional[np.ndarray]:
+    r"""Spike times (ms) of a population's spikes (``raster``, ``(T, size)``, in its
+    :func:`numpy.nonzero` order) from its recorded ``V`` (``(T, size)``, after each step)
+    and its initial state in ``spec``: the linear interpolation of the threshold crossing
+    (:func:`hh_plugin.model.spike_times.trace_crossing_times`). A hard reset loses
+    :math:`V_{k+1}`, and then ``None`` is returned (no times stored)."""
+    from ..model.spike_times import trace_crossing_times
 
     pop = spec.populations[population]
     p = pop.spec
-    V = np.asarray(V, dtype=np.float64)
-    V0 = np.broadcast_to(np.asarray(spec.initial_state(population)["V"], np.float64),
-                         V.shape[1:])
-    before = np.concatenate([V0[None], V[:-1]])
-    V_th = np.broadcast_to(np.asarray(getattr(p, pop.model.threshold), np.float64),
-                           V.shape[1:])
-    after = V[steps, indices]
-    if p.V_reset is not None:
-        if p.spk_reset != "soft":
-            return None
-        V_reset = np.broadcast_to(np.asarray(p.V_reset, np.float64), V.shape[1:])
-        after = after + (V_th - V_reset)[indices]
-    return crossing_times(steps, before[steps, indices], after, V_th[indices], spec.dt)
+    if p.V_reset is not None and p.spk_reset != "soft":
+        return None
+    _, times = trace_crossing_times(raster, V, spec.initial_state(population)["V"],
+                                    getattr(p, pop.model.threshold), spec.dt,
+                                    V_reset=p.V_reset)
+    return times
 
 
 def check_spike_times(times, steps, dt: float, where: str, error, path=None) -> None:

@@ -41,3 +41,29 @@ def crossing_times(step, V_before, V_after, V_th, dt: float, t0: float = 0.0) ->
     with np.errstate(divide="ignore", invalid="ignore"):
         theta = np.where(rise > 0, (np.asarray(V_th, dtype=np.float64) - before) / rise, 1.0)
     return t0 + (step + np.clip(theta, 0.0, 1.0)) * float(dt)
+
+
+def trace_crossing_times(z, V, V_initial, V_th, dt: float, t0: float = 0.0, V_reset=None):
+    r"""Each spike's step and time from a run's spikes and recorded potential (numpy).
+
+    ``z`` and ``V``: ``(T, ...)`` spikes and :math:`V` (mV) after each step;
+    ``V_initial``: :math:`V` before the first step, ``V_th`` and ``V_reset`` (a soft
+    reset's level, or ``None`` for no reset): broadcastable to ``V.shape[1:]``. With a soft
+    reset the recorded :math:`V` of a spiking step is :math:`V_{k+1} - (V_{th} - V_{reset})`,
+    and the crossing uses :math:`V_{k+1}` before the reset (a hard reset loses it: callers
+    refuse it). Returns ``(index, times)``: the ``(n_spikes, z.ndim)`` indices of
+    :func:`numpy.argwhere` (step, then neuron) and the times :func:`crossing_times` gives.
+    """
+    z = np.asarray(z)
+    V = np.asarray(V, dtype=np.float64)
+    cell = V.shape[1:]
+    before = np.concatenate([np.broadcast_to(np.asarray(V_initial, np.float64), cell)[None],
+                             V[:-1]])
+    V_th = np.broadcast_to(np.asarray(V_th, dtype=np.float64), cell)
+    after = V
+    if V_reset is not None:
+        after = V + (z > 0) * (V_th - np.broadcast_to(np.asarray(V_reset, np.float64), cell))
+    index = np.argwhere(z > 0)
+    where = tuple(index.T)
+    return index, crossing_times(index[:, 0], before[where], after[where],
+                                 V_th[tuple(index[:, 1:].T)], dt, t0)

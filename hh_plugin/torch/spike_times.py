@@ -12,7 +12,7 @@ from typing import Tuple
 import numpy as np
 import torch
 
-from ..model.spike_times import crossing_times
+from ..model.spike_times import trace_crossing_times
 from .functional.parameters import as_parameters
 
 
@@ -47,22 +47,14 @@ def spike_times(z: torch.Tensor, V: torch.Tensor, V_initial, p, dt: float,
     V_np = torch.as_tensor(V).detach().cpu().double().numpy()
     if z_np.shape != V_np.shape:
         raise ValueError(f"z {z_np.shape} and V {V_np.shape} must have the same (T, ...) shape")
-    V0 = torch.as_tensor(V_initial).detach().cpu().double().numpy()
-    before = np.concatenate([np.broadcast_to(V0, V_np.shape[1:])[None], V_np[:-1]])
-    after = V_np
-    V_th = np.broadcast_to(torch.as_tensor(getattr(p, model.threshold)).detach().cpu()
-                           .double().numpy(), V_np.shape[1:])
-    if p.V_reset is not None:
-        if p.spk_reset != "soft":
-            raise ValueError("sub-step spike times need the potential at the end of a "
-                             "spiking step, which a hard reset overwrites: use "
-                             "V_reset=None or spk_reset='soft'")
-        V_reset = np.broadcast_to(torch.as_tensor(p.V_reset).detach().cpu().double().numpy(),
-                                  V_np.shape[1:])
-        after = V_np + z_np * (V_th - V_reset)
-    index = np.argwhere(z_np > 0)
-    where = tuple(index.T)
-    neuron = tuple(index[:, 1:].T)
-    times = crossing_times(index[:, 0], before[where], after[where], V_th[neuron],
-                           float(dt) * 1e3, t0)
-    return index, times
+    if p.V_reset is not None and p.spk_reset != "soft":
+        raise ValueError("sub-step spike times need the potential at the end of a "
+                         "spiking step, which a hard reset overwrites: use "
+                         "V_reset=None or spk_reset='soft'")
+
+    def numpy(value):
+        return torch.as_tensor(value).detach().cpu().double().numpy()
+
+    return trace_crossing_times(
+        z_np, V_np, numpy(V_initial), numpy(getattr(p, model.threshold)), float(dt) * 1e3,
+        t0, V_reset=None if p.V_reset is None else numpy(p.V_reset))
