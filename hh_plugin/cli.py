@@ -390,12 +390,7 @@ def _cmd_run(args, outputs) -> int:
                 raise UsageError(f"--{name} applies to --backend torch (Brian2 computes in "
                                  f"float64 on the CPU)")
         options["target"] = args.target or "numpy"
-    record = None
-    if args.record:
-        record = tuple(name.strip() for item in args.record for name in item.split(",")
-                       if name.strip())
-        if not record:
-            raise UsageError("--record: give state variable names such as V")
+    record = _record_names(args)
     out = _Output(args.output, args.force, inputs=[args.case])
     outputs.append(out)
     case = _load(args.case)
@@ -428,6 +423,17 @@ def _cmd_run(args, outputs) -> int:
     return EXIT_OK
 
 
+def _record_names(args):
+    """``--record`` (repeatable, comma-separated) as a tuple of names, or ``None``."""
+    if not args.record:
+        return None
+    record = tuple(name.strip() for item in args.record for name in item.split(",")
+                   if name.strip())
+    if not record:
+        raise UsageError("--record: give state variable names such as V")
+    return record
+
+
 def _cmd_run_neuron(args, outputs) -> int:
     """``run --backend neuron``: a network file in NEURON, in one process or as every rank
     of ``mpirun`` (each rank reads the file; rank 0 reserves and writes the output)."""
@@ -439,12 +445,7 @@ def _cmd_run_neuron(args, outputs) -> int:
                              f"in float64 on the CPU)")
     if args.atol is not None and args.integration == "fixed":
         raise UsageError("--atol applies to --integration cvode")
-    record = None
-    if args.record:
-        record = tuple(name.strip() for item in args.record for name in item.split(",")
-                       if name.strip())
-        if not record:
-            raise UsageError("--record: give state variable names such as V")
+    record = _record_names(args)
     root = mpi.launcher_rank() == 0
     out = None
     if root:
