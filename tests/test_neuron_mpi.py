@@ -158,6 +158,42 @@ def test_cli_under_mpirun_writes_what_one_process_writes(mechanisms, network_fil
 
 
 @needs_mpi
+def test_three_processes_give_the_spikes_of_one(mechanisms, tmp_path):
+    """K = 3 with the fixed step: bit-identical to one process."""
+    from hh_plugin.neuron import run_network
+
+    script = tmp_path / "run.py"
+    script.write_text(SCRIPT)
+    _mpirun([sys.executable, str(script), "fixed", "1", str(tmp_path / "three.npz")], n=3)
+    three = np.load(tmp_path / "three.npz")
+    assert int(three["nhost"]) == 3
+    one = run_network(feed_forward(steps=STEPS), STEPS, integration=Integration.fixed(order=2))
+    for pop, (times, index) in one.spikes.items():
+        np.testing.assert_array_equal(three[f"{pop}_i"], index)
+        np.testing.assert_array_equal(three[f"{pop}_t"], times)
+
+
+@needs_mpi
+def test_a_rank_that_exits_first_does_not_take_the_others_down(tmp_path):
+    """Rank 0 leaves while ranks 1 and 2 are still tearing down: every rank finalises MPI
+    at exit, so MPICH's launcher does not kill the late ones (signal 9, intermittently
+    with 3 processes, every time in this arrangement before the fix)."""
+    script = tmp_path / "late_teardown.py"
+    script.write_text(textwrap.dedent(f"""
+        import atexit, time
+        def tear_down_slowly():  # registered first: runs after the plugin's exit handler
+            if rank != 0:
+                time.sleep(2)
+                open({str(tmp_path)!r} + f"/late.{{rank}}", "w").write("done")
+        atexit.register(tear_down_slowly)
+        from hh_plugin.neuron.mpi import parallel_context
+        rank = int(parallel_context().id())
+    """))
+    _mpirun([sys.executable, str(script)], n=3)
+    assert sorted(p.name for p in tmp_path.glob("late.*")) == ["late.1", "late.2"]
+
+
+@needs_mpi
 def test_rank_zero_may_work_on_after_the_others_are_done(tmp_path):
     """Every rank waits for the others at exit: rank 0 finishes writing (a rank that ended
     first used to take the job down with it)."""
@@ -173,3 +209,16 @@ def test_rank_zero_may_work_on_after_the_others_are_done(tmp_path):
     """))
     _mpirun([sys.executable, str(script)])
     assert (tmp_path / "late.txt").read_text() == "written"
+
+
+@needs_mpi
+def test_cobahh_example_runs_under_mpiexec_with_its_rasters(tmp_path):
+    """``mpiexec -n 2 python examples/neuron_cobahh.py``, at a size CI can afford: NEURON on
+    2 processes, Brian2 on rank 0, both rasters in one figure."""
+    figure = tmp_path / "rasters.png"
+    done = _mpirun([sys.executable, str(ROOT / "examples" / "neuron_cobahh.py"),
+                    "--n-exc", "40", "--n-inh", "10", "--p", "0.2", "--duration", "20",
+                    "--target", "numpy", "--output", str(figure)])
+    assert "NEURON (CVODE (atol 1e-06, rtol 0), 2 processes)" in done.stdout
+    assert "Brian2 (numpy)" in done.stdout and "first spike differing" in done.stdout
+    assert figure.stat().st_size > 10_000 and figure.read_bytes()[:4] == b"\x89PNG"

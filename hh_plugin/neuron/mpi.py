@@ -15,13 +15,15 @@ when this process was started by an MPI launcher (``mpirun``/``mpiexec``/``srun`
 from the variables they set); a process started alone runs as rank 0 of 1 without
 touching MPI. Launched by ``mpirun`` but without a library NEURON can load, it stops with
 an error naming what is missing (rather than run as ``K`` copies of rank 0). Every rank
-waits for the others when it exits (:func:`finish`), so rank 0 may go on working on the
-gathered results while the others are done.
+waits for the others when it exits and then finalises MPI (:func:`finish`), so rank 0 may
+go on working on the gathered results while the others are done, and no rank leaves the
+job without ``MPI_Finalize``.
 """
 
 from __future__ import annotations
 
 import atexit
+import ctypes
 import ctypes.util
 import os
 import shutil
@@ -101,13 +103,33 @@ def parallel_context():
 
 
 def finish() -> None:
-    """Wait until every rank gets here (``pc.barrier()``), where MPI runs.
+    """Wait until every rank gets here (``pc.barrier()``), then finalise MPI, where MPI runs.
 
-    Registered to run when each process exits: a rank that ends while another one still
-    works (rank 0 writing the gathered results) would otherwise take the whole job down
-    with it (seen with MPICH's ``mpiexec`` and NEURON 9.0.2: the others are killed)."""
+    Registered to run when each process exits:
+
+    - a rank that ends while another one still works (rank 0 writing the gathered
+      results) would otherwise take the whole job down with it (seen with MPICH's
+      ``mpiexec`` and NEURON 9.0.2: the others are killed);
+    - NEURON's Python module never calls ``MPI_Finalize`` (only ``h.quit()`` does, and it
+      ends the process on the spot). A rank whose interpreter finished first then left
+      the job unfinalised, and MPICH's launcher killed the ranks still tearing down
+      (signal 9, in about one run in three with 3 processes). So every rank finalises
+      MPI here, through the library NEURON loaded, once and after the barrier."""
     if _CONTEXT is not None and int(_CONTEXT.nhost()) > 1:
         _CONTEXT.barrier()
+        _finalize_mpi()
+
+
+def _finalize_mpi() -> None:
+    """``MPI_Finalize`` of the library NEURON loaded, unless MPI is finalised already."""
+    library = os.environ.get("MPI_LIB_NRN_PATH")
+    if not library:
+        return
+    mpi_lib = ctypes.CDLL(library)  # the loaded library again: dlopen returns its handle
+    finalized = ctypes.c_int(0)
+    mpi_lib.MPI_Finalized(ctypes.byref(finalized))
+    if not finalized.value:
+        mpi_lib.MPI_Finalize()
 
 
 def _launcher_size() -> int:
