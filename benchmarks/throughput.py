@@ -1,4 +1,5 @@
-"""Throughput of the torch backend's paths, with the peers in the same run.
+"""Throughput of the torch backend's paths, with the peers in the same run, and the
+fused kernel's roofline.
 
 Neuron-steps per second (N neurons x T steps / wall seconds) for the naive step loop,
 the torch.compile'd loop and the fused C++ kernel, float32 and float64, forward only and
@@ -7,10 +8,17 @@ saved for backward, counted with ``torch.autograd.graph.saved_tensors_hooks``; t
 naive and compiled rows include every intermediate of every step). Peers, where
 installed: Brian2 C++ standalone of the plugin's own ``neuron_group`` (float64, the same
 dt and steps, Brian2's own simulation timer) and ``brainpy.state.HH`` jitted over the
-time loop. Timings are the best of ``--repeats`` runs after a warm-up (compilation is not
-timed). On a shared machine the load changes between rows, so the fused float32 forward
-and the brainpy peer are also timed alternately, round by round (last table: best of
-each, and the median and lowest of the per-round ratios). This is a benchmark, not a test.
+time loop, forward and ``jax.grad`` of it (:mod:`jax_peer`, in its own process: this
+Python, or ``--peer-python``/``$HH_PLUGIN_PEER_PYTHON`` for an environment with brainpy).
+Timings are the best of ``--repeats`` runs after a warm-up (compilation is not timed). On a
+shared machine the load changes between rows, so the fused float32 kernel and the brainpy
+peer are also timed alternately, round by round, forward and forward+backward (last table:
+best of each, and the median and lowest of the per-round ratios).
+
+The roofline table (:mod:`hh_plugin.torch.fused.roofline`): per model and dtype, the
+operations of one step counted in the generated code, their costs measured on this CPU,
+the resulting limit per core, and the fused forward on one thread against it (cycles per
+neuron-step at the measured clock, fraction of the limit). This is a benchmark, not a test.
 
     python benchmarks/throughput.py            # N = 1e3, 1e4, 1e5, T = 1000
     python benchmarks/throughput.py --quick    # N = 1e3, 1e4, T = 200, fewer repeats
@@ -19,6 +27,7 @@ each, and the median and lowest of the per-round ratios). This is a benchmark, n
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -48,9 +57,14 @@ def parse_args(argv=None):
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     ap.add_argument("--no-peers", action="store_true")
+    ap.add_argument("--no-roofline", action="store_true",
+                    help="skip the roofline table (operation counts and costs per model)")
     ap.add_argument("--max-naive-backward", type=float, default=2e7,
                     help="skip naive/compiled fwd+bwd above this many neuron-steps (memory)")
     ap.add_argument("--checkpoint", default="sqrt", help="fused backward checkpoint interval")
+    ap.add_argument("--peer-python", default=None,
+                    help="Python with brainpy for the reference-model peer (default: "
+                         "$HH_PLUGIN_PEER_PYTHON, else this Python)")
     ap.add_argument("--interleaved-rounds", type=int, default=None,
                     help="rounds of the alternating fused/brainpy forward comparison "
                          "(default: 2x repeats; 0 skips it)")
@@ -142,75 +156,108 @@ def brian2_row(N, T, threads):
                 "fwd": None, "note": f"unavailable ({exc.__class__.__name__}: {exc})"[:120]}
 
 
-def brainpy_callable(N, T):
-    """``(call, None)``: one jitted run of brainpy.state.HH over T steps; or ``(None, why)``."""
-    try:
-        import brainpy  # noqa: F401
-        import brainstate
-        import brainunit as u
-        import jax
-        from brainpy.state import HH as BHH
-    except Exception as exc:  # noqa: BLE001
-        return None, f"not installed ({exc.__class__.__name__})"
-    try:
-        brainstate.environ.set(dt=DT_MS * u.ms)
-        neu = BHH(N)
-        brainstate.nn.init_all_states(neu)
-        I = jax.numpy.full((T, N), 10.0, dtype=jax.numpy.float32) * u.uA
-
-        @brainstate.transform.jit
-        def sim(I):
-            return brainstate.transform.for_loop(lambda x: neu.update(x), I)
-
-        def call():
-            jax.block_until_ready(sim(I))
-
-        call()  # compile
-        return call, None
-    except Exception as exc:  # noqa: BLE001
-        return None, f"failed ({exc.__class__.__name__}: {exc})"[:120]
+class PeerUnavailable(RuntimeError):
+    """The JAX peer could not start (brainpy not installed in its Python, or it failed)."""
 
 
-def brainpy_row(N, T, repeats):
+class JaxPeer:
+    """``brainpy.state.HH`` jitted, in its own process (``benchmarks/jax_peer.py``, run by
+    ``python``): :meth:`time_once` times one call there, so that its rounds can alternate
+    with the plugin's in this process."""
+
+    def __init__(self, python: str, N: int, T: int, mode: str):
+        import subprocess
+
+        self._log = tempfile.TemporaryFile(mode="w+")
+        script = Path(__file__).resolve().with_name("jax_peer.py")
+        try:
+            self._proc = subprocess.Popen([python, str(script), str(N), str(T), mode],
+                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                          stderr=self._log, text=True)
+        except OSError as exc:
+            raise PeerUnavailable(f"cannot start {python}: {exc}") from exc
+        if self._proc.stdout.readline().strip() != "ready":
+            self._proc.wait(timeout=60)
+            self._log.seek(0)
+            last = [line for line in self._log.read().splitlines() if line.strip()][-1:]
+            raise PeerUnavailable(f"{python}: {last[0] if last else 'no output'}"[:160])
+        self.versions = json.loads(self._proc.stdout.readline())
+
+    def time_once(self) -> float:
+        self._proc.stdin.write("run\n")
+        self._proc.stdin.flush()
+        return float(self._proc.stdout.readline())
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.stdin.write("quit\n")
+            self._proc.stdin.close()
+            self._proc.wait(timeout=60)
+        self._log.close()
+
+
+def peer_python(args) -> str:
+    return args.peer_python or os.environ.get("HH_PLUGIN_PEER_PYTHON") or sys.executable
+
+
+def brainpy_row(args, N, T, repeats):
+    """The reference model's forward and forward+backward, best of ``repeats``."""
     row = {"path": "brainpy.state.HH (jit)", "N": N, "T": T, "dtype": "float32", "fwd": None}
-    call, why = brainpy_callable(N, T)
-    if call is None:
-        row["note"] = why
-        return row
-    row["fwd"] = N * T / best_of(call, repeats)
+    for mode, key in (("fwd", "fwd"), ("fwdbwd", "fwdbwd")):
+        try:
+            peer = JaxPeer(peer_python(args), N, T, mode)
+        except PeerUnavailable as exc:
+            row["note"] = f"not available: {exc}"
+            return row
+        try:
+            row[key] = N * T / min(peer.time_once() for _ in range(repeats))
+            row["note"] = "jax " + peer.versions["jax"] + ", brainpy " + peer.versions["brainpy"]
+        finally:
+            peer.close()
     return row
 
 
-def fused_forward_callable(N, T):
+def fused_callable(N, T, backward=False):
+    """One fused float32 run (forward, or forward and backward of the same loss as the
+    peer's: all spikes plus 1e-3 times the final V)."""
     p = as_parameters(HHSpec()).to(dtype=torch.float32)
-    g = torch.Generator().manual_seed(0)
-    I = 5.0 + 15.0 * torch.rand(T, N, generator=g, dtype=torch.float32)
+    I = torch.full((T, N), 10.0, dtype=torch.float32, requires_grad=backward)
     s0 = initial_state(p, (N,), V=-65.0, dtype=torch.float32)
 
-    def call():
+    def forward():
         with torch.no_grad():
             hh_sequence(I, s0, p, DT_MS * 1e-3, path="fused_cpp")
 
-    return call
+    def forward_backward():
+        z, state = hh_sequence(I, s0, p, DT_MS * 1e-3, path="fused_cpp")
+        (z.sum() + 1e-3 * state.V.sum()).backward()
+        I.grad = None
+
+    return forward_backward if backward else forward
 
 
-def interleaved(N, T, rounds):
-    """Fused float32 forward and brainpy, timed alternately (same minutes, same load):
-    best of each and the median of the per-round ratios. ``None`` without brainpy."""
-    peer, why = brainpy_callable(N, T)
-    if peer is None:
-        print(f"   interleaved comparison skipped: brainpy {why}", flush=True)
+def interleaved(args, N, T, rounds, mode="fwd"):
+    """Fused float32 and brainpy (``mode`` fwd or fwdbwd), timed alternately (same
+    minutes, same load): best of each and the median of the per-round ratios. ``None``
+    without the peer."""
+    try:
+        peer = JaxPeer(peer_python(args), N, T, mode)
+    except PeerUnavailable as exc:
+        print(f"   interleaved comparison skipped: {exc}", flush=True)
         return None
-    fused = fused_forward_callable(N, T)
+    fused = fused_callable(N, T, backward=mode == "fwdbwd")
     fused()
     times = {"fused": [], "brainpy": []}
-    for _ in range(rounds):
-        for name, fn in (("fused", fused), ("brainpy", peer)):
+    try:
+        for _ in range(rounds):
             t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
+            fused()
+            times["fused"].append(time.perf_counter() - t0)
+            times["brainpy"].append(peer.time_once())
+    finally:
+        peer.close()
     ratios = sorted(b / f for f, b in zip(times["fused"], times["brainpy"]))
-    row = {"N": N, "T": T, "fused": N * T / min(times["fused"]),
+    row = {"N": N, "T": T, "mode": mode, "fused": N * T / min(times["fused"]),
            "brainpy": N * T / min(times["brainpy"]),
            "median_ratio": ratios[len(ratios) // 2], "min_ratio": ratios[0],
            "load": " ".join(f"{x:.1f}" for x in os.getloadavg())}
@@ -219,8 +266,67 @@ def interleaved(N, T, rounds):
     return row
 
 
-def fmt(x):
-    return "-" if x is None else f"{x:.2e}"
+def roofline_rows(args, N, T, repeats):
+    """Per model and dtype: the operations of a step, the limit per core from the measured
+    operation costs (:mod:`hh_plugin.torch.fused.roofline`), and the fused forward on one
+    thread against it (cycles per neuron-step at the measured clock)."""
+    from family_throughput import MODELS
+
+    from hh_plugin.torch.fused import roofline
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    rows = []
+    try:
+        hz = roofline.clock_hz(iterations=2_000_000, rounds=10)
+        for dtype in args.dtypes:
+            seconds = roofline.measure_throughputs(dtype)
+            for model, (low, high) in MODELS:
+                counts = roofline.operation_counts(model)
+                limit = roofline.limit(counts, seconds)
+                p = as_parameters(HHSpec(model=model)).to(dtype=getattr(torch, dtype))
+                I = torch.full((T, N), (low + high) / 2, dtype=getattr(torch, dtype))
+                s0 = initial_state(p, (N,), V=-65.0, dtype=getattr(torch, dtype))
+                with torch.no_grad():
+                    t = best_of(lambda: hh_sequence(I, s0, p, DT_MS * 1e-3,
+                                                    path="fused_cpp"), repeats)
+                achieved = N * T / t
+                row = {"model": model.name, "dtype": dtype, "counts": counts,
+                       "limit": limit, "achieved": achieved, "fraction": achieved / limit,
+                       "cycles": hz / achieved if hz else None,
+                       "cycles_limit": hz / limit if hz else None,
+                       "op_cycles": {k: v * hz for k, v in seconds.items()} if hz else None}
+                rows.append(row)
+                print("  ", row, flush=True)
+    finally:
+        torch.set_num_threads(threads)
+    return rows, hz
+
+
+def print_roofline(rows, hz):
+    print()
+    print(f"Roofline of the fused forward step, one core (clock measured: "
+          f"{'-' if not hz else f'{hz / 1e9:.2f} GHz'}; operation costs measured in "
+          f"vectorised loops with the kernel's flags and math):")
+    for dtype in dict.fromkeys(r["dtype"] for r in rows):
+        ops = next(r["op_cycles"] for r in rows if r["dtype"] == dtype)
+        if ops:
+            print(f"  {dtype}: cycles per element: " +
+                  ", ".join(f"{k} {v:.3f}" for k, v in ops.items()))
+    print("| model | dtype | exp | expm1 | exprel | div | fma | limit neuron-steps/s/core "
+          "| achieved (1 thread) | cycles/neuron-step achieved | at the limit "
+          "| fraction of the limit |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        c = r["counts"]
+        print(f"| {r['model']} | {r['dtype']} | {c['exp']} | {c['expm1']} | {c['exprel']} | "
+              f"{c['div']} | {c['fma']} | {r['limit']:.2e} | {r['achieved']:.2e} | "
+              f"{fmt(r['cycles'], '.1f')} | {fmt(r['cycles_limit'], '.1f')} | "
+              f"{r['fraction']:.0%} |")
+
+
+def fmt(x, spec=".2e"):
+    return "-" if x is None else format(x, spec)
 
 
 def machine():
@@ -243,19 +349,24 @@ def main(argv=None):
     repeats = args.repeats or (1 if args.quick else 3)
     print(f"machine: {machine()}; T = {T}, dt = {DT_MS} ms", flush=True)
     rows, pairs = [], []
+    roof = None
+    if not args.no_roofline:
+        print("roofline (one thread)", flush=True)
+        roof = roofline_rows(args, 10_000 if not args.quick else 2_000, T, repeats)
     for N in sizes:
         for name in args.dtypes:
             print(f"N={N} {name}", flush=True)
             rows += torch_rows(args, N, T, getattr(torch, name), repeats)
         if not args.no_peers:
             rows.append(brian2_row(N, T, torch.get_num_threads()))
-            rows.append(brainpy_row(N, T, repeats))
+            rows.append(brainpy_row(args, N, T, repeats))
             print("  ", rows[-2], "\n  ", rows[-1], flush=True)
             n_rounds = 2 * repeats if args.interleaved_rounds is None else args.interleaved_rounds
             if n_rounds > 0 and "fused_cpp" in args.paths:
-                pair = interleaved(N, T, n_rounds)
-                if pair is not None:
-                    pairs.append(pair)
+                for mode in ("fwd", "fwdbwd"):
+                    pair = interleaved(args, N, T, n_rounds, mode)
+                    if pair is not None:
+                        pairs.append(pair)
     # ratios: fused forward against the peers at the same N (fused float32 row)
     print()
     print("| N | dtype | path | fwd neuron-steps/s | fwd+bwd neuron-steps/s | saved for bwd (MB) "
@@ -270,14 +381,18 @@ def main(argv=None):
         print(f"| {r['N']:.0e} | {r['dtype']} | {r['path']} | {fmt(r.get('fwd'))} | "
               f"{fmt(r.get('fwdbwd'))} | {'-' if saved is None else f'{saved:.1f}'} | "
               f"{'-' if ratio is None else f'{ratio:.1f}x'} | {r.get('note', '')} |")
+    if roof is not None:
+        print_roofline(*roof)
     if pairs:
         print()
-        print("Fused float32 forward against brainpy.state.HH (jit), timed alternately:")
-        print("| N | T | fused fwd neuron-steps/s | brainpy fwd neuron-steps/s | best / best "
+        print("Fused float32 against brainpy.state.HH (jit), timed alternately "
+              "(fwd+bwd: jax.grad of the jitted loop):")
+        print("| N | T | pass | fused neuron-steps/s | brainpy neuron-steps/s | best / best "
               "| median of per-round ratios | lowest round | load average during |")
-        print("|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|")
         for r in pairs:
-            print(f"| {r['N']:.0e} | {r['T']} | {r['fused']:.2e} | {r['brainpy']:.2e} | "
+            print(f"| {r['N']:.0e} | {r['T']} | {r['mode']} | {r['fused']:.2e} | "
+                  f"{r['brainpy']:.2e} | "
                   f"{r['best_ratio']:.2f}x | {r['median_ratio']:.2f}x | {r['min_ratio']:.2f}x | "
                   f"{r['load']} |")
     return rows

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import platform
 import subprocess
+import sys
 import time
 
 
@@ -21,16 +22,33 @@ def best_of(fn, repeats: int) -> float:
 
 
 def cpu_model() -> str:
-    """``lscpu``'s model name and CPU family (machines that report the same name differ:
+    """``lscpu``'s model name, CPU family and model number (machines that report the same name differ:
     a Zen 4 and a Zen 5 EPYC are both "AMD EPYC"), or the platform's processor string."""
     model = platform.processor() or platform.machine() or "unknown CPU"
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
     except (OSError, subprocess.SubprocessError):
         return model
-    for line in out.splitlines():
-        if line.startswith("Model name"):
-            model = line.split(":", 1)[1].strip()
-        if line.startswith("CPU family"):
-            model += f" (family {line.split(':', 1)[1].strip()})"
+    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    model = fields.get("Model name", model)
+    if "CPU family" in fields:
+        model += f" (family {fields['CPU family']}" + \
+            (f" model {fields['Model']})" if "Model" in fields else ")")
     return model
+
+
+def serve_timings(call, info: dict) -> None:
+    """The timing-peer protocol (:mod:`jax_peer`, :mod:`kernel_variants`): print ``ready``
+    and ``info`` as JSON, then for each ``run`` line on standard input time one ``call()``
+    and print its wall seconds; ``quit`` or the end of input ends it."""
+    import json
+
+    print("ready", flush=True)
+    print(json.dumps(info), flush=True)
+    for line in sys.stdin:
+        if line.strip() == "quit":
+            break
+        t0 = time.perf_counter()
+        call()
+        print(f"{time.perf_counter() - t0:.9f}", flush=True)

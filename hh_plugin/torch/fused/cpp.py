@@ -71,6 +71,10 @@ def _cpu_flags() -> str:
     return platform.processor() or platform.machine()
 
 
+#: Values of ``$HH_PLUGIN_VECTOR_WIDTH`` (bits; GCC's ``-mprefer-vector-width``).
+VECTOR_WIDTHS = ("128", "256", "512")
+
+
 def compile_flags() -> list:
     """Compiler flags of the CPU kernel (native code for this CPU; no -ffast-math).
 
@@ -80,8 +84,14 @@ def compile_flags() -> list:
     flags = ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
     if platform.machine() in ("x86_64", "AMD64"):
         flags.append("-march=native")
-        if " avx512f" in " " + _cpu_flags():
-            flags.append("-mprefer-vector-width=512")
+        width = os.environ.get("HH_PLUGIN_VECTOR_WIDTH")
+        if width is not None and width not in VECTOR_WIDTHS:
+            raise ValueError(f"HH_PLUGIN_VECTOR_WIDTH={width!r}: expected one of "
+                             f"{', '.join(VECTOR_WIDTHS)} (bits)")
+        if width is None and " avx512f" in " " + _cpu_flags():
+            width = "512"
+        if width is not None:
+            flags.append(f"-mprefer-vector-width={width}")
     elif platform.machine() in ("aarch64", "arm64"):
         flags.append("-mcpu=native")
     if os.environ.get("HH_PLUGIN_INLINE_EXP"):
