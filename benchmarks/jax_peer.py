@@ -6,7 +6,7 @@ Protocol, one line each way: started as ``python jax_peer.py N T MODE`` (MODE ``
 jitted loop; ``fwdbwd``: ``jax.grad`` of :math:`\\sum_t \\sum_i z_{t,i} + 10^{-3} \\sum_i
 V_{T,i}` with respect to the input, jitted), it compiles and warms up, prints ``ready``
 and a JSON line of versions; then each line ``run`` on standard input times one call and
-prints its wall seconds; ``quit`` (or the end of input) ends it. Float32, dt = 0.01 ms,
+prints its wall and CPU seconds; ``quit`` (or the end of input) ends it. Float32, dt = 0.01 ms,
 a constant 10 uA input, as :mod:`throughput`'s fused rows.
 
 Used by :mod:`throughput` (``--peer-python``); can be run by hand to check an

@@ -76,10 +76,12 @@ class Server:
             raise RuntimeError(lines[-1] if lines else "no output")
         self.info = json.loads(self.proc.stdout.readline())
 
-    def time_once(self) -> float:
+    def time_once(self) -> tuple:
+        """``(wall seconds, CPU seconds)`` of one call."""
         self.proc.stdin.write("run\n")
         self.proc.stdin.flush()
-        return float(self.proc.stdout.readline())
+        wall, cpu = self.proc.stdout.readline().split()
+        return float(wall), float(cpu)
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -138,18 +140,25 @@ def main(argv=None) -> int:
             server.close()
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"\n{cpu_model()}; N = {N}, T = {args.T}, {args.mode}, float32; "
-          f"{args.rounds} alternating rounds; load average after: {load}\n")
-    print("| variant | best neuron-steps/s | median | best / peer's best "
-          "| median of per-round ratios to the peer |")
-    print("|---|---|---|---|---|")
+          f"{args.rounds} alternating rounds; load average after: {load}")
+    print("Wall: neuron-steps per wall second. CPU: per CPU second of the process (all its "
+          "threads), which time spent waiting for a core does not inflate.\n")
+    print("| variant | best wall neuron-steps/s | median wall | best / peer's best (wall) "
+          "| median of per-round ratios (wall) | best per CPU second | per CPU s / peer's |")
+    print("|---|---|---|---|---|---|---|")
+    work = N * args.T
     for name, ts in times.items():
-        best, median = N * args.T / min(ts), N * args.T / sorted(ts)[len(ts) // 2]
+        walls, cpus = [t[0] for t in ts], [t[1] for t in ts]
+        best, median = work / min(walls), work / sorted(walls)[len(walls) // 2]
+        per_cpu = work / min(cpus)
         if peer in times and name != peer:
-            ratios = sorted(b / f for f, b in zip(ts, times[peer]))
-            vs = f"{min(times[peer]) / min(ts):.2f}x | {ratios[len(ratios) // 2]:.2f}x"
+            peer_walls = [t[0] for t in times[peer]]
+            ratios = sorted(b / f for f, b in zip(walls, peer_walls))
+            vs = f"{min(peer_walls) / min(walls):.2f}x | {ratios[len(ratios) // 2]:.2f}x"
+            vs_cpu = f"{min(t[1] for t in times[peer]) / min(cpus):.2f}x"
         else:
-            vs = "- | -"
-        print(f"| {name} | {best:.3e} | {median:.3e} | {vs} |")
+            vs, vs_cpu = "- | -", "-"
+        print(f"| {name} | {best:.3e} | {median:.3e} | {vs} | {per_cpu:.3e} | {vs_cpu} |")
     return 0
 
 

@@ -186,7 +186,7 @@ class JaxPeer:
     def time_once(self) -> float:
         self._proc.stdin.write("run\n")
         self._proc.stdin.flush()
-        return float(self._proc.stdout.readline())
+        return float(self._proc.stdout.readline().split()[0])  # wall seconds
 
     def close(self) -> None:
         if self._proc.poll() is None:

@@ -41,7 +41,9 @@ def cpu_model() -> str:
 def serve_timings(call, info: dict) -> None:
     """The timing-peer protocol (:mod:`jax_peer`, :mod:`kernel_variants`): print ``ready``
     and ``info`` as JSON, then for each ``run`` line on standard input time one ``call()``
-    and print its wall seconds; ``quit`` or the end of input ends it."""
+    and print its wall seconds and the CPU seconds of this process (all its threads; time
+    the process spent waiting for a core is not in it, so it stays meaningful on a busy
+    machine); ``quit`` or the end of input ends it."""
     import json
 
     print("ready", flush=True)
@@ -49,6 +51,6 @@ def serve_timings(call, info: dict) -> None:
     for line in sys.stdin:
         if line.strip() == "quit":
             break
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         call()
-        print(f"{time.perf_counter() - t0:.9f}", flush=True)
+        print(f"{time.perf_counter() - t0:.9f} {time.process_time() - c0:.9f}", flush=True)
