@@ -18,18 +18,15 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from timing import cpu_model, serve_timings  # noqa: E402
+from timing import TimingServer, cpu_model, serve_timings  # noqa: E402
 
 DT_S = 1e-5
 
@@ -62,35 +59,6 @@ def serve(N: int, T: int, mode: str, threads: int) -> None:
     serve_timings(call, {"flags": " ".join(compile_flags()), "threads": threads})
 
 
-class Server:
-    """A timing process (a kernel variant or the JAX peer)."""
-
-    def __init__(self, command, env=None):
-        self._log = tempfile.TemporaryFile(mode="w+")
-        self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self._log, text=True, env=env)
-        if self.proc.stdout.readline().strip() != "ready":
-            self.proc.wait(timeout=120)
-            self._log.seek(0)
-            lines = [line for line in self._log.read().splitlines() if line.strip()]
-            raise RuntimeError(lines[-1] if lines else "no output")
-        self.info = json.loads(self.proc.stdout.readline())
-
-    def time_once(self) -> tuple:
-        """``(wall seconds, CPU seconds)`` of one call."""
-        self.proc.stdin.write("run\n")
-        self.proc.stdin.flush()
-        wall, cpu = self.proc.stdout.readline().split()
-        return float(wall), float(cpu)
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.stdin.write("quit\n")
-            self.proc.stdin.close()
-            self.proc.wait(timeout=60)
-        self._log.close()
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--N", type=float, default=1e4)
@@ -119,14 +87,14 @@ def main(argv=None) -> int:
             env["HH_PLUGIN_INLINE_EXP"] = "1"
         name = f"width {width}, {exp} exp, {threads} thread{'s' if threads > 1 else ''}"
         print(f"starting {name} (builds the kernel on first use)", flush=True)
-        servers[name] = Server([sys.executable, __file__, "--serve", "--N", str(N), "--T",
+        servers[name] = TimingServer([sys.executable, __file__, "--serve", "--N", str(N), "--T",
                                 str(args.T), "--mode", args.mode, "--threads", str(threads)],
                                env)
     peer_python = args.peer_python or os.environ.get("HH_PLUGIN_PEER_PYTHON")
     peer = "brainpy.state.HH (jit, all cores)"
     if peer_python:
         try:
-            servers[peer] = Server([peer_python, str(HERE / "jax_peer.py"), str(N),
+            servers[peer] = TimingServer([peer_python, str(HERE / "jax_peer.py"), str(N),
                                     str(args.T), args.mode])
         except RuntimeError as exc:
             print(f"no peer: {exc}", flush=True)

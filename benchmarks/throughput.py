@@ -27,7 +27,6 @@ neuron-step at the measured clock, fraction of the limit). This is a benchmark, 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -42,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hh_plugin import HHSpec  # noqa: E402
 from hh_plugin.torch.functional.parameters import as_parameters, initial_state  # noqa: E402
 from hh_plugin.torch.fused import hh_sequence  # noqa: E402
-from timing import best_of, cpu_model  # noqa: E402  (benchmarks/timing.py)
+from timing import TimingServer, best_of, cpu_model  # noqa: E402  (benchmarks/timing.py)
 
 DT_MS = 0.01
 
@@ -162,38 +161,22 @@ class PeerUnavailable(RuntimeError):
 
 class JaxPeer:
     """``brainpy.state.HH`` jitted, in its own process (``benchmarks/jax_peer.py``, run by
-    ``python``): :meth:`time_once` times one call there, so that its rounds can alternate
-    with the plugin's in this process."""
+    ``python``): :meth:`time_once` times one call there (wall seconds), so that its rounds
+    can alternate with the plugin's in this process."""
 
     def __init__(self, python: str, N: int, T: int, mode: str):
-        import subprocess
-
-        self._log = tempfile.TemporaryFile(mode="w+")
         script = Path(__file__).resolve().with_name("jax_peer.py")
         try:
-            self._proc = subprocess.Popen([python, str(script), str(N), str(T), mode],
-                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                          stderr=self._log, text=True)
-        except OSError as exc:
-            raise PeerUnavailable(f"cannot start {python}: {exc}") from exc
-        if self._proc.stdout.readline().strip() != "ready":
-            self._proc.wait(timeout=60)
-            self._log.seek(0)
-            last = [line for line in self._log.read().splitlines() if line.strip()][-1:]
-            raise PeerUnavailable(f"{python}: {last[0] if last else 'no output'}"[:160])
-        self.versions = json.loads(self._proc.stdout.readline())
+            self._server = TimingServer([python, str(script), str(N), str(T), mode])
+        except (OSError, RuntimeError) as exc:
+            raise PeerUnavailable(f"{python}: {exc}"[:160]) from exc
+        self.versions = self._server.info
 
     def time_once(self) -> float:
-        self._proc.stdin.write("run\n")
-        self._proc.stdin.flush()
-        return float(self._proc.stdout.readline().split()[0])  # wall seconds
+        return self._server.time_once()[0]
 
     def close(self) -> None:
-        if self._proc.poll() is None:
-            self._proc.stdin.write("quit\n")
-            self._proc.stdin.close()
-            self._proc.wait(timeout=60)
-        self._log.close()
+        self._server.close()
 
 
 def peer_python(args) -> str:

@@ -54,3 +54,36 @@ def serve_timings(call, info: dict) -> None:
         t0, c0 = time.perf_counter(), time.process_time()
         call()
         print(f"{time.perf_counter() - t0:.9f} {time.process_time() - c0:.9f}", flush=True)
+
+
+class TimingServer:
+    """A process serving timings with :func:`serve_timings` (a kernel variant, the JAX
+    peer); :class:`RuntimeError` with its last line of stderr if it does not start."""
+
+    def __init__(self, command, env=None):
+        import json
+        import tempfile
+
+        self._log = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self._log, text=True, env=env)
+        if self.proc.stdout.readline().strip() != "ready":
+            self.proc.wait(timeout=120)
+            self._log.seek(0)
+            lines = [line for line in self._log.read().splitlines() if line.strip()]
+            raise RuntimeError(lines[-1] if lines else "no output")
+        self.info = json.loads(self.proc.stdout.readline())
+
+    def time_once(self) -> tuple:
+        """``(wall seconds, CPU seconds)`` of one call."""
+        self.proc.stdin.write("run\n")
+        self.proc.stdin.flush()
+        wall, cpu = self.proc.stdout.readline().split()
+        return float(wall), float(cpu)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.close()
+            self.proc.wait(timeout=60)
+        self._log.close()
