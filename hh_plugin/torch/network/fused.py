@@ -9,8 +9,8 @@ The schedule is the same as the naive loop's (:mod:`.module`), step by step:
 
 1. for each population in ``spec.order``: add the ring-buffer slot of this step to its
    synaptic variables (and clear the slot), sum the synaptic currents and conductances,
-   update every neuron (a ``#pragma omp simd`` loop, OpenMP threads over neurons for
-   large populations), let the synaptic variables decay, collect the spiking neurons;
+   update every neuron (a ``#pragma omp simd`` loop; OpenMP threads over neurons, one
+   per 32,768 neurons of the population, at most ``torch.get_num_threads()``), let the synaptic variables decay, collect the spiking neurons;
 2. deliver the spikes *event by event*: for each spiking source neuron, its synapses
    (compressed rows by source) add their weights into the target's ring buffer at slot
    :math:`(k + d) \bmod L` (:math:`L` = the longest delay into the target + 1); spike
@@ -86,12 +86,19 @@ MODEL_CASES
   }
 }
 
+constexpr int64_t NEURONS_PER_THREAD = 32768;
+
 template <typename T>
 void step_population(int64_t model, int64_t reset, int64_t n, T* const* S, const T* const* P,
                      const T* I, const T* G, const T* J, T* Z, T* H, T dt) {
   const int64_t chunk = 256;
   const int64_t nchunks = (n + chunk - 1) / chunk;
-#pragma omp parallel for schedule(static) if (nchunks > 1)
+  // One thread per NEURONS_PER_THREAD neurons, at most torch's intra-op threads: every
+  // step ends at a barrier, and below that much work per step the threads' waiting costs
+  // more than they gain (docs/performance.md, "Threads of the network kernel").
+  const int64_t threads = std::min<int64_t>(at::get_num_threads(),
+                                            std::max<int64_t>(1, n / NEURONS_PER_THREAD));
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
   for (int64_t c = 0; c < nchunks; ++c) {
     const int64_t i0 = c * chunk, i1 = std::min(n, i0 + chunk);
     if (reset == 0) step_dispatch<T, 0>(model, i0, i1, S, P, I, G, J, Z, H, dt);
