@@ -15,7 +15,10 @@ original as :math:`N` grows. One network per size (seed 0), run for ``--duration
 
 each in its own process, so that its peak resident memory (``wait4``'s ``ru_maxrss``,
 children included) is its own. Printed per size and backend: wall time of the simulation
-(Brian2: its own simulation timer; torch: the module call, kernel built beforehand),
+(Brian2: its own simulation timer; torch: the module call, kernel built beforehand), its
+CPU time (torch: the process's during the call; Brian2: the binary's second run, start-up
+and result files included; on a busy machine the CPU time is the fairer measure, since
+time spent waiting for a core is not in it),
 real-time factor (wall / simulated time), spikes, synaptic events (each spike times its
 source's out-degree), time per synaptic event (the whole wall time divided by the events:
 neuron updates included), peak memory and memory per synapse (the slope of peak memory
@@ -31,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -97,9 +101,9 @@ def run_one(backend: str, n: int, duration: float, threads: int, directory: str)
         module = NetworkModule(spec, dtype=dtype)
         with torch.no_grad():
             module(steps=10, path="fused")  # builds or loads the kernel
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             spikes = module(steps=steps, path="fused").spikes["P"]
-            wall = time.perf_counter() - t0
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         per_neuron = spikes.sum(0).to(torch.float64).numpy()
     elif backend == "brian2_cpp_standalone":
         import brian2
@@ -113,8 +117,12 @@ def run_one(backend: str, n: int, duration: float, threads: int, directory: str)
             brian2.defaultclock.dt = spec.dt * ms
             net = build_network(spec, steps, record=())
             net.run()
-            timings = session.build(with_output=False)
+            session.build(with_output=False)  # compiles and runs once
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            timings = session.run(with_output=False)  # the binary again, its CPU time measured
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
             wall = timings["simulation"]
+            cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
             indices = np.asarray(net.spike_monitors["P"].i[:])
         per_neuron = np.bincount(indices, minlength=n).astype(float)
     else:
@@ -122,7 +130,7 @@ def run_one(backend: str, n: int, duration: float, threads: int, directory: str)
     spikes_total = int(per_neuron.sum())
     events = float((per_neuron * degree).sum())
     return {"backend": backend, "N": n, "synapses": synapses, "steps": steps,
-            "wall_s": wall, "spikes": spikes_total, "events": events,
+            "wall_s": wall, "cpu_s": cpu, "spikes": spikes_total, "events": events,
             "rate_hz": spikes_total / n / (duration * 1e-3)}
 
 
@@ -144,24 +152,26 @@ def measure(backend: str, n: int, duration: float, threads: int) -> dict:
 
 
 def table(rows, duration) -> str:
-    lines = ["| N | synapses | backend | wall (s) | real-time factor | spikes | rate (Hz) "
-             "| synaptic events | ns per event | peak memory (MB) | bytes per synapse "
-             "| torch float32 ahead by |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| N | synapses | backend | wall (s) | CPU (s) | real-time factor | spikes "
+             "| rate (Hz) | synaptic events | ns per event | peak memory (MB) "
+             "| bytes per synapse | torch float32 ahead by (wall; CPU) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     smallest = {}
     for r in rows:
         if "failed" in r:
             lines.append(f"| {r['N']} | - | {r['backend']} | failed ({r['failed']}) "
-                         "| - | - | - | - | - | - | - | - |")
+                         "| - | - | - | - | - | - | - | - | - |")
             continue
         base = smallest.setdefault(r["backend"], r)
         per_syn = "-" if base is r else \
             f"{(r['peak_MB'] - base['peak_MB']) * 2**20 / (r['synapses'] - base['synapses']):.0f}"
         t32 = next((x for x in rows if x["N"] == r["N"] and x["backend"] == "torch_float32"
                     and "failed" not in x), None)
-        ahead = f"{r['wall_s'] / t32['wall_s']:.2f}x" if t32 else "-"
+        ahead = f"{r['wall_s'] / t32['wall_s']:.2f}x; {r['cpu_s'] / t32['cpu_s']:.2f}x" \
+            if t32 else "-"
         lines.append(
             f"| {r['N']:,} | {r['synapses']:,} | {r['backend']} | {r['wall_s']:.2f} | "
+            f"{r['cpu_s']:.2f} | "
             f"{r['wall_s'] / (duration * 1e-3):.1f} | {r['spikes']:,} | {r['rate_hz']:.1f} | "
             f"{r['events']:.3g} | {r['wall_s'] / max(r['events'], 1) * 1e9:.1f} | "
             f"{r['peak_MB']:.0f} | {per_syn} | {ahead} |")
