@@ -40,7 +40,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
-import math
 import warnings
 
 import numpy as np
@@ -241,10 +240,11 @@ class NetworkModule(torch.nn.Module):
     - ``'naive'``: the Python loop over populations and steps with
       :func:`~hh_plugin.torch.functional.hh.hh_step` (any device, autograd);
     - ``'fused'``: the whole loop in one generated C++ function with event-driven spike
-      delivery (:mod:`.fused`): CPU, float32/float64, no gradients; the one-state synapse
-      models only (pulse, exponential current and conductance), no short-term plasticity
-      or STDP: a network with other synapse models runs on ``'naive'`` (``'auto'``
-      chooses it, ``'fused'`` raises ``PathUnavailable`` naming the reason);
+      delivery (:mod:`.fused`): CPU, float32/float64, no gradients; every synapse model
+      (generated from its definition), Tsodyks-Markram plasticity and STDP (updated in the
+      forward pass); not leaky-integrator populations or methods other than exponential
+      Euler: such a network runs on ``'naive'`` (``'auto'`` chooses it, ``'fused'``
+      raises ``PathUnavailable`` naming the reason);
     - ``'auto'`` (default): ``'fused'`` when no gradient is needed (``torch.no_grad()``
       or nothing requires grad), the tensors are on the CPU and a compiler is found,
       else ``'naive'`` (also, with a warning, when the kernel cannot be built, or another
@@ -271,16 +271,11 @@ class NetworkModule(torch.nn.Module):
             for proj in spec.projections})
         self._dynamics = {name: dynamics_for(pop, spec.dt)
                           for name, pop in spec.populations.items()}
-        self._decay = {}  # the fused kernel's decay factors (one-state receptors)
         self._receptors: Dict[str, Dict[str, ReceptorNumerics]] = {}
         for pop, receptors in spec.receptors.items():
             self._receptors[pop] = {}
             for syn in receptors.values():
                 self._receptors[pop][syn.receptor] = ReceptorNumerics(syn, spec.dt)
-                if syn.model.is_single_exponential:
-                    tau = syn.time_constant
-                    self._decay[(pop, syn.variable)] = (0.0 if tau is None
-                                                        else math.exp(-spec.dt / tau))
         self._history_length = {name: spec.max_delay(name)
                                 for name in list(spec.populations) + list(spec.sources)}
         self._incoming = {pop: spec.incoming(pop) for pop in spec.populations}
@@ -490,18 +485,11 @@ class NetworkModule(torch.nn.Module):
             reason = f"the fused network path runs on the CPU, the module is on {device}"
         elif any(not pop.spikes for pop in self.spec.populations.values()):
             reason = "the fused network path has no leaky-integrator populations"
-        elif any(not syn.model.is_single_exponential for receptors in self.spec.receptors.values()
-                 for syn in receptors.values()):
-            reason = ("the fused network kernel has the one-state synapse models only (pulse, "
-                      "exponential current and conductance); a network with other synapse "
-                      "models runs on path='naive'")
-        elif any(proj.short_term is not None or proj.stdp is not None
-                 for proj in self.spec.projections):
-            reason = ("the fused network kernel has no short-term plasticity or STDP; a "
-                      "network with them runs on path='naive'")
         elif any(pop.spec.method != DEFAULT_METHOD for pop in self.spec.populations.values()):
-            reason = ("the fused network kernel integrates with exponential Euler only; "
-                      "populations with another method run on path='naive'")
+            methods = sorted({pop.spec.method for pop in self.spec.populations.values()}
+                             - {DEFAULT_METHOD})
+            reason = (f"the fused network kernel integrates with exponential Euler only; "
+                      f"populations with method {methods} run on path='naive'")
         else:
             reason = compiler_available()
         if reason is None:
@@ -530,7 +518,10 @@ class NetworkModule(torch.nn.Module):
                      for k, d in state.synapses.items()},
                     {k: [element(t, b, t.shape[-1]) for t in v] for k, v in state.history.items()},
                     state.step,
-                    {k: element(t, b, t.shape[-1]) for k, t in state.since_spike.items()})
+                    {k: element(t, b, t.shape[-1]) for k, t in state.since_spike.items()},
+                    {k: {n: element(t, b, t.shape[-1]) for n, t in d.items()}
+                     for k, d in state.short_term.items()},
+                    state.plasticity)
             else:
                 sub = state
             results.append(run_fused(self, steps, sub_currents, sub, record))
@@ -559,7 +550,10 @@ class NetworkModule(torch.nn.Module):
                  else f0.history[k][i] for i in range(len(f0.history[k]))]
              for k in f0.history},
             f0.step,
-            {k: join([f.since_spike[k] for f in finals], False) for k in f0.since_spike})
+            {k: join([f.since_spike[k] for f in finals], False) for k in f0.since_spike},
+            {k: {n: join([f.short_term[k][n] for f in finals], False) for n in d}
+             for k, d in f0.short_term.items()},
+            f0.plasticity)
         return NetworkOutput(spikes, final, traces)
 
     @staticmethod
