@@ -206,14 +206,86 @@ def test_brian2_equations_read_as_the_definition_writes_them():
     assert lines[:2] == ["h_a : siemens", "g_a : siemens"] and after[0] == "h_a_start = h_a"
 
 
-def test_the_fused_kernel_leaves_other_models_to_the_step_loop():
-    spec = _network(alpha_conductance("a", 1.0, 0.0), 0.02)
+def _every_model_network():
+    """One population per synapse model (so each model's spikes and states are compared
+    on their own), driven by one Poisson source and recurrent projections with several
+    delays; Tsodyks-Markram and STDP on projections of their own; the gated synapse on a
+    Wang-Buzsaki population. One fused build for all (HH and WB, NMDA's factor and the
+    gated synapse's expressions)."""
+    rng = np.random.default_rng(0)
+    cases = {
+        "pulse": (Synapse(CURRENT_PULSE, "p"), 100.0, {}),
+        "exp_current": (exponential_current("c", 2.0), 1.5, {}),
+        "exp_conductance": (exponential_conductance("e", 5.0, 0.0), 0.02, {}),
+        "biexp_current": (biexponential_current("c", 0.5, 3.0), 1.5, {}),
+        "biexp_conductance": (biexponential_conductance("a", 0.5, 3.0, 0.0), 0.03, {}),
+        "alpha": (alpha_conductance("a", 1.0, 0.0), 0.03, {}),
+        "nmda": (nmda_conductance("n", tau_decay=30.0), 0.04, {}),
+        "user": (Synapse(_user_alpha(), "u", tau=1.0, E=0.0), 0.03, {}),
+        "stp": (biexponential_conductance("a", 0.5, 3.0, 0.0), 0.1,
+                dict(short_term=TsodyksMarkram(0.1, 50.0, 200.0))),
+        "stdp": (exponential_conductance("e", 5.0, 0.0), 0.03,
+                 dict(stdp=STDP.brian2_example(0.05))),
+    }
+    pops, projections = [], []
+    for k, (name, (syn, w, extra)) in enumerate(cases.items()):
+        pops.append(Population(name, 12, HHSpec(), seed=k))
+        plastic = bool(extra)
+        projections += [
+            Projection(name, name, FixedProbability(0.3, w, seed=10 + k), syn,
+                       delay=2 if plastic else RandomDelay(1, 4, k), **extra),
+            Projection("noise", name, FixedProbability(0.3, 2 * w, seed=30 + k), syn,
+                       delay=1, **extra)]
+    pops.append(Population("wb", 12, HHSpec(model=WANG_BUZSAKI),
+                           initial={"V": rng.uniform(-70, -50, 12)}))
+    projections.append(Projection("wb", "wb", Dense(np.full((12, 12), 0.1 / 12)),
+                                  gated_conductance(), delay=1))
+    currents = [CurrentInput(p.name, 2.0) for p in pops[:-1]]
+    currents.append(CurrentInput("wb", rng.uniform(0.8, 1.6, 12)))
+    return NetworkSpec(pops, projections, currents + [PoissonSource("noise", 20, 150.0, seed=7)],
+                       dt=DT)
+
+
+def test_the_fused_kernel_runs_every_model_as_the_step_loop_does():
+    """Fused (in two calls, so pending spikes and plasticity states carry over) against
+    the step loop, float64: identical spike steps, states at round-off, for each synapse
+    model, Tsodyks-Markram and STDP (their states updated in the forward pass)."""
+    spec = _every_model_network()
+    module = NetworkModule(spec, dtype=torch.float64)
+    with torch.no_grad():
+        naive = module(steps=2000, record=("V",), path="naive")
+        first = module(steps=1000, record=("V",), path="fused")
+        second = module(steps=1000, state=first.state, record=("V",), path="fused")
+    for pop in spec.populations:
+        fused_spikes = torch.cat([first.spikes[pop], second.spikes[pop]])
+        assert naive.spikes[pop].sum() >= 3, f"{pop} should spike"
+        assert torch.equal(naive.spikes[pop], fused_spikes), pop
+        V = torch.cat([first.traces[pop]["V"], second.traces[pop]["V"]])
+        assert (naive.traces[pop]["V"] - V).abs().max() <= 1e-9, pop
+        for var, value in naive.state.synapses[pop].items():
+            assert (value - second.state.synapses[pop][var]).abs().max() <= 1e-12, (pop, var)
+    for proj, table in naive.state.short_term.items():
+        for key, value in table.items():
+            assert (value - second.state.short_term[proj][key]).abs().max() <= 1e-12, (proj, key)
+    assert naive.state.plasticity, "STDP state"
+    for proj, table in naive.state.plasticity.items():
+        start = module.projections[proj].weight.detach()
+        assert (table["w"] - start).abs().max() > 1e-4, "the rule moved the weights"
+        for key, value in table.items():
+            assert (value - second.state.plasticity[proj][key]).abs().max() <= 1e-12, (proj, key)
+
+
+def test_the_fused_kernel_refuses_what_it_cannot_run_naming_it():
+    spec = _network(nmda_conductance("n", tau_decay=30.0), 0.03, method="rk4")
     module = NetworkModule(spec, dtype=torch.float64, path="fused")
-    with torch.no_grad(), pytest.raises(PathUnavailable, match="one-state synapse models"):
+    with torch.no_grad(), pytest.raises(PathUnavailable, match=r"exponential Euler only.*'rk4'"):
         module(steps=10)
     module.path = "auto"
     with torch.no_grad():
         module(steps=10)  # falls back silently: the step loop
+    with pytest.raises(PathUnavailable, match="no gradients"):
+        NetworkModule(_network(alpha_conductance("a", 1.0, 0.0), 0.02), dtype=torch.float64)(
+            steps=10, path="fused")
 
 
 # ------------------------------------------------------------- graded (gated) synapse
