@@ -354,13 +354,14 @@ class NetworkModule(torch.nn.Module):
     def _source_rasters(self, start: int, steps: int, dtype, device) -> Dict[str, torch.Tensor]:
         out = {}
         for name, source in self.spec.sources.items():
-            key = (name, start + steps)
+            key = (name, start, steps)
             raster = self._raster_cache.get(key)
             if raster is None:
-                self._raster_cache.clear()
-                raster = source.raster(start + steps, self.spec.dt)
+                if len(self._raster_cache) >= len(self.spec.sources):
+                    self._raster_cache.clear()
+                raster = source.window(start, steps, self.spec.dt)
                 self._raster_cache[key] = raster
-            out[name] = torch.as_tensor(raster[start:], dtype=dtype, device=device)
+            out[name] = torch.as_tensor(raster, dtype=dtype, device=device)
         return out
 
     def _external(self, start: int, steps: int, currents, dtype, device):
