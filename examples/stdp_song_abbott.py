@@ -38,26 +38,29 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hh_plugin import HHSpec  # noqa: E402
-from hh_plugin.network import (Dense, NetworkSpec, PoissonSource, Population,  # noqa: E402
+from hh_plugin.network import (CurrentInput, Dense, NetworkSpec, PoissonSource, Population,  # noqa: E402
                                Projection)
 from hh_plugin.network.synapses import STDP, exponential_conductance  # noqa: E402
 from hh_plugin.torch.network import NetworkModule  # noqa: E402
 
 DT = 0.1  # ms, Brian2's default, as in the example
 W_MAX = 0.01  # mS
+BIAS = 0.0  # uA
 
 
 def network(n_inputs: int = 1000, rate: float = 15.0, w_max: float = W_MAX, seed: int = 0,
-            dt: float = DT) -> NetworkSpec:
+            dt: float = DT, bias: float = BIAS, model=None) -> NetworkSpec:
     """The example's network: ``n_inputs`` Poisson inputs at ``rate`` Hz onto one HH
-    neuron, all-to-all through an exponential conductance with Brian2's STDP rule."""
+    neuron, all-to-all through an exponential conductance with Brian2's STDP rule, and a
+    constant ``bias`` current (uA) into the neuron."""
     rng = np.random.default_rng(seed)
+    inputs = [CurrentInput("out", bias)] if bias else []
     return NetworkSpec(
-        [Population("out", 1, HHSpec(), seed=seed)],
+        [Population("out", 1, HHSpec() if model is None else HHSpec(model=model), seed=seed)],
         [Projection("inputs", "out", Dense(rng.uniform(0.0, w_max, (1, n_inputs))),
                     exponential_conductance("e", 5.0, 0.0), delay=1,
                     stdp=STDP.brian2_example(w_max), name="stdp")],
-        [PoissonSource("inputs", n_inputs, rate, seed=seed + 1)], dt=dt)
+        [PoissonSource("inputs", n_inputs, rate, seed=seed + 1)] + inputs, dt=dt)
 
 
 def bimodality(w: np.ndarray, w_max: float = W_MAX):

@@ -365,6 +365,15 @@ def test_gated_synapse_gradients_match_central_differences():
     for name in ("alpha", "beta", "theta", "E_rev"):
         params[name].requires_grad_()
     loss(module).backward()
+    weight = module.weights["A_to_B_gaba"]
+    with torch.no_grad():  # one weight against central differences
+        base, values = weight[1, 0].item(), []
+        for sign in (1, -1):
+            weight[1, 0] = base + sign * 1e-6
+            values.append(loss(module).item())
+        weight[1, 0] = base
+    assert weight.grad[1, 0].item() == pytest.approx((values[0] - values[1]) / 2e-6, rel=1e-5)
+    assert abs(weight.grad[1, 0].item()) > 0
     for name in ("alpha", "beta", "theta", "E_rev"):
         h = 1e-5 * max(1.0, abs(syn.parameters[name]))
         values = []
@@ -496,6 +505,9 @@ def _subthreshold(syn, weight):
 
 
 GRADIENTS = {
+    "biexponential_current": (
+        lambda **p: biexponential_current("c", **{**dict(tau_rise=0.5, tau_decay=3.0), **p}),
+        1.0, ("tau_rise", "tau_decay")),
     "biexponential_conductance": (
         lambda **p: biexponential_conductance("a", **{**dict(tau_rise=0.5, tau_decay=3.0,
                                                              E_rev=0.0), **p}), 0.05,
