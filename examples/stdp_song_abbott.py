@@ -6,14 +6,20 @@ through exponential conductances (:math:`\tau_e = 5` ms, :math:`E_e = 0` mV), ev
 synapse with pair-based additive STDP (:class:`hh_plugin.network.STDP`,
 ``STDP.brian2_example``: :math:`\tau_{pre} = \tau_{post} = 20` ms,
 :math:`\Delta_{pre} = 0.01\,w_{max}`, :math:`\Delta_{post} = -1.05\,\Delta_{pre}`),
-initial weights uniform in :math:`[0, w_{max}]`, dt = 0.1 ms, 100 s. Here the neuron is
-the plugin's Hodgkin-Huxley neuron (``HHSpec()``, BrainPy's ``HH``) instead of Brian2's
-leaky integrate-and-fire one, and :math:`w_{max} = 0.01` mS: with 1000 inputs at 15 Hz the
-mean synaptic conductance at the initial weights is :math:`1000 \cdot 15\,\mathrm{Hz}
-\cdot 5\,\mathrm{ms} \cdot w_{max}/2 \approx 0.375` mS. Because depression slightly
-outweighs potentiation (:math:`\Delta_{post}\tau_{post} < -\Delta_{pre}\tau_{pre}`), the
-inputs compete: the weights end bimodal, most near 0 or near :math:`w_{max}`, as in the
-example's histogram, and the output rate drops to a few Hz.
+initial weights uniform in :math:`[0, w_{max}]`, dt = 0.1 ms, 100 s. Because depression
+slightly outweighs potentiation (:math:`\Delta_{post}\tau_{post} < -\Delta_{pre}
+\tau_{pre}`), the inputs compete and the weights move to the ends of :math:`[0, w_{max}]`.
+
+The neuron: Brian2's example uses a leaky integrate-and-fire neuron whose mean input at
+the initial weights sits at its threshold, so it fires from fluctuations and each input's
+timing matters. Here it is the plugin's Wang-Buzsaki neuron (``HHSpec(model=WANG_BUZSAKI)``,
+type I: it can fire at low rates), with :math:`w_{max} = 0.004` mS and a constant current
+of -9.5 uA that brings the mean input back near threshold (the mean synaptic conductance at
+the initial weights is :math:`1000 \cdot 15\,\mathrm{Hz} \cdot 5\,\mathrm{ms} \cdot
+w_{max}/2 = 0.15` mS). The classic HH neuron (``HHSpec()``, type II, no tonic firing
+below about 50 Hz) fires at 25 to 70 Hz here for the :math:`w_{max}` values tried that
+let it fire, and STDP then depresses most weights (``--model hh``, :math:`w_{max} = 0.01`
+mS: 67 % below :math:`0.1\,w_{max}` and 0.2 % above :math:`0.9\,w_{max}` after 100 s).
 
 It runs on torch's fused path (the whole time loop in C++, STDP updated in the forward
 pass) in pieces of ``--piece`` seconds (the Poisson raster of one piece at a time), and
@@ -38,25 +44,27 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hh_plugin import HHSpec  # noqa: E402
+from hh_plugin.model import HODGKIN_HUXLEY, WANG_BUZSAKI  # noqa: E402
 from hh_plugin.network import (CurrentInput, Dense, NetworkSpec, PoissonSource, Population,  # noqa: E402
                                Projection)
 from hh_plugin.network.synapses import STDP, exponential_conductance  # noqa: E402
 from hh_plugin.torch.network import NetworkModule  # noqa: E402
 
 DT = 0.1  # ms, Brian2's default, as in the example
-W_MAX = 0.01  # mS
-BIAS = 0.0  # uA
+W_MAX = 0.004  # mS
+BIAS = -9.5  # uA
 
 
 def network(n_inputs: int = 1000, rate: float = 15.0, w_max: float = W_MAX, seed: int = 0,
-            dt: float = DT, bias: float = BIAS, model=None) -> NetworkSpec:
-    """The example's network: ``n_inputs`` Poisson inputs at ``rate`` Hz onto one HH
-    neuron, all-to-all through an exponential conductance with Brian2's STDP rule, and a
-    constant ``bias`` current (uA) into the neuron."""
+            dt: float = DT, bias: float = BIAS, model=WANG_BUZSAKI) -> NetworkSpec:
+    """The example's network: ``n_inputs`` Poisson inputs at ``rate`` Hz onto one neuron of
+    ``model`` (a :class:`~hh_plugin.model.ModelDefinition`), all-to-all through an
+    exponential conductance with Brian2's STDP rule, and a constant ``bias`` current (uA)
+    into the neuron."""
     rng = np.random.default_rng(seed)
     inputs = [CurrentInput("out", bias)] if bias else []
     return NetworkSpec(
-        [Population("out", 1, HHSpec() if model is None else HHSpec(model=model), seed=seed)],
+        [Population("out", 1, HHSpec(model=model), seed=seed)],
         [Projection("inputs", "out", Dense(rng.uniform(0.0, w_max, (1, n_inputs))),
                     exponential_conductance("e", 5.0, 0.0), delay=1,
                     stdp=STDP.brian2_example(w_max), name="stdp")],
@@ -98,14 +106,20 @@ def main():
     parser.add_argument("--seconds", type=float, default=100.0)
     parser.add_argument("--piece", type=float, default=2.0)
     parser.add_argument("--output", default=None, help="PNG of the weight histogram")
+    parser.add_argument("--model", choices=("wang_buzsaki", "hh"), default="wang_buzsaki",
+                        help="the neuron ('hh': the classic HH neuron with w_max = 0.01 mS "
+                             "and no bias current)")
     args = parser.parse_args()
-    spec = network()
+    if args.model == "hh":
+        spec, w_max = network(model=HODGKIN_HUXLEY, w_max=0.01, bias=0.0), 0.01
+    else:
+        spec, w_max = network(), W_MAX
     w, rates, wall = run(spec, args.seconds, args.piece)
-    low, high = bimodality(w)
+    low, high = bimodality(w, w_max)
     print(f"\n{args.seconds:g} s of simulated time in {wall:.0f} s (torch, fused C++ path)")
     print(f"weights below 0.1 w_max: {low:.3f}, above 0.9 w_max: {high:.3f}, in between: "
           f"{1 - low - high:.3f}")
-    counts, edges = np.histogram(w / W_MAX, bins=10, range=(0.0, 1.0))
+    counts, edges = np.histogram(w / w_max, bins=10, range=(0.0, 1.0))
     print("histogram of w/w_max (10 bins):", counts.tolist())
     if args.output:
         import matplotlib
@@ -114,7 +128,7 @@ def main():
         import matplotlib.pyplot as plt
 
         fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
-        a.hist(w / W_MAX, bins=20, range=(0, 1))
+        a.hist(w / w_max, bins=20, range=(0, 1))
         a.set_xlabel("w / w_max")
         a.set_ylabel("synapses")
         b.plot(np.arange(1, len(rates) + 1) * args.piece, rates)
