@@ -71,7 +71,7 @@ import torch
 
 from ...model.definition import ModelDefinition
 from ...model.expressions import VOLTAGE_SYMBOL
-from ...network.synapses import SynapseModel
+from ...network.synapses import PlasticityModel, SynapseModel
 from ..fused.codegen import CPP, RESET_CODES, _Printer, exprel_constants, kernel_parameters, \
     source_hash, step_program
 from ..fused.cpp import PathUnavailable, cached_build, compile_flags, compiler_available
@@ -155,6 +155,55 @@ def generate_synapse_cpp(index: int, model: SynapseModel) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plasticity_models_of(spec) -> List[PlasticityModel]:
+    """The plasticity models of ``spec``'s projections, in order of first use."""
+    out: List[PlasticityModel] = []
+    for proj in spec.projections:
+        if proj.stdp is not None and proj.stdp.model not in out:
+            out.append(proj.stdp.model)
+    return out
+
+
+def _plasticity_code(index: int, key: int, k: int) -> int:
+    return index * 64 + key * 32 + k
+
+
+def generate_plasticity_cpp(index: int, model: PlasticityModel) -> str:
+    r"""C++ of a plasticity model's weight statements, printed from its definition:
+    ``plast_<index>_<pre|post>_<k>(a, b, q)`` returns :math:`f` of the ``k``-th statement
+    (``a``: the presynaptic neuron's traces, ``b``: the postsynaptic neuron's, ``q``: the
+    parameter values)."""
+    names = {p: f"T(q[{k}])" for k, p in enumerate(model.parameter_names)}
+    names.update({x: f"a[{k}]" for k, x in enumerate(model.pre_trace_names)})
+    names.update({x: f"b[{k}]" for k, x in enumerate(model.post_trace_names)})
+    pr = _Printer(CPP, names).doprint
+    lines = [f"// plasticity model {model.name}"]
+    for key, statements in (("pre", model.on_pre), ("post", model.on_post)):
+        for k in range(len(statements)):
+            expr = model.weight_update(f"on_{key}", k)
+            if expr is None:
+                continue
+            lines += [f"template <typename T> HH_INLINE T plast_{index}_{key}_{k}(const T* a, "
+                      f"const T* b, const double* q) {{", "  (void)a; (void)b; (void)q;",
+                      f"  return {pr(expr)};", "}"]
+    return "\n".join(lines) + "\n"
+
+
+def _plasticity_dispatch(models: Sequence[PlasticityModel]) -> str:
+    cases = []
+    for m, model in enumerate(models):
+        for key, name, statements in ((0, "pre", model.on_pre), (1, "post", model.on_post)):
+            for k in range(len(statements)):
+                if model.weight_update(f"on_{name}", k) is not None:
+                    cases.append(f"    case {_plasticity_code(m, key, k)}: "
+                                 f"return plast_{m}_{name}_{k}<T>(a, b, q);")
+    return "\n".join([
+        "template <typename T> T plast_w(int64_t code, const T* a, const T* b, const double* q) {",
+        "  switch (code) {", *cases,
+        '    default: TORCH_CHECK(false, "no plasticity function ", code);', "  }",
+        "  return T(0);", "}", ""])
+
+
 def _synapse_dispatch(models: Sequence[SynapseModel]) -> str:
     factor = [f"    case {k}: return syn_factor_{k}<T>(V, q);"
               for k, m in enumerate(models) if m.compiled.factor is not None]
@@ -180,6 +229,12 @@ def _synapse_dispatch(models: Sequence[SynapseModel]) -> str:
 _DRIVER = r"""
 struct PopMeta { int64_t model, n, reset, refractory, ring, vindex; };
 struct RecMeta { int64_t kind, ns, first, cond, fn, pulse; };
+struct Plast {
+  int64_t model = -1, npre = 0, npost = 0;
+  double lo = 0, hi = 0;
+  std::vector<double> decay, q;
+  std::vector<std::pair<int64_t, double>> on_pre, on_post;
+};
 
 template <typename T, int RESET>
 void step_dispatch(int64_t model, int64_t i0, int64_t i1, T* const* S, const T* const* P,
@@ -223,13 +278,17 @@ void step_population(int64_t model, int64_t reset, int64_t n, T* const* S, const
 //   rasters: per spike source (steps, n_src) uint8;
 //   proj_meta: 9 per projection (source is a population: 1/0, source index, target
 //             population index, receptor index, graded 1/0, presynaptic entry of a graded
-//             one, Tsodyks-Markram 1/0, STDP 1/0, its one delay or -1); proj_csr: rowptr
-//             (n_pre + 1), post, weight, delay, pre (per synapse, sorted by source);
-//   proj_vals: Tsodyks-Markram [U, e^{-dt/tau_f}, e^{-dt/tau_d}], then STDP [d_pre,
-//             d_post, w_max, e^{-dt/tau_pre}, e^{-dt/tau_post}];
-//   proj_state: Tsodyks-Markram [u, x] (n_pre), then STDP [w (per synapse, sorted by
-//             source), a_pre (n_pre), a_post (n_post), post_rowptr (n_post + 1), post_syn
-//             (synapses by target, as positions in the sorted list)], updated in place;
+//             one, Tsodyks-Markram 1/0, plasticity model index or -1, its one delay or -1);
+//             proj_csr: rowptr (n_pre + 1), post, weight, delay, pre (per synapse, sorted
+//             by source);
+//   proj_vals: Tsodyks-Markram [U, e^{-dt/tau_f}, e^{-dt/tau_d}], then plasticity [w_lo,
+//             w_hi, number of pre traces, of post traces, each trace's decay factor,
+//             number of on_pre statements, per statement (trace index, increment) or
+//             (-1 - k for the weight statement k, 0), the same for on_post, parameters];
+//   proj_state: Tsodyks-Markram [u, x] (n_pre), then plasticity [w (per synapse, sorted by
+//             source), each pre trace (n_pre), each post trace (n_post), post_rowptr
+//             (n_post + 1), post_syn (synapses by target, as positions in the sorted
+//             list)], updated in place;
 //   record: per population the (steps, n) tensors to fill, record_index: which variable
 //             each is (state k < NS, else synaptic variable k - NS);
 //   history: per population, then per source, (len, n) uint8 spikes of the last steps
@@ -326,12 +385,34 @@ std::vector<torch::Tensor> network_forward(
     // plastic projections: queues of arriving source neurons, by due step mod (d + 1)
     std::vector<std::vector<std::vector<int64_t>>> pending(nproj);
     std::vector<std::vector<T>> transmitted(nproj);
+    std::vector<Plast> plast(nproj);
     for (size_t q = 0; q < nproj; ++q) {
       const int64_t* pm = proj_meta.data() + 9 * q;
-      const bool stp = pm[6] != 0, stdp = pm[7] != 0;
+      const bool stp = pm[6] != 0, stdp = pm[7] >= 0;
       TORCH_CHECK(proj_csr[q].size() == 5, "proj_csr: 5 tensors per projection");
-      TORCH_CHECK(proj_vals[q].size() == (size_t)(3 * stp + 5 * stdp) &&
-                  proj_state[q].size() == (size_t)(2 * stp + 5 * stdp), "plasticity layout");
+      if (stdp) {
+        const std::vector<double>& v = proj_vals[q];
+        size_t o = stp ? 3 : 0;
+        Plast& pl = plast[q];
+        auto at = [&](size_t k) { TORCH_CHECK(k < v.size(), "plasticity values"); return v[k]; };
+        pl.model = pm[7];
+        pl.lo = at(o); pl.hi = at(o + 1);
+        pl.npre = (int64_t)at(o + 2); pl.npost = (int64_t)at(o + 3);
+        TORCH_CHECK(pl.npre >= 0 && pl.npre <= 16 && pl.npost >= 0 && pl.npost <= 16, "traces");
+        o += 4;
+        for (int64_t k = 0; k < pl.npre + pl.npost; ++k) pl.decay.push_back(at(o++));
+        for (int side = 0; side < 2; ++side) {
+          auto& list = side == 0 ? pl.on_pre : pl.on_post;
+          const int64_t ns = (int64_t)at(o++);
+          TORCH_CHECK(ns >= 0 && ns <= 16, "statements");
+          for (int64_t k = 0; k < ns; ++k) { list.emplace_back((int64_t)at(o), at(o + 1)); o += 2; }
+        }
+        pl.q.assign(v.begin() + o, v.end());
+      }
+      TORCH_CHECK(proj_vals[q].size() >= (size_t)(3 * stp) &&
+                  proj_state[q].size() == (size_t)(2 * stp + (stdp ? 3 + plast[q].npre +
+                                                                    plast[q].npost : 0)),
+                  "plasticity layout");
       if (stp || stdp) {
         TORCH_CHECK(pm[8] >= 0, "a plastic projection has one delay");
         pending[q].resize(pm[8] + 1);
@@ -343,7 +424,7 @@ std::vector<torch::Tensor> network_forward(
       for (size_t q = 0; q < nproj; ++q) {
         const int64_t* pm = proj_meta.data() + 9 * q;
         if ((pm[0] != 0) != from_pop || pm[1] != index || pm[4] != 0) continue;
-        if (pm[6] || pm[7]) {
+        if (pm[6] || pm[7] >= 0) {
           const int64_t due = t + pm[8];
           if (due >= 0) {
             auto& list = pending[q][due % (pm[8] + 1)];
@@ -370,7 +451,7 @@ std::vector<torch::Tensor> network_forward(
       const int64_t* pm = proj_meta.data() + 9 * q;
       auto& list = pending[q][t % (pm[8] + 1)];
       if (list.empty()) return;
-      const bool stp = pm[6] != 0, stdp = pm[7] != 0;
+      const bool stp = pm[6] != 0, stdp = pm[7] >= 0;
       const int64_t tgt = pm[2], r = pm[3];
       const int64_t* rowptr = proj_csr[q][0].data_ptr<int64_t>();
       const int64_t* post = proj_csr[q][1].data_ptr<int64_t>();
@@ -378,8 +459,10 @@ std::vector<torch::Tensor> network_forward(
       T* buf = ring[tgt][r].data() + (t % meta[tgt].ring) * n;
       T* u = stp ? proj_state[q][0].data_ptr<T>() : nullptr;
       T* x = stp ? proj_state[q][1].data_ptr<T>() : nullptr;
-      const size_t o = stp ? 2 : 0, v = stp ? 3 : 0;
+      const size_t o = stp ? 2 : 0;
+      const Plast& pl = plast[q];
       T* w = stdp ? proj_state[q][o].data_ptr<T>() : proj_csr[q][2].data_ptr<T>();
+      T a[16], b[16];
       for (int64_t i : list) {
         T rel = T(1);
         if (stp) {
@@ -389,13 +472,22 @@ std::vector<torch::Tensor> network_forward(
           u[i] = u[i] + U * (T(1) - u[i]);
         }
         for (int64_t k = rowptr[i]; k < rowptr[i + 1]; ++k) buf[post[k]] += stp ? w[k] * rel : w[k];
-        if (stdp) {
-          T* a_pre = proj_state[q][o + 1].data_ptr<T>();
-          const T* a_post = proj_state[q][o + 2].data_ptr<T>();
-          const T w_max = T(proj_vals[q][v + 2]);
-          a_pre[i] = a_pre[i] + T(proj_vals[q][v]);
-          for (int64_t k = rowptr[i]; k < rowptr[i + 1]; ++k)
-            w[k] = std::min(std::max(w[k] + a_post[post[k]], T(0)), w_max);
+        if (stdp) {  // the rule's on_pre, statement by statement
+          for (const auto& st : pl.on_pre) {
+            if (st.first >= 0) {
+              T* tr = proj_state[q][o + 1 + st.first].data_ptr<T>();
+              tr[i] = tr[i] + T(st.second);
+              continue;
+            }
+            const int64_t code = pl.model * 64 + (-1 - st.first);
+            for (int64_t c = 0; c < pl.npre; ++c) a[c] = proj_state[q][o + 1 + c].data_ptr<T>()[i];
+            for (int64_t k = rowptr[i]; k < rowptr[i + 1]; ++k) {
+              for (int64_t c = 0; c < pl.npost; ++c)
+                b[c] = proj_state[q][o + 1 + pl.npre + c].data_ptr<T>()[post[k]];
+              w[k] = std::min(std::max(w[k] + plast_w<T>(code, a, b, pl.q.data()), T(pl.lo)),
+                              T(pl.hi));
+            }
+          }
         }
       }
       list.clear();
@@ -448,7 +540,7 @@ std::vector<torch::Tensor> network_forward(
         const int64_t slot = t % meta[p].ring;
         for (size_t q = 0; q < nproj; ++q) {
           const int64_t* pm = proj_meta.data() + 9 * q;
-          if (pm[2] == (int64_t)p && (pm[6] || pm[7])) arrive(q, t);
+          if (pm[2] == (int64_t)p && (pm[6] || pm[7] >= 0)) arrive(q, t);
         }
         T* Ip = I[p].data(); T* Gp = G[p].data(); T* Jp = J[p].data();
         const T* e = ext[p].numel() ? ext[p].data_ptr<T>() + t * n : nullptr;
@@ -534,26 +626,43 @@ std::vector<torch::Tensor> network_forward(
           for (int64_t i = 0; i < n; ++i)
             if (Zp[i] != T(0)) { zo[i] = 1; fired[p].push_back(i); }
         }
-        for (size_t q = 0; q < nproj; ++q) {  // STDP: traces to the step's end, post events
+        for (size_t q = 0; q < nproj; ++q) {  // plasticity: traces to the step's end, on_post
           const int64_t* pm = proj_meta.data() + 9 * q;
-          if (pm[2] != (int64_t)p || !pm[7]) continue;
-          const size_t o = pm[6] ? 2 : 0, v = pm[6] ? 3 : 0;
+          if (pm[2] != (int64_t)p || pm[7] < 0) continue;
+          const Plast& pl = plast[q];
+          const size_t o = pm[6] ? 2 : 0;
           T* w = proj_state[q][o].data_ptr<T>();
-          T* a_pre = proj_state[q][o + 1].data_ptr<T>();
-          T* a_post = proj_state[q][o + 2].data_ptr<T>();
-          const int64_t* prow = proj_state[q][o + 3].data_ptr<int64_t>();
-          const int64_t* psyn = proj_state[q][o + 4].data_ptr<int64_t>();
+          const int64_t npt = pl.npre + pl.npost;
+          const int64_t* prow = proj_state[q][o + 1 + npt].data_ptr<int64_t>();
+          const int64_t* psyn = proj_state[q][o + 2 + npt].data_ptr<int64_t>();
           const int64_t* pre = proj_csr[q][4].data_ptr<int64_t>();
-          const T d_post = T(proj_vals[q][v + 1]), w_max = T(proj_vals[q][v + 2]);
-          const T e_pre = T(proj_vals[q][v + 3]), e_post = T(proj_vals[q][v + 4]);
           const int64_t n_pre = proj_csr[q][0].numel() - 1;
-          for (int64_t i = 0; i < n_pre; ++i) a_pre[i] = a_pre[i] * e_pre;
-          for (int64_t j = 0; j < n; ++j) a_post[j] = a_post[j] * e_post + d_post * T(zo[j]);
-          for (int64_t j : fired[p])
-            for (int64_t k = prow[j]; k < prow[j + 1]; ++k) {
-              const int64_t s = psyn[k];
-              w[s] = std::min(std::max(w[s] + a_pre[pre[s]], T(0)), w_max);
+          for (int64_t c = 0; c < npt; ++c) {
+            T* tr = proj_state[q][o + 1 + c].data_ptr<T>();
+            const T e = T(pl.decay[c]);
+            const int64_t len = c < pl.npre ? n_pre : n;
+            for (int64_t i = 0; i < len; ++i) tr[i] = tr[i] * e;
+          }
+          T a[16], b[16];
+          for (const auto& st : pl.on_post) {
+            if (st.first >= 0) {
+              T* tr = proj_state[q][o + 1 + pl.npre + st.first].data_ptr<T>();
+              for (int64_t j : fired[p]) tr[j] = tr[j] + T(st.second);
+              continue;
             }
+            const int64_t code = pl.model * 64 + 32 + (-1 - st.first);
+            for (int64_t j : fired[p]) {
+              for (int64_t c = 0; c < pl.npost; ++c)
+                b[c] = proj_state[q][o + 1 + pl.npre + c].data_ptr<T>()[j];
+              for (int64_t k = prow[j]; k < prow[j + 1]; ++k) {
+                const int64_t s = psyn[k];
+                for (int64_t c = 0; c < pl.npre; ++c)
+                  a[c] = proj_state[q][o + 1 + c].data_ptr<T>()[pre[s]];
+                w[s] = std::min(std::max(w[s] + plast_w<T>(code, a, b, pl.q.data()),
+                                         T(pl.lo)), T(pl.hi));
+              }
+            }
+          }
         }
         for (size_t k = 0; k < record[p].size(); ++k) {
           const int64_t v = record_index[p][k];
@@ -584,14 +693,17 @@ std::vector<torch::Tensor> network_forward(
 
 
 def generate_network_cpp(models: Sequence[ModelDefinition],
-                         synapse_models: Sequence[SynapseModel] = ()) -> str:
-    """C++ source of the network extension for the neuron ``models`` and the nonlinear
-    ``synapse_models`` (index = position in each list)."""
+                         synapse_models: Sequence[SynapseModel] = (),
+                         plasticity_models: Sequence[PlasticityModel] = ()) -> str:
+    """C++ source of the network extension for the neuron ``models``, the nonlinear
+    ``synapse_models`` and the ``plasticity_models`` (index = position in each list)."""
     header = (exprel_constants(_CPP_HEADER).replace("MODEL_NAME", "network")
               .replace("NUM_STATES", "1").replace("NUM_PARAMS", "1")
               .replace("BLOCK_DOUBLE", "32").replace("BLOCK_FLOAT", "64"))
     functions = "\n".join(_model_function(k, m) for k, m in enumerate(models))
     synapses = "".join(generate_synapse_cpp(k, m) for k, m in enumerate(synapse_models))
+    synapses += "".join(generate_plasticity_cpp(k, m) for k, m in enumerate(plasticity_models))
+    synapses += _plasticity_dispatch(plasticity_models)
     cases = "\n".join(f"    case {k}: step_model_{k}<T, RESET>(i0, i1, S, P, I, G, J, Z, H, dt);"
                       f" break;" for k in range(len(models)))
     # the header opens an anonymous namespace; the driver's entry point must leave it
@@ -602,13 +714,15 @@ def generate_network_cpp(models: Sequence[ModelDefinition],
 
 
 def load_network_extension(models: Sequence[ModelDefinition],
-                           synapse_models: Sequence[SynapseModel] = (), verbose: bool = False):
+                           synapse_models: Sequence[SynapseModel] = (),
+                           plasticity_models: Sequence[PlasticityModel] = (),
+                           verbose: bool = False):
     """Compile (first use) or load (cached) the network extension for the neuron ``models``
     and nonlinear ``synapse_models``."""
     reason = compiler_available()
     if reason is not None:
         raise PathUnavailable(f"the fused network path needs a compiler: {reason}")
-    source = generate_network_cpp(models, synapse_models)
+    source = generate_network_cpp(models, synapse_models, plasticity_models)
     # this process's memo (source and flags); the cache key on disk also has the environment
     name = f"hh_network_{source_hash(source + chr(10) + ' '.join(compile_flags()))}"
     ext = _EXTENSIONS.get(name)
@@ -624,7 +738,8 @@ def load_network_extension(models: Sequence[ModelDefinition],
             ext = cached_build("hh_network", source, ["network_forward"],
                                f"the fused network kernel for models "
                                f"{[m.name for m in models]} and synapse models "
-                               f"{[m.name for m in synapse_models]}", verbose)
+                               f"{[m.name for m in synapse_models]} and plasticity "
+                               f"{[m.name for m in plasticity_models]}", verbose)
         except PathUnavailable as exc:
             _FAILURES[name] = str(exc)
             raise
@@ -661,7 +776,8 @@ def run_fused(module, steps: int, currents: Dict[str, torch.Tensor], state, reco
         if model not in models:
             models.append(model)
     synapse_models = synapse_models_with_code(spec)
-    ext = load_network_extension(models, synapse_models)
+    plasticity_models = plasticity_models_of(spec)
+    ext = load_network_extension(models, synapse_models, plasticity_models)
     pops = list(spec.order)
     pop_index = {name: k for k, name in enumerate(pops)}
     sources = list(spec.sources)
@@ -766,7 +882,8 @@ def run_fused(module, steps: int, currents: Dict[str, torch.Tensor], state, reco
                           1 if graded else 0,
                           pre_entry[(proj.source, proj.synapse.receptor)] if graded else -1,
                           1 if proj.short_term is not None else 0,
-                          1 if proj.stdp is not None else 0,
+                          plasticity_models.index(proj.stdp.model) if proj.stdp is not None
+                          else -1,
                           int(delay[0]) if plastic and len(delay) else (1 if plastic else -1)]
             proj_csr.append([torch.as_tensor(rowptr), torch.as_tensor(post),
                              torch.as_tensor(w, dtype=dtype), torch.as_tensor(delay),
@@ -780,17 +897,25 @@ def run_fused(module, steps: int, currents: Dict[str, torch.Tensor], state, reco
                             st["x"].detach().to(dtype).reshape(-1).contiguous().clone()]
             if proj.stdp is not None:
                 rule, pl = proj.stdp, state.plasticity[proj.name]
-                e_pre, e_post = rule.decay(spec.dt)
-                vals += [rule.d_pre, rule.d_post, rule.w_max, e_pre, e_post]
+                model = rule.model
+                lo, hi = rule.bounds()
+                vals += [lo, hi, len(model.pre_traces), len(model.post_traces),
+                         *rule.trace_decay(spec.dt)]
+                for key in ("on_pre", "on_post"):
+                    statements = rule.statements(key)
+                    vals.append(len(statements))
+                    for k, (index, increment) in enumerate(statements):
+                        vals += [-1 - k, 0.0] if index is None else [index, increment]
+                vals += list(rule.parameter_values)
                 # synapses by target: positions in the sorted-by-source list
                 by_post = np.argsort(post, kind="stable")
                 prow = np.zeros(conn.n_post + 1, dtype=np.int64)
                 np.cumsum(np.bincount(post, minlength=conn.n_post), out=prow[1:])
-                tensors += [torch.as_tensor(pl["w"].detach().to(dtype).reshape(-1).cpu()
-                                            .numpy()[order].copy()),
-                            pl["a_pre"].detach().to(dtype).contiguous().clone(),
-                            pl["a_post"].detach().to(dtype).contiguous().clone(),
-                            torch.as_tensor(prow), torch.as_tensor(by_post.astype(np.int64))]
+                tensors.append(torch.as_tensor(pl["w"].detach().to(dtype).reshape(-1).cpu()
+                                               .numpy()[order].copy()))
+                tensors += [pl[x].detach().to(dtype).contiguous().clone()
+                            for x in model.pre_trace_names + model.post_trace_names]
+                tensors += [torch.as_tensor(prow), torch.as_tensor(by_post.astype(np.int64))]
                 stdp_order[proj.name] = order
             proj_vals.append([float(v) for v in vals])
             proj_state.append(tensors)
@@ -827,8 +952,10 @@ def run_fused(module, steps: int, currents: Dict[str, torch.Tensor], state, reco
             old = state.plasticity[proj.name]["w"]
             w = torch.empty(old.numel(), dtype=dtype)
             w[torch.as_tensor(stdp_order[proj.name])] = tensors[o]
-            plasticity[proj.name] = {"w": w.reshape(old.shape), "a_pre": tensors[o + 1],
-                                     "a_post": tensors[o + 2]}
+            plasticity[proj.name] = {"w": w.reshape(old.shape)}
+            model = proj.stdp.model
+            for k, trace in enumerate(model.pre_trace_names + model.post_trace_names):
+                plasticity[proj.name][trace] = tensors[o + 1 + k]
     # pending spikes for delays beyond the run: the last steps' spikes
     history = {}
     source_rasters = module._source_rasters(start, steps, dtype, "cpu")

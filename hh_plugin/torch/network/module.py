@@ -72,8 +72,9 @@ class NetworkState:
     refractory period only); ``short_term[projection]``: ``{'u': ..., 'x': ...}`` of a
     projection with Tsodyks-Markram plasticity, per presynaptic neuron (updated in the
     forward pass, detached: not differentiated); ``plasticity[projection]``: ``{'w': ...,
-    'a_pre': ..., 'a_post': ...}`` of a projection with STDP (its weights as they are now,
-    in the layout of its weight parameter, and the traces).
+    'a_pre': ..., 'a_post': ...}`` of a projection with STDP or another plasticity rule
+    (its weights as they are now, in the layout of its weight parameter, and the rule's
+    traces by name).
     """
 
     neurons: Dict[str, object]
@@ -344,10 +345,12 @@ class NetworkModule(torch.nn.Module):
                     raise ValueError(f"projection {proj.name!r} has STDP: its weights are "
                                      f"one set, so the network runs without batch dimensions")
                 op = self.projections[proj.name]
-                plasticity[proj.name] = {
-                    "w": op.weight.detach().to(dtype=dtype, device=device).clone(),
-                    "a_pre": torch.zeros(op.n_pre, dtype=dtype, device=device),
-                    "a_post": torch.zeros(op.n_post, dtype=dtype, device=device)}
+                table = {"w": op.weight.detach().to(dtype=dtype, device=device).clone()}
+                for trace in proj.stdp.model.pre_trace_names:
+                    table[trace] = torch.zeros(op.n_pre, dtype=dtype, device=device)
+                for trace in proj.stdp.model.post_trace_names:
+                    table[trace] = torch.zeros(op.n_post, dtype=dtype, device=device)
+                plasticity[proj.name] = table
         return NetworkState(neurons, synapses, {name: [] for name in self._history_length}, 0,
                             since, short_term, plasticity)
 
@@ -558,36 +561,52 @@ class NetworkModule(torch.nn.Module):
         return NetworkOutput(spikes, final, traces)
 
     @staticmethod
-    def _stdp_pre(op, rule, pl, fired) -> None:
-        """Presynaptic spikes arriving (``fired``, ``(n_pre,)``): ``a_pre += d_pre``,
-        ``w = clip(w + a_post, 0, w_max)`` on their synapses."""
-        pl["a_pre"] = pl["a_pre"] + rule.d_pre * fired
-        w = pl["w"]
-        if op.dense:
-            mask = (fired > 0).unsqueeze(0).expand_as(w)
-            change = pl["a_post"].unsqueeze(1).expand_as(w)
-        else:
-            pre, post = op.synapse_indices()
-            mask = fired.index_select(0, pre) > 0
-            change = pl["a_post"].index_select(0, post)
-        pl["w"] = torch.where(mask, torch.clamp(w + change, 0.0, rule.w_max), w)
+    def _plasticity_event(op, rule, pl, fired, key: str) -> None:
+        r"""The statements of ``rule`` (a :class:`~hh_plugin.network.synapses.Plasticity`)
+        for spikes ``fired``: ``key='on_pre'``, presynaptic spikes arriving (``(n_pre,)``),
+        ``'on_post'``, the target's spikes (``(n_post,)``). A trace statement adds its
+        increment to the trace of every spiking neuron; a weight statement sets
+        :math:`w \leftarrow \operatorname{clip}(w + f, w_{lo}, w_{hi})` on their synapses,
+        :math:`f` evaluated from the traces as they are at that statement."""
+        model = rule.model
+        own = model.pre_trace_names if key == "on_pre" else model.post_trace_names
+        lo, hi = rule.bounds()
+        for k, (index, increment) in enumerate(rule.statements(key)):
+            if index is not None:
+                pl[own[index]] = pl[own[index]] + increment * fired
+                continue
+            w = pl["w"]
+            if op.dense:  # (n_post, n_pre)
+                pre_values = [pl[n].unsqueeze(0).expand_as(w) for n in model.pre_trace_names]
+                post_values = [pl[n].unsqueeze(1).expand_as(w) for n in model.post_trace_names]
+                mask = (fired > 0).unsqueeze(0 if key == "on_pre" else 1).expand_as(w)
+            else:
+                pre, post = op.synapse_indices()
+                pre_values = [pl[n].index_select(0, pre) for n in model.pre_trace_names]
+                post_values = [pl[n].index_select(0, post) for n in model.post_trace_names]
+                mask = fired.index_select(0, pre if key == "on_pre" else post) > 0
+            change = model.weight_function(key, k, "torch")(*pre_values, *post_values,
+                                                             *rule.parameter_values)
+            if not torch.is_tensor(change):
+                change = torch.full_like(w, float(change))
+            pl["w"] = torch.where(mask, torch.clamp(w + change, lo, hi), w)
 
-    @staticmethod
-    def _stdp_post(op, rule, pl, fired, dt) -> None:
-        """The traces decay over the step, then the target's spikes (``fired``):
-        ``a_post += d_post``, ``w = clip(w + a_pre, 0, w_max)`` on their synapses."""
-        e_pre, e_post = rule.decay(dt)
-        pl["a_pre"] = pl["a_pre"] * e_pre
-        pl["a_post"] = pl["a_post"] * e_post + rule.d_post * fired
-        w = pl["w"]
-        if op.dense:
-            mask = (fired > 0).unsqueeze(1).expand_as(w)
-            change = pl["a_pre"].unsqueeze(0).expand_as(w)
-        else:
-            pre, post = op.synapse_indices()
-            mask = fired.index_select(0, post) > 0
-            change = pl["a_pre"].index_select(0, pre)
-        pl["w"] = torch.where(mask, torch.clamp(w + change, 0.0, rule.w_max), w)
+    @classmethod
+    def _stdp_pre(cls, op, rule, pl, fired) -> None:
+        """Presynaptic spikes arriving (``fired``, ``(n_pre,)``): the rule's ``on_pre``
+        (STDP: ``a_pre += d_pre``, ``w = clip(w + a_post, 0, w_max)`` on their synapses)."""
+        cls._plasticity_event(op, rule, pl, fired, "on_pre")
+
+    @classmethod
+    def _stdp_post(cls, op, rule, pl, fired, dt) -> None:
+        """The traces decay exactly over the step, then the target's spikes (``fired``)
+        run the rule's ``on_post`` (STDP: ``a_post += d_post``,
+        ``w = clip(w + a_pre, 0, w_max)`` on their synapses)."""
+        model = rule.model
+        for name, factor in zip(model.pre_trace_names + model.post_trace_names,
+                                rule.trace_decay(dt)):
+            pl[name] = pl[name] * factor
+        cls._plasticity_event(op, rule, pl, fired, "on_post")
 
     def _run_naive(self, steps, currents, state: NetworkState, record, dtype, device):
         spec = self.spec
