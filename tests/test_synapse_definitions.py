@@ -798,3 +798,94 @@ def test_brian2_stdp_example_network_gives_identical_weights_on_a_short_run():
     low, high = example.bimodality(ours, example.W_MAX)
     assert 0.0 <= low < 0.5 and 0.0 <= high < 0.5  # not yet bimodal after 0.3 s
     brian2.start_scope()
+
+
+# ------------------------------------------------------- plasticity in the language
+def _soft_bound_rule():
+    """A user's rule with its own on_post: soft-bound (multiplicative) STDP, written in the
+    definition language (not registered anywhere)."""
+    from hh_plugin.network.synapses import PlasticityModel, PlasticityParameter
+
+    return PlasticityModel(
+        "soft_bound_stdp",
+        (PlasticityParameter("tau_plus", "ms", "potentiation window", "positive"),
+         PlasticityParameter("tau_minus", "ms", "depression window", "positive"),
+         PlasticityParameter("A_plus", "1", "potentiation amplitude", "nonnegative"),
+         PlasticityParameter("A_minus", "1", "depression amplitude", "nonnegative"),
+         PlasticityParameter("w_max", "w", "largest weight", "positive")),
+        pre_traces=(SynapseState("x", "-x/tau_plus"),),
+        post_traces=(SynapseState("y", "-y/tau_minus"),),
+        on_pre=(("x", "A_plus*w_max"), ("w", "-y*w/w_max")),
+        on_post=(("y", "A_minus*w_max"), ("w", "x*(w_max - w)/w_max")),
+        bounds=("0", "w_max"))
+
+
+def test_a_users_plasticity_rule_with_its_on_post_runs_on_every_backend(tmp_path):
+    """A plasticity rule declared by a user (weight updates that depend on ``w``): the
+    step loop, the fused kernel (generated from the definition) and Brian2 numpy
+    (``on_pre``/``on_post`` as Brian2 writes them) give identical spikes and final weights
+    within 1e-9; the definition travels in the network file; broken rules are refused,
+    naming the problem."""
+    brian2 = pytest.importorskip("brian2")
+    from hh_plugin.brian2.network import _stdp, build_network
+    from hh_plugin.network.synapses import Plasticity, PlasticityModel
+
+    model = _soft_bound_rule()
+    rule = Plasticity(model, tau_plus=16.8, tau_minus=33.7, A_plus=0.02, A_minus=0.025,
+                      w_max=0.05)
+    _, on_pre, on_post, _ = _stdp(rule, "mS")
+    assert on_post == ("y_trace += A_minus_rule*w_max_rule\n"
+                       "w = clip(w + x_trace*(w_max_rule - w)/w_max_rule, 0.0*msiemens, "
+                       "w_max_rule)")
+    rng = np.random.default_rng(1)
+    syn = exponential_conductance("e", 5.0, 0.0)
+    spec = NetworkSpec(
+        [Population("P", 2, HHSpec(), seed=1)],
+        [Projection("A", "P", Dense(rng.uniform(0, 0.05, (2, 200))), syn, delay=1, stdp=rule),
+         Projection("B", "P", FixedProbability(0.5, Uniform(0.0, 0.05, 4), seed=2), syn,
+                    delay=2, stdp=rule)],
+        [PoissonSource("A", 200, 15.0, seed=3), PoissonSource("B", 100, 15.0, seed=4)], dt=DT)
+    loaded = load_network(save_network(tmp_path / "rule.h5", spec)).spec
+    assert loaded.projections[0].stdp == rule
+    raster = np.concatenate([spec.sources[s].raster(4000, DT) for s in ("A", "B")], axis=1)
+    steps = max(k for k in range(3000, 4001) if not raster[k - 3:k].any())  # no pending pre
+    module = NetworkModule(loaded, dtype=torch.float64)
+    with torch.no_grad():
+        naive = module(steps=steps, record=("V",), path="naive")
+        fused = module(steps=steps, record=("V",), path="fused")
+    brian2.start_scope()
+    brian2.prefs.codegen.target = "numpy"
+    net = build_network(spec, steps=steps, record=("V",))
+    net.run(steps)
+    spikes = naive.spikes["P"].numpy()
+    assert spikes.sum() >= 5
+    np.testing.assert_array_equal(spikes, fused.spikes["P"].numpy())
+    np.testing.assert_array_equal(spikes, net.spike_raster("P", steps))
+    for name in ("A_to_P_e", "B_to_P_e"):
+        S = net.synapses[name][0]
+        theirs = np.asarray(S.w_) * 1e3
+        for out in (naive, fused):
+            ours = out.state.plasticity[name]["w"].numpy()
+            if spec.connections[name].dense:
+                ours = ours[np.asarray(S.j), np.asarray(S.i)]
+            assert np.abs(ours - theirs).max() <= 1e-9, name
+        start = np.asarray(spec.connections[name].weight)
+        start = (start.reshape(2, -1)[np.asarray(S.j), np.asarray(S.i)]
+                 if spec.connections[name].dense else start)
+        assert np.abs(theirs - start).max() > 1e-4, "the rule changed the weights"
+        assert set(naive.state.plasticity[name]) == {"w", "x", "y"}
+    brian2.start_scope()
+    for edit, message in [
+            (dict(on_post=(("x", "A_plus"),)), "neither 'w' nor a postsynaptic trace"),
+            (dict(on_pre=(("x", "y"),)), "unknown name.*'y'"),
+            (dict(pre_traces=(SynapseState("x", "-x*x/tau_plus"),)), "not linear"),
+            (dict(on_post=(("w", "__import__('os')"),)),
+             "unsupported function|not allowed|unknown name")]:
+        fields = {**dict(name="bad", parameters=model.parameters, pre_traces=model.pre_traces,
+                         post_traces=model.post_traces, on_pre=model.on_pre,
+                         on_post=model.on_post, bounds=model.bounds), **edit}
+        with pytest.raises(ValueError, match=message):
+            PlasticityModel(**fields)
+    with pytest.raises(ValueError, match="must be > 0"):
+        Plasticity(model, tau_plus=-1.0, tau_minus=33.7, A_plus=0.02, A_minus=0.025,
+                   w_max=0.05)

@@ -1087,8 +1087,8 @@ class PlasticityModel:
       ``a += expression`` (parameters only, so that the trace is the same for every
       synapse of the neuron, as Brian2 keeps it per synapse), or ``'w'``,
       :math:`w_{ij} \leftarrow \operatorname{clip}(w_{ij} + f, w_{lo}, w_{hi})` with
-      :math:`f` an expression of the parameters and the traces of :math:`i` and
-      :math:`j`;
+      :math:`f` an expression of the parameters, the traces of :math:`i` and :math:`j`
+      and the weight ``w`` itself (soft bounds, multiplicative rules);
     - ``bounds``: the expressions of :math:`(w_{lo}, w_{hi})` (parameters only).
 
     The presynaptic spike is transmitted with the weight it had before ``on_pre``. Per
@@ -1169,7 +1169,7 @@ class PlasticityModel:
             out = []
             for target, text in getattr(self, key):
                 if target == _WEIGHT_TARGET:
-                    expr = _parse(text, params + pre + post, where,
+                    expr = _parse(text, params + pre + post + [WEIGHT_SYMBOL], where,
                                   f"{key} update of w")
                     out.append((None, expr))
                 elif target in own:
@@ -1205,11 +1205,11 @@ class PlasticityModel:
         return expr if index is None else None
 
     def weight_function(self, key: str, k: int, backend: str):
-        """``f(*pre_traces, *post_traces, *parameters)`` of a weight statement."""
+        """``f(*pre_traces, *post_traces, w, *parameters)`` of a weight statement."""
         cache = self._compiled["functions"]
         if (key, k, backend) not in cache:
             args = (list(self.pre_trace_names) + list(self.post_trace_names)
-                    + list(self.parameter_names))
+                    + [WEIGHT_SYMBOL] + list(self.parameter_names))
             cache[(key, k, backend)] = to_callable(self.weight_update(key, k), args, backend)
         return cache[(key, k, backend)]
 

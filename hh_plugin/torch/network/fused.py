@@ -20,9 +20,12 @@ schedule is the step loop's, step by step:
    step's start;
 2. for each population in ``spec.order``: the plastic projections into it take the spikes
    due now (Tsodyks-Markram: release :math:`r = u x`, :math:`x \mathrel{-}= r`,
-   :math:`u \mathrel{+}= U(1 - u)`, transmit :math:`w r`; STDP: transmit the current
-   :math:`w`, then :math:`a_{pre} \mathrel{+}= \Delta_{pre}`,
-   :math:`w \leftarrow \operatorname{clip}(w + a_{post}, 0, w_{max})`); each receptor adds
+   :math:`u \mathrel{+}= U(1 - u)`, transmit :math:`w r`; a plasticity rule such as STDP:
+   transmit the current :math:`w`, then the rule's ``on_pre`` statements, e.g.
+   :math:`a_{pre} \mathrel{+}= \Delta_{pre}`,
+   :math:`w \leftarrow \operatorname{clip}(w + a_{post}, 0, w_{max})`, the weight updates
+   printed to C++ from the :class:`~hh_plugin.network.synapses.PlasticityModel`
+   (:func:`generate_plasticity_cpp`)); each receptor adds
    :math:`c_s b` (:math:`b` its ring-buffer slot of this step) to its states and gives its
    output :math:`y = \sum_s k_s x_s`, times :math:`B(V_k)` at the step's start potential
    for a conductance (:math:`G \mathrel{+}= y`, :math:`J \mathrel{+}= y E`; a current:
@@ -31,9 +34,9 @@ schedule is the step loop's, step by step:
    :math:`x \leftarrow P x` (a pulse is cleared); the presynaptic states of graded synapses
    leaving the population take their exponential Euler step from the step's start,
    :math:`x' = x + \Delta t\,\operatorname{exprel}(-\lambda\Delta t) f`; the spiking neurons
-   are collected; the STDP projections into it let their traces decay
-   (:math:`a \leftarrow a\,e^{-\Delta t/\tau}`) and apply the postsynaptic spikes
-   (:math:`a_{post} \mathrel{+}= \Delta_{post}`,
+   are collected; the plastic projections into it let their traces decay
+   (:math:`a \leftarrow a\,e^{-\lambda\Delta t}`) and run the rule's ``on_post`` for the
+   postsynaptic spikes (STDP: :math:`a_{post} \mathrel{+}= \Delta_{post}`,
    :math:`w \leftarrow \operatorname{clip}(w + a_{pre}, 0, w_{max})`);
 3. spikes are delivered *event by event*: for each spiking source neuron, its synapses
    (compressed rows by source) add their weights into the target receptor's ring buffer at
@@ -170,12 +173,13 @@ def _plasticity_code(index: int, key: int, k: int) -> int:
 
 def generate_plasticity_cpp(index: int, model: PlasticityModel) -> str:
     r"""C++ of a plasticity model's weight statements, printed from its definition:
-    ``plast_<index>_<pre|post>_<k>(a, b, q)`` returns :math:`f` of the ``k``-th statement
-    (``a``: the presynaptic neuron's traces, ``b``: the postsynaptic neuron's, ``q``: the
-    parameter values)."""
+    ``plast_<index>_<pre|post>_<k>(a, b, w, q)`` returns :math:`f` of the ``k``-th
+    statement (``a``: the presynaptic neuron's traces, ``b``: the postsynaptic neuron's,
+    ``w``: the synapse's weight, ``q``: the parameter values)."""
     names = {p: f"T(q[{k}])" for k, p in enumerate(model.parameter_names)}
     names.update({x: f"a[{k}]" for k, x in enumerate(model.pre_trace_names)})
     names.update({x: f"b[{k}]" for k, x in enumerate(model.post_trace_names)})
+    names["w"] = "w"
     pr = _Printer(CPP, names).doprint
     lines = [f"// plasticity model {model.name}"]
     for key, statements in (("pre", model.on_pre), ("post", model.on_post)):
@@ -184,7 +188,7 @@ def generate_plasticity_cpp(index: int, model: PlasticityModel) -> str:
             if expr is None:
                 continue
             lines += [f"template <typename T> HH_INLINE T plast_{index}_{key}_{k}(const T* a, "
-                      f"const T* b, const double* q) {{", "  (void)a; (void)b; (void)q;",
+                      f"const T* b, T w, const double* q) {{", "  (void)a; (void)b; (void)w; (void)q;",
                       f"  return {pr(expr)};", "}"]
     return "\n".join(lines) + "\n"
 
@@ -196,9 +200,10 @@ def _plasticity_dispatch(models: Sequence[PlasticityModel]) -> str:
             for k in range(len(statements)):
                 if model.weight_update(f"on_{name}", k) is not None:
                     cases.append(f"    case {_plasticity_code(m, key, k)}: "
-                                 f"return plast_{m}_{name}_{k}<T>(a, b, q);")
+                                 f"return plast_{m}_{name}_{k}<T>(a, b, w, q);")
     return "\n".join([
-        "template <typename T> T plast_w(int64_t code, const T* a, const T* b, const double* q) {",
+        "template <typename T> T plast_w(int64_t code, const T* a, const T* b, T w, "
+        "const double* q) {",
         "  switch (code) {", *cases,
         '    default: TORCH_CHECK(false, "no plasticity function ", code);', "  }",
         "  return T(0);", "}", ""])
@@ -484,8 +489,8 @@ std::vector<torch::Tensor> network_forward(
             for (int64_t k = rowptr[i]; k < rowptr[i + 1]; ++k) {
               for (int64_t c = 0; c < pl.npost; ++c)
                 b[c] = proj_state[q][o + 1 + pl.npre + c].data_ptr<T>()[post[k]];
-              w[k] = std::min(std::max(w[k] + plast_w<T>(code, a, b, pl.q.data()), T(pl.lo)),
-                              T(pl.hi));
+              w[k] = std::min(std::max(w[k] + plast_w<T>(code, a, b, w[k], pl.q.data()),
+                                       T(pl.lo)), T(pl.hi));
             }
           }
         }
@@ -658,7 +663,7 @@ std::vector<torch::Tensor> network_forward(
                 const int64_t s = psyn[k];
                 for (int64_t c = 0; c < pl.npre; ++c)
                   a[c] = proj_state[q][o + 1 + c].data_ptr<T>()[pre[s]];
-                w[s] = std::min(std::max(w[s] + plast_w<T>(code, a, b, pl.q.data()),
+                w[s] = std::min(std::max(w[s] + plast_w<T>(code, a, b, w[s], pl.q.data()),
                                          T(pl.lo)), T(pl.hi));
               }
             }

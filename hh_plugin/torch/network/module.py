@@ -585,7 +585,7 @@ class NetworkModule(torch.nn.Module):
                 pre_values = [pl[n].index_select(0, pre) for n in model.pre_trace_names]
                 post_values = [pl[n].index_select(0, post) for n in model.post_trace_names]
                 mask = fired.index_select(0, pre if key == "on_pre" else post) > 0
-            change = model.weight_function(key, k, "torch")(*pre_values, *post_values,
+            change = model.weight_function(key, k, "torch")(*pre_values, *post_values, w,
                                                              *rule.parameter_values)
             if not torch.is_tensor(change):
                 change = torch.full_like(w, float(change))
