@@ -659,13 +659,15 @@ def test_the_cli_runs_a_file_with_a_users_synapse_on_both_backends(tmp_path):
 
 @pytest.mark.slow
 def test_every_shipped_model_agrees_in_cpp_standalone(tmp_path):
-    """One C++ standalone build with every new construct: the biexponential, alpha
-    (coupled states advanced by the propagator in a regular operation), NMDA (factor),
-    Tsodyks-Markram (event-driven), the gated synapse (presynaptic states, summed
-    variable) and STDP (on_post, final weights); float64, 30 ms."""
+    """One C++ standalone build with every new construct: the biexponential conductance
+    and current, alpha (coupled states advanced by the propagator in a regular operation),
+    NMDA (factor), Tsodyks-Markram (event-driven), the gated synapse (presynaptic states,
+    summed variable), STDP and a user's plasticity rule (generated on_pre/on_post, final
+    weights); float64, 30 ms."""
     brian2 = pytest.importorskip("brian2")
     from hh_plugin.brian2 import use_device
     from hh_plugin.brian2.network import build_network
+    from hh_plugin.network.synapses import Plasticity
 
     rng = np.random.default_rng(0)
     spec = NetworkSpec(
@@ -682,7 +684,13 @@ def test_every_shipped_model_agrees_in_cpp_standalone(tmp_path):
                     delay=1),
          Projection("noise", "I", FixedProbability(0.5, 0.05, seed=9),
                     exponential_conductance("e", 5.0, 0.0), delay=2,
-                    stdp=STDP.brian2_example(0.05))],
+                    stdp=STDP.brian2_example(0.05)),
+         Projection("noise", "E", FixedProbability(0.3, 0.5, seed=10),
+                    biexponential_current("c", 0.5, 3.0), delay=1),
+         Projection("noise", "E", FixedProbability(0.5, 0.04, seed=11),
+                    exponential_conductance("e2", 5.0, 0.0), delay=1, name="soft",
+                    stdp=Plasticity(_soft_bound_rule(), tau_plus=16.8, tau_minus=33.7,
+                                    A_plus=0.2, A_minus=0.25, w_max=0.05))],
         [CurrentInput("E", 2.0), CurrentInput("I", rng.uniform(0.8, 1.6, 15)),
          PoissonSource("noise", 20, 100.0, seed=7)], dt=DT)
     with torch.no_grad():
@@ -698,9 +706,11 @@ def test_every_shipped_model_agrees_in_cpp_standalone(tmp_path):
         assert spikes.sum() >= 10, pop
         np.testing.assert_array_equal(spikes, net.spike_raster(pop, STEPS))
         assert np.abs(out.traces[pop]["V"].numpy() - net.trace(pop, "V")).max() <= 1e-6
-    S = net.synapses["noise_to_I_e"][0]
-    ours = out.state.plasticity["noise_to_I_e"]["w"].numpy()
-    assert np.abs(ours - np.asarray(S.w_) * 1e3).max() <= 1e-9
+    for name in ("noise_to_I_e", "soft"):
+        S = net.synapses[name][0]
+        ours = out.state.plasticity[name]["w"].numpy()
+        assert np.abs(ours - np.asarray(S.w_) * 1e3).max() <= 1e-9, name
+        assert np.abs(ours - spec.connections[name].weight).max() > 1e-4, name
     brian2.start_scope()
 
 
