@@ -174,8 +174,8 @@ def main():
         brian_run = run_brian2(spec, steps, device, directory)
         print(f"\nBrian2 {device}: {brian_run[3]:.1f} s (with code generation"
               f"{' and compilation' if device != 'numpy' else ''})")
-        print(f"| model | spikes | identical spike steps | max abs dV (mV) | max abs dw (mS) |")
-        print(f"|---|---|---|---|---|")
+        print("| model | spikes | identical spike steps | max abs dV (mV) | max abs dw (mS) |")
+        print("|---|---|---|---|---|")
         for name, count, same, dV, dw in compare(spec, torch_run, brian_run):
             ok &= same and dV <= 1e-6 and (dw is None or dw <= 1e-9) and count > 0
             print(f"| {name} | {count} | {'yes' if same else 'NO'} | {dV:.1e} | "

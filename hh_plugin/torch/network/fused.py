@@ -69,7 +69,6 @@ import threading
 from typing import Dict, List, Sequence
 
 import numpy as np
-import sympy
 import torch
 
 from ...model.definition import ModelDefinition
@@ -143,7 +142,7 @@ def generate_synapse_cpp(index: int, model: SynapseModel) -> str:
     lines = [f"// synapse model {model.name}"]
     if compiled.factor is not None:
         lines += [f"template <typename T> HH_INLINE T syn_factor_{index}(T V, const double* q) {{",
-                  f"  (void)V; (void)q;",
+                  "  (void)V; (void)q;",
                   f"  return {pr(compiled.factor)};", "}"]
     if model.is_graded:
         lines += [f"template <typename T> HH_INLINE void syn_pre_{index}(T V, const T* s, "
