@@ -61,6 +61,13 @@ step of the gates from the step's start, :math:`x' = x + \Delta t\,
 x/\partial x`; the target's output is :math:`y_j = \sum_i w_{ij}\,
 \mathrm{transmit}_i` of the states at the step's start, every step (no spikes, delay 1).
 
+**Plasticity** of a projection's weights is declared the same way
+(:class:`PlasticityModel`: parameters, presynaptic and postsynaptic traces that decay
+exactly, and ordered ``on_pre``/``on_post`` statements, a trace increment or
+:math:`w \leftarrow \operatorname{clip}(w + f, w_{lo}, w_{hi})`); :class:`STDP` is its
+built-in additive rule (:data:`ADDITIVE_STDP`), :class:`Plasticity` a rule with values.
+Tsodyks-Markram short-term plasticity (:class:`TsodyksMarkram`) is a declaration of its own.
+
 Example (a user's model, the alpha function written out):
 
     >>> alpha = SynapseModel(
