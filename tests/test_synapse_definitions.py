@@ -253,9 +253,9 @@ def test_the_fused_kernel_runs_every_model_as_the_step_loop_does():
     spec = _every_model_network()
     module = NetworkModule(spec, dtype=torch.float64)
     with torch.no_grad():
-        naive = module(steps=2000, record=("V",), path="naive")
-        first = module(steps=1000, record=("V",), path="fused")
-        second = module(steps=1000, state=first.state, record=("V",), path="fused")
+        naive = module(steps=1200, record=("V",), path="naive")
+        first = module(steps=500, record=("V",), path="fused")
+        second = module(steps=700, state=first.state, record=("V",), path="fused")
     for pop in spec.populations:
         fused_spikes = torch.cat([first.spikes[pop], second.spikes[pop]])
         assert naive.spikes[pop].sum() >= 3, f"{pop} should spike"
