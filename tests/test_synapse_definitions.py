@@ -206,14 +206,86 @@ def test_brian2_equations_read_as_the_definition_writes_them():
     assert lines[:2] == ["h_a : siemens", "g_a : siemens"] and after[0] == "h_a_start = h_a"
 
 
-def test_the_fused_kernel_leaves_other_models_to_the_step_loop():
-    spec = _network(alpha_conductance("a", 1.0, 0.0), 0.02)
+def _every_model_network():
+    """One population per synapse model (so each model's spikes and states are compared
+    on their own), driven by one Poisson source and recurrent projections with several
+    delays; Tsodyks-Markram and STDP on projections of their own; the gated synapse on a
+    Wang-Buzsaki population. One fused build for all (HH and WB, NMDA's factor and the
+    gated synapse's expressions)."""
+    rng = np.random.default_rng(0)
+    cases = {
+        "pulse": (Synapse(CURRENT_PULSE, "p"), 100.0, {}),
+        "exp_current": (exponential_current("c", 2.0), 1.5, {}),
+        "exp_conductance": (exponential_conductance("e", 5.0, 0.0), 0.02, {}),
+        "biexp_current": (biexponential_current("c", 0.5, 3.0), 1.5, {}),
+        "biexp_conductance": (biexponential_conductance("a", 0.5, 3.0, 0.0), 0.03, {}),
+        "alpha": (alpha_conductance("a", 1.0, 0.0), 0.03, {}),
+        "nmda": (nmda_conductance("n", tau_decay=30.0), 0.04, {}),
+        "user": (Synapse(_user_alpha(), "u", tau=1.0, E=0.0), 0.03, {}),
+        "stp": (biexponential_conductance("a", 0.5, 3.0, 0.0), 0.1,
+                dict(short_term=TsodyksMarkram(0.1, 50.0, 200.0))),
+        "stdp": (exponential_conductance("e", 5.0, 0.0), 0.03,
+                 dict(stdp=STDP.brian2_example(0.05))),
+    }
+    pops, projections = [], []
+    for k, (name, (syn, w, extra)) in enumerate(cases.items()):
+        pops.append(Population(name, 12, HHSpec(), seed=k))
+        plastic = bool(extra)
+        projections += [
+            Projection(name, name, FixedProbability(0.3, w, seed=10 + k), syn,
+                       delay=2 if plastic else RandomDelay(1, 4, k), **extra),
+            Projection("noise", name, FixedProbability(0.3, 2 * w, seed=30 + k), syn,
+                       delay=1, **extra)]
+    pops.append(Population("wb", 12, HHSpec(model=WANG_BUZSAKI),
+                           initial={"V": rng.uniform(-70, -50, 12)}))
+    projections.append(Projection("wb", "wb", Dense(np.full((12, 12), 0.1 / 12)),
+                                  gated_conductance(), delay=1))
+    currents = [CurrentInput(p.name, 2.0) for p in pops[:-1]]
+    currents.append(CurrentInput("wb", rng.uniform(0.8, 1.6, 12)))
+    return NetworkSpec(pops, projections, currents + [PoissonSource("noise", 20, 150.0, seed=7)],
+                       dt=DT)
+
+
+def test_the_fused_kernel_runs_every_model_as_the_step_loop_does():
+    """Fused (in two calls, so pending spikes and plasticity states carry over) against
+    the step loop, float64: identical spike steps, states at round-off, for each synapse
+    model, Tsodyks-Markram and STDP (their states updated in the forward pass)."""
+    spec = _every_model_network()
+    module = NetworkModule(spec, dtype=torch.float64)
+    with torch.no_grad():
+        naive = module(steps=1200, record=("V",), path="naive")
+        first = module(steps=500, record=("V",), path="fused")
+        second = module(steps=700, state=first.state, record=("V",), path="fused")
+    for pop in spec.populations:
+        fused_spikes = torch.cat([first.spikes[pop], second.spikes[pop]])
+        assert naive.spikes[pop].sum() >= 3, f"{pop} should spike"
+        assert torch.equal(naive.spikes[pop], fused_spikes), pop
+        V = torch.cat([first.traces[pop]["V"], second.traces[pop]["V"]])
+        assert (naive.traces[pop]["V"] - V).abs().max() <= 1e-9, pop
+        for var, value in naive.state.synapses[pop].items():
+            assert (value - second.state.synapses[pop][var]).abs().max() <= 1e-12, (pop, var)
+    for proj, table in naive.state.short_term.items():
+        for key, value in table.items():
+            assert (value - second.state.short_term[proj][key]).abs().max() <= 1e-12, (proj, key)
+    assert naive.state.plasticity, "STDP state"
+    for proj, table in naive.state.plasticity.items():
+        start = module.projections[proj].weight.detach()
+        assert (table["w"] - start).abs().max() > 1e-4, "the rule moved the weights"
+        for key, value in table.items():
+            assert (value - second.state.plasticity[proj][key]).abs().max() <= 1e-12, (proj, key)
+
+
+def test_the_fused_kernel_refuses_what_it_cannot_run_naming_it():
+    spec = _network(nmda_conductance("n", tau_decay=30.0), 0.03, method="rk4")
     module = NetworkModule(spec, dtype=torch.float64, path="fused")
-    with torch.no_grad(), pytest.raises(PathUnavailable, match="one-state synapse models"):
+    with torch.no_grad(), pytest.raises(PathUnavailable, match=r"exponential Euler only.*'rk4'"):
         module(steps=10)
     module.path = "auto"
     with torch.no_grad():
         module(steps=10)  # falls back silently: the step loop
+    with pytest.raises(PathUnavailable, match="no gradients"):
+        NetworkModule(_network(alpha_conductance("a", 1.0, 0.0), 0.02), dtype=torch.float64)(
+            steps=10, path="fused")
 
 
 # ------------------------------------------------------------- graded (gated) synapse
@@ -293,6 +365,15 @@ def test_gated_synapse_gradients_match_central_differences():
     for name in ("alpha", "beta", "theta", "E_rev"):
         params[name].requires_grad_()
     loss(module).backward()
+    weight = module.weights["A_to_B_gaba"]
+    with torch.no_grad():  # one weight against central differences
+        base, values = weight[1, 0].item(), []
+        for sign in (1, -1):
+            weight[1, 0] = base + sign * 1e-6
+            values.append(loss(module).item())
+        weight[1, 0] = base
+    assert weight.grad[1, 0].item() == pytest.approx((values[0] - values[1]) / 2e-6, rel=1e-5)
+    assert abs(weight.grad[1, 0].item()) > 0
     for name in ("alpha", "beta", "theta", "E_rev"):
         h = 1e-5 * max(1.0, abs(syn.parameters[name]))
         values = []
@@ -424,6 +505,9 @@ def _subthreshold(syn, weight):
 
 
 GRADIENTS = {
+    "biexponential_current": (
+        lambda **p: biexponential_current("c", **{**dict(tau_rise=0.5, tau_decay=3.0), **p}),
+        1.0, ("tau_rise", "tau_decay")),
     "biexponential_conductance": (
         lambda **p: biexponential_conductance("a", **{**dict(tau_rise=0.5, tau_decay=3.0,
                                                              E_rev=0.0), **p}), 0.05,
@@ -575,13 +659,15 @@ def test_the_cli_runs_a_file_with_a_users_synapse_on_both_backends(tmp_path):
 
 @pytest.mark.slow
 def test_every_shipped_model_agrees_in_cpp_standalone(tmp_path):
-    """One C++ standalone build with every new construct: the biexponential, alpha
-    (coupled states advanced by the propagator in a regular operation), NMDA (factor),
-    Tsodyks-Markram (event-driven), the gated synapse (presynaptic states, summed
-    variable) and STDP (on_post, final weights); float64, 30 ms."""
+    """One C++ standalone build with every new construct: the biexponential conductance
+    and current, alpha (coupled states advanced by the propagator in a regular operation),
+    NMDA (factor), Tsodyks-Markram (event-driven), the gated synapse (presynaptic states,
+    summed variable), STDP and a user's plasticity rule (generated on_pre/on_post, final
+    weights); float64, 30 ms."""
     brian2 = pytest.importorskip("brian2")
     from hh_plugin.brian2 import use_device
     from hh_plugin.brian2.network import build_network
+    from hh_plugin.network.synapses import Plasticity
 
     rng = np.random.default_rng(0)
     spec = NetworkSpec(
@@ -598,7 +684,13 @@ def test_every_shipped_model_agrees_in_cpp_standalone(tmp_path):
                     delay=1),
          Projection("noise", "I", FixedProbability(0.5, 0.05, seed=9),
                     exponential_conductance("e", 5.0, 0.0), delay=2,
-                    stdp=STDP.brian2_example(0.05))],
+                    stdp=STDP.brian2_example(0.05)),
+         Projection("noise", "E", FixedProbability(0.3, 0.5, seed=10),
+                    biexponential_current("c", 0.5, 3.0), delay=1),
+         Projection("noise", "E", FixedProbability(0.5, 0.04, seed=11),
+                    exponential_conductance("e2", 5.0, 0.0), delay=1, name="soft",
+                    stdp=Plasticity(_soft_bound_rule(), tau_plus=16.8, tau_minus=33.7,
+                                    A_plus=0.2, A_minus=0.25, w_max=0.05))],
         [CurrentInput("E", 2.0), CurrentInput("I", rng.uniform(0.8, 1.6, 15)),
          PoissonSource("noise", 20, 100.0, seed=7)], dt=DT)
     with torch.no_grad():
@@ -614,9 +706,11 @@ def test_every_shipped_model_agrees_in_cpp_standalone(tmp_path):
         assert spikes.sum() >= 10, pop
         np.testing.assert_array_equal(spikes, net.spike_raster(pop, STEPS))
         assert np.abs(out.traces[pop]["V"].numpy() - net.trace(pop, "V")).max() <= 1e-6
-    S = net.synapses["noise_to_I_e"][0]
-    ours = out.state.plasticity["noise_to_I_e"]["w"].numpy()
-    assert np.abs(ours - np.asarray(S.w_) * 1e3).max() <= 1e-9
+    for name in ("noise_to_I_e", "soft"):
+        S = net.synapses[name][0]
+        ours = out.state.plasticity[name]["w"].numpy()
+        assert np.abs(ours - np.asarray(S.w_) * 1e3).max() <= 1e-9, name
+        assert np.abs(ours - spec.connections[name].weight).max() > 1e-4, name
     brian2.start_scope()
 
 
@@ -673,3 +767,135 @@ def test_hostile_plasticity_and_graded_entries_are_refused(tmp_path, edit, messa
     _rewrite(path, lambda meta: edit(meta["network"]["projections"][0]))
     with pytest.raises(FormatError, match=message):
         load_network(path)
+
+
+def test_brian2_stdp_example_network_gives_identical_weights_on_a_short_run():
+    """``examples/stdp_song_abbott.py``'s network (Brian2's ``examples/synapses/STDP.py``:
+    1000 Poisson inputs at 15 Hz onto one plugin Wang-Buzsaki neuron, dt = 0.1 ms; a less
+    negative bias current than the example's, for more output spikes in a short run),
+    about 300 ms: torch's fused path against Brian2 numpy, identical spikes and final
+    weights within 1e-9."""
+    brian2 = pytest.importorskip("brian2")
+    import importlib.util
+    from pathlib import Path
+
+    from hh_plugin.brian2.network import build_network
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "stdp_song_abbott.py"
+    loader = importlib.util.spec_from_file_location("stdp_song_abbott", path)
+    example = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(example)
+    spec = example.network(bias=-8.0)
+    # end on a step without input spikes: Brian2 applies the pre event of a spike of the
+    # last step (delay 1) within that step, torch when it arrives, in the next call
+    raster = spec.sources["inputs"].raster(3000, spec.dt)
+    steps = max(k for k in range(2500, 3001) if not raster[k - 1].any())
+    start = spec.connections["stdp"].weight.copy()
+    with torch.no_grad():
+        out = NetworkModule(spec, dtype=torch.float64)(steps=steps, record=("V",), path="fused")
+    brian2.start_scope()
+    brian2.prefs.codegen.target = "numpy"
+    net = build_network(spec, steps=steps, record=("V",))
+    net.run(steps)
+    spikes = out.spikes["out"].numpy()
+    assert spikes.sum() >= 5
+    np.testing.assert_array_equal(spikes, net.spike_raster("out", steps))
+    assert np.abs(out.traces["out"]["V"].numpy() - net.trace("out", "V")).max() <= 1e-6
+    S = net.synapses["stdp"][0]
+    ours = out.state.plasticity["stdp"]["w"].numpy()[np.asarray(S.j), np.asarray(S.i)]
+    assert np.abs(ours - np.asarray(S.w_) * 1e3).max() <= 1e-9
+    assert np.abs(ours - start[np.asarray(S.i)]).max() > 1e-4, "the rule changed the weights"
+    low, high = example.bimodality(ours, example.W_MAX)
+    assert 0.0 <= low < 0.5 and 0.0 <= high < 0.5  # not yet bimodal after 0.3 s
+    brian2.start_scope()
+
+
+# ------------------------------------------------------- plasticity in the language
+def _soft_bound_rule():
+    """A user's rule with its own on_post: soft-bound (multiplicative) STDP, written in the
+    definition language (not registered anywhere)."""
+    from hh_plugin.network.synapses import PlasticityModel, PlasticityParameter
+
+    return PlasticityModel(
+        "soft_bound_stdp",
+        (PlasticityParameter("tau_plus", "ms", "potentiation window", "positive"),
+         PlasticityParameter("tau_minus", "ms", "depression window", "positive"),
+         PlasticityParameter("A_plus", "1", "potentiation amplitude", "nonnegative"),
+         PlasticityParameter("A_minus", "1", "depression amplitude", "nonnegative"),
+         PlasticityParameter("w_max", "w", "largest weight", "positive")),
+        pre_traces=(SynapseState("x", "-x/tau_plus"),),
+        post_traces=(SynapseState("y", "-y/tau_minus"),),
+        on_pre=(("x", "A_plus*w_max"), ("w", "-y*w/w_max")),
+        on_post=(("y", "A_minus*w_max"), ("w", "x*(w_max - w)/w_max")),
+        bounds=("0", "w_max"))
+
+
+def test_a_users_plasticity_rule_with_its_on_post_runs_on_every_backend(tmp_path):
+    """A plasticity rule declared by a user (weight updates that depend on ``w``): the
+    step loop, the fused kernel (generated from the definition) and Brian2 numpy
+    (``on_pre``/``on_post`` as Brian2 writes them) give identical spikes and final weights
+    within 1e-9; the definition travels in the network file; broken rules are refused,
+    naming the problem."""
+    brian2 = pytest.importorskip("brian2")
+    from hh_plugin.brian2.network import _stdp, build_network
+    from hh_plugin.network.synapses import Plasticity, PlasticityModel
+
+    model = _soft_bound_rule()
+    rule = Plasticity(model, tau_plus=16.8, tau_minus=33.7, A_plus=0.02, A_minus=0.025,
+                      w_max=0.05)
+    _, on_pre, on_post, _ = _stdp(rule, "mS")
+    assert on_post == ("y_trace += A_minus_rule*w_max_rule\n"
+                       "w = clip(w + x_trace*(w_max_rule - w)/w_max_rule, 0.0*msiemens, "
+                       "w_max_rule)")
+    rng = np.random.default_rng(1)
+    syn = exponential_conductance("e", 5.0, 0.0)
+    spec = NetworkSpec(
+        [Population("P", 2, HHSpec(), seed=1)],
+        [Projection("A", "P", Dense(rng.uniform(0, 0.05, (2, 200))), syn, delay=1, stdp=rule),
+         Projection("B", "P", FixedProbability(0.5, Uniform(0.0, 0.05, 4), seed=2), syn,
+                    delay=2, stdp=rule)],
+        [PoissonSource("A", 200, 15.0, seed=3), PoissonSource("B", 100, 15.0, seed=4)], dt=DT)
+    loaded = load_network(save_network(tmp_path / "rule.h5", spec)).spec
+    assert loaded.projections[0].stdp == rule
+    raster = np.concatenate([spec.sources[s].raster(4000, DT) for s in ("A", "B")], axis=1)
+    steps = max(k for k in range(3000, 4001) if not raster[k - 3:k].any())  # no pending pre
+    module = NetworkModule(loaded, dtype=torch.float64)
+    with torch.no_grad():
+        naive = module(steps=steps, record=("V",), path="naive")
+        fused = module(steps=steps, record=("V",), path="fused")
+    brian2.start_scope()
+    brian2.prefs.codegen.target = "numpy"
+    net = build_network(spec, steps=steps, record=("V",))
+    net.run(steps)
+    spikes = naive.spikes["P"].numpy()
+    assert spikes.sum() >= 5
+    np.testing.assert_array_equal(spikes, fused.spikes["P"].numpy())
+    np.testing.assert_array_equal(spikes, net.spike_raster("P", steps))
+    for name in ("A_to_P_e", "B_to_P_e"):
+        S = net.synapses[name][0]
+        theirs = np.asarray(S.w_) * 1e3
+        for out in (naive, fused):
+            ours = out.state.plasticity[name]["w"].numpy()
+            if spec.connections[name].dense:
+                ours = ours[np.asarray(S.j), np.asarray(S.i)]
+            assert np.abs(ours - theirs).max() <= 1e-9, name
+        start = np.asarray(spec.connections[name].weight)
+        start = (start.reshape(2, -1)[np.asarray(S.j), np.asarray(S.i)]
+                 if spec.connections[name].dense else start)
+        assert np.abs(theirs - start).max() > 1e-4, "the rule changed the weights"
+        assert set(naive.state.plasticity[name]) == {"w", "x", "y"}
+    brian2.start_scope()
+    for edit, message in [
+            (dict(on_post=(("x", "A_plus"),)), "neither 'w' nor a postsynaptic trace"),
+            (dict(on_pre=(("x", "y"),)), "unknown name.*'y'"),
+            (dict(pre_traces=(SynapseState("x", "-x*x/tau_plus"),)), "not linear"),
+            (dict(on_post=(("w", "__import__('os')"),)),
+             "unsupported function|not allowed|unknown name")]:
+        fields = {**dict(name="bad", parameters=model.parameters, pre_traces=model.pre_traces,
+                         post_traces=model.post_traces, on_pre=model.on_pre,
+                         on_post=model.on_post, bounds=model.bounds), **edit}
+        with pytest.raises(ValueError, match=message):
+            PlasticityModel(**fields)
+    with pytest.raises(ValueError, match="must be > 0"):
+        Plasticity(model, tau_plus=-1.0, tau_minus=33.7, A_plus=0.02, A_minus=0.025,
+                   w_max=0.05)

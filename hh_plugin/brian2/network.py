@@ -57,7 +57,7 @@ from hh_plugin.network.spec import NetworkSpec
 
 from . import _compat
 from .equations import _DIMENSIONS as _PLUGIN_DIMENSIONS
-from .equations import _Printer, _scalar_text
+from .equations import _PRODUCT, _Printer, _paren, _scalar_text
 from .functions import FUNCTION_NAME
 from .group import neuron_group
 from .leaky_integrator import VARIABLES as LI_VARIABLES
@@ -441,20 +441,48 @@ def _transmit_brian2(syn) -> str:
 
 
 def _stdp(rule, unit: str):
-    """``(model, on_pre lines, on_post, namespace)`` of additive STDP with traces, as
-    Brian2's ``examples/synapses/STDP.py`` writes it (``Apre``, ``Apost`` per synapse,
-    ``(event-driven)``; the weight ``w`` is a variable of the synapses)."""
+    """``(model, on_pre lines, on_post, namespace)`` of a projection's plasticity rule
+    (:class:`~hh_plugin.network.synapses.Plasticity`), generated from its definition as
+    Brian2's ``examples/synapses/STDP.py`` writes additive STDP: the weight ``w`` a
+    variable of the synapses, each trace an ``(event-driven)`` variable of the synapses
+    (``a_pre`` is ``a_pre_trace``, parameters ``<name>_rule``: Brian2 reads a trailing
+    ``_pre``/``_post`` as the pre-/postsynaptic group's variable), ``on_pre``/``on_post``
+    the definition's statements in order, ``x += increment`` and
+    ``w = clip(w + f, w_lo, w_hi)``."""
     import brian2
 
-    dim, u = _DIMENSIONS[unit], brian2_unit(unit)
-    model = (f"w : {dim}\n"
-             f"dApre/dt = -Apre/taupre : {dim} (event-driven)\n"
-             f"dApost/dt = -Apost/taupost : {dim} (event-driven)")
-    on_pre = f"Apre += dApre\nw = clip(w + Apost, 0*{dim}, wmax)"
-    on_post = f"Apost += dApost\nw = clip(w + Apre, 0*{dim}, wmax)"
-    namespace = {"taupre": rule.tau_pre * brian2.ms, "taupost": rule.tau_post * brian2.ms,
-                 "dApre": rule.d_pre * u, "dApost": rule.d_post * u, "wmax": rule.w_max * u}
-    return model, on_pre, on_post, namespace
+    model = rule.model
+    dim = _DIMENSIONS[unit]
+    names = {p: f"{p}_rule" for p in model.parameter_names}
+    traces = model.pre_trace_names + model.post_trace_names
+    names.update({x: f"{x}_trace" for x in traces})
+    units = {names[p.name]: unit if p.unit == "w" else p.unit for p in model.parameters}
+    units.update({names[x]: unit for x in traces})
+    units["w"] = unit
+    printer = _Printer(units, {"exprel": FUNCTION_NAME})
+    namespace = {}
+    for p in model.parameters:
+        value = rule.parameters[p.name]
+        namespace[names[p.name]] = (value * brian2_unit(unit) if p.unit == "w" else
+                                    value * brian2.ms if p.unit == "ms" else value)
+    lines = [f"w : {dim}"]
+    for x, rate in zip(model.pre_traces + model.post_traces, model._compiled["rates"]):
+        text, prec = printer.quantity(_renamed(str(-rate), names), "1/ms")
+        lines.append(f"d{names[x.name]}/dt = -{_paren(text, prec, _PRODUCT)}*{names[x.name]} "
+                     f": {dim} (event-driven)")
+    lo, hi = (printer.quantity(_renamed(b, names), unit)[0] for b in model.bounds)
+
+    def statements(key):
+        out = []
+        for target, text in getattr(model, key):
+            value = printer.quantity(_renamed(text, names), unit)[0]
+            if target == "w":
+                out.append(f"w = clip(w + {value}, {lo}, {hi})")
+            else:
+                out.append(f"{names[target]} += {value}")
+        return "\n".join(out) if out else None
+
+    return "\n".join(lines), statements("on_pre") or "", statements("on_post"), namespace
 
 
 def _symbols(text: str) -> set:

@@ -20,7 +20,8 @@ Version 1.2 adds ``spike_times``: each spike's time in ms (float64, in the order
 ``spike_steps``), inside its step :math:`[k\,\Delta t, (k+1)\,\Delta t]`
 (:mod:`hh_plugin.model.spike_times`), the populations' ``"method"`` (an integration
 method other than the default), synapse models beyond 1.1's three (with their definition
-when not built in) and short-term plasticity and STDP on projections.
+when not built in) and short-term plasticity and STDP or another plasticity rule (with its
+definition when not built in) on projections.
 
 and one group ``/arrays`` holding the datasets ``a0``, ``a1``, ... that the references
 name (each referenced exactly once; no other member). The network's description is the

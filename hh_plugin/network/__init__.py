@@ -26,7 +26,8 @@ from .inputs import CurrentInput, PoissonInput, PoissonSource, SpikeSource, Spik
 from .spec import NetworkSpec, Population, Projection
 from .synapses import (ALPHA_CONDUCTANCE, BIEXPONENTIAL_CONDUCTANCE, BIEXPONENTIAL_CURRENT,
                        CURRENT_PULSE, EXPONENTIAL_CONDUCTANCE, EXPONENTIAL_CURRENT,
-                       NMDA_CONDUCTANCE, GATED_CONDUCTANCE, STDP, Synapse, TsodyksMarkram, SynapseModel, SynapseParameter, SynapseState,
+                       NMDA_CONDUCTANCE, GATED_CONDUCTANCE, STDP, ADDITIVE_STDP, Plasticity,
+                       PlasticityModel, PlasticityParameter, Synapse, TsodyksMarkram, SynapseModel, SynapseParameter, SynapseState,
                        alpha_conductance, biexponential_conductance, biexponential_current,
                        current_pulse, exponential_conductance, exponential_current,
                        gated_conductance, get_synapse_model, nmda_conductance, register_synapse_model)
@@ -39,6 +40,7 @@ __all__ = ["AllToAll", "Connection", "Connector", "Dense", "FixedProbability", "
            "SynapseModel", "SynapseParameter", "current_pulse", "exponential_conductance",
            "exponential_current", "get_synapse_model", "register_synapse_model",
            "ALPHA_CONDUCTANCE", "BIEXPONENTIAL_CONDUCTANCE", "BIEXPONENTIAL_CURRENT",
-           "NMDA_CONDUCTANCE", "GATED_CONDUCTANCE", "gated_conductance", "SynapseState", "TsodyksMarkram", "STDP", "alpha_conductance",
+           "NMDA_CONDUCTANCE", "GATED_CONDUCTANCE", "gated_conductance", "SynapseState", "TsodyksMarkram", "STDP", "ADDITIVE_STDP", "Plasticity",
+           "PlasticityModel", "PlasticityParameter", "alpha_conductance",
            "biexponential_conductance", "biexponential_current", "nmda_conductance",
            "cobahh_network"]

@@ -115,6 +115,11 @@ class SpikeSource:
         """``(steps, size)`` boolean: source ``i`` spikes in step ``k``."""
         raise NotImplementedError
 
+    def window(self, start: int, steps: int, dt: float) -> np.ndarray:
+        """Rows ``start .. start + steps - 1`` of :meth:`raster`, ``(steps, size)``
+        boolean (what a run that continues from step ``start`` needs)."""
+        return self.raster(start + steps, dt)[start:]
+
     def spikes(self, steps: int, dt: float):
         """``(step, index)`` arrays of the spikes, ordered by step then index."""
         k, i = np.nonzero(self.raster(steps, dt))
@@ -136,16 +141,25 @@ class PoissonSource(SpikeSource):
         self.seed = as_count(seed, f"seed of {name!r}", 0)
 
     def raster(self, steps: int, dt: float) -> np.ndarray:
+        return self.window(0, steps, dt)
+
+    def window(self, start: int, steps: int, dt: float) -> np.ndarray:
+        """Rows ``start .. start + steps - 1`` of the raster without drawing the rows
+        before them: the generator (PCG64, one 64-bit draw per uniform, row by row) is
+        advanced by ``start * size`` draws, so a long run in pieces costs memory and time
+        for its pieces only, and the rows equal those of :meth:`raster`."""
         p = np.broadcast_to(self.rate * (dt * 1e-3), (self.size,))
         if np.any(p > 1):
             raise ValueError(f"rate of {self.name!r} times dt exceeds 1 (more than one "
                              f"spike per step)")
         rng = np.random.default_rng(self.seed)
+        if start:
+            rng.bit_generator.advance(int(start) * self.size)
         out = np.empty((steps, self.size), dtype=bool)
         chunk = max(1, (1 << 22) // self.size)
-        for start in range(0, steps, chunk):
-            stop = min(steps, start + chunk)
-            out[start:stop] = rng.random((stop - start, self.size)) < p
+        for row in range(0, steps, chunk):
+            stop = min(steps, row + chunk)
+            out[row:stop] = rng.random((stop - row, self.size)) < p
         return out
 
     def to_dict(self) -> Dict:
@@ -183,9 +197,12 @@ class SpikeTrains(SpikeSource):
             raise ValueError(f"spike trains of {name!r}: a source spikes twice in one step")
 
     def raster(self, steps: int, dt: float) -> np.ndarray:
+        return self.window(0, steps, dt)
+
+    def window(self, start: int, steps: int, dt: float) -> np.ndarray:
         out = np.zeros((steps, self.size), dtype=bool)
-        keep = self.steps < steps
-        out[self.steps[keep], self.indices[keep]] = True
+        keep = (self.steps >= start) & (self.steps < start + steps)
+        out[self.steps[keep] - start, self.indices[keep]] = True
         return out
 
     def to_dict(self) -> Dict:

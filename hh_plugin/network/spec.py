@@ -49,7 +49,7 @@ from .connectivity import Connection, Connector, Dense, Sparse, as_connector
 from .inputs import CurrentInput, PoissonSource, SpikeSource, SpikeTrains
 from .leaky_integrator import KIND as LI_KIND
 from .leaky_integrator import LISpec
-from .synapses import STDP, Synapse, TsodyksMarkram
+from .synapses import Plasticity, Synapse, TsodyksMarkram
 from .units import as_array, as_count, as_scalar, check_name
 
 
@@ -166,7 +166,9 @@ class Projection:
     :mod:`.connectivity`, or a ``(target, source)`` weight matrix) and ``delay`` in steps
     (default 1; see the module docstring for the convention). ``short_term``: optional
     :class:`~.synapses.TsodyksMarkram` short-term plasticity of the projection (one delay
-    value, a spike-driven synapse model)."""
+    value, a spike-driven synapse model). ``stdp``: optional spike-timing plasticity of
+    its weights, an :class:`~.synapses.STDP` or any :class:`~.synapses.Plasticity` rule
+    (a :class:`~.synapses.PlasticityModel` definition with values; one delay >= 1)."""
 
     def __init__(self, source: str, target: str, connectivity: Union[Connector, np.ndarray],
                  synapse: Synapse, delay=1, name: Optional[str] = None, short_term=None,
@@ -184,10 +186,12 @@ class Projection:
                 raise ValueError(f"short_term plasticity acts on spikes; {synapse.model.name!r} "
                                  f"is graded")
         if stdp is not None:
-            if not isinstance(stdp, STDP):
-                raise TypeError(f"stdp must be an STDP, got {type(stdp).__name__}")
+            if not isinstance(stdp, Plasticity):
+                raise TypeError(f"stdp must be an STDP or another Plasticity rule, got "
+                                f"{type(stdp).__name__}")
             if synapse.model.is_graded:
-                raise ValueError(f"STDP acts on spikes; {synapse.model.name!r} is graded")
+                raise ValueError(f"{stdp.model.name} acts on spikes; "
+                                 f"{synapse.model.name!r} is graded")
         self.short_term = short_term
         self.stdp = stdp
         self.synapse = synapse
@@ -538,7 +542,7 @@ class NetworkSpec:
             projections.append(Projection(
                 e["source"], e["target"], conn, Synapse.from_dict(e["synapse"]), delay,
                 e["name"], None if short_term is None else TsodyksMarkram.from_dict(short_term),
-                None if stdp is None else STDP.from_dict(stdp)))
+                None if stdp is None else Plasticity.from_dict(stdp)))
         inputs = []
         for i in data.get("inputs", []):
             kind = i.get("type")

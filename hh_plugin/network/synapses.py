@@ -61,6 +61,13 @@ step of the gates from the step's start, :math:`x' = x + \Delta t\,
 x/\partial x`; the target's output is :math:`y_j = \sum_i w_{ij}\,
 \mathrm{transmit}_i` of the states at the step's start, every step (no spikes, delay 1).
 
+**Plasticity** of a projection's weights is declared the same way
+(:class:`PlasticityModel`: parameters, presynaptic and postsynaptic traces that decay
+exactly, and ordered ``on_pre``/``on_post`` statements, a trace increment or
+:math:`w \leftarrow \operatorname{clip}(w + f, w_{lo}, w_{hi})`); :class:`STDP` is its
+built-in additive rule (:data:`ADDITIVE_STDP`), :class:`Plasticity` a rule with values.
+Tsodyks-Markram short-term plasticity (:class:`TsodyksMarkram`) is a declaration of its own.
+
 Example (a user's model, the alpha function written out):
 
     >>> alpha = SynapseModel(
@@ -1029,10 +1036,401 @@ class TsodyksMarkram:
         return f"TsodyksMarkram(U={self.U}, tau_rec={self.tau_rec}, tau_facil={self.tau_facil})"
 
 
-class STDP:
+#: Units of a plasticity parameter: ``'w'`` is the unit of the projection's weights (mS
+#: or uA, the receptor's).
+PLASTICITY_PARAMETER_UNITS = ("ms", "1", "w")
+_WEIGHT_TARGET = "w"
+
+
+@dataclass(frozen=True)
+class PlasticityParameter:
+    """A parameter of a :class:`PlasticityModel`: name, unit (one of
+    :data:`PLASTICITY_PARAMETER_UNITS`), meaning, constraint, default."""
+
+    name: str
+    unit: str
+    description: str = ""
+    constraint: Optional[str] = None
+    default: Optional[float] = None
+
+    def __post_init__(self):
+        _identifier(self.name, "plasticity parameter")
+        if self.unit not in PLASTICITY_PARAMETER_UNITS:
+            raise ValueError(f"plasticity parameter {self.name!r}: unit {self.unit!r} not in "
+                             f"{PLASTICITY_PARAMETER_UNITS}")
+        if self.constraint not in _CONSTRAINTS:
+            raise ValueError(f"plasticity parameter {self.name!r}: constraint "
+                             f"{self.constraint!r} not in {_CONSTRAINTS}")
+        if not isinstance(self.description, str):
+            raise ValueError(f"plasticity parameter {self.name!r}: description must be a "
+                             f"string")
+        if self.default is not None:
+            if isinstance(self.default, bool) or not isinstance(self.default, (int, float)) \
+                    or not math.isfinite(self.default):
+                raise ValueError(f"plasticity parameter {self.name!r}: default must be a "
+                                 f"finite number, got {self.default!r}")
+            object.__setattr__(self, "default", float(self.default))
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"name": self.name, "unit": self.unit, "description": self.description,
+                "constraint": self.constraint, "default": self.default}
+
+
+@dataclass(frozen=True)
+class PlasticityModel:
+    r"""A spike-timing plasticity rule of a projection's weights, declared once and
+    generated for every backend (the step loop and fused kernel of torch, Brian2's
+    ``Synapses`` with ``on_pre`` and ``on_post``, the network file).
+
+    - ``parameters``: :class:`PlasticityParameter` objects (``ms``, ``1``, or ``w``: the
+      unit of the weights);
+    - ``pre_traces``, ``post_traces``: :class:`SynapseState` objects, a trace per source
+      neuron and per target neuron, in the weights' unit, each decaying on its own between
+      spikes, :math:`\dot a = -\lambda a` (``'-a_pre/tau_pre'``; :math:`\lambda` made of
+      parameters), advanced exactly, :math:`a \leftarrow a\,e^{-\lambda\Delta t}` per step;
+    - ``on_pre``: what a presynaptic spike arriving at synapse :math:`(i \to j)` does, and
+      ``on_post``: what a spike of target neuron :math:`j` does, each an ordered sequence
+      of ``(target, expression)`` statements: a trace of that side,
+      ``a += expression`` (parameters only, so that the trace is the same for every
+      synapse of the neuron, as Brian2 keeps it per synapse), or ``'w'``,
+      :math:`w_{ij} \leftarrow \operatorname{clip}(w_{ij} + f, w_{lo}, w_{hi})` with
+      :math:`f` an expression of the parameters, the traces of :math:`i` and :math:`j`
+      and the weight ``w`` itself (soft bounds, multiplicative rules);
+    - ``bounds``: the expressions of :math:`(w_{lo}, w_{hi})` (parameters only).
+
+    The presynaptic spike is transmitted with the weight it had before ``on_pre``. Per
+    step: the arriving presynaptic spikes' ``on_pre`` (with the traces as they were at the
+    end of the previous step), the target's update, the traces' decay over the step, then
+    the target's spikes' ``on_post`` (Brian2: the post pathway before the pre pathway in
+    the ``synapses`` slot, the same order). A definition is checked when it is made (the
+    expression whitelist, linear decay, the names each statement may use); a broken one
+    raises ``ValueError`` naming the problem. The rule's state is updated in the forward
+    pass and not differentiated.
+
+    Example (:data:`ADDITIVE_STDP`, the rule of Brian2's ``examples/synapses/STDP.py``)::
+
+        PlasticityModel(
+            "additive_stdp", parameters=(tau_pre, tau_post, d_pre, d_post, w_max),
+            pre_traces=(SynapseState("a_pre", "-a_pre/tau_pre"),),
+            post_traces=(SynapseState("a_post", "-a_post/tau_post"),),
+            on_pre=(("a_pre", "d_pre"), ("w", "a_post")),
+            on_post=(("a_post", "d_post"), ("w", "a_pre")),
+            bounds=("0", "w_max"))
+    """
+
+    name: str
+    parameters: Tuple[PlasticityParameter, ...] = ()
+    pre_traces: Tuple[SynapseState, ...] = ()
+    post_traces: Tuple[SynapseState, ...] = ()
+    on_pre: Tuple[Tuple[str, str], ...] = ()
+    on_post: Tuple[Tuple[str, str], ...] = ()
+    bounds: Tuple[str, str] = ("0", "w_max")
+    description: str = ""
+
+    def __post_init__(self):
+        setter = object.__setattr__
+        if not (isinstance(self.name, str) and self.name.isascii() and self.name.isidentifier()
+                and len(self.name) <= 64):
+            raise ValueError(f"plasticity model name {self.name!r} is not an identifier")
+        where = f"plasticity model {self.name!r}"
+        setter(self, "parameters", tuple(self.parameters))
+        for p in self.parameters:
+            if not isinstance(p, PlasticityParameter):
+                raise ValueError(f"{where}: parameters must be PlasticityParameter objects")
+        for key in ("pre_traces", "post_traces"):
+            setter(self, key, tuple(x if isinstance(x, SynapseState) else SynapseState(*x)
+                                    for x in getattr(self, key)))
+        for key in ("on_pre", "on_post"):
+            setter(self, key, _pairs(getattr(self, key), f"{where}: {key}"))
+        if not (isinstance(self.bounds, (tuple, list)) and len(self.bounds) == 2
+                and all(isinstance(b, str) for b in self.bounds)):
+            raise ValueError(f"{where}: bounds must be two expressions (lower, upper)")
+        setter(self, "bounds", tuple(self.bounds))
+        if not isinstance(self.description, str) or len(self.description) > 2000:
+            raise ValueError(f"{where}: description must be a string (at most 2000 "
+                             f"characters)")
+        for key in ("parameters", "pre_traces", "post_traces", "on_pre", "on_post"):
+            if len(getattr(self, key)) > MAX_SYNAPSE_ITEMS:
+                raise ValueError(f"{where}: more than {MAX_SYNAPSE_ITEMS} {key}")
+        params = [p.name for p in self.parameters]
+        pre = [x.name for x in self.pre_traces]
+        post = [x.name for x in self.post_traces]
+        taken = params + pre + post
+        if len(set(taken)) != len(taken):
+            raise ValueError(f"{where}: parameters and traces must have distinct names, got "
+                             f"{taken}")
+        for x in self.pre_traces + self.post_traces:
+            if x.dynamics is None:
+                raise ValueError(f"{where}: trace {x.name!r} needs its dynamics (a decay)")
+        if not self.on_post and not self.on_pre:
+            raise ValueError(f"{where}: give on_pre or on_post")
+        sym = {n: sympy.Symbol(n, real=True) for n in taken}
+        self_decay = []
+        for x in self.pre_traces + self.post_traces:
+            expr = _parse(x.dynamics, params + [x.name], where, f"dynamics of {x.name!r}")
+            rate = _linear(expr, [sym[x.name]], where, f"the dynamics of {x.name!r}",
+                           f"the trace {x.name!r}")[0]
+            self_decay.append(rate)
+        statements = {}
+        for key, own, other in (("on_pre", pre, post), ("on_post", post, pre)):
+            out = []
+            for target, text in getattr(self, key):
+                if target == _WEIGHT_TARGET:
+                    expr = _parse(text, params + pre + post + [WEIGHT_SYMBOL], where,
+                                  f"{key} update of w")
+                    out.append((None, expr))
+                elif target in own:
+                    expr = _parse(text, params, where, f"{key} increment of {target!r}")
+                    out.append((own.index(target), expr))
+                else:
+                    side = "presynaptic" if key == "on_pre" else "postsynaptic"
+                    raise ValueError(f"{where}: {key} changes {target!r}, which is neither "
+                                     f"'w' nor a {side} trace ({own})")
+            statements[key] = out
+        bounds = [_parse(b, params, where, f"bound {b!r}") for b in self.bounds]
+        setter(self, "_compiled", {"rates": self_decay, "on_pre": statements["on_pre"],
+                                   "on_post": statements["on_post"], "bounds": bounds,
+                                   "parameters": params, "pre": pre, "post": post,
+                                   "functions": {}})
+
+    @property
+    def parameter_names(self) -> Tuple[str, ...]:
+        return tuple(p.name for p in self.parameters)
+
+    @property
+    def pre_trace_names(self) -> Tuple[str, ...]:
+        return tuple(x.name for x in self.pre_traces)
+
+    @property
+    def post_trace_names(self) -> Tuple[str, ...]:
+        return tuple(x.name for x in self.post_traces)
+
+    def weight_update(self, key: str, k: int):
+        """The sympy expression :math:`f` of the ``k``-th statement of ``key``
+        (``'on_pre'``/``'on_post'``) when it updates ``w``, else ``None``."""
+        index, expr = self._compiled[key][k]
+        return expr if index is None else None
+
+    def weight_function(self, key: str, k: int, backend: str):
+        """``f(*pre_traces, *post_traces, w, *parameters)`` of a weight statement."""
+        cache = self._compiled["functions"]
+        if (key, k, backend) not in cache:
+            args = (list(self.pre_trace_names) + list(self.post_trace_names)
+                    + [WEIGHT_SYMBOL] + list(self.parameter_names))
+            cache[(key, k, backend)] = to_callable(self.weight_update(key, k), args, backend)
+        return cache[(key, k, backend)]
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"name": self.name, "description": self.description,
+                "parameters": [p.to_dict() for p in self.parameters],
+                "pre_traces": [{"name": x.name, "dynamics": x.dynamics}
+                               for x in self.pre_traces],
+                "post_traces": [{"name": x.name, "dynamics": x.dynamics}
+                                for x in self.post_traces],
+                "on_pre": [list(p) for p in self.on_pre],
+                "on_post": [list(p) for p in self.on_post], "bounds": list(self.bounds)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "PlasticityModel":
+        """Inverse of :meth:`to_dict`; every field is checked (files are untrusted)."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"plasticity definition: expected a mapping, got "
+                             f"{type(data).__name__}")
+        allowed = {"name", "description", "parameters", "pre_traces", "post_traces",
+                   "on_pre", "on_post", "bounds"}
+        extra = set(data) - allowed
+        if extra:
+            raise ValueError(f"unknown key(s) in plasticity definition: {sorted(extra)}")
+        params = []
+        for p in _sequence(data.get("parameters", ()), "parameters"):
+            if not isinstance(p, Mapping) or set(p) - {"name", "unit", "description",
+                                                       "constraint", "default"}:
+                raise ValueError(f"plasticity definition: bad parameter entry {p!r}")
+            params.append(PlasticityParameter(p.get("name"), p.get("unit"),
+                                              p.get("description", ""), p.get("constraint"),
+                                              p.get("default")))
+
+        def traces(key):
+            out = []
+            for x in _sequence(data.get(key, ()), key):
+                if not isinstance(x, Mapping) or set(x) - {"name", "dynamics"}:
+                    raise ValueError(f"plasticity definition: bad {key} entry {x!r}")
+                out.append(SynapseState(x.get("name"), x.get("dynamics")))
+            return tuple(out)
+
+        def statements(key):
+            items = [tuple(x) if isinstance(x, (list, tuple)) else x
+                     for x in _sequence(data.get(key, ()), key)]
+            return _pairs(items, f"plasticity definition: {key}")
+
+        bounds = data.get("bounds", ("0", "w_max"))
+        if not isinstance(bounds, (list, tuple)):
+            raise ValueError("plasticity definition: bounds must be a list of two expressions")
+        return cls(data.get("name"), tuple(params), traces("pre_traces"), traces("post_traces"),
+                   statements("on_pre"), statements("on_post"), tuple(bounds),
+                   data.get("description", ""))
+
+
+#: Pair-based additive STDP with traces (Song, Miller and Abbott 2000), the rule of
+#: Brian2's ``examples/synapses/STDP.py``.
+ADDITIVE_STDP = PlasticityModel(
+    "additive_stdp",
+    (PlasticityParameter("tau_pre", "ms", "presynaptic trace time constant", "positive"),
+     PlasticityParameter("tau_post", "ms", "postsynaptic trace time constant", "positive"),
+     PlasticityParameter("d_pre", "w", "presynaptic trace increment"),
+     PlasticityParameter("d_post", "w", "postsynaptic trace increment"),
+     PlasticityParameter("w_max", "w", "largest weight", "positive")),
+    (SynapseState("a_pre", "-a_pre/tau_pre"),), (SynapseState("a_post", "-a_post/tau_post"),),
+    (("a_pre", "d_pre"), ("w", "a_post")), (("a_post", "d_post"), ("w", "a_pre")),
+    ("0", "w_max"),
+    "pair-based additive STDP with traces: a presynaptic spike adds d_pre to a_pre and "
+    "a_post to w, a postsynaptic spike adds d_post to a_post and a_pre to w, w clipped to "
+    "[0, w_max]")
+
+_BUILTIN_PLASTICITY = {ADDITIVE_STDP.name: ADDITIVE_STDP}
+
+
+class Plasticity:
+    r"""A plasticity rule on a projection: a :class:`PlasticityModel` with parameter values
+    (numbers in the parameters' units; ``'w'`` parameters in the weights' unit).
+
+    The numbers the backends use: :meth:`decay` (:math:`e^{-\lambda\Delta t}` per trace,
+    presynaptic then postsynaptic), :meth:`increments` (per statement), :meth:`bounds`.
+    Parameter values read as attributes (``rule.tau_pre``)."""
+
+    __slots__ = ("model", "_values")
+
+    def __init__(self, model: PlasticityModel, **parameters):
+        if not isinstance(model, PlasticityModel):
+            raise TypeError(f"model must be a PlasticityModel, got {type(model).__name__}")
+        unknown = set(parameters) - set(model.parameter_names)
+        if unknown:
+            raise TypeError(f"unknown parameter(s) {sorted(unknown)} for plasticity model "
+                            f"{model.name!r}; known: {list(model.parameter_names)}")
+        values = {}
+        for p in model.parameters:
+            if p.name not in parameters and p.default is None:
+                raise TypeError(f"plasticity model {model.name!r} needs parameter "
+                                f"{p.name!r} ({p.description}, {p.unit})")
+            given = parameters.get(p.name, p.default)
+            value = (as_scalar(given, "ms", f"{model.name}.{p.name}") if p.unit == "ms"
+                     else float(given) if isinstance(given, (int, float, np.floating))
+                     and not isinstance(given, bool) else None)
+            if value is None:
+                raise ValueError(f"{model.name}.{p.name} must be a number, got {given!r}")
+            if not math.isfinite(value):
+                raise ValueError(f"{model.name}.{p.name} must be finite, got {value}")
+            if p.constraint == "positive" and not value > 0:
+                raise ValueError(f"{model.name}.{p.name} must be > 0, got {value}")
+            if p.constraint == "nonnegative" and not value >= 0:
+                raise ValueError(f"{model.name}.{p.name} must be >= 0, got {value}")
+            values[p.name] = value
+        object.__setattr__(self, "model", model)
+        object.__setattr__(self, "_values", values)
+        lo, hi = self.bounds()
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
+            raise ValueError(f"{model.name}: the bounds {model.bounds} give [{lo}, {hi}], "
+                             f"not a finite interval")
+        for rate in self._numbers("rates"):
+            if not (math.isfinite(rate) and rate >= 0):
+                raise ValueError(f"{model.name}: a trace's decay rate is {rate}, not a finite "
+                                 f"number >= 0 (the traces must decay)")
+
+    def _numbers(self, key):
+        compiled = self.model._compiled
+        args = [sympy.Symbol(n, real=True) for n in compiled["parameters"]]
+        subs = dict(zip(args, self.parameter_values))
+        if key == "rates":
+            return [float(-r.xreplace(subs)) for r in compiled["rates"]]
+        if key == "bounds":
+            return [float(b.xreplace(subs)) for b in compiled["bounds"]]
+        return [(index, float(expr.xreplace(subs)) if index is not None else None)
+                for index, expr in compiled[key]]
+
+    def __getattr__(self, name):
+        values = object.__getattribute__(self, "_values")
+        if name in values:
+            return values[name]
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    @property
+    def parameters(self) -> Dict[str, float]:
+        return dict(self._values)
+
+    @property
+    def parameter_values(self) -> Tuple[float, ...]:
+        return tuple(self._values[n] for n in self.model.parameter_names)
+
+    def trace_decay(self, dt: float) -> Tuple[float, ...]:
+        r""":math:`e^{-\lambda\Delta t}` of every trace (presynaptic, then postsynaptic)."""
+        return tuple(math.exp(-rate * dt) for rate in self._numbers("rates"))
+
+    def statements(self, key: str):
+        """``[(trace index or None for w, increment or None)]`` of ``on_pre``/``on_post``."""
+        return self._numbers(key)
+
+    def bounds(self) -> Tuple[float, float]:
+        lo, hi = self._numbers("bounds")
+        return lo, hi
+
+    def to_dict(self) -> Dict:
+        out = {"model": self.model.name, "parameters": dict(self._values)}
+        if _BUILTIN_PLASTICITY.get(self.model.name) != self.model:
+            out["definition"] = self.model.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "Plasticity":
+        """Inverse of :meth:`to_dict`; also reads the :class:`STDP` form (its five
+        values). A ``definition`` is checked as any definition and may not redefine a
+        built-in model."""
+        if isinstance(data, Mapping) and set(data) == set(STDP._FIELDS):
+            return STDP.from_dict(data)
+        if not isinstance(data, Mapping):
+            raise ValueError(f"plasticity: expected a mapping, got {type(data).__name__}")
+        extra = set(data) - {"model", "parameters", "definition"}
+        if extra:
+            raise ValueError(f"unknown key(s) in plasticity: {sorted(extra)}")
+        parameters = data.get("parameters", {})
+        if not isinstance(parameters, Mapping):
+            raise ValueError("plasticity: parameters must be a mapping")
+        if "definition" in data:
+            model = PlasticityModel.from_dict(data["definition"])
+            if model.name != data.get("model"):
+                raise ValueError(f"plasticity: the definition is named {model.name!r}, the "
+                                 f"rule's model {data.get('model')!r}")
+            builtin = _BUILTIN_PLASTICITY.get(model.name)
+            if builtin is not None and builtin != model:
+                raise ValueError(f"plasticity: the definition redefines the built-in model "
+                                 f"{model.name!r}")
+        else:
+            model = _BUILTIN_PLASTICITY.get(data.get("model"))
+            if model is None:
+                raise ValueError(f"unknown plasticity model {data.get('model')!r} (and no "
+                                 f"definition); known: {sorted(_BUILTIN_PLASTICITY)}")
+        return cls(model, **{str(k): v for k, v in parameters.items()})
+
+    def __eq__(self, other):
+        if not isinstance(other, Plasticity):
+            return NotImplemented
+        return self.model == other.model and self._values == other._values
+
+    def __hash__(self):
+        return hash((self.model.name, tuple(sorted(self._values.items()))))
+
+    def __repr__(self):
+        params = ", ".join(f"{k}={v!r}" for k, v in self._values.items())
+        return f"Plasticity({self.model.name}, {params})"
+
+
+class STDP(Plasticity):
     r"""Pair-based additive spike-timing-dependent plasticity with traces, on a
     projection's weights (Song, Miller and Abbott 2000, as Brian2's
-    ``examples/synapses/STDP.py`` writes it).
+    ``examples/synapses/STDP.py`` writes it): the :data:`ADDITIVE_STDP` definition with
+    its five values.
 
     A presynaptic trace :math:`a_{pre}` per source neuron and a postsynaptic trace
     :math:`a_{post}` per target neuron (both in the weight's unit) decay as
@@ -1053,20 +1451,11 @@ class STDP:
     not differentiated.
     """
 
-    __slots__ = ("tau_pre", "tau_post", "d_pre", "d_post", "w_max")
+    _FIELDS = ("tau_pre", "tau_post", "d_pre", "d_post", "w_max")
 
     def __init__(self, tau_pre, tau_post, d_pre, d_post, w_max):
-        values = {"tau_pre": as_scalar(tau_pre, "ms", "STDP tau_pre"),
-                  "tau_post": as_scalar(tau_post, "ms", "STDP tau_post"),
-                  "d_pre": float(d_pre), "d_post": float(d_post), "w_max": float(w_max)}
-        for name in ("tau_pre", "tau_post", "w_max"):
-            if not values[name] > 0:
-                raise ValueError(f"STDP {name} must be > 0, got {values[name]}")
-        for name in ("d_pre", "d_post"):
-            if not math.isfinite(values[name]):
-                raise ValueError(f"STDP {name} must be finite, got {values[name]}")
-        for name, value in values.items():
-            object.__setattr__(self, name, value)
+        super().__init__(ADDITIVE_STDP, tau_pre=tau_pre, tau_post=tau_post, d_pre=d_pre,
+                         d_post=d_post, w_max=w_max)
 
     @classmethod
     def brian2_example(cls, w_max: float = 0.01) -> "STDP":
@@ -1074,26 +1463,17 @@ class STDP:
         d_pre = 0.01 * w_max
         return cls(20.0, 20.0, d_pre, -d_pre * 1.05, w_max)
 
-    def __setattr__(self, name, value):
-        raise AttributeError("STDP is immutable")
-
     def decay(self, dt: float) -> Tuple[float, float]:
         return math.exp(-dt / self.tau_pre), math.exp(-dt / self.tau_post)
 
     def to_dict(self) -> Dict[str, float]:
-        return {k: getattr(self, k) for k in self.__slots__}
+        return {k: self._values[k] for k in self._FIELDS}
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "STDP":
-        if not isinstance(data, Mapping) or set(data) != set(cls.__slots__):
-            raise ValueError(f"stdp: expected {list(cls.__slots__)}, got {data!r}")
-        return cls(**{k: data[k] for k in cls.__slots__})
-
-    def __eq__(self, other):
-        return isinstance(other, STDP) and self.to_dict() == other.to_dict()
-
-    def __hash__(self):
-        return hash(tuple(self.to_dict().items()))
+        if not isinstance(data, Mapping) or set(data) != set(cls._FIELDS):
+            raise ValueError(f"stdp: expected {list(cls._FIELDS)}, got {data!r}")
+        return cls(**{k: data[k] for k in cls._FIELDS})
 
     def __repr__(self):
         return "STDP(" + ", ".join(f"{k}={v}" for k, v in self.to_dict().items()) + ")"

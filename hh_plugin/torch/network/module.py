@@ -40,7 +40,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
-import math
 import warnings
 
 import numpy as np
@@ -73,8 +72,9 @@ class NetworkState:
     refractory period only); ``short_term[projection]``: ``{'u': ..., 'x': ...}`` of a
     projection with Tsodyks-Markram plasticity, per presynaptic neuron (updated in the
     forward pass, detached: not differentiated); ``plasticity[projection]``: ``{'w': ...,
-    'a_pre': ..., 'a_post': ...}`` of a projection with STDP (its weights as they are now,
-    in the layout of its weight parameter, and the traces).
+    'a_pre': ..., 'a_post': ...}`` of a projection with STDP or another plasticity rule
+    (its weights as they are now, in the layout of its weight parameter, and the rule's
+    traces by name).
     """
 
     neurons: Dict[str, object]
@@ -241,10 +241,11 @@ class NetworkModule(torch.nn.Module):
     - ``'naive'``: the Python loop over populations and steps with
       :func:`~hh_plugin.torch.functional.hh.hh_step` (any device, autograd);
     - ``'fused'``: the whole loop in one generated C++ function with event-driven spike
-      delivery (:mod:`.fused`): CPU, float32/float64, no gradients; the one-state synapse
-      models only (pulse, exponential current and conductance), no short-term plasticity
-      or STDP: a network with other synapse models runs on ``'naive'`` (``'auto'``
-      chooses it, ``'fused'`` raises ``PathUnavailable`` naming the reason);
+      delivery (:mod:`.fused`): CPU, float32/float64, no gradients; every synapse model
+      (generated from its definition), Tsodyks-Markram plasticity and STDP (updated in the
+      forward pass); not leaky-integrator populations or methods other than exponential
+      Euler: such a network runs on ``'naive'`` (``'auto'`` chooses it, ``'fused'``
+      raises ``PathUnavailable`` naming the reason);
     - ``'auto'`` (default): ``'fused'`` when no gradient is needed (``torch.no_grad()``
       or nothing requires grad), the tensors are on the CPU and a compiler is found,
       else ``'naive'`` (also, with a warning, when the kernel cannot be built, or another
@@ -271,16 +272,11 @@ class NetworkModule(torch.nn.Module):
             for proj in spec.projections})
         self._dynamics = {name: dynamics_for(pop, spec.dt)
                           for name, pop in spec.populations.items()}
-        self._decay = {}  # the fused kernel's decay factors (one-state receptors)
         self._receptors: Dict[str, Dict[str, ReceptorNumerics]] = {}
         for pop, receptors in spec.receptors.items():
             self._receptors[pop] = {}
             for syn in receptors.values():
                 self._receptors[pop][syn.receptor] = ReceptorNumerics(syn, spec.dt)
-                if syn.model.is_single_exponential:
-                    tau = syn.time_constant
-                    self._decay[(pop, syn.variable)] = (0.0 if tau is None
-                                                        else math.exp(-spec.dt / tau))
         self._history_length = {name: spec.max_delay(name)
                                 for name in list(spec.populations) + list(spec.sources)}
         self._incoming = {pop: spec.incoming(pop) for pop in spec.populations}
@@ -349,23 +345,26 @@ class NetworkModule(torch.nn.Module):
                     raise ValueError(f"projection {proj.name!r} has STDP: its weights are "
                                      f"one set, so the network runs without batch dimensions")
                 op = self.projections[proj.name]
-                plasticity[proj.name] = {
-                    "w": op.weight.detach().to(dtype=dtype, device=device).clone(),
-                    "a_pre": torch.zeros(op.n_pre, dtype=dtype, device=device),
-                    "a_post": torch.zeros(op.n_post, dtype=dtype, device=device)}
+                table = {"w": op.weight.detach().to(dtype=dtype, device=device).clone()}
+                for trace in proj.stdp.model.pre_trace_names:
+                    table[trace] = torch.zeros(op.n_pre, dtype=dtype, device=device)
+                for trace in proj.stdp.model.post_trace_names:
+                    table[trace] = torch.zeros(op.n_post, dtype=dtype, device=device)
+                plasticity[proj.name] = table
         return NetworkState(neurons, synapses, {name: [] for name in self._history_length}, 0,
                             since, short_term, plasticity)
 
     def _source_rasters(self, start: int, steps: int, dtype, device) -> Dict[str, torch.Tensor]:
         out = {}
         for name, source in self.spec.sources.items():
-            key = (name, start + steps)
+            key = (name, start, steps)
             raster = self._raster_cache.get(key)
             if raster is None:
-                self._raster_cache.clear()
-                raster = source.raster(start + steps, self.spec.dt)
+                if len(self._raster_cache) >= len(self.spec.sources):
+                    self._raster_cache.clear()
+                raster = source.window(start, steps, self.spec.dt)
                 self._raster_cache[key] = raster
-            out[name] = torch.as_tensor(raster[start:], dtype=dtype, device=device)
+            out[name] = torch.as_tensor(raster, dtype=dtype, device=device)
         return out
 
     def _external(self, start: int, steps: int, currents, dtype, device):
@@ -490,18 +489,11 @@ class NetworkModule(torch.nn.Module):
             reason = f"the fused network path runs on the CPU, the module is on {device}"
         elif any(not pop.spikes for pop in self.spec.populations.values()):
             reason = "the fused network path has no leaky-integrator populations"
-        elif any(not syn.model.is_single_exponential for receptors in self.spec.receptors.values()
-                 for syn in receptors.values()):
-            reason = ("the fused network kernel has the one-state synapse models only (pulse, "
-                      "exponential current and conductance); a network with other synapse "
-                      "models runs on path='naive'")
-        elif any(proj.short_term is not None or proj.stdp is not None
-                 for proj in self.spec.projections):
-            reason = ("the fused network kernel has no short-term plasticity or STDP; a "
-                      "network with them runs on path='naive'")
         elif any(pop.spec.method != DEFAULT_METHOD for pop in self.spec.populations.values()):
-            reason = ("the fused network kernel integrates with exponential Euler only; "
-                      "populations with another method run on path='naive'")
+            methods = sorted({pop.spec.method for pop in self.spec.populations.values()}
+                             - {DEFAULT_METHOD})
+            reason = (f"the fused network kernel integrates with exponential Euler only; "
+                      f"populations with method {methods} run on path='naive'")
         else:
             reason = compiler_available()
         if reason is None:
@@ -530,7 +522,10 @@ class NetworkModule(torch.nn.Module):
                      for k, d in state.synapses.items()},
                     {k: [element(t, b, t.shape[-1]) for t in v] for k, v in state.history.items()},
                     state.step,
-                    {k: element(t, b, t.shape[-1]) for k, t in state.since_spike.items()})
+                    {k: element(t, b, t.shape[-1]) for k, t in state.since_spike.items()},
+                    {k: {n: element(t, b, t.shape[-1]) for n, t in d.items()}
+                     for k, d in state.short_term.items()},
+                    state.plasticity)
             else:
                 sub = state
             results.append(run_fused(self, steps, sub_currents, sub, record))
@@ -559,40 +554,59 @@ class NetworkModule(torch.nn.Module):
                  else f0.history[k][i] for i in range(len(f0.history[k]))]
              for k in f0.history},
             f0.step,
-            {k: join([f.since_spike[k] for f in finals], False) for k in f0.since_spike})
+            {k: join([f.since_spike[k] for f in finals], False) for k in f0.since_spike},
+            {k: {n: join([f.short_term[k][n] for f in finals], False) for n in d}
+             for k, d in f0.short_term.items()},
+            f0.plasticity)
         return NetworkOutput(spikes, final, traces)
 
     @staticmethod
-    def _stdp_pre(op, rule, pl, fired) -> None:
-        """Presynaptic spikes arriving (``fired``, ``(n_pre,)``): ``a_pre += d_pre``,
-        ``w = clip(w + a_post, 0, w_max)`` on their synapses."""
-        pl["a_pre"] = pl["a_pre"] + rule.d_pre * fired
-        w = pl["w"]
-        if op.dense:
-            mask = (fired > 0).unsqueeze(0).expand_as(w)
-            change = pl["a_post"].unsqueeze(1).expand_as(w)
-        else:
-            pre, post = op.synapse_indices()
-            mask = fired.index_select(0, pre) > 0
-            change = pl["a_post"].index_select(0, post)
-        pl["w"] = torch.where(mask, torch.clamp(w + change, 0.0, rule.w_max), w)
+    def _plasticity_event(op, rule, pl, fired, key: str) -> None:
+        r"""The statements of ``rule`` (a :class:`~hh_plugin.network.synapses.Plasticity`)
+        for spikes ``fired``: ``key='on_pre'``, presynaptic spikes arriving (``(n_pre,)``),
+        ``'on_post'``, the target's spikes (``(n_post,)``). A trace statement adds its
+        increment to the trace of every spiking neuron; a weight statement sets
+        :math:`w \leftarrow \operatorname{clip}(w + f, w_{lo}, w_{hi})` on their synapses,
+        :math:`f` evaluated from the traces as they are at that statement."""
+        model = rule.model
+        own = model.pre_trace_names if key == "on_pre" else model.post_trace_names
+        lo, hi = rule.bounds()
+        for k, (index, increment) in enumerate(rule.statements(key)):
+            if index is not None:
+                pl[own[index]] = pl[own[index]] + increment * fired
+                continue
+            w = pl["w"]
+            if op.dense:  # (n_post, n_pre)
+                pre_values = [pl[n].unsqueeze(0).expand_as(w) for n in model.pre_trace_names]
+                post_values = [pl[n].unsqueeze(1).expand_as(w) for n in model.post_trace_names]
+                mask = (fired > 0).unsqueeze(0 if key == "on_pre" else 1).expand_as(w)
+            else:
+                pre, post = op.synapse_indices()
+                pre_values = [pl[n].index_select(0, pre) for n in model.pre_trace_names]
+                post_values = [pl[n].index_select(0, post) for n in model.post_trace_names]
+                mask = fired.index_select(0, pre if key == "on_pre" else post) > 0
+            change = model.weight_function(key, k, "torch")(*pre_values, *post_values, w,
+                                                             *rule.parameter_values)
+            if not torch.is_tensor(change):
+                change = torch.full_like(w, float(change))
+            pl["w"] = torch.where(mask, torch.clamp(w + change, lo, hi), w)
 
-    @staticmethod
-    def _stdp_post(op, rule, pl, fired, dt) -> None:
-        """The traces decay over the step, then the target's spikes (``fired``):
-        ``a_post += d_post``, ``w = clip(w + a_pre, 0, w_max)`` on their synapses."""
-        e_pre, e_post = rule.decay(dt)
-        pl["a_pre"] = pl["a_pre"] * e_pre
-        pl["a_post"] = pl["a_post"] * e_post + rule.d_post * fired
-        w = pl["w"]
-        if op.dense:
-            mask = (fired > 0).unsqueeze(1).expand_as(w)
-            change = pl["a_pre"].unsqueeze(0).expand_as(w)
-        else:
-            pre, post = op.synapse_indices()
-            mask = fired.index_select(0, post) > 0
-            change = pl["a_pre"].index_select(0, pre)
-        pl["w"] = torch.where(mask, torch.clamp(w + change, 0.0, rule.w_max), w)
+    @classmethod
+    def _stdp_pre(cls, op, rule, pl, fired) -> None:
+        """Presynaptic spikes arriving (``fired``, ``(n_pre,)``): the rule's ``on_pre``
+        (STDP: ``a_pre += d_pre``, ``w = clip(w + a_post, 0, w_max)`` on their synapses)."""
+        cls._plasticity_event(op, rule, pl, fired, "on_pre")
+
+    @classmethod
+    def _stdp_post(cls, op, rule, pl, fired, dt) -> None:
+        """The traces decay exactly over the step, then the target's spikes (``fired``)
+        run the rule's ``on_post`` (STDP: ``a_post += d_post``,
+        ``w = clip(w + a_pre, 0, w_max)`` on their synapses)."""
+        model = rule.model
+        for name, factor in zip(model.pre_trace_names + model.post_trace_names,
+                                rule.trace_decay(dt)):
+            pl[name] = pl[name] * factor
+        cls._plasticity_event(op, rule, pl, fired, "on_post")
 
     def _run_naive(self, steps, currents, state: NetworkState, record, dtype, device):
         spec = self.spec
