@@ -32,11 +32,10 @@ from norse.torch.module.snn import SNN, SNNCell, SNNRecurrent, SNNRecurrentCell,
 from ...model import HHSpec
 from ...model.initial import DEFAULT, REST, VOLTAGE_MARKERS
 from ...model.rest import UnstableRest, is_stable, resting_state
-from ..functional.hh import (HHRecurrentState, check_dt, check_input_current,
-                             hh_feed_forward_step,
+from ..functional.hh import (check_dt, check_input_current, hh_feed_forward_step,
                              hh_recurrent_step)
 from ..functional.parameters import (_tracing, as_parameters, initial_state, parameter_arrays,
-                                     state_type)
+                                     recurrent_state_type, state_type)
 from ..fused.ops import kernel_key
 from .trainable import current_parameters, register_trainable, trainable_names
 
@@ -412,24 +411,26 @@ class _RecurrentMixin(_HHMixin):
         neuron = _requiring_grad(initial_state(self.p, hidden, V=self._initial_voltage(),
                                                seed=self.seed,
                                                dtype=dtype, device=input_tensor.device))
-        return HHRecurrentState(neuron, torch.zeros(hidden, dtype=dtype,
-                                                    device=input_tensor.device))
+        return recurrent_state_type(type(self.p).model)(
+            *neuron, torch.zeros(hidden, dtype=dtype, device=input_tensor.device))
 
     def _prepare_recurrent(self, x, state, time_axis: bool):
         """``(input, state, sparse)``: the input as in :meth:`_as_current` (last dimension
         ``input_size``) and the state, if given, in its dtype with dense spikes ``z``."""
-        neuron = getattr(state, "neuron", None)
-        x, sparse = self._as_current(x, getattr(neuron, "V", None), name="input",
+        x, sparse = self._as_current(x, getattr(state, "V", None), name="input",
                                      neurons=False)
         if x.ndim < (2 if time_axis else 1) or x.shape[-1] != int(self.input_size):
             raise ValueError(f"input of shape {tuple(x.shape)}: expected "
                              f"({'T, ' if time_axis else ''}..., input_size) with "
                              f"input_size={int(self.input_size)}")
         if state is not None:
-            if not isinstance(state, HHRecurrentState):
-                raise TypeError(f"state must be an HHRecurrentState, got {type(state).__name__}")
+            model = type(self.p).model
+            cls = recurrent_state_type(model)
+            if getattr(state, "_fields", None) != cls._fields:
+                raise TypeError(f"state must be a {cls.__name__} ({', '.join(cls._fields)}), "
+                                f"got {type(state).__name__}")
             hidden = tuple(x.shape[1 if time_axis else 0:-1]) + (int(self.hidden_size),)
-            neuron = self._prepare_state(state.neuron, hidden, x)
+            neuron = self._prepare_state(state_type(model)(*state[:-1]), hidden, x)
             z = state.z.to_dense() if state.z.layout != torch.strided else state.z
             z = z.to(dtype=x.dtype, device=x.device)
             if tuple(z.shape) != hidden:
@@ -437,7 +438,7 @@ class _RecurrentMixin(_HHMixin):
                     raise ValueError(f"state.z of shape {tuple(z.shape)} does not match "
                                      f"{hidden}")
                 z = z.reshape(()).expand(hidden).contiguous()
-            state = HHRecurrentState(neuron, z)
+            state = cls(*neuron, z)
         return x, state, sparse
 
     def _setup_recurrent(self, p, V_init, seed, hidden_size, trainable=()):
@@ -451,8 +452,10 @@ class _RecurrentMixin(_HHMixin):
 class HHRecurrentCell(_RecurrentMixin, SNNRecurrentCell):
     r"""HH cell with input and recurrent weights (as Norse's ``LIFRecurrentCell``).
 
-    Current (uA): :math:`I_t = W_{in} x_t + W_{rec} z_{t-1}`. State: ``HHRecurrentState(neuron,
-    z)``. Weights default to Norse's random initialisation; ``autapses=False`` zeroes the
+    Current (uA): :math:`I_t = W_{in} x_t + W_{rec} z_{t-1}`. State: the flat
+    ``HHRecurrentState(V, m, h, n, z)`` (another model: its gates;
+    :func:`~hh_plugin.torch.functional.parameters.recurrent_state_type`), ``z`` the last
+    step's spikes. Weights default to Norse's random initialisation; ``autapses=False`` zeroes the
     diagonal of :math:`W_{rec}`. ``p``, ``dt``, ``V_init`` (the resting state by default),
     ``seed`` and ``trainable`` as for :class:`HHCell`.
     """
@@ -479,10 +482,10 @@ class HHRecurrent(_RecurrentMixin, SNNRecurrent):
     """Recurrent HH layer over time: input ``(T, ..., input_size)``, spikes ``(T, ..., hidden)``.
 
     ``record_states``: ``False`` (the final ``HHRecurrentState``), ``True`` (an
-    ``HHRecurrentState`` of stacked neuron states and spikes ``z``), or names of neuron
-    state variables such as ``('V',)``: ``HHRecurrentState(neuron, None)`` whose neuron
-    state holds those ``(T, ..., hidden)`` trajectories and ``None`` in its other fields
-    (the spikes are the first output). The other arguments as for :class:`HHRecurrentCell`."""
+    ``HHRecurrentState`` of the stacked ``(T, ..., hidden)`` trajectories of ``V``, the gates
+    and ``z``), or names of neuron state variables such as ``('V',)``: an
+    ``HHRecurrentState`` holding those trajectories and ``None`` in its other fields and
+    in ``z`` (the spikes are the first output). The other arguments as for :class:`HHRecurrentCell`."""
 
     def __init__(self, input_size: int, hidden_size: int, p=None, dt: float = 1e-5,
                  V_init=REST, seed: Optional[int] = None, record_states=False,
@@ -515,11 +518,11 @@ class HHRecurrent(_RecurrentMixin, SNNRecurrent):
             if everything:
                 states.append(state)
             for name in names:
-                rows[name].append(getattr(state.neuron, name))
+                rows[name].append(getattr(state, name))
         z = torch.stack(outputs)
         if everything:
             state = _merge_states(states)
         elif names:
-            state = HHRecurrentState(_recorded(type(state.neuron), names, {
-                name: torch.stack(r) for name, r in rows.items()}), None)
+            state = _recorded(type(state), names, {
+                name: torch.stack(r) for name, r in rows.items()})
         return (z.to_sparse() if sparse else z), state
