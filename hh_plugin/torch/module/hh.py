@@ -27,7 +27,7 @@ from typing import Optional
 
 import numpy as np
 import torch
-from norse.torch.module.snn import SNN, SNNCell, SNNRecurrent, SNNRecurrentCell, _merge_states
+from norse.torch.module.snn import SNN, SNNCell, SNNRecurrent, SNNRecurrentCell
 
 from ...model import HHSpec
 from ...model.initial import DEFAULT, REST, VOLTAGE_MARKERS
@@ -479,50 +479,51 @@ class HHRecurrentCell(_RecurrentMixin, SNNRecurrentCell):
 
 
 class HHRecurrent(_RecurrentMixin, SNNRecurrent):
-    """Recurrent HH layer over time: input ``(T, ..., input_size)``, spikes ``(T, ..., hidden)``.
+    r"""Recurrent HH layer over time: input ``(T, ..., input_size)``, spikes ``(T, ..., hidden)``.
+
+    Step :math:`t`: :math:`I_t = x_t W_{in}^\top + z_{t-1} W_{rec}^\top` (uA), then the
+    HH step (:func:`~hh_plugin.torch.functional.hh.hh_recurrent_step`).
 
     ``record_states``: ``False`` (the final ``HHRecurrentState``), ``True`` (an
     ``HHRecurrentState`` of the stacked ``(T, ..., hidden)`` trajectories of ``V``, the gates
     and ``z``), or names of neuron state variables such as ``('V',)``: an
     ``HHRecurrentState`` holding those trajectories and ``None`` in its other fields and
-    in ``z`` (the spikes are the first output). The other arguments as for :class:`HHRecurrentCell`."""
+    in ``z`` (the spikes are the first output).
+
+    ``path``: as for :class:`HH`. ``'auto'`` (default): the fused C++ kernel of the
+    recurrent layer for CPU float32/float64 inputs where a compiler is found
+    (:mod:`hh_plugin.torch.fused.recurrent`: the time loop with the recurrent product
+    inside, forward and checkpointed backward; built at first use and cached), else the
+    step loop; ``'fused_cpp'`` forces the kernel, ``'naive'`` the step loop. There is no
+    ``'compiled'`` or ``'triton'`` path for the recurrent layer
+    (:class:`~hh_plugin.torch.fused.PathUnavailable`). ``checkpoint``: as for :class:`HH`.
+    The other arguments as for :class:`HHRecurrentCell`."""
 
     def __init__(self, input_size: int, hidden_size: int, p=None, dt: float = 1e-5,
                  V_init=REST, seed: Optional[int] = None, record_states=False,
-                 trainable=(), **kwargs):
-        from ..fused.sequence import record_names
+                 trainable=(), path: str = "auto", checkpoint=None, **kwargs):
+        from ..fused.sequence import PATHS, checkpoint_interval, record_names
 
         p = as_parameters(HHSpec() if p is None else p)
         record_names(record_states, type(p).model)  # validate early
+        if path not in PATHS:
+            raise ValueError(f"unknown path {path!r}; choose one of {PATHS}")
+        checkpoint_interval(checkpoint, 1)  # validate early
         super().__init__(activation=hh_recurrent_step, state_fallback=self.recurrent_initial_state,
                          input_size=input_size, hidden_size=hidden_size, p=p,
                          dt=check_dt(dt, type(p).model, p.method), record_states=record_states, **kwargs)
         self._setup_recurrent(p, V_init, seed, hidden_size, trainable)
+        self.path = path
+        self.checkpoint = checkpoint
 
     def forward(self, input_tensor: torch.Tensor, state=None):
         x, state, sparse = self._prepare_recurrent(input_tensor, state, time_axis=True)
         if state is None:
             state = self.recurrent_initial_state(x[0])
-        p = self.parameters_like(x)
-        w_in = self.input_weights.to(x.dtype)
-        w_rec = self.recurrent_weights.to(x.dtype)
-        from ..fused.sequence import _recorded, record_names
+        from ..fused.recurrent import hh_recurrent_sequence
 
-        everything = self.record_states is True
-        names = () if everything else record_names(self.record_states, type(p).model)
-        outputs, states = [], []
-        rows = {name: [] for name in names}
-        for t in range(x.shape[0]):
-            z, state = hh_recurrent_step(x[t], state, w_in, w_rec, p, self.dt)
-            outputs.append(z)
-            if everything:
-                states.append(state)
-            for name in names:
-                rows[name].append(getattr(state, name))
-        z = torch.stack(outputs)
-        if everything:
-            state = _merge_states(states)
-        elif names:
-            state = _recorded(type(state), names, {
-                name: torch.stack(r) for name, r in rows.items()})
+        z, state = hh_recurrent_sequence(
+            x, state, self.input_weights.to(x.dtype), self.recurrent_weights.to(x.dtype),
+            self.parameters_like(x), self.dt, record_states=self.record_states,
+            path=self.path, checkpoint=self.checkpoint)
         return (z.to_sparse() if sparse else z), state
