@@ -670,7 +670,8 @@ def hh_recurrent_sequence(x: torch.Tensor, state, input_weights: torch.Tensor,
     if tuple(state.z.shape)[-1:] != (H,):
         raise ValueError(f"state.z of shape {tuple(state.z.shape)}: the last dimension must "
                          f"be the {H} hidden neurons")
-    reason = recurrent_path_unavailable_reason(path, x, p.method)
+    reason = recurrent_path_unavailable_reason("fused_cpp" if path == "auto" else path, x,
+                                               p.method)
     if path != "auto" and reason is not None:
         raise PathUnavailable(f"path {path!r} is unavailable: {reason}")
     if reason is None and path != "naive":
