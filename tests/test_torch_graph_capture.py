@@ -58,6 +58,24 @@ elif variant in ("HH", "HH naive"):
     xg.grad = None
     m(xg)[1].V.sum().backward()
     out["dgrad"] = float((g - xg.grad).abs().max())
+elif variant == "HHRecurrent":
+    from hh_plugin.torch import HHRecurrent
+    m = HHRecurrent(3, 4, dt=2.5e-5, V_init=-65.0).double()
+    compiled = torch.compile(m, fullgraph=True)
+    xg = x.clone().requires_grad_(True)
+    z, s = compiled(xg)
+    (z.sum() + s.V.sum()).backward()
+    g = xg.grad.clone()
+    xg.grad = None
+    ze, se = m(xg)
+    (ze.sum() + se.V.sum()).backward()
+    out["dV"] = float((s.V - se.V).abs().max())
+    out["dgrad"] = float((g - xg.grad).abs().max())
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    program = torch.export.export(m, (x,))
+    out["ops"] = sorted({str(n.target) for n in program.graph.nodes if "hh_plugin" in str(n.target)})
+    out["dV export"] = float((program.module()(x)[1].V - m(x)[1].V).abs().max())
+    torch._dynamo.utils.counters["stats"]["unique_graphs"] = graphs
 elif variant == "export HH":
     m = HH(dt=2.5e-5, V_init=-65.0)
     program = torch.export.export(m, (x,))
@@ -117,6 +135,16 @@ def test_torch_export_traces_the_fused_kernel(variant, op):
     out = _fresh(variant)
     assert out["ops"] == [op]
     assert out["dV"] == 0.0
+
+
+@pytest.mark.slow
+def test_recurrent_layer_compiles_and_exports_with_its_fused_kernel():
+    # issue 21, item 8: HHRecurrent's default path is the fused recurrent operator, which
+    # torch.compile (fullgraph, with its backward) and torch.export trace as one node
+    out = _fresh("HHRecurrent")
+    assert out["ops"] == ["hh_plugin.fused_recurrent.default"]
+    assert out["dV"] == 0.0 and out["dV export"] == 0.0 and out["dgrad"] <= 1e-12
+    assert out["recompiles"] == 0 and out["graphs"] == 1
 
 
 @pytest.mark.slow

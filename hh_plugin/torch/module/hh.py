@@ -405,7 +405,7 @@ class HH(_HHMixin, SNN):
 class _RecurrentMixin(_HHMixin):
     def recurrent_initial_state(self, input_tensor: torch.Tensor, shape=None):
         shape = tuple(input_tensor.shape[:-1] if shape is None else shape)
-        hidden = shape + (int(self.hidden_size),)
+        hidden = shape + (self._hidden_neurons(),)
         dtype = (input_tensor.dtype if input_tensor.is_floating_point()
                  else torch.get_default_dtype())
         neuron = _requiring_grad(initial_state(self.p, hidden, V=self._initial_voltage(),
@@ -419,17 +419,17 @@ class _RecurrentMixin(_HHMixin):
         ``input_size``) and the state, if given, in its dtype with dense spikes ``z``."""
         x, sparse = self._as_current(x, getattr(state, "V", None), name="input",
                                      neurons=False)
-        if x.ndim < (2 if time_axis else 1) or x.shape[-1] != int(self.input_size):
+        if x.ndim < (2 if time_axis else 1) or x.shape[-1] != self._input_columns():
             raise ValueError(f"input of shape {tuple(x.shape)}: expected "
                              f"({'T, ' if time_axis else ''}..., input_size) with "
-                             f"input_size={int(self.input_size)}")
+                             f"input_size={self._input_columns()}")
         if state is not None:
             model = type(self.p).model
             cls = recurrent_state_type(model)
             if getattr(state, "_fields", None) != cls._fields:
                 raise TypeError(f"state must be a {cls.__name__} ({', '.join(cls._fields)}), "
                                 f"got {type(state).__name__}")
-            hidden = tuple(x.shape[1 if time_axis else 0:-1]) + (int(self.hidden_size),)
+            hidden = tuple(x.shape[1 if time_axis else 0:-1]) + (self._hidden_neurons(),)
             neuron = self._prepare_state(state_type(model)(*state[:-1]), hidden, x)
             z = state.z.to_dense() if state.z.layout != torch.strided else state.z
             z = z.to(dtype=x.dtype, device=x.device)
@@ -440,6 +440,16 @@ class _RecurrentMixin(_HHMixin):
                 z = z.reshape(()).expand(hidden).contiguous()
             state = cls(*neuron, z)
         return x, state, sparse
+
+    def _hidden_neurons(self) -> int:
+        """``hidden_size`` as a Python int, read from the weights' shape (Norse keeps
+        ``hidden_size`` as a tensor, whose ``int()`` is data-dependent under
+        :func:`torch.compile`)."""
+        return self.input_weights.shape[0]
+
+    def _input_columns(self) -> int:
+        """``input_size`` as a Python int, from the input weights' shape."""
+        return self.input_weights.shape[1]
 
     def _setup_recurrent(self, p, V_init, seed, hidden_size, trainable=()):
         self._setup(p, V_init, seed, trainable)
