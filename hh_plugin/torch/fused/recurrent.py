@@ -15,8 +15,10 @@ model's generated step (exponential Euler or RK4, rising-edge spike, optional re
 The input projection :math:`U = x W_{in}^\top` does not depend on the recurrence: it is
 one matrix product over all ``T`` steps, outside the kernel, and autograd takes its
 gradients (to :math:`x` and :math:`W_{in}`). The custom operator
-``hh_plugin::fused_recurrent`` runs the time loop in C++: per step one ATen matrix product
-:math:`z_{t-1} W_{rec}^\top` (``at::mm``) plus :math:`U_t`, then the generated step
+``hh_plugin::fused_recurrent`` runs the time loop in C++: per step the product
+:math:`z_{t-1} W_{rec}^\top` over the spiking neurons only (spikes are sparse: the
+columns of :math:`W_{rec}` of the nonzero :math:`z`, summed) plus :math:`U_t`, then the
+generated step
 (``step_lanes``, the very function the feed-forward kernel runs) over all :math:`M = BH`
 neurons in blocks. The state stays in those blocks for the whole loop.
 
@@ -33,7 +35,10 @@ gradient and the recurrence,
 ``adjoint_lanes``, which also accumulates the gradients of every model parameter and
 ``V_reset``, and gives those of the initial state). :math:`\bar U = \bar I`;
 :math:`\bar W_{rec}` and :math:`\bar z_0` are formed after the kernel from the stored
-spikes. Gradients follow the surrogate of the step (ReLU, ``alpha``, ``width``), exactly
+spikes. The per-step products are plain loops, not BLAS calls: a small multi-threaded
+matrix product at every step waits for the other core at every step when another process
+holds it; the loops run on one thread, on several (over the batch) only when a step's
+product exceeds about :math:`4 \cdot 10^6` multiply-adds. Gradients follow the surrogate of the step (ReLU, ``alpha``, ``width``), exactly
 as autograd through the step loop.
 
 The kernel is a separate extension (``hh_recurrent_<model>``, built once per model and
@@ -119,6 +124,66 @@ void step_all(int64_t M, typename Blocks<T>::S* SRC, typename Blocks<T>::S* DST,
   });
 }
 
+// The recurrent input of one step, I_t = U_t + z_{t-1} W_rec^T, for the B rows of the
+// batch: WT = W_rec^T (row j: the weights from neuron j), the product accumulated over
+// the nonzero entries of z only (spikes are sparse), then added to U_t, as the step loop
+// adds linear(z, W_rec) to linear(x_t, W_in). acc: H scratch values per thread.
+// No BLAS call: a per-step matrix product on two threads waited on the other core at
+// every step when another process held it (measured 0.5 ms per step).
+template <typename T>
+void recurrent_current(int64_t B, int64_t H, const T* __restrict z, const T* __restrict WT,
+                       const T* __restrict Ut, T* __restrict It) {
+  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 22) / std::max<int64_t>(1, H * H));
+  at::parallel_for(0, B, grain, [&](int64_t b0, int64_t b1) {
+    std::vector<T> acc(H);
+    for (int64_t b = b0; b < b1; ++b) {
+      const T* zb = z + b * H;
+      bool any = false;
+      for (int64_t j = 0; j < H; ++j) {
+        const T zj = zb[j];
+        if (zj == T(0)) continue;
+        const T* w = WT + j * H;
+        if (!any) {
+#pragma omp simd
+          for (int64_t i = 0; i < H; ++i) acc[i] = zj * w[i];
+          any = true;
+        } else {
+#pragma omp simd
+          for (int64_t i = 0; i < H; ++i) acc[i] += zj * w[i];
+        }
+      }
+      const T* u = Ut + b * H;
+      T* o = It + b * H;
+      if (any) {
+#pragma omp simd
+        for (int64_t i = 0; i < H; ++i) o[i] = u[i] + acc[i];
+      } else {
+        for (int64_t i = 0; i < H; ++i) o[i] = u[i];
+      }
+    }
+  });
+}
+
+// The adjoint of z_t through I_{t+1}: gz += gI_{t+1} W_rec, row by row of W_rec (each row
+// read once per step for all rows of the batch), skipping zero adjoints.
+template <typename T>
+void recurrent_adjoint(int64_t B, int64_t H, const T* __restrict gI, const T* __restrict W,
+                       T* __restrict gz) {
+  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 22) / std::max<int64_t>(1, H * H));
+  at::parallel_for(0, B, grain, [&](int64_t b0, int64_t b1) {
+    for (int64_t i = 0; i < H; ++i) {
+      const T* w = W + i * H;
+      for (int64_t b = b0; b < b1; ++b) {
+        const T g = gI[b * H + i];
+        if (g == T(0)) continue;
+        T* o = gz + b * H;
+#pragma omp simd
+        for (int64_t j = 0; j < H; ++j) o[j] += g * w[j];
+      }
+    }
+  });
+}
+
 template <typename T, int RESET>
 void recurrent_forward_impl(const torch::Tensor& U, const torch::Tensor& WrecT,
                             const torch::Tensor& z0, const std::vector<torch::Tensor>& state0,
@@ -140,14 +205,15 @@ void recurrent_forward_impl(const torch::Tensor& U, const torch::Tensor& WrecT,
   torch::Tensor scratch = I ? torch::Tensor() : torch::empty({B, H}, opts);
   T* ck = ckpt ? ckpt->template data_ptr<T>() : nullptr;
   T* Zp = Z.data_ptr<T>();
+  const T* Up = U.data_ptr<T>();
+  const T* WT = WrecT.data_ptr<T>();
   for (int64_t t = 0; t < steps; ++t) {
-    // I_t = z_{t-1} W_rec^T + U_t (the step loop's linear(z, W_rec) + linear(x_t, W_in))
-    torch::Tensor It = I ? (*I)[t] : scratch;
-    at::mm_out(It, t == 0 ? z0 : Z[t - 1], WrecT);
-    It.add_(U[t]);
+    // I_t = U_t + z_{t-1} W_rec^T (the step loop's linear(x_t, W_in) + linear(z, W_rec))
+    T* It = I ? I->template data_ptr<T>() + t * M : scratch.data_ptr<T>();
+    recurrent_current<T>(B, H, t == 0 ? z0.data_ptr<T>() : Zp + (t - 1) * M, WT, Up + t * M, It);
     if (ck && t % every == 0)
       std::copy(&S[0][0][0], &S[0][0][0] + nblk * NS * W, ck + (t / every) * nblk * NS * W);
-    step_all<T, RESET>(M, S, S, P, It.data_ptr<T>(), Zp + t * M, a.dt, rec, t);
+    step_all<T, RESET>(M, S, S, P, It, Zp + t * M, a.dt, rec, t);
   }
   for (int s = 0; s < NS; ++s) {
     T* dst = out[first_state + s].data_ptr<T>();
@@ -196,6 +262,7 @@ void recurrent_backward_impl(const torch::Tensor& I, const torch::Tensor& Wrec,
   const T* ck = ckpt.data_ptr<T>();
   T* gIp = gI.data_ptr<T>();
   const T* gzp = gz.data_ptr<T>();
+  const T* Wp = Wrec.data_ptr<T>();
   for (int64_t seg = nseg - 1; seg >= 0; --seg) {
     const int64_t t0 = seg * every;
     const int64_t len = std::min(every, steps - t0);
@@ -206,14 +273,9 @@ void recurrent_backward_impl(const torch::Tensor& I, const torch::Tensor& Wrec,
     for (int64_t tt = len - 1; tt >= 0; --tt) {
       const int64_t t = t0 + tt;
       // adjoint of z_t: its output gradient and its share of I_{t+1} = z_t W_rec^T + ...
-      if (t + 1 < steps) {
-        at::mm_out(gz, gI[t + 1], Wrec);
-        if (gZ.numel()) gz.add_(gZ[t]);
-      } else if (gZ.numel()) {
-        gz.copy_(gZ[t]);
-      } else {
-        gz.zero_();
-      }
+      if (gZ.numel()) gz.copy_(gZ[t]);
+      else gz.zero_();
+      if (t + 1 < steps) recurrent_adjoint<T>(B, H, gIp + (t + 1) * M, Wp, gz.data_ptr<T>());
       auto* St = buf + tt * nblk;
       for_each_block(nblk, STEP_MIN_NEURONS_PER_THREAD / W, [&](int64_t b) {
         const int64_t j0 = b * W;
@@ -255,8 +317,10 @@ void check_recurrent(const torch::Tensor& X, const torch::Tensor& Wrec, int64_t 
   TORCH_CHECK(X.dim() == 3 && X.is_contiguous() && X.device().is_cpu(),
               what, " must be a contiguous CPU tensor (steps, batch, hidden)");
   TORCH_CHECK(Wrec.dim() == 2 && Wrec.size(0) == H && Wrec.size(1) == H &&
-              Wrec.scalar_type() == X.scalar_type() && Wrec.device().is_cpu(),
-              "recurrent weights must be (hidden, hidden), of the input's dtype, on the CPU");
+              Wrec.scalar_type() == X.scalar_type() && Wrec.device().is_cpu() &&
+              Wrec.is_contiguous(),
+              "recurrent weights must be contiguous (hidden, hidden), of the input's dtype, "
+              "on the CPU");
 }
 
 }  // namespace
@@ -304,7 +368,7 @@ std::vector<torch::Tensor> hh_recurrent_forward(torch::Tensor U, torch::Tensor W
     out.push_back(big_empty({steps, M}, opts));
   }
   if (M == 0 || steps == 0) return out;
-  torch::Tensor WrecT = Wrec.t();
+  torch::Tensor WrecT = Wrec.t().contiguous();
   AT_DISPATCH_FLOATING_TYPES(U.scalar_type(), "hh_recurrent_forward", [&] {
     using T = scalar_t;
     T* rec[NS];
