@@ -172,3 +172,8 @@ def test_bad_weights_are_named():
         recurrent.hh_recurrent_sequence(x, state, w_in, w_in, p)
     with pytest.raises(ValueError, match=r"input_weights of shape \(2, 3\)"):
         recurrent.hh_recurrent_sequence(x, state, w_in.t(), w_rec, p)
+    with pytest.raises(ValueError, match=r"state.z of shape \(1, 3\) does not match"):
+        recurrent.hh_recurrent_sequence(torch.zeros(4, 2, 2, dtype=torch.float64), state,
+                                        w_in, w_rec, p)
+    with pytest.raises(ValueError, match="T >= 1"):
+        HHRecurrent(2, 3)(torch.zeros(0, 1, 2))

@@ -731,9 +731,13 @@ def hh_recurrent_sequence(x: torch.Tensor, state, input_weights: torch.Tensor,
     if input_weights.ndim != 2 or input_weights.shape != (H, x.shape[-1]):
         raise ValueError(f"input_weights of shape {tuple(input_weights.shape)}: expected "
                          f"(hidden, input_size) = {(H, x.shape[-1])}")
-    if tuple(state.z.shape)[-1:] != (H,):
-        raise ValueError(f"state.z of shape {tuple(state.z.shape)}: the last dimension must "
-                         f"be the {H} hidden neurons")
+    if x.ndim < 2 or x.shape[0] == 0:
+        raise ValueError(f"input of shape {tuple(x.shape)}: expected (T, ..., input_size) "
+                         f"with T >= 1 time steps")
+    if tuple(state.z.shape) != tuple(x.shape[1:-1]) + (H,):
+        raise ValueError(f"state.z of shape {tuple(state.z.shape)} does not match the input: "
+                         f"expected {tuple(x.shape[1:-1]) + (H,)} (the input's batch "
+                         f"dimensions, then the {H} hidden neurons)")
     reason = recurrent_path_unavailable_reason("fused_cpp" if path == "auto" else path, x,
                                                p.method)
     if path != "auto" and reason is not None:

@@ -528,6 +528,9 @@ class HHRecurrent(_RecurrentMixin, SNNRecurrent):
 
     def forward(self, input_tensor: torch.Tensor, state=None):
         x, state, sparse = self._prepare_recurrent(input_tensor, state, time_axis=True)
+        if x.shape[0] == 0:
+            raise ValueError(f"input of shape {tuple(x.shape)}: expected (T, ..., input_size) "
+                             f"with T >= 1 time steps")
         if state is None:
             state = self.recurrent_initial_state(x[0])
         from ..fused.recurrent import hh_recurrent_sequence
