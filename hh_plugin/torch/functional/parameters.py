@@ -269,12 +269,13 @@ HHState = state_type(HODGKIN_HUXLEY, "HHState")
 HHState.__doc__ = r"""State of an HH population: ``V`` (mV) and gates ``m, h, n`` (dimensionless)."""
 
 HHRecurrentState = recurrent_state_type(HODGKIN_HUXLEY, "HHRecurrentState")
-HHRecurrentState.__doc__ = r"""State of a recurrent HH layer (:class:`~hh_plugin.torch.HHRecurrentCell`,
-:class:`~hh_plugin.torch.HHRecurrent`), flat as Norse's recurrent states: ``V`` (mV), the
-gates ``m, h, n`` (dimensionless) and ``z``, the last step's spikes (0/1). ``state.v`` is
-``V`` (Norse's name); ``state.neuron`` gives the neuron state ``HHState(V, m, h, n)`` and
-``HHRecurrentState(neuron_state, z)`` (two arguments) builds the flat state, as the nested
-form of earlier versions did. Another model's layers use
+HHRecurrentState.__doc__ = r"""State of a recurrent HH layer
+(:class:`~hh_plugin.torch.HHRecurrentCell`, :class:`~hh_plugin.torch.HHRecurrent`), flat
+as Norse's recurrent states: ``V`` (mV), the gates ``m, h, n`` (dimensionless) and ``z``,
+the last step's spikes (0/1). ``state.v`` is ``V`` (Norse's name); ``state.neuron`` gives
+the neuron state ``HHState(V, m, h, n)`` and ``HHRecurrentState(neuron_state, z)`` (two
+arguments) builds the flat state, as the nested form of earlier versions did. Another
+model's layers use
 :func:`recurrent_state_type` ``(model)``."""
 
 

@@ -38,8 +38,9 @@ gradient and the recurrence,
 spikes. The per-step products are plain loops, not BLAS calls: a small multi-threaded
 matrix product at every step waits for the other core at every step when another process
 holds it; the loops run on one thread, on several (over the batch) only when a step's
-product exceeds about :math:`4 \cdot 10^6` multiply-adds. Gradients follow the surrogate of the step (ReLU, ``alpha``, ``width``), exactly
-as autograd through the step loop.
+product exceeds about :math:`4 \cdot 10^6` multiply-adds. Gradients follow the
+surrogate of the step (ReLU, ``alpha``, ``width``), exactly as autograd through the step
+loop.
 
 The kernel is a separate extension (``hh_recurrent_<model>``, built once per model and
 method and cached as the feed-forward one, :func:`.cpp.cached_build`): the feed-forward
