@@ -88,8 +88,8 @@ def test_cell_feedforward_shapes():
 def test_recurrent_cell_shapes():
     out, s = HHRecurrentCell(2, 4)(torch.randn(5, 2))
     assert out.shape == (5, 4)
-    assert s.z.shape == (5, 4)
-    for x in s.neuron:
+    assert s._fields == ("V", "m", "h", "n", "z")  # flat, as Norse's LIFState (z, v, i)
+    for x in s:
         assert x.shape == (5, 4)
 
 
@@ -100,7 +100,7 @@ def _one_recurrent_step(autapses: bool, z0):
         cell.recurrent_weights.copy_(torch.full((2, 2), 5.0)
                                      * (torch.ones(2, 2) if autapses else 1 - torch.eye(2)))
     neuron = initial_state(cell.p, (1, 2), V=-65.0)
-    _, s = cell(torch.zeros(1, 2), HHRecurrentState(neuron, z0))
+    _, s = cell(torch.zeros(1, 2), HHRecurrentState(*neuron, z0))
     return cell, s
 
 
@@ -112,7 +112,7 @@ def test_recurrent_cell_autapses():
     assert cell.recurrent_weights.diagonal().abs().sum() > 0
     _, part = _one_recurrent_step(True, torch.tensor([[0.0, 1.0]]))
     # neuron 0's own spike reaches it only through the autapse
-    assert full.neuron.V[0, 0] != part.neuron.V[0, 0]
+    assert full.V[0, 0] != part.V[0, 0]
 
 
 def test_recurrent_cell_no_autapses():
@@ -120,7 +120,7 @@ def test_recurrent_cell_no_autapses():
     cell, full = _one_recurrent_step(False, torch.ones(1, 2))
     assert (cell.recurrent_weights.diagonal() == 0).all()
     _, part = _one_recurrent_step(False, torch.tensor([[0.0, 1.0]]))
-    assert full.neuron.V[0, 0] == part.neuron.V[0, 0]
+    assert full.V[0, 0] == part.V[0, 0]
 
 
 def test_layer_in_time_shapes():
@@ -135,8 +135,8 @@ def test_recurrent_layers_chain():
     z, s1 = HHRecurrent(8, 6)(z)
     z, s2 = HHRecurrent(6, 4)(z)
     z, s3 = HHRecurrent(4, 1)(z)
-    assert s1.neuron.V.shape == (1, 6) and s2.neuron.V.shape == (1, 4)
-    assert s3.neuron.V.shape == (1, 1) and z.shape == (10, 1, 1)
+    assert s1.V.shape == (1, 6) and s2.V.shape == (1, 4)
+    assert s3.V.shape == (1, 1) and z.shape == (10, 1, 1)
 
 
 def _finite_grads(*tensors):
@@ -173,7 +173,7 @@ def test_recurrent_cell_backward_through_repeated_application():
     cell = HHRecurrentCell(4, 4)
     out, s = cell(data)
     out, _ = cell(out, s)
-    (out.sum() + s.neuron.V.sum()).backward()
+    (out.sum() + s.V.sum()).backward()
     assert _finite_grads(data, cell.input_weights)
 
 
@@ -183,8 +183,7 @@ def test_layer_backward_and_backward_iteration(module):
     data = torch.ones(10, 6, requires_grad=True)
     out, s = model(data)
     out2, _ = model(out, s)                 # spikes and state of one call feed the next
-    state = s.neuron if isinstance(s, HHRecurrentState) else s
-    (out.sum() + out2.sum() + state.V.sum()).backward()
+    (out.sum() + out2.sum() + s.V.sum()).backward()
     assert _finite_grads(data)
 
 
@@ -222,9 +221,9 @@ def test_boolean_and_sparse_inputs(sparse):
         assert z.is_sparse is sparse
     current = spikes.float()
     z, s = HHRecurrentCell(2, 1)(current)
-    assert s.neuron.V.dtype == torch.float32 and z.is_sparse is sparse
+    assert s.V.dtype == torch.float32 and z.is_sparse is sparse
     z, s = HHRecurrent(2, 1)(current.unsqueeze(1))
-    assert s.neuron.V.dtype == torch.float32 and z.is_sparse is sparse
+    assert s.V.dtype == torch.float32 and z.is_sparse is sparse
 
 
 def test_sparse_input_gives_the_dense_result():
@@ -301,10 +300,10 @@ def test_module_follows_its_input_to_the_gpu():
 # ------------------------------------------------------------------- test_sequential.py
 def test_sequential_state_with_recurrent_layers():
     z, s = norse.SequentialState(HHRecurrent(20, 6))(torch.ones(10, 1, 20))
-    assert z.shape == (10, 1, 6) and s[0].neuron.V.shape == (1, 6)
+    assert z.shape == (10, 1, 6) and s[0].V.shape == (1, 6)
     z, s = norse.SequentialState(HHRecurrent(20, 6), HHRecurrent(6, 2))(
         torch.ones(10, 1, 20), [None, None])
-    assert z.shape == (10, 1, 2) and s[1].neuron.V.shape == (1, 2)
+    assert z.shape == (10, 1, 2) and s[1].V.shape == (1, 2)
 
 
 def test_sequential_state_without_and_with_state():
@@ -323,7 +322,7 @@ def test_sequential_state_mixes_with_norse_and_torch_layers():
     state = [None, torch.randn(2, 3, 4), None]
     z, (s1, s2, s3) = norse.SequentialState(
         HHRecurrent(20, 10), torch.nn.RNN(10, 4, 2), norse.LSNNRecurrent(4, 1))(d, state)
-    assert z.shape == (10, 3, 1) and s1.neuron.V.shape == (3, 10)
+    assert z.shape == (10, 3, 1) and s1.V.shape == (3, 10)
     assert s2.shape == (2, 3, 4) and s3.v.shape == (3, 1)
 
 
@@ -427,11 +426,11 @@ def test_compiled_cells_and_layers():
     out, s = torch.compile(HHCell())(x)
     assert out.shape == (5, 4) and all(v.shape == (5, 4) for v in s)
     out, s = torch.compile(HHRecurrentCell(4, 3))(x)
-    assert out.shape == (5, 3) and s.neuron.V.shape == (5, 3)
+    assert out.shape == (5, 3) and s.V.shape == (5, 3)
     out, s = torch.compile(HH())(torch.randn(10, 5, 4))
     assert out.shape == (10, 5, 4) and s.V.shape == (5, 4)
     z, s = torch.compile(norse.SequentialState(HHRecurrent(20, 6)))(torch.ones(2, 1, 20))
-    assert z.shape == (2, 1, 6) and s[0].neuron.V.shape == (1, 6)
+    assert z.shape == (2, 1, 6) and s[0].V.shape == (1, 6)
     out = torch.compile(norse.Lift(HHCell()))(torch.randn(5, 2))
     assert type(out) is tuple
 
@@ -557,9 +556,36 @@ def test_state_helpers():
     _, rs = cell(x)
     detached = rs.detach()
     assert isinstance(detached, HHRecurrentState) and isinstance(detached.neuron, HHState)
-    assert not detached.z.requires_grad and not detached.neuron.V.requires_grad
-    assert rs.float().neuron.V.dtype == torch.float32
+    assert not detached.z.requires_grad and not detached.V.requires_grad
+    assert rs.float().V.dtype == torch.float32
     assert rs.double().z.dtype == torch.float64
+
+
+def test_recurrent_state_is_flat_with_the_nested_form_one_step_away():
+    # issue 21, item 6: flat as Norse's recurrent states, so generic loops over the fields
+    # see tensors; the nested (neuron, z) form of earlier versions still reads and builds
+    x = torch.randn(3, 2)
+    _, s = HHRecurrentCell(2, 4)(x)
+    assert all(isinstance(v, torch.Tensor) and v.shape == (3, 4) for v in s)
+    assert list(s._asdict()) == ["V", "m", "h", "n", "z"] and s.v is s.V
+    assert tuple(s.neuron) == tuple(s)[:4] and type(s.neuron) is HHState
+    assert HHRecurrentState(s.neuron, s.z) == s == HHRecurrentState.from_neuron(s.neuron, s.z)
+    _, again = HHRecurrentCell(2, 4)(x, HHRecurrentState(s.neuron, s.z))  # old spelling
+    assert again._fields == s._fields
+    with pytest.raises(TypeError, match="expected a state of model 'hodgkin_huxley'"):
+        HHRecurrentState.from_neuron(s, s.z)  # a recurrent state is not a neuron state
+    with pytest.raises(TypeError, match="state must be a HHRecurrentState"):
+        HHRecurrentCell(2, 4)(x, s.neuron)
+    # another model: its own flat type, V, its gates and z
+    from hh_plugin import HHSpec
+    from hh_plugin.model import WANG_BUZSAKI
+    from hh_plugin.torch import recurrent_state_type
+
+    _, wb = HHRecurrentCell(2, 4, p=HHSpec(model=WANG_BUZSAKI))(x)
+    assert type(wb) is recurrent_state_type(WANG_BUZSAKI) and wb._fields == ("V", "h", "n", "z")
+    # Norse's generic merge (record_states=True) stacks every field
+    _, traj = HHRecurrent(2, 4, record_states=True)(torch.randn(5, 3, 2))
+    assert type(traj) is HHRecurrentState and all(v.shape == (5, 3, 4) for v in traj)
 
 
 def test_state_dtype_follows_input_and_state_together():

@@ -12,7 +12,7 @@ mock). :data:`PORTS` lists each one, where its port lives (this file, or
 ``tests/test_norse_contracts.py`` where that file already restates it) and whether it passes
 *as is* (Norse's inputs, Norse's assertions, Norse's state names: ``state.v`` reads
 ``V``) or is an *asserted difference*: a test that runs Norse's setting, asserts what the
-HH module does instead, and says why. 47 ported: 40 pass as is, 7 asserted differences.
+HH module does instead, and says why. 47 ported: 42 pass as is, 5 asserted differences.
 
 The differences:
 
@@ -31,11 +31,10 @@ The differences:
   (``test_lif_box_compile_gpu``): Norse's box LIF with :math:`\tau_{mem}^{-1} = 1000`
   reaches :math:`v = 1` in two steps of 1; the HH membrane, from rest, moves by
   :math:`I\,\Delta t/C` = 0.01 mV per step of 1 uA (0.01 ms, 1 uF).
-* **The recurrent state is nested** (``test_lif_recurrent_cell``,
-  ``test_lif_recurrent_cell_compile``): not physics but structure. ``HHRecurrentState`` is
-  ``(neuron, z)``; Norse's ``LIFState`` is flat ``(z, v, i)``, and these tests iterate over
-  the state's fields. ``state.v`` is accepted (the other recurrent tests use it), a flat
-  recurrent state is not built (issue 21, item 6): the ports assert the nesting.
+
+The recurrent state is flat as Norse's (``HHRecurrentState(V, m, h, n, z)``), so Norse's
+loops over its fields run unchanged (``test_lif_recurrent_cell``,
+``test_lif_recurrent_cell_compile``).
 
 The CUDA tests are skipped without a GPU, as in Norse. ``test_ported_tests_cover_norse``
 reads Norse's installed test files and fails when a test there is not listed in
@@ -56,8 +55,7 @@ import torch
 
 norse = pytest.importorskip("norse.torch")
 
-from hh_plugin.torch import (HH, HHCell, HHRecurrent, HHRecurrentCell,  # noqa: E402
-                             HHRecurrentState, HHState)
+from hh_plugin.torch import HH, HHCell, HHRecurrent, HHRecurrentCell  # noqa: E402
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
@@ -75,8 +73,8 @@ PORTS = {
         "test_lif_cell_feedforward": (AS_IS, f"{CONTRACTS}::test_cell_feedforward_shapes"),
         "test_lif_cell_feedforward_compile": (AS_IS,
                                               f"{CONTRACTS}::test_compiled_cells_and_layers"),
-        "test_lif_recurrent_cell": (DIFFERENCE, f"{HERE}::test_lif_recurrent_cell"),
-        "test_lif_recurrent_cell_compile": (DIFFERENCE, f"{HERE}::test_lif_recurrent_cell_compile"),
+        "test_lif_recurrent_cell": (AS_IS, f"{HERE}::test_lif_recurrent_cell"),
+        "test_lif_recurrent_cell_compile": (AS_IS, f"{HERE}::test_lif_recurrent_cell_compile"),
         "test_lif_recurrent_cell_autapses": (DIFFERENCE,
                                              f"{CONTRACTS}::test_recurrent_cell_autapses"),
         "test_lif_recurrent_cell_no_autapses": (DIFFERENCE,
@@ -203,31 +201,27 @@ class _TwoLayers(torch.nn.Module):
         return self.s1.v.squeeze()
 
 
-def _assert_nested_recurrent_state(out, s, shape):
-    # Norse: ``for x in s: assert x.shape == shape`` over LIFState's flat (z, v, i). The
-    # HH recurrent state is (neuron, z): iterating gives the neuron state (a tuple), so
-    # the flat loop breaks; every tensor of the nested state has the shape.
-    assert out.shape == shape and isinstance(s, HHRecurrentState)
-    first, second = tuple(s)
-    assert isinstance(first, HHState) and second is s.z
-    assert not hasattr(first, "shape")
-    for x in (*s.neuron, s.z):
-        assert x.shape == shape
-    assert s.v is s.neuron.V
-
-
 def test_lif_recurrent_cell():
     cell = HHRecurrentCell(2, 4)
-    out, s = cell(torch.randn(5, 2))
-    _assert_nested_recurrent_state(out, s, (5, 4))
+    data = torch.randn(5, 2)
+    out, s = cell(data)
+
+    for x in s:
+        assert x.shape == (5, 4)
+    assert out.shape == (5, 4)
 
 
 @pytest.mark.slow
 @needs_compile
 def test_lif_recurrent_cell_compile():
-    cell = torch.compile(HHRecurrentCell(2, 4))
-    out, s = cell(torch.randn(5, 2))
-    _assert_nested_recurrent_state(out, s, (5, 4))
+    cell = HHRecurrentCell(2, 4)
+    cell = torch.compile(cell)
+    data = torch.randn(5, 2)
+    out, s = cell(data)
+
+    for x in s:
+        assert x.shape == (5, 4)
+    assert out.shape == (5, 4)
 
 
 def test_lif_recurrent_sequence():

@@ -68,10 +68,11 @@ def test_recurrent_module_records_chosen_variables():
     module.record_states = ("V",)
     z, part = module(x)
     assert torch.equal(z, z_all)
-    assert torch.equal(part.neuron.V, everything.neuron.V) and part.neuron.V.shape == (200, 2, 4)
-    assert part.neuron.m is None and part.neuron.n is None and part.z is None
+    assert torch.equal(part.V, everything.V) and part.V.shape == (200, 2, 4)
+    assert part.m is None and part.n is None and part.z is None
+    assert torch.equal(everything.z, z_all)  # the flat state's spikes, stacked
     module.record_states = False
-    assert module(x)[1].neuron.V.shape == (2, 4)
+    assert module(x)[1].V.shape == (2, 4)
 
 
 @pytest.mark.parametrize("bad, error, message", [

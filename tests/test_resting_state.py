@@ -158,8 +158,7 @@ def test_default_initial_state_is_deterministic_as_norses():
     for module, x in ((HH(), torch.zeros(4, 2, 3)), (HHRecurrentCell(3, 3), torch.zeros(2, 3)),
                       (HHRecurrent(3, 3), torch.zeros(4, 2, 3))):
         _, state = module(x)
-        neuron = state.neuron if hasattr(state, "neuron") else state
-        torch.testing.assert_close(neuron.V, torch.full_like(neuron.V, float(rest["V"])))
+        torch.testing.assert_close(state.V, torch.full_like(state.V, float(rest["V"])))
 
 
 def test_the_reference_draw_is_one_argument_away():

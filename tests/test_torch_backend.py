@@ -192,11 +192,11 @@ def test_sequence_module_equals_cell_loop_and_recurrent_shapes():
     torch.manual_seed(0)
     rec = HHRecurrentCell(3, 4, dt=1e-5, V_init=-65.0)
     z, st = rec(torch.rand(2, 3))
-    assert z.shape == (2, 4) and st.neuron.V.shape == (2, 4)
+    assert z.shape == (2, 4) and st.V.shape == (2, 4)
     assert torch.all(torch.diagonal(rec.recurrent_weights) == 0)
     seq_rec = HHRecurrent(3, 4, dt=1e-5, V_init=-65.0, record_states=True)
     z, st = seq_rec(torch.rand(7, 2, 3) * 30)
-    assert z.shape == (7, 2, 4) and st.neuron.V.shape == (7, 2, 4)
+    assert z.shape == (7, 2, 4) and st.V.shape == (7, 2, 4)
 
 
 def test_float32_and_float64_parameters_follow_the_input():

@@ -43,7 +43,6 @@ Norse (the rates are in 1/ms, so the step uses :math:`\Delta t = 10^3 dt` ms).
 
 from __future__ import annotations
 
-import collections
 import math
 from typing import Tuple
 
@@ -54,7 +53,8 @@ from ...model.vector_field import gate_derivative_and_decay  # noqa: F401  (re-e
 from ...model.expressions import exprel_torch
 from ...model.integrators import DEFAULT_METHOD, check_method, explicit_step
 from ...model.limits import MAX_PLAUSIBLE_RATE, check_step, warn_if_implausible
-from .parameters import _ParametersMixin, _TensorTuple, state_type
+from .parameters import (HHRecurrentState, _ParametersMixin,  # noqa: F401 (re-exported)
+                         recurrent_state_type, state_type)
 from .surrogate import rising_edge, surrogate_scale
 
 
@@ -210,32 +210,27 @@ def hh_feed_forward_step(input_current: torch.Tensor, state, p, dt: float = 1e-5
     return hh_step_auto(input_current, state, p, dt)
 
 
-class HHRecurrentState(_TensorTuple, collections.namedtuple("HHRecurrentStateBase",
-                                                            ["neuron", "z"])):
-    """State of a recurrent HH layer: the neuron state and the last step's spikes ``z``
-    (with the state helpers ``detach``, ``to``, ``cpu``, ``float``... of ``HHState``).
-
-    ``state.v`` is the neuron state's ``V`` (mV), under the name Norse's recurrent states
-    (``LIFState.v``) give it, so Norse's generic code reads it. The state stays nested:
-    iterating over it gives the neuron state and ``z``, not Norse's flat fields."""
-
-    __slots__ = ()
-
-    @property
-    def v(self) -> torch.Tensor:
-        """The membrane potential ``neuron.V`` (mV), Norse's name."""
-        return self.neuron.V
-
-
-def hh_recurrent_step(input_tensor: torch.Tensor, state: HHRecurrentState,
+def hh_recurrent_step(input_tensor: torch.Tensor, state,
                       input_weights: torch.Tensor, recurrent_weights: torch.Tensor, p,
-                      dt: float = 1e-5) -> Tuple[torch.Tensor, HHRecurrentState]:
+                      dt: float = 1e-5):
     r"""Recurrent step (Norse's recurrent activation signature).
 
-    The current (uA) is :math:`I = W_{in} x + W_{rec} z_{t-1}`; then
-    :func:`hh_feed_forward_step`.
+    The current (uA) is :math:`I_t = W_{in} x_t + W_{rec} z_{t-1}`, with :math:`z_{t-1}`
+    the state's ``z``; then :func:`hh_feed_forward_step` on the state's ``V`` and gates.
+
+    Arguments:
+        input_tensor: :math:`x_t`, shape ``(..., input_size)``.
+        state: the flat recurrent state of ``p``'s model (``HHRecurrentState(V, m, h, n,
+            z)`` for the reference model; :func:`~.parameters.recurrent_state_type`).
+        input_weights: :math:`W_{in}`, ``(hidden_size, input_size)`` (uA per unit input).
+        recurrent_weights: :math:`W_{rec}`, ``(hidden_size, hidden_size)`` (uA per spike).
+        p: parameters NamedTuple; dt: step in seconds.
+
+    Returns ``(z_t, new_state)``.
     """
+    model = type(p).model
     current = (torch.nn.functional.linear(input_tensor, input_weights)
                + torch.nn.functional.linear(state.z, recurrent_weights))
-    z, neuron = hh_feed_forward_step(current, state.neuron, p, dt)
-    return z, HHRecurrentState(neuron, z)
+    neuron = state_type(model)(*state[:-1])
+    z, neuron = hh_feed_forward_step(current, neuron, p, dt)
+    return z, recurrent_state_type(model)(*neuron, z)

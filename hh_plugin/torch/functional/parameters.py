@@ -201,6 +201,57 @@ def state_type(model: ModelDefinition, name: Optional[str] = None):
     return _cached_type(model, "state", make)
 
 
+class _RecurrentStateMixin(_StateMixin):
+    r"""A recurrent layer's state, flat as Norse's (``LIFState(z, v, i)``): the neuron
+    state's fields (``V`` mV, the gates) and ``z``, the last step's spikes (0/1), so that
+    code looping over the state's fields (``for x in state``, ``state._asdict()``,
+    Norse's ``_merge_states``) meets tensors only.
+
+    Compatibility with the nested ``(neuron, z)`` form of earlier versions: ``state.neuron``
+    is the neuron state (a new tuple of the same tensors; fields only, no copy) and
+    ``Type(neuron_state, z)`` with exactly those two arguments builds the flat state,
+    as does :meth:`from_neuron`."""
+
+    __slots__ = ()
+
+    def __new__(cls, *args, **kwargs):
+        if len(args) == 2 and not kwargs and isinstance(args[0], _StateMixin):
+            return cls.from_neuron(*args)
+        return super().__new__(cls, *args, **kwargs)
+
+    @classmethod
+    def from_neuron(cls, neuron, z):
+        """The flat state of the neuron state ``neuron`` (``V`` and the gates of this
+        type's model) and the spikes ``z``."""
+        if (not isinstance(neuron, _StateMixin) or type(neuron).model is not cls.model
+                or tuple(neuron._fields) != tuple(cls.model.state_names)):
+            raise TypeError(f"{cls.__name__}.from_neuron: expected a state of model "
+                            f"{cls.model.name!r} ({', '.join(cls.model.state_names)}), got "
+                            f"{type(neuron).__name__}")
+        return tuple.__new__(cls, (*neuron, z))
+
+    @property
+    def neuron(self):
+        """The neuron state (``V`` and the gates) without ``z``: ``state_type(model)``
+        holding the same tensors."""
+        return state_type(self.model)(*self[:-1])
+
+
+def recurrent_state_type(model: ModelDefinition, name: Optional[str] = None):
+    """The flat NamedTuple class of recurrent states for ``model``: ``V``, the gates, then
+    ``z`` (cached; :class:`_RecurrentStateMixin`)."""
+    if "z" in model.state_names:
+        raise ValueError(f"model {model.name!r} has a state variable named 'z', the name of "
+                         f"the recurrent state's spikes")
+
+    def make():
+        base = collections.namedtuple((name or "RecurrentState") + "Base",
+                                      list(model.state_names) + ["z"])
+        return type(name or f"{model.name.title().replace('_', '')}RecurrentState",
+                    (_RecurrentStateMixin, base), {"__slots__": (), "model": model})
+    return _cached_type(model, "recurrent_state", make)
+
+
 HHParameters = parameters_type(HODGKIN_HUXLEY, "HHParameters")
 HHParameters.__doc__ = r"""Parameters of the reference HH model as tensors.
 
@@ -216,6 +267,16 @@ Defaults are the reference model's. ``HHParameters.from_spec(spec)`` builds one 
 
 HHState = state_type(HODGKIN_HUXLEY, "HHState")
 HHState.__doc__ = r"""State of an HH population: ``V`` (mV) and gates ``m, h, n`` (dimensionless)."""
+
+HHRecurrentState = recurrent_state_type(HODGKIN_HUXLEY, "HHRecurrentState")
+HHRecurrentState.__doc__ = r"""State of a recurrent HH layer
+(:class:`~hh_plugin.torch.HHRecurrentCell`, :class:`~hh_plugin.torch.HHRecurrent`), flat
+as Norse's recurrent states: ``V`` (mV), the gates ``m, h, n`` (dimensionless) and ``z``,
+the last step's spikes (0/1). ``state.v`` is ``V`` (Norse's name); ``state.neuron`` gives
+the neuron state ``HHState(V, m, h, n)`` and ``HHRecurrentState(neuron_state, z)`` (two
+arguments) builds the flat state, as the nested form of earlier versions did. Another
+model's layers use
+:func:`recurrent_state_type` ``(model)``."""
 
 
 def resting_voltage(p) -> np.ndarray:

@@ -27,16 +27,15 @@ from typing import Optional
 
 import numpy as np
 import torch
-from norse.torch.module.snn import SNN, SNNCell, SNNRecurrent, SNNRecurrentCell, _merge_states
+from norse.torch.module.snn import SNN, SNNCell, SNNRecurrent, SNNRecurrentCell
 
 from ...model import HHSpec
 from ...model.initial import DEFAULT, REST, VOLTAGE_MARKERS
 from ...model.rest import UnstableRest, is_stable, resting_state
-from ..functional.hh import (HHRecurrentState, check_dt, check_input_current,
-                             hh_feed_forward_step,
+from ..functional.hh import (check_dt, check_input_current, hh_feed_forward_step,
                              hh_recurrent_step)
 from ..functional.parameters import (_tracing, as_parameters, initial_state, parameter_arrays,
-                                     state_type)
+                                     recurrent_state_type, state_type)
 from ..fused.ops import kernel_key
 from .trainable import current_parameters, register_trainable, trainable_names
 
@@ -406,30 +405,32 @@ class HH(_HHMixin, SNN):
 class _RecurrentMixin(_HHMixin):
     def recurrent_initial_state(self, input_tensor: torch.Tensor, shape=None):
         shape = tuple(input_tensor.shape[:-1] if shape is None else shape)
-        hidden = shape + (int(self.hidden_size),)
+        hidden = shape + (self._hidden_neurons(),)
         dtype = (input_tensor.dtype if input_tensor.is_floating_point()
                  else torch.get_default_dtype())
         neuron = _requiring_grad(initial_state(self.p, hidden, V=self._initial_voltage(),
                                                seed=self.seed,
                                                dtype=dtype, device=input_tensor.device))
-        return HHRecurrentState(neuron, torch.zeros(hidden, dtype=dtype,
-                                                    device=input_tensor.device))
+        return recurrent_state_type(type(self.p).model)(
+            *neuron, torch.zeros(hidden, dtype=dtype, device=input_tensor.device))
 
     def _prepare_recurrent(self, x, state, time_axis: bool):
         """``(input, state, sparse)``: the input as in :meth:`_as_current` (last dimension
         ``input_size``) and the state, if given, in its dtype with dense spikes ``z``."""
-        neuron = getattr(state, "neuron", None)
-        x, sparse = self._as_current(x, getattr(neuron, "V", None), name="input",
+        x, sparse = self._as_current(x, getattr(state, "V", None), name="input",
                                      neurons=False)
-        if x.ndim < (2 if time_axis else 1) or x.shape[-1] != int(self.input_size):
+        if x.ndim < (2 if time_axis else 1) or x.shape[-1] != self._input_columns():
             raise ValueError(f"input of shape {tuple(x.shape)}: expected "
                              f"({'T, ' if time_axis else ''}..., input_size) with "
-                             f"input_size={int(self.input_size)}")
+                             f"input_size={self._input_columns()}")
         if state is not None:
-            if not isinstance(state, HHRecurrentState):
-                raise TypeError(f"state must be an HHRecurrentState, got {type(state).__name__}")
-            hidden = tuple(x.shape[1 if time_axis else 0:-1]) + (int(self.hidden_size),)
-            neuron = self._prepare_state(state.neuron, hidden, x)
+            model = type(self.p).model
+            cls = recurrent_state_type(model)
+            if getattr(state, "_fields", None) != cls._fields:
+                raise TypeError(f"state must be a {cls.__name__} ({', '.join(cls._fields)}), "
+                                f"got {type(state).__name__}")
+            hidden = tuple(x.shape[1 if time_axis else 0:-1]) + (self._hidden_neurons(),)
+            neuron = self._prepare_state(state_type(model)(*state[:-1]), hidden, x)
             z = state.z.to_dense() if state.z.layout != torch.strided else state.z
             z = z.to(dtype=x.dtype, device=x.device)
             if tuple(z.shape) != hidden:
@@ -437,8 +438,18 @@ class _RecurrentMixin(_HHMixin):
                     raise ValueError(f"state.z of shape {tuple(z.shape)} does not match "
                                      f"{hidden}")
                 z = z.reshape(()).expand(hidden).contiguous()
-            state = HHRecurrentState(neuron, z)
+            state = cls(*neuron, z)
         return x, state, sparse
+
+    def _hidden_neurons(self) -> int:
+        """``hidden_size`` as a Python int, read from the weights' shape (Norse keeps
+        ``hidden_size`` as a tensor, whose ``int()`` is data-dependent under
+        :func:`torch.compile`)."""
+        return self.input_weights.shape[0]
+
+    def _input_columns(self) -> int:
+        """``input_size`` as a Python int, from the input weights' shape."""
+        return self.input_weights.shape[1]
 
     def _setup_recurrent(self, p, V_init, seed, hidden_size, trainable=()):
         self._setup(p, V_init, seed, trainable)
@@ -451,8 +462,10 @@ class _RecurrentMixin(_HHMixin):
 class HHRecurrentCell(_RecurrentMixin, SNNRecurrentCell):
     r"""HH cell with input and recurrent weights (as Norse's ``LIFRecurrentCell``).
 
-    Current (uA): :math:`I_t = W_{in} x_t + W_{rec} z_{t-1}`. State: ``HHRecurrentState(neuron,
-    z)``. Weights default to Norse's random initialisation; ``autapses=False`` zeroes the
+    Current (uA): :math:`I_t = W_{in} x_t + W_{rec} z_{t-1}`. State: the flat
+    ``HHRecurrentState(V, m, h, n, z)`` (another model: its gates;
+    :func:`~hh_plugin.torch.functional.parameters.recurrent_state_type`), ``z`` the last
+    step's spikes. Weights default to Norse's random initialisation; ``autapses=False`` zeroes the
     diagonal of :math:`W_{rec}`. ``p``, ``dt``, ``V_init`` (the resting state by default),
     ``seed`` and ``trainable`` as for :class:`HHCell`.
     """
@@ -476,50 +489,54 @@ class HHRecurrentCell(_RecurrentMixin, SNNRecurrentCell):
 
 
 class HHRecurrent(_RecurrentMixin, SNNRecurrent):
-    """Recurrent HH layer over time: input ``(T, ..., input_size)``, spikes ``(T, ..., hidden)``.
+    r"""Recurrent HH layer over time: input ``(T, ..., input_size)``, spikes ``(T, ..., hidden)``.
+
+    Step :math:`t`: :math:`I_t = x_t W_{in}^\top + z_{t-1} W_{rec}^\top` (uA), then the
+    HH step (:func:`~hh_plugin.torch.functional.hh.hh_recurrent_step`).
 
     ``record_states``: ``False`` (the final ``HHRecurrentState``), ``True`` (an
-    ``HHRecurrentState`` of stacked neuron states and spikes ``z``), or names of neuron
-    state variables such as ``('V',)``: ``HHRecurrentState(neuron, None)`` whose neuron
-    state holds those ``(T, ..., hidden)`` trajectories and ``None`` in its other fields
-    (the spikes are the first output). The other arguments as for :class:`HHRecurrentCell`."""
+    ``HHRecurrentState`` of the stacked ``(T, ..., hidden)`` trajectories of ``V``, the gates
+    and ``z``), or names of neuron state variables such as ``('V',)``: an
+    ``HHRecurrentState`` holding those trajectories and ``None`` in its other fields and
+    in ``z`` (the spikes are the first output).
+
+    ``path``: as for :class:`HH`. ``'auto'`` (default): the fused C++ kernel of the
+    recurrent layer for CPU float32/float64 inputs where a compiler is found
+    (:mod:`hh_plugin.torch.fused.recurrent`: the time loop with the recurrent product
+    inside, forward and checkpointed backward; built at first use and cached), else the
+    step loop; ``'fused_cpp'`` forces the kernel, ``'naive'`` the step loop. There is no
+    ``'compiled'`` or ``'triton'`` path for the recurrent layer
+    (:class:`~hh_plugin.torch.fused.PathUnavailable`). ``checkpoint``: as for :class:`HH`.
+    The other arguments as for :class:`HHRecurrentCell`."""
 
     def __init__(self, input_size: int, hidden_size: int, p=None, dt: float = 1e-5,
                  V_init=REST, seed: Optional[int] = None, record_states=False,
-                 trainable=(), **kwargs):
-        from ..fused.sequence import record_names
+                 trainable=(), path: str = "auto", checkpoint=None, **kwargs):
+        from ..fused.sequence import PATHS, checkpoint_interval, record_names
 
         p = as_parameters(HHSpec() if p is None else p)
         record_names(record_states, type(p).model)  # validate early
+        if path not in PATHS:
+            raise ValueError(f"unknown path {path!r}; choose one of {PATHS}")
+        checkpoint_interval(checkpoint, 1)  # validate early
         super().__init__(activation=hh_recurrent_step, state_fallback=self.recurrent_initial_state,
                          input_size=input_size, hidden_size=hidden_size, p=p,
                          dt=check_dt(dt, type(p).model, p.method), record_states=record_states, **kwargs)
         self._setup_recurrent(p, V_init, seed, hidden_size, trainable)
+        self.path = path
+        self.checkpoint = checkpoint
 
     def forward(self, input_tensor: torch.Tensor, state=None):
         x, state, sparse = self._prepare_recurrent(input_tensor, state, time_axis=True)
+        if x.shape[0] == 0:
+            raise ValueError(f"input of shape {tuple(x.shape)}: expected (T, ..., input_size) "
+                             f"with T >= 1 time steps")
         if state is None:
             state = self.recurrent_initial_state(x[0])
-        p = self.parameters_like(x)
-        w_in = self.input_weights.to(x.dtype)
-        w_rec = self.recurrent_weights.to(x.dtype)
-        from ..fused.sequence import _recorded, record_names
+        from ..fused.recurrent import hh_recurrent_sequence
 
-        everything = self.record_states is True
-        names = () if everything else record_names(self.record_states, type(p).model)
-        outputs, states = [], []
-        rows = {name: [] for name in names}
-        for t in range(x.shape[0]):
-            z, state = hh_recurrent_step(x[t], state, w_in, w_rec, p, self.dt)
-            outputs.append(z)
-            if everything:
-                states.append(state)
-            for name in names:
-                rows[name].append(getattr(state.neuron, name))
-        z = torch.stack(outputs)
-        if everything:
-            state = _merge_states(states)
-        elif names:
-            state = HHRecurrentState(_recorded(type(state.neuron), names, {
-                name: torch.stack(r) for name, r in rows.items()}), None)
+        z, state = hh_recurrent_sequence(
+            x, state, self.input_weights.to(x.dtype), self.recurrent_weights.to(x.dtype),
+            self.parameters_like(x), self.dt, record_states=self.record_states,
+            path=self.path, checkpoint=self.checkpoint)
         return (z.to_sparse() if sparse else z), state
