@@ -199,6 +199,26 @@ def test_fused_path_equals_naive_path(dtype):
 
 
 @needs_compiler
+def test_fused_path_sees_weights_changed_between_calls():
+    """The fused path sorts a projection's synapses once per module; weights changed in
+    place or replaced between calls still reach the next call (as on the naive path)."""
+    module = NetworkModule(_mixed_net(False), dtype=torch.float64, path="fused")
+    reference = NetworkModule(_mixed_net(False), dtype=torch.float64, path="naive")
+    with torch.no_grad():
+        module(steps=50)
+        for change in (lambda w: w.mul_(3.0), lambda w: w.copy_(torch.rand_like(w) * 0.05)):
+            for net in (module, reference):
+                torch.manual_seed(0)
+                change(net.projections["A_to_B_e"].weight)
+            fused, naive = module(steps=600), reference(steps=600)
+            torch.testing.assert_close(fused.spikes["B"], naive.spikes["B"], rtol=0, atol=0)
+        assert fused.spikes["B"].sum() > 0
+        cached = module._fused_csr_cache["A_to_B_e"]["csr"]
+        module(steps=10)
+        assert module._fused_csr_cache["A_to_B_e"]["csr"] is cached  # sorted once
+
+
+@needs_compiler
 @pytest.mark.parametrize("path", ["naive", "fused"])
 def test_a_run_in_chunks_equals_one_run(path):
     net = _mixed_net(False)

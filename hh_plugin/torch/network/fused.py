@@ -773,6 +773,31 @@ def csr_by_source(pre: np.ndarray, post: np.ndarray, weight: np.ndarray, delay: 
     return rowptr, post[order], weight[order], delay[order], order
 
 
+def _sorted_projection(module, name: str, conn, weight: torch.Tensor, dtype):
+    """A projection's synapses sorted by source, as tensors: ``(rowptr, post, weight,
+    delay, order, pre)``. The order is computed once per module and projection (the
+    connectivity of a specification does not change; sorting 32 million synapses took
+    seconds on every call), the sorted weights again only when the weight tensor changed
+    (another tensor, or an in-place update: its version counter)."""
+    cache = module.__dict__.setdefault("_fused_csr_cache", {})
+    entry = cache.get(name)
+    if entry is None:
+        pre = np.asarray(conn.pre)
+        rowptr, post, _, delay, order = csr_by_source(
+            pre, np.asarray(conn.post), np.zeros(len(pre)), np.asarray(conn.delay), conn.n_pre)
+        entry = {"csr": (torch.as_tensor(rowptr), torch.as_tensor(post),
+                         torch.as_tensor(delay), torch.as_tensor(order),
+                         torch.as_tensor(pre[order])),
+                 "weights": None}
+        cache[name] = entry
+    rowptr, post, delay, order, pre_sorted = entry["csr"]
+    key = (id(weight), weight._version, weight.data_ptr(), dtype)
+    if entry["weights"] is None or entry["weights"][0] != key:
+        flat = weight.detach().to(dtype).reshape(-1).cpu()
+        entry["weights"] = (key, flat[order].contiguous())
+    return rowptr, post, entry["weights"][1], delay, order.numpy(), pre_sorted
+
+
 def run_fused(module, steps: int, currents: Dict[str, torch.Tensor], state, record: Sequence[str]):
     """Run ``module`` (a :class:`~.module.NetworkModule`) on the fused path for one batch
     element: ``currents`` of shape ``(steps, N)``, ``state`` without batch dimensions.
@@ -880,10 +905,8 @@ def run_fused(module, steps: int, currents: Dict[str, torch.Tensor], state, reco
         for proj in spec.projections:
             conn = spec.connections[proj.name]
             op = module.projections[proj.name]
-            weight = op.weight.detach().to(dtype).reshape(-1).cpu().numpy()
-            pre = np.asarray(conn.pre)
-            rowptr, post, w, delay, order = csr_by_source(pre, np.asarray(conn.post), weight,
-                                                          np.asarray(conn.delay), conn.n_pre)
+            rowptr, post, w, delay, order, pre_sorted = _sorted_projection(
+                module, proj.name, conn, op.weight, dtype)
             from_pop = proj.source in spec.populations
             graded = proj.synapse.model.is_graded
             plastic = proj.short_term is not None or proj.stdp is not None
@@ -897,9 +920,7 @@ def run_fused(module, steps: int, currents: Dict[str, torch.Tensor], state, reco
                           plasticity_models.index(proj.stdp.model) if proj.stdp is not None
                           else -1,
                           int(delay[0]) if plastic and len(delay) else (1 if plastic else -1)]
-            proj_csr.append([torch.as_tensor(rowptr), torch.as_tensor(post),
-                             torch.as_tensor(w, dtype=dtype), torch.as_tensor(delay),
-                             torch.as_tensor(pre[order])])
+            proj_csr.append([rowptr, post, w, delay, pre_sorted])
             vals, tensors = [], []
             if proj.short_term is not None:
                 st = state.short_term[proj.name]
@@ -920,9 +941,10 @@ def run_fused(module, steps: int, currents: Dict[str, torch.Tensor], state, reco
                         vals += [-1 - k, 0.0] if index is None else [index, increment]
                 vals += list(rule.parameter_values)
                 # synapses by target: positions in the sorted-by-source list
-                by_post = np.argsort(post, kind="stable")
+                post_np = post.numpy()
+                by_post = np.argsort(post_np, kind="stable")
                 prow = np.zeros(conn.n_post + 1, dtype=np.int64)
-                np.cumsum(np.bincount(post, minlength=conn.n_post), out=prow[1:])
+                np.cumsum(np.bincount(post_np, minlength=conn.n_post), out=prow[1:])
                 tensors.append(torch.as_tensor(pl["w"].detach().to(dtype).reshape(-1).cpu()
                                                .numpy()[order].copy()))
                 tensors += [pl[x].detach().to(dtype).contiguous().clone()
