@@ -361,6 +361,7 @@ std::vector<torch::Tensor> network_forward(
     std::vector<std::vector<T*>> S(npop), X(npop);
     std::vector<std::vector<const T*>> P(npop);
     std::vector<std::vector<T>> I(npop), G(npop), J(npop), Z(npop), H(npop), V0(npop);
+    std::vector<std::vector<T>> Ybuf(npop), Xold(npop);  // a receptor's output, old states
     std::vector<std::vector<std::vector<T>>> ring(npop), gy(npop);
     std::vector<std::vector<int64_t>> fired(npop);
     for (size_t p = 0; p < npop; ++p) {
@@ -392,6 +393,10 @@ std::vector<torch::Tensor> network_forward(
       if (meta[p].refractory >= 0) TORCH_CHECK(since[p].numel() == n, "since must be (n,)");
       I[p].resize(n); G[p].resize(n); J[p].resize(n); Z[p].resize(n); H[p].resize(n);
       V0[p].resize(n);
+      Ybuf[p].resize(n);
+      int64_t max_states = 0;
+      for (const RecMeta& rm : rmeta[p]) max_states = std::max<int64_t>(max_states, rm.ns);
+      Xold[p].resize(max_states * n);
       fired[p].reserve(n);
     }
     // plastic projections: queues of arriving source neurons, by due step mod (d + 1)
@@ -569,27 +574,35 @@ std::vector<torch::Tensor> network_forward(
           const double* qv = kout + ns;
           const T E = T(rv[0]);
           T* const* x = X[p].data() + rm.first;
-          T* b = rm.kind == 0 ? ring[p][r].data() + slot * n : nullptr;
-          const T* g = rm.kind == 1 ? gy[p][r].data() : nullptr;
-          for (int64_t i = 0; i < n; ++i) {
-            T y;
-            if (rm.kind == 0) {
-              const T bi = b[i];
-              b[i] = T(0);
-              y = T(0);
-              for (int64_t s = 0; s < ns; ++s) {
-                if (inc[s] != 0.0) x[s][i] += T(inc[s]) * bi;
-                if (kout[s] != 0.0) y += kout[s] == 1.0 ? x[s][i] : x[s][i] * T(kout[s]);
-              }
-            } else {
-              y = g[i];
+          // loops over the neurons innermost, so that they vectorise; per neuron the
+          // arithmetic is that of x_s += c_s b, y = sum_s k_s x_s, in the order of s
+          T* y = Ybuf[p].data();
+          if (rm.kind == 0) {
+            T* b = ring[p][r].data() + slot * n;
+            for (int64_t s = 0; s < ns; ++s) {
+              if (inc[s] == 0.0) continue;
+              const T c = T(inc[s]);
+              T* xs = x[s];
+              for (int64_t i = 0; i < n; ++i) xs[i] += c * b[i];
             }
-            if (rm.cond) {
-              if (rm.fn >= 0) y = y * syn_factor<T>(rm.fn, V0[p][i], qv);
-              Gp[i] += y; Jp[i] += y * E;
-            } else {
-              Ip[i] += y;
+            std::fill(b, b + n, T(0));
+            std::fill(y, y + n, T(0));
+            for (int64_t s = 0; s < ns; ++s) {
+              if (kout[s] == 0.0) continue;
+              const T k = T(kout[s]);
+              const T* xs = x[s];
+              if (kout[s] == 1.0) for (int64_t i = 0; i < n; ++i) y[i] += xs[i];
+              else for (int64_t i = 0; i < n; ++i) y[i] += xs[i] * k;
             }
+          } else {
+            std::copy(gy[p][r].data(), gy[p][r].data() + n, y);
+          }
+          if (rm.cond) {
+            if (rm.fn >= 0)
+              for (int64_t i = 0; i < n; ++i) y[i] = y[i] * syn_factor<T>(rm.fn, V0[p][i], qv);
+            for (int64_t i = 0; i < n; ++i) { Gp[i] += y[i]; Jp[i] += y[i] * E; }
+          } else {
+            for (int64_t i = 0; i < n; ++i) Ip[i] += y[i];
           }
         }
         T* Zp = Z[p].data(); T* Hp = H[p].data();
@@ -601,15 +614,20 @@ std::vector<torch::Tensor> network_forward(
           const int64_t ns = rm.ns;
           const double* Pm = rec_vals[p][r].data() + 1;
           T* const* x = X[p].data() + rm.first;
-          T old[16];
-          for (int64_t i = 0; i < n; ++i) {
-            if (rm.pulse) { for (int64_t s = 0; s < ns; ++s) x[s][i] = T(0); continue; }
-            for (int64_t s = 0; s < ns; ++s) old[s] = x[s][i];
-            for (int64_t s = 0; s < ns; ++s) {
-              T total = T(0);
-              for (int64_t c = 0; c < ns; ++c)
-                if (Pm[s * ns + c] != 0.0) total += old[c] * T(Pm[s * ns + c]);
-              x[s][i] = total;
+          if (rm.pulse) {
+            for (int64_t s = 0; s < ns; ++s) std::fill(x[s], x[s] + n, T(0));
+            continue;
+          }
+          T* old = Xold[p].data();  // (ns, n): the states before the step
+          for (int64_t c = 0; c < ns; ++c) std::copy(x[c], x[c] + n, old + c * n);
+          for (int64_t s = 0; s < ns; ++s) {
+            T* xs = x[s];
+            std::fill(xs, xs + n, T(0));
+            for (int64_t c = 0; c < ns; ++c) {
+              if (Pm[s * ns + c] == 0.0) continue;
+              const T m = T(Pm[s * ns + c]);
+              const T* oc = old + c * n;
+              for (int64_t i = 0; i < n; ++i) xs[i] += oc[i] * m;
             }
           }
         }
