@@ -83,7 +83,8 @@ _MICRO = r"""
 template <typename T, int KIND> HH_INLINE T roofline_op(T x) {
   if (KIND == 0) return T(-1.0) + T(-0.5) * hh_exp<T>(x);     // x stays in (-1.5, -1)
   if (KIND == 1) return T(-1.0) + T(-0.5) * hh_expm1<T>(x);   // (-1, -0.5)
-  if (KIND == 2) return T(-1.0) + T(-0.5) * hh_exprel<T>(x);  // (-1.5, -1)
+  if (KIND == 2) return T(-0.25) + T(-0.25) * hh_exprel<T>(x);  // (-0.5, -0.45): the
+  // exponential-Euler factors' range, exprel(-(a + b) dt), where most exprel calls fall
   if (KIND == 3) return T(0.5) / (x + T(2.0));               // (0.2, 0.25)
   return T(0.25) + T(0.5) * x;                               // -> 0.5
 }
