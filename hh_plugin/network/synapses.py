@@ -536,21 +536,10 @@ class SynapseModel:
         for key in ("name", "unit"):
             if key not in data:
                 raise ValueError(f"synapse definition: {key!r} is missing")
-        params = []
-        for p in _sequence(data.get("parameters", ()), "parameters"):
-            if not isinstance(p, Mapping) or set(p) - {"name", "unit", "description",
-                                                       "constraint", "default"}:
-                raise ValueError(f"synapse definition: bad parameter entry {p!r}")
-            params.append(SynapseParameter(p.get("name"), p.get("unit"),
-                                           p.get("description", ""), p.get("constraint"),
-                                           p.get("default")))
+        params = _parameters_from(data, SynapseParameter, "synapse definition")
+
         def state_list(key):
-            out = []
-            for s in _sequence(data.get(key, ()), key):
-                if not isinstance(s, Mapping) or set(s) - {"name", "dynamics"}:
-                    raise ValueError(f"synapse definition: bad {key} entry {s!r}")
-                out.append(SynapseState(s.get("name"), s.get("dynamics")))
-            return out
+            return _states_from(data, key, "synapse definition")
 
         states, presynaptic = state_list("states"), state_list("presynaptic")
         if not states and not presynaptic:
@@ -576,6 +565,42 @@ def _sequence(value, what):
     if len(value) > MAX_SYNAPSE_ITEMS:
         raise ValueError(f"synapse definition: more than {MAX_SYNAPSE_ITEMS} {what}")
     return value
+
+
+def _parameters_from(data: Mapping, parameter_type, what: str) -> list:
+    """The ``parameters`` entries of a definition read from a file, each checked."""
+    params = []
+    for p in _sequence(data.get("parameters", ()), "parameters"):
+        if not isinstance(p, Mapping) or set(p) - {"name", "unit", "description",
+                                                   "constraint", "default"}:
+            raise ValueError(f"{what}: bad parameter entry {p!r}")
+        params.append(parameter_type(p.get("name"), p.get("unit"), p.get("description", ""),
+                                     p.get("constraint"), p.get("default")))
+    return params
+
+
+def _states_from(data: Mapping, key: str, what: str) -> list:
+    """The state (or trace) entries ``data[key]`` of a definition read from a file."""
+    out = []
+    for x in _sequence(data.get(key, ()), key):
+        if not isinstance(x, Mapping) or set(x) - {"name", "dynamics"}:
+            raise ValueError(f"{what}: bad {key} entry {x!r}")
+        out.append(SynapseState(x.get("name"), x.get("dynamics")))
+    return out
+
+
+def _carried_definition(data: Mapping, model_type, builtins: Mapping, what: str, whose: str):
+    """The model defined in ``data['definition']`` (a file carries a user's definition with
+    its use): it must have the name ``data['model']`` and may not redefine a built-in."""
+    model = model_type.from_dict(data["definition"])
+    if model.name != data.get("model"):
+        raise ValueError(f"{what}: the definition is named {model.name!r}, the {whose} "
+                         f"model {data.get('model')!r}")
+    builtin = builtins.get(model.name)
+    if builtin is not None and builtin != model:
+        raise ValueError(f"{what}: the definition redefines the built-in model "
+                         f"{model.name!r}")
+    return model
 
 
 def expm(matrix: np.ndarray) -> np.ndarray:
@@ -896,14 +921,8 @@ class Synapse:
         if not isinstance(parameters, Mapping):
             raise ValueError("synapse: parameters must be a mapping")
         if "definition" in data:
-            model = SynapseModel.from_dict(data["definition"])
-            if model.name != data.get("model"):
-                raise ValueError(f"synapse: the definition is named {model.name!r}, the "
-                                 f"receptor's model {data.get('model')!r}")
-            builtin = _BUILTIN_NAMES.get(model.name)
-            if builtin is not None and builtin != model:
-                raise ValueError(f"synapse: the definition redefines the built-in model "
-                                 f"{model.name!r}")
+            model = _carried_definition(data, SynapseModel, _BUILTIN_NAMES, "synapse",
+                                        "receptor's")
         else:
             model = get_synapse_model(data.get("model"))
         return cls(model, data.get("receptor"), **dict(parameters))
@@ -1241,22 +1260,10 @@ class PlasticityModel:
         extra = set(data) - allowed
         if extra:
             raise ValueError(f"unknown key(s) in plasticity definition: {sorted(extra)}")
-        params = []
-        for p in _sequence(data.get("parameters", ()), "parameters"):
-            if not isinstance(p, Mapping) or set(p) - {"name", "unit", "description",
-                                                       "constraint", "default"}:
-                raise ValueError(f"plasticity definition: bad parameter entry {p!r}")
-            params.append(PlasticityParameter(p.get("name"), p.get("unit"),
-                                              p.get("description", ""), p.get("constraint"),
-                                              p.get("default")))
+        params = _parameters_from(data, PlasticityParameter, "plasticity definition")
 
         def traces(key):
-            out = []
-            for x in _sequence(data.get(key, ()), key):
-                if not isinstance(x, Mapping) or set(x) - {"name", "dynamics"}:
-                    raise ValueError(f"plasticity definition: bad {key} entry {x!r}")
-                out.append(SynapseState(x.get("name"), x.get("dynamics")))
-            return tuple(out)
+            return tuple(_states_from(data, key, "plasticity definition"))
 
         def statements(key):
             items = [tuple(x) if isinstance(x, (list, tuple)) else x
@@ -1398,14 +1405,8 @@ class Plasticity:
         if not isinstance(parameters, Mapping):
             raise ValueError("plasticity: parameters must be a mapping")
         if "definition" in data:
-            model = PlasticityModel.from_dict(data["definition"])
-            if model.name != data.get("model"):
-                raise ValueError(f"plasticity: the definition is named {model.name!r}, the "
-                                 f"rule's model {data.get('model')!r}")
-            builtin = _BUILTIN_PLASTICITY.get(model.name)
-            if builtin is not None and builtin != model:
-                raise ValueError(f"plasticity: the definition redefines the built-in model "
-                                 f"{model.name!r}")
+            model = _carried_definition(data, PlasticityModel, _BUILTIN_PLASTICITY,
+                                        "plasticity", "rule's")
         else:
             model = _BUILTIN_PLASTICITY.get(data.get("model"))
             if model is None:

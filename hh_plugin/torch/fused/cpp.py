@@ -205,38 +205,48 @@ def cached_build(prefix: str, source: str, functions: list, what: str, verbose: 
     return ext
 
 
+def load_once(key, extensions: dict, failures: dict, lock, build, needs: str, failed: str):
+    """The extension ``build()`` compiles (first use) or loads (cached), once per process
+    and ``key`` (kept in ``extensions``, under ``lock``). A failure is remembered in
+    ``failures`` and raised again as :class:`PathUnavailable`: without a compiler
+    ``"<needs> needs a compiler: <why>"``, a failed build ``"<failed> failed: <error>"``."""
+    ext = extensions.get(key)
+    if ext is not None:
+        return ext
+    with lock:
+        ext = extensions.get(key)
+        if ext is not None:
+            return ext
+        if key in failures:
+            raise PathUnavailable(failures[key])
+        reason = compiler_available()
+        if reason is not None:
+            failures[key] = f"{needs} needs a compiler: {reason}"
+            raise PathUnavailable(failures[key])
+        try:
+            ext = build()
+        except PathUnavailable as exc:
+            failures[key] = str(exc)
+            raise
+        except Exception as exc:  # compiler errors, missing headers, unwritable cache, ...
+            failures[key] = f"{failed} failed: {exc}"
+            raise PathUnavailable(failures[key]) from exc
+        extensions[key] = ext
+        return ext
+
+
 def load_extension(model: ModelDefinition, verbose: bool = False,
                    method: str = "exponential_euler"):
     """Compile (first use) or load (cached) the fused extension for ``model`` integrated
     with ``method`` (:mod:`hh_plugin.model.integrators`)."""
-    key = model.name, id(model), method
-    ext = _EXTENSIONS.get(key)
-    if ext is not None:
-        return ext
-    with _LOCK:
-        ext = _EXTENSIONS.get(key)
-        if ext is not None:
-            return ext
-        if key in _FAILURES:
-            raise PathUnavailable(_FAILURES[key])
-        reason = compiler_available()
-        if reason is not None:
-            _FAILURES[key] = f"the fused C++ path needs a compiler: {reason}"
-            raise PathUnavailable(_FAILURES[key])
-        try:
-            suffix = "" if method == "exponential_euler" else f"_{method}"
-            ext = cached_build(f"hh_fused_{model.name}{suffix}", generate_cpp(model, method),
-                               ["hh_forward", "hh_backward", "hh_step_forward",
-                                "hh_step_backward", "hh_release_outputs"],
-                               f"the fused HH kernel for model {model.name!r}", verbose)
-        except PathUnavailable as exc:
-            _FAILURES[key] = str(exc)
-            raise
-        except Exception as exc:  # compiler errors, missing headers, unwritable cache, ...
-            _FAILURES[key] = f"building the fused C++ kernel failed: {exc}"
-            raise PathUnavailable(_FAILURES[key]) from exc
-        _EXTENSIONS[key] = ext
-        return ext
+    suffix = "" if method == "exponential_euler" else f"_{method}"
+    return load_once(
+        (model.name, id(model), method), _EXTENSIONS, _FAILURES, _LOCK,
+        lambda: cached_build(f"hh_fused_{model.name}{suffix}", generate_cpp(model, method),
+                             ["hh_forward", "hh_backward", "hh_step_forward",
+                              "hh_step_backward", "hh_release_outputs"],
+                             f"the fused HH kernel for model {model.name!r}", verbose),
+        "the fused C++ path", "building the fused C++ kernel")
 
 
 def release_outputs() -> int:

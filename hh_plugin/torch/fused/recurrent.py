@@ -62,7 +62,7 @@ from ..functional.hh import check_dt, hh_recurrent_step
 from ..functional.parameters import recurrent_state_type
 from . import cpp_source
 from .codegen import CPP, FUSED_METHODS, RESET_CODES, exprel_constants, step_program
-from .cpp import PathUnavailable, cached_build, compiler_available
+from .cpp import PathUnavailable, cached_build, compiler_available, load_once
 from .ops import _model_method, kernel_key
 from .sequence import (PATHS, _FUSED_DTYPES, _flat_parameters, _recorded, checkpoint_interval,
                        record_names)
@@ -468,33 +468,13 @@ def generate_recurrent_cpp(model: ModelDefinition, method: str = DEFAULT_METHOD)
 def load_recurrent_extension(model: ModelDefinition, method: str = DEFAULT_METHOD):
     """Compile (first use) or load (cached) the recurrent extension of ``model`` and
     ``method``; :class:`~.cpp.PathUnavailable` when it cannot be built."""
-    key = model.name, id(model), method
-    ext = _EXTENSIONS.get(key)
-    if ext is not None:
-        return ext
-    with _LOCK:
-        ext = _EXTENSIONS.get(key)
-        if ext is not None:
-            return ext
-        if key in _FAILURES:
-            raise PathUnavailable(_FAILURES[key])
-        reason = compiler_available()
-        if reason is not None:
-            _FAILURES[key] = f"the fused recurrent kernel needs a compiler: {reason}"
-            raise PathUnavailable(_FAILURES[key])
-        try:
-            suffix = "" if method == DEFAULT_METHOD else f"_{method}"
-            ext = cached_build(f"hh_recurrent_{model.name}{suffix}",
-                               generate_recurrent_cpp(model, method), _FUNCTIONS,
-                               f"the fused recurrent HH kernel for model {model.name!r}")
-        except PathUnavailable as exc:
-            _FAILURES[key] = str(exc)
-            raise
-        except Exception as exc:  # compiler errors, missing headers, unwritable cache, ...
-            _FAILURES[key] = f"building the fused recurrent kernel failed: {exc}"
-            raise PathUnavailable(_FAILURES[key]) from exc
-        _EXTENSIONS[key] = ext
-        return ext
+    suffix = "" if method == DEFAULT_METHOD else f"_{method}"
+    return load_once(
+        (model.name, id(model), method), _EXTENSIONS, _FAILURES, _LOCK,
+        lambda: cached_build(f"hh_recurrent_{model.name}{suffix}",
+                             generate_recurrent_cpp(model, method), _FUNCTIONS,
+                             f"the fused recurrent HH kernel for model {model.name!r}"),
+        "the fused recurrent kernel", "building the fused recurrent kernel")
 
 
 def _extension(key: str):
