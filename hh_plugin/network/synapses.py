@@ -119,6 +119,26 @@ def _identifier(name, what: str) -> str:
     return name
 
 
+def _check_parameter(parameter, what: str, units) -> None:
+    """Checks of a declared parameter (synapse or plasticity): an identifier, a known unit
+    and constraint, a string description, a finite default (stored as a float)."""
+    _identifier(parameter.name, what)
+    if parameter.unit not in units:
+        raise ValueError(f"{what} {parameter.name!r}: unit {parameter.unit!r} not in {units}")
+    if parameter.constraint not in _CONSTRAINTS:
+        raise ValueError(f"{what} {parameter.name!r}: constraint "
+                         f"{parameter.constraint!r} not in {_CONSTRAINTS}")
+    if not isinstance(parameter.description, str):
+        raise ValueError(f"{what} {parameter.name!r}: description must be a string")
+    default = parameter.default
+    if default is not None:
+        if isinstance(default, bool) or not isinstance(default, (int, float)) \
+                or not math.isfinite(default):
+            raise ValueError(f"{what} {parameter.name!r}: default must be a finite number, "
+                             f"got {default!r}")
+        object.__setattr__(parameter, "default", float(default))
+
+
 @dataclass(frozen=True)
 class SynapseParameter:
     """A synapse model parameter: name, unit (one of :data:`SYNAPSE_PARAMETER_UNITS`),
@@ -132,21 +152,7 @@ class SynapseParameter:
     default: Optional[float] = None
 
     def __post_init__(self):
-        _identifier(self.name, "synapse parameter")
-        if self.unit not in SYNAPSE_PARAMETER_UNITS:
-            raise ValueError(f"synapse parameter {self.name!r}: unit {self.unit!r} not in "
-                             f"{SYNAPSE_PARAMETER_UNITS}")
-        if self.constraint not in _CONSTRAINTS:
-            raise ValueError(f"synapse parameter {self.name!r}: constraint "
-                             f"{self.constraint!r} not in {_CONSTRAINTS}")
-        if not isinstance(self.description, str):
-            raise ValueError(f"synapse parameter {self.name!r}: description must be a string")
-        if self.default is not None:
-            if isinstance(self.default, bool) or not isinstance(self.default, (int, float)) \
-                    or not math.isfinite(self.default):
-                raise ValueError(f"synapse parameter {self.name!r}: default must be a finite "
-                                 f"number, got {self.default!r}")
-            object.__setattr__(self, "default", float(self.default))
+        _check_parameter(self, "synapse parameter", SYNAPSE_PARAMETER_UNITS)
 
     def to_dict(self) -> Dict[str, Any]:
         return {"name": self.name, "unit": self.unit, "description": self.description,
@@ -1073,22 +1079,7 @@ class PlasticityParameter:
     default: Optional[float] = None
 
     def __post_init__(self):
-        _identifier(self.name, "plasticity parameter")
-        if self.unit not in PLASTICITY_PARAMETER_UNITS:
-            raise ValueError(f"plasticity parameter {self.name!r}: unit {self.unit!r} not in "
-                             f"{PLASTICITY_PARAMETER_UNITS}")
-        if self.constraint not in _CONSTRAINTS:
-            raise ValueError(f"plasticity parameter {self.name!r}: constraint "
-                             f"{self.constraint!r} not in {_CONSTRAINTS}")
-        if not isinstance(self.description, str):
-            raise ValueError(f"plasticity parameter {self.name!r}: description must be a "
-                             f"string")
-        if self.default is not None:
-            if isinstance(self.default, bool) or not isinstance(self.default, (int, float)) \
-                    or not math.isfinite(self.default):
-                raise ValueError(f"plasticity parameter {self.name!r}: default must be a "
-                                 f"finite number, got {self.default!r}")
-            object.__setattr__(self, "default", float(self.default))
+        _check_parameter(self, "plasticity parameter", PLASTICITY_PARAMETER_UNITS)
 
     def to_dict(self) -> Dict[str, Any]:
         return {"name": self.name, "unit": self.unit, "description": self.description,
