@@ -317,10 +317,10 @@ print("brian2", brian2.__version__, "max |dV| =", dV)
 
 @pytest.mark.slow
 def test_cuda_standalone_example_generates_the_project_for_sm90(cuda_env, tmp_path):
-    # The nvcc compile and link of a Brian2CUDA project is checked once per test run, on
-    # the network project of tests/test_network_brian2.py (a superset of this group's code
-    # objects: HH state update, threshold, reset, monitors, plus synapses); compiling this
-    # project as well cost another ~250 s of CPU time (issue 18).
+    # nvcc compiles the plugin's code objects once per test run, on the network project of
+    # tests/test_network_brian2.py (a superset of this group's: HH state update, threshold,
+    # gate initialisation, plus synapses); compiling this project as well cost another
+    # ~250 s of CPU time (issue 18).
     python, environ = cuda_env
     out = tmp_path / "result.json"
     project = tmp_path / "cuda_project"
