@@ -14,7 +14,7 @@ The neuron: Brian2's example uses a leaky integrate-and-fire neuron whose mean i
 the initial weights sits at its threshold, so it fires from fluctuations and each input's
 timing matters. Here it is the plugin's Wang-Buzsaki neuron (``HHSpec(model=WANG_BUZSAKI)``,
 type I: it can fire at low rates), with :math:`w_{max} = 0.004` mS and a constant current
-of -9.5 uA that brings the mean input back near threshold (the mean synaptic conductance at
+of -8.5 uA that brings the mean input back near threshold (the mean synaptic conductance at
 the initial weights is :math:`1000 \cdot 15\,\mathrm{Hz} \cdot 5\,\mathrm{ms} \cdot
 w_{max}/2 = 0.15` mS). The classic HH neuron (``HHSpec()``, type II, no tonic firing
 below about 50 Hz) fires at 25 to 70 Hz here for the :math:`w_{max}` values tried that
@@ -25,8 +25,11 @@ It runs on torch's fused path (the whole time loop in C++, STDP updated in the f
 pass) in pieces of ``--piece`` seconds (the Poisson raster of one piece at a time), and
 reports the fraction of weights below :math:`0.1\,w_{max}` and above
 :math:`0.9\,w_{max}`, the output rate per piece, and a histogram (``--output``).
+``--compare`` also runs Brian2's own example (its integrate-and-fire neuron, as Brian2
+writes it, in C++ standalone) for the same time and prints its histogram beside ours.
 ``tests/test_synapse_definitions.py`` runs this network for a short time on torch and
-Brian2 and checks identical spikes and final weights within 1e-9.
+Brian2 and checks identical spikes and final weights within 1e-9, and for 100 s on torch
+and checks the histogram's U shape.
 
 Run: ``python examples/stdp_song_abbott.py`` (``--seconds 10`` for a shorter run).
 """
@@ -52,7 +55,7 @@ from hh_plugin.torch.network import NetworkModule  # noqa: E402
 
 DT = 0.1  # ms, Brian2's default, as in the example
 W_MAX = 0.004  # mS
-BIAS = -9.5  # uA
+BIAS = -8.5  # uA
 
 
 def network(n_inputs: int = 1000, rate: float = 15.0, w_max: float = W_MAX, seed: int = 0,
@@ -101,6 +104,48 @@ def run(spec: NetworkSpec, seconds: float, piece: float = 2.0, verbose: bool = T
     return state.plasticity["stdp"]["w"].numpy().ravel(), rates, time.perf_counter() - t0
 
 
+def brian2_example(seconds: float, seed: int = 0, directory=None):
+    """Brian2's ``examples/synapses/STDP.py`` as Brian2 writes it (its integrate-and-fire
+    neuron, :math:`g_{max} = 0.01` relative to the leak), in C++ standalone for ``seconds``
+    of simulated time; returns ``(w / g_max, output rate in Hz)``."""
+    import tempfile
+
+    import brian2 as b2
+    from brian2 import Hz, ms, mV, second
+
+    directory = directory or tempfile.mkdtemp(prefix="brian2_stdp_")
+    b2.set_device("cpp_standalone", directory=directory)
+    b2.seed(seed)
+    taum, taupre, taupost, taue = 10 * ms, 20 * ms, 20 * ms, 5 * ms
+    Ee, vt, vr, El = 0 * mV, -54 * mV, -60 * mV, -74 * mV  # noqa: F841 (Brian2 namespace)
+    gmax = 0.01
+    dApre = 0.01 * gmax
+    dApost = -dApre * taupre / taupost * 1.05  # noqa: F841
+    neurons = b2.NeuronGroup(1, """dv/dt = (ge * (Ee-v) + El - v) / taum : volt
+                                   dge/dt = -ge / taue : 1""",
+                             threshold="v>vt", reset="v = vr", method="euler")
+    poisson = b2.PoissonGroup(1000, rates=15 * Hz)
+    S = b2.Synapses(poisson, neurons,
+                    """w : 1
+                       dApre/dt = -Apre / taupre : 1 (event-driven)
+                       dApost/dt = -Apost / taupost : 1 (event-driven)""",
+                    on_pre="""ge += w
+                              Apre += dApre
+                              w = clip(w + Apost, 0, gmax)""",
+                    on_post="""Apost += dApost
+                               w = clip(w + Apre, 0, gmax)""")
+    S.connect()
+    S.w = "rand() * gmax"
+    monitor = b2.SpikeMonitor(neurons)
+    b2.run(seconds * second)
+    w = np.asarray(S.w[:]) / gmax
+    rate = monitor.num_spikes / seconds
+    b2.device.reinit()
+    b2.device.activate()
+    b2.set_device("runtime")
+    return w, rate
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=100.0)
@@ -109,6 +154,9 @@ def main():
     parser.add_argument("--model", choices=("wang_buzsaki", "hh"), default="wang_buzsaki",
                         help="the neuron ('hh': the classic HH neuron with w_max = 0.01 mS "
                              "and no bias current)")
+    parser.add_argument("--compare", action="store_true",
+                        help="also run Brian2's own example (C++ standalone) and print its "
+                             "histogram")
     args = parser.parse_args()
     if args.model == "hh":
         spec, w_max = network(model=HODGKIN_HUXLEY, w_max=0.01, bias=0.0), 0.01
@@ -121,6 +169,14 @@ def main():
           f"{1 - low - high:.3f}")
     counts, edges = np.histogram(w / w_max, bins=10, range=(0.0, 1.0))
     print("histogram of w/w_max (10 bins):", counts.tolist())
+    if args.compare:
+        w_b2, rate_b2 = brian2_example(args.seconds)
+        low_b2, high_b2 = bimodality(w_b2, 1.0)
+        print(f"Brian2's example (integrate-and-fire, C++ standalone): output "
+              f"{rate_b2:.1f} Hz; weights below 0.1 w_max: {low_b2:.3f}, above 0.9 w_max: "
+              f"{high_b2:.3f}")
+        print("its histogram of w/w_max (10 bins):",
+              np.histogram(w_b2, bins=10, range=(0.0, 1.0))[0].tolist())
     if args.output:
         import matplotlib
 
