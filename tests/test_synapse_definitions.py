@@ -769,6 +769,49 @@ def test_hostile_plasticity_and_graded_entries_are_refused(tmp_path, edit, messa
         load_network(path)
 
 
+HOSTILE_PLASTICITY = {
+    "code in a trace": (lambda d: d["pre_traces"][0].update(
+        dynamics="__import__('os').system('true')"), "dynamics of 'x'.*not allowed|unsupported"),
+    "huge exponent": (lambda d: d["on_pre"].__setitem__(1, ["w", "w**(10**9)"]),
+                      "on_pre update of w.*exponent|bound"),
+    "long expression": (lambda d: d["on_pre"].__setitem__(1, ["w", "+".join(["w"] * 20000)]),
+                        "longer than"),
+    "deep nesting": (lambda d: d["on_pre"].__setitem__(1, ["w", "(" * 900 + "w" + ")" * 900]),
+                     "on_pre update of w"),
+    "too many statements": (lambda d: d.update(on_pre=[["x", "A_plus"]] * 17),
+                            "plasticity definition: more than 16 on_pre"),
+    "statements not a list": (lambda d: d.update(on_pre="w += 1"),
+                              "plasticity definition: on_pre must be a list"),
+    "a neuron's state changed": (lambda d: d["on_pre"].__setitem__(1, ["V", "1"]),
+                                 "changes 'V'"),
+    "nonlinear trace": (lambda d: d["pre_traces"][0].update(dynamics="-x*x/tau_plus"),
+                        "not linear in the trace 'x'"),
+    "code in a bound": (lambda d: d.update(bounds=["0", "__class__"]), "bound '__class__'"),
+    "unknown key": (lambda d: d.update(evil=1), "unknown key"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_PLASTICITY))
+def test_a_hostile_plasticity_definition_in_a_file_is_refused_naming_the_problem(tmp_path, case):
+    """A user's plasticity rule travels in the file with its definition; an edited one is
+    refused at load, with a message naming what is wrong (and quickly: no expression is
+    expanded or evaluated before it is checked)."""
+    from hh_plugin.network.synapses import Plasticity
+
+    edit, message = HOSTILE_PLASTICITY[case]
+    rule = Plasticity(_soft_bound_rule(), tau_plus=16.8, tau_minus=33.7, A_plus=0.2,
+                      A_minus=0.25, w_max=0.05)
+    spec = NetworkSpec([Population("P", 2, HHSpec())],
+                       [Projection("A", "P", Dense(np.full((2, 3), 0.01)),
+                                   exponential_conductance("e", 2.0, 0.0), delay=1, stdp=rule)],
+                       [PoissonSource("A", 3, 15.0, seed=3)], dt=DT)
+    path = save_network(tmp_path / "rule.h5", spec)
+    assert load_network(path).spec.projections[0].stdp == rule
+    _rewrite(path, lambda meta: edit(meta["network"]["projections"][0]["stdp"]["definition"]))
+    with pytest.raises(FormatError, match=message):
+        load_network(path)
+
+
 def test_brian2_stdp_example_network_gives_identical_weights_on_a_short_run():
     """``examples/stdp_song_abbott.py``'s network (Brian2's ``examples/synapses/STDP.py``:
     1000 Poisson inputs at 15 Hz onto one plugin Wang-Buzsaki neuron, dt = 0.1 ms; a less

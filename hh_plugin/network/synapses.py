@@ -563,20 +563,20 @@ class SynapseModel:
                    tuple(presynaptic), data.get("transmit"))
 
 
-def _sequence(value, what):
+def _sequence(value, what, where: str = "synapse definition"):
     if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence):
         if isinstance(value, np.ndarray):
             return list(value)
-        raise ValueError(f"synapse definition: {what} must be a list")
+        raise ValueError(f"{where}: {what} must be a list")
     if len(value) > MAX_SYNAPSE_ITEMS:
-        raise ValueError(f"synapse definition: more than {MAX_SYNAPSE_ITEMS} {what}")
+        raise ValueError(f"{where}: more than {MAX_SYNAPSE_ITEMS} {what}")
     return value
 
 
 def _parameters_from(data: Mapping, parameter_type, what: str) -> list:
     """The ``parameters`` entries of a definition read from a file, each checked."""
     params = []
-    for p in _sequence(data.get("parameters", ()), "parameters"):
+    for p in _sequence(data.get("parameters", ()), "parameters", what):
         if not isinstance(p, Mapping) or set(p) - {"name", "unit", "description",
                                                    "constraint", "default"}:
             raise ValueError(f"{what}: bad parameter entry {p!r}")
@@ -588,7 +588,7 @@ def _parameters_from(data: Mapping, parameter_type, what: str) -> list:
 def _states_from(data: Mapping, key: str, what: str) -> list:
     """The state (or trace) entries ``data[key]`` of a definition read from a file."""
     out = []
-    for x in _sequence(data.get(key, ()), key):
+    for x in _sequence(data.get(key, ()), key, what):
         if not isinstance(x, Mapping) or set(x) - {"name", "dynamics"}:
             raise ValueError(f"{what}: bad {key} entry {x!r}")
         out.append(SynapseState(x.get("name"), x.get("dynamics")))
@@ -1258,7 +1258,7 @@ class PlasticityModel:
 
         def statements(key):
             items = [tuple(x) if isinstance(x, (list, tuple)) else x
-                     for x in _sequence(data.get(key, ()), key)]
+                     for x in _sequence(data.get(key, ()), key, "plasticity definition")]
             return _pairs(items, f"plasticity definition: {key}")
 
         bounds = data.get("bounds", ("0", "w_max"))
