@@ -27,7 +27,10 @@ constant: 0 none, 1 soft, 2 hard.
 
 The relative exponential ``exprel`` and its derivative are helper functions of each
 dialect that mirror :func:`hh_plugin.model.expressions.exprel_torch` (same Taylor
-branch and threshold), so that the fused paths round like the reference step.
+branch and threshold), so that the fused paths round like the reference step. The C++
+sequence kernel and cell take a polynomial for the exponential-Euler factors' ``exprel``
+(:attr:`StepProgram.factor_arguments`) where every lane of a block allows it, which moves
+their results by round-off (:func:`.cpp_source.small_exprel_code`).
 """
 
 from __future__ import annotations
