@@ -384,10 +384,37 @@ def _small_exprel_forward(program: StepProgram, forward):
     return lines
 
 
+#: Helpers that become calls into libmvec (or libm) in the simd loops.
+_MATH_CALL = re.compile(r"\bhh_(?:exp|expm1|exprel|tanh|cosh|sinh)\(")
+
+
+def _calls_first(lines):
+    """The statements ``lines`` (straight-line, single assignment) reordered so that the
+    math calls and what they need come first, the rest after, each part in its order.
+    Every vector register is caller-saved in the vector-function ABI, so whatever is live
+    across a call is spilled: before the other states and parameters are loaded, little is
+    (the values are the same, only the order changes)."""
+    defined = {}
+    for k, line in enumerate(lines):
+        match = _ASSIGNMENT.match(line)
+        if match:
+            defined[match.group(1)] = k
+    needed, stack = set(), [k for k, line in enumerate(lines) if _MATH_CALL.search(line)]
+    while stack:
+        k = stack.pop()
+        if k not in needed:
+            needed.add(k)
+            stack += [defined[n] for n in _LOCAL_NAME.findall(lines[k].split("=", 1)[-1])
+                      if n in defined]
+    return ([line for k, line in enumerate(lines) if k in needed]
+            + [line for k, line in enumerate(lines) if k not in needed])
+
+
 def _cpp_block_code(program: StepProgram, unroll: int = 2, small_exprel: bool = False) -> str:
     """The generated lane functions: ``derive_lanes``, ``step_lanes`` (SRC and DST may
     alias), ``step_lanes_fast`` (SRC and DST must not alias; with ``small_exprel`` it tries
-    ``step_lanes_small`` first, see :func:`small_exprel_code`) and ``adjoint_lanes``."""
+    ``step_lanes_small`` first, see :func:`small_exprel_code`, whose statements are ordered
+    by :func:`_calls_first`) and ``adjoint_lanes``."""
     U = unroll
     states, params = program.states, program.parameters
     hoisted, forward = hoisted_statements(program)
@@ -416,8 +443,9 @@ def _cpp_block_code(program: StepProgram, unroll: int = 2, small_exprel: bool = 
         small = ""
         try_small = ""
     else:
-        small_body = _interleave(load_state + load_param + ["const T I_in = It[i];"]
-                                 + small_forward + store_state, U)
+        small_body = _interleave(_calls_first(load_state + load_param
+                                              + ["const T I_in = It[i];"] + small_forward)
+                                 + store_state, U)
         small = f"""
 // step_lanes with the exponential-Euler factors' exprel by the polynomial hh_exprel_small;
 // returns false, with DST and Zt unusable, if any lane's factor argument lies outside its
