@@ -21,12 +21,20 @@ import cobahh_scaling  # noqa: E402
 import gpu_check  # noqa: E402
 
 
-def test_operation_counts_follow_the_generated_step():
+def test_operation_counts_follow_the_generated_step(monkeypatch):
     """HH's step: exp for beta_m, alpha_h, beta_h and beta_n; exprel for alpha_m, alpha_n,
-    the membrane's exponential-Euler factor and the three gates' ones."""
-    counts = roofline.operation_counts(HODGKIN_HUXLEY)
-    assert counts["exp"] == 4 and counts["exprel"] == 6 and counts["expm1"] == 0
-    assert counts["div"] >= 1 and counts["fma"] > 20
+    the membrane's exponential-Euler factor and the three gates' ones, the last four by the
+    polynomial (``exprel_small``) unless ``HH_PLUGIN_EXACT_EXPREL`` is set."""
+    monkeypatch.delenv("HH_PLUGIN_EXACT_EXPREL", raising=False)
+    for dtype in ("float32", "float64"):
+        counts = roofline.operation_counts(HODGKIN_HUXLEY, dtype=dtype)
+        assert counts["exp"] == 4 and counts["exprel"] == 2 and counts["expm1"] == 0
+        assert counts["exprel_small"] == 4
+        assert counts["div"] >= 1 and counts["fma"] > 20
+    monkeypatch.setenv("HH_PLUGIN_EXACT_EXPREL", "1")
+    exact = roofline.operation_counts(HODGKIN_HUXLEY)
+    assert exact["exprel"] == 6 and exact["exprel_small"] == 0
+    assert counts["fma"] > exact["fma"]  # the polynomials' range checks
     # Morris-Lecar writes its rates with tanh and cosh: an expm1 and an exp each
     ml = roofline.operation_counts(MORRIS_LECAR)
     assert ml["expm1"] >= 1 and ml["exp"] >= 1
@@ -36,8 +44,9 @@ def test_operation_counts_follow_the_generated_step():
 
 
 def test_roofline_limit_is_the_inverse_of_the_summed_costs():
-    counts = {"exp": 2, "expm1": 0, "exprel": 1, "div": 1, "fma": 10}
-    seconds = {"exp": 1e-9, "expm1": 5.0, "exprel": 2e-9, "div": 1e-9, "fma": 1e-10}
+    counts = {"exp": 2, "expm1": 0, "exprel": 1, "exprel_small": 0, "div": 1, "fma": 10}
+    seconds = {"exp": 1e-9, "expm1": 5.0, "exprel": 2e-9, "exprel_small": 7.0, "div": 1e-9,
+               "fma": 1e-10}
     assert roofline.limit(counts, seconds) == pytest.approx(1 / 6e-9)
     with pytest.raises(ValueError, match="no measured cost"):
         roofline.limit(counts, dict.fromkeys(seconds, 0.0))

@@ -27,7 +27,10 @@ constant: 0 none, 1 soft, 2 hard.
 
 The relative exponential ``exprel`` and its derivative are helper functions of each
 dialect that mirror :func:`hh_plugin.model.expressions.exprel_torch` (same Taylor
-branch and threshold), so that the fused paths round like the reference step.
+branch and threshold), so that the fused paths round like the reference step. The C++
+sequence kernel and cell take a polynomial for the exponential-Euler factors' ``exprel``
+(:attr:`StepProgram.factor_arguments`) where every lane of a block allows it, which moves
+their results by round-off (:func:`.cpp_source.small_exprel_code`).
 """
 
 from __future__ import annotations
@@ -179,13 +182,19 @@ TRITON = Dialect("triton")
 # --------------------------------------------------------------------------- the program
 @dataclass(frozen=True)
 class StepProgram:
-    """Straight-line code of one step and of its adjoint, in one dialect."""
+    r"""Straight-line code of one step and of its adjoint, in one dialect.
+
+    ``factor_arguments``: the names whose ``exprel`` is an exponential-Euler factor,
+    :math:`\operatorname{exprel}(-G\,\Delta t/C)` and
+    :math:`\operatorname{exprel}(-(\alpha+\beta)\Delta t)` (small arguments on most steps:
+    :func:`.cpp_source.small_exprel_code`); empty for RK4."""
 
     states: Tuple[str, ...]
     parameters: Tuple[str, ...]
     forward: Tuple[str, ...]
     backward: Tuple[str, ...]
     parameter_gradients: Dict[str, str]
+    factor_arguments: Tuple[str, ...] = ()
 
 
 def kernel_parameters(model: ModelDefinition) -> Tuple[str, ...]:
@@ -430,9 +439,10 @@ def step_program(model: ModelDefinition, dialect: Dialect,
     pterms[model.capacitance].append("(-(b_gdrive*f_drive*f_iC))")
     spike_parameter_terms(d, Vth, model.threshold, pterms)
     pgrads = {p: " + ".join(t) for p, t in pterms.items() if t}
+    factor_arguments = ("f_uV",) + tuple(f"f_w_{g}" for g in gates)
     if synaptic:
-        return StepProgram(tuple(states), params, tuple(fwd), (), {})
-    return StepProgram(tuple(states), params, tuple(fwd), tuple(bwd), pgrads)
+        return StepProgram(tuple(states), params, tuple(fwd), (), {}, factor_arguments)
+    return StepProgram(tuple(states), params, tuple(fwd), tuple(bwd), pgrads, factor_arguments)
 
 
 def source_hash(text: str) -> str:

@@ -80,7 +80,9 @@ def compile_flags() -> list:
 
     ``HH_PLUGIN_INLINE_EXP=1`` builds with the kernel's own inline vectorisable
     ``exp``/``expm1`` instead of libm/libmvec (for platforms without glibc's libmvec,
-    where the default kernel's loops do not vectorise)."""
+    where the default kernel's loops do not vectorise); ``HH_PLUGIN_EXACT_EXPREL=1``
+    without the polynomial exprel of the float32 exponential-Euler factors
+    (:func:`small_exprel_enabled`)."""
     flags = ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
     if platform.machine() in ("x86_64", "AMD64"):
         flags.append("-march=native")
@@ -97,7 +99,16 @@ def compile_flags() -> list:
     if os.environ.get("HH_PLUGIN_INLINE_EXP"):
         # the kernel's own inline exp/expm1 instead of libm/libmvec (see codegen)
         flags.append("-DHH_INLINE_EXP")
+    if not small_exprel_enabled():
+        flags.append("-DHH_EXACT_EXPREL")
     return flags
+
+
+def small_exprel_enabled() -> bool:
+    """Whether the float32 sequence kernel takes the polynomial exprel of the
+    exponential-Euler factors block-wise (:func:`.cpp_source.small_exprel_code`): yes
+    unless ``HH_PLUGIN_EXACT_EXPREL`` is set (to anything but ``0`` or empty)."""
+    return os.environ.get("HH_PLUGIN_EXACT_EXPREL", "0") in ("", "0")
 
 
 @torch.compiler.assume_constant_result  # traced code asks once, at trace time
@@ -244,7 +255,7 @@ def load_extension(model: ModelDefinition, verbose: bool = False,
         (model.name, id(model), method), _EXTENSIONS, _FAILURES, _LOCK,
         lambda: cached_build(f"hh_fused_{model.name}{suffix}", generate_cpp(model, method),
                              ["hh_forward", "hh_backward", "hh_step_forward",
-                              "hh_step_backward", "hh_release_outputs"],
+                              "hh_step_backward", "hh_release_outputs", "hh_exprel_values"],
                              f"the fused HH kernel for model {model.name!r}", verbose),
         "the fused C++ path", "building the fused C++ kernel")
 

@@ -7,6 +7,10 @@ after the per-block hoisting of :func:`.cpp_source.hoisted_statements`):
 
 * ``exp`` and ``expm1`` (``cosh`` counts as an ``exp``, ``tanh``, ``sinh`` as an ``expm1``),
 * ``exprel`` (an ``expm1``, a division and a select, measured as one operation),
+* ``exprel_small``: the kernel's polynomial exprel of the exponential-Euler factors
+  (:func:`.cpp_source.small_exprel_code`, which the kernel takes when every lane of a block
+  is in its range; counted as taken, with its range check as three adds), unless
+  ``HH_PLUGIN_EXACT_EXPREL`` turns it off,
 * divisions (``/``, and the one inside ``tanh``, ``cosh``, ``sinh``),
 * arithmetic: :math:`\max(\#\times, \#\pm)`, the fewest fused multiply-adds that can do the
   multiplications and additions (each FMA does one of each), comparisons counted as adds.
@@ -34,12 +38,15 @@ from typing import Dict, Optional
 
 from ...model.definition import ModelDefinition
 from .codegen import CPP, exprel_constants, step_program
-from .cpp_source import _CPP_HEADER, hoisted_statements
+from .cpp_source import (_CPP_HEADER, SMALL_EXPREL_COEFFICIENTS, _small_exprel_forward,
+                         hoisted_statements, small_exprel_code)
 
 #: The operation kinds of the roofline, in the order :func:`measure_throughputs` returns.
-KINDS = ("exp", "expm1", "exprel", "div", "fma")
+KINDS = ("exp", "expm1", "exprel", "exprel_small", "div", "fma")
 
 _CALLS = {"hh_exp(": {"exp": 1}, "hh_expm1(": {"expm1": 1}, "hh_exprel(": {"exprel": 1},
+          "hh_exprel_small<T>(": {"exprel_small": 1},
+          "hh_exprel_outside<T>(": {"add": 3},
           "hh_cosh(": {"exp": 1, "div": 1, "add": 1, "mul": 1},
           "hh_tanh(": {"expm1": 1, "div": 1, "add": 1, "mul": 1},
           "hh_sinh(": {"expm1": 1, "div": 1, "add": 2, "mul": 1},
@@ -47,27 +54,35 @@ _CALLS = {"hh_exp(": {"exp": 1}, "hh_expm1(": {"expm1": 1}, "hh_exprel(": {"expr
 
 
 def _count_statement(expression: str) -> Dict[str, int]:
-    counts = {"exp": 0, "expm1": 0, "exprel": 0, "div": 0, "mul": 0, "add": 0}
+    counts = {"exp": 0, "expm1": 0, "exprel": 0, "exprel_small": 0, "div": 0, "mul": 0,
+              "add": 0}
     for call, costs in _CALLS.items():
         n = expression.count(call)
         for kind, k in costs.items():
             counts[kind] += n * k
     # literals T(-4.0), T(0.1) hold no operators; unary minus binds to a name or "("
-    text = re.sub(r"T\([-+0-9.e]+\)", "c", expression)
+    text = re.sub(r"T\([-+0-9.e]+\)", "c", expression).replace("<T>", "")
     counts["div"] += text.count("/")
     counts["mul"] += text.count("*")
     counts["add"] += len(re.findall(r"[\w)\]]\s*[-+]\s*[\w(]", text))
     return counts
 
 
-def operation_counts(model: ModelDefinition, method: str = "exponential_euler") -> Dict[str, int]:
-    """Operations of one neuron-step of the forward kernel of ``model`` (see the module
-    docstring): ``exp``, ``expm1``, ``exprel``, ``div`` and ``fma`` (the arithmetic as the
-    fewest fused multiply-adds), counted in the generated C++ with no reset (the
-    reference model's default)."""
+def operation_counts(model: ModelDefinition, method: str = "exponential_euler",
+                     dtype: str = "float32") -> Dict[str, int]:
+    """Operations of one neuron-step of the forward kernel of ``model`` in ``dtype`` (see
+    the module docstring): ``exp``, ``expm1``, ``exprel``, ``exprel_small``, ``div`` and
+    ``fma`` (the arithmetic as the fewest fused multiply-adds), counted in the generated
+    C++ with no reset (the reference model's default)."""
+    from .cpp import small_exprel_enabled
+
     program = step_program(model, CPP, method=method)
     _, statements = hoisted_statements(program)
-    total = {"exp": 0, "expm1": 0, "exprel": 0, "div": 0, "mul": 0, "add": 0}
+    ctype = {"float32": "float", "float64": "double"}[dtype]
+    if small_exprel_enabled() and ctype in SMALL_EXPREL_COEFFICIENTS:
+        statements = _small_exprel_forward(program, statements) or statements
+    total = {"exp": 0, "expm1": 0, "exprel": 0, "exprel_small": 0, "div": 0, "mul": 0,
+             "add": 0}
     for line in statements:
         expression = line.split("=", 1)[1]
         if "RESET == 0" in expression:  # the compile-time reset choice: no reset
@@ -75,7 +90,8 @@ def operation_counts(model: ModelDefinition, method: str = "exponential_euler") 
         for kind, n in _count_statement(expression).items():
             total[kind] += n
     return {"exp": total["exp"], "expm1": total["expm1"], "exprel": total["exprel"],
-            "div": total["div"], "fma": max(total["mul"], total["add"])}
+            "exprel_small": total["exprel_small"], "div": total["div"],
+            "fma": max(total["mul"], total["add"])}
 
 
 _MICRO = r"""
@@ -85,7 +101,8 @@ template <typename T, int KIND> HH_INLINE T roofline_op(T x) {
   if (KIND == 1) return T(-1.0) + T(-0.5) * hh_expm1<T>(x);   // (-1, -0.5)
   if (KIND == 2) return T(-0.25) + T(-0.25) * hh_exprel<T>(x);  // (-0.5, -0.45): the
   // exponential-Euler factors' range, exprel(-(a + b) dt), where most exprel calls fall
-  if (KIND == 3) return T(0.5) / (x + T(2.0));               // (0.2, 0.25)
+  if (KIND == 3) return T(-0.25) + T(-0.25) * hh_exprel_small<T>(x);  // the same range
+  if (KIND == 4) return T(0.5) / (x + T(2.0));               // (0.2, 0.25)
   return T(0.25) + T(0.5) * x;                               // -> 0.5
 }
 
@@ -104,21 +121,21 @@ template <typename T, int KIND> double roofline_time(int64_t reps) {
   return std::chrono::duration<double>(t1 - t0).count() / (double(reps) * n);
 }
 
-// seconds per element of each kind (exp, expm1, exprel, div, fma), best of `rounds`
+template <typename T> void roofline_times(int64_t reps, double* t) {
+  t[0] = roofline_time<T, 0>(reps); t[1] = roofline_time<T, 1>(reps);
+  t[2] = roofline_time<T, 2>(reps); t[3] = roofline_time<T, 3>(reps);
+  t[4] = roofline_time<T, 4>(reps); t[5] = roofline_time<T, 5>(reps);
+}
+
+// seconds per element of each kind (exp, expm1, exprel, exprel_small, div, fma), best of
+// `rounds`
 std::vector<double> roofline_measure(int64_t reps, int64_t rounds, bool dbl) {
-  std::vector<double> best(5, 1e300);
+  std::vector<double> best(6, 1e300);
   for (int64_t k = 0; k < rounds; ++k) {
-    double t[5];
-    if (dbl) {
-      t[0] = roofline_time<double, 0>(reps); t[1] = roofline_time<double, 1>(reps);
-      t[2] = roofline_time<double, 2>(reps); t[3] = roofline_time<double, 3>(reps);
-      t[4] = roofline_time<double, 4>(reps);
-    } else {
-      t[0] = roofline_time<float, 0>(reps); t[1] = roofline_time<float, 1>(reps);
-      t[2] = roofline_time<float, 2>(reps); t[3] = roofline_time<float, 3>(reps);
-      t[4] = roofline_time<float, 4>(reps);
-    }
-    for (int j = 0; j < 5; ++j) best[j] = std::min(best[j], t[j]);
+    double t[6];
+    if (dbl) roofline_times<double>(reps, t);
+    else roofline_times<float>(reps, t);
+    for (int j = 0; j < 6; ++j) best[j] = std::min(best[j], t[j]);
   }
   return best;
 }
@@ -150,7 +167,7 @@ _ENTRY_POINTS = r"""
 extern "C" {
 int roofline_measure_c(long long reps, long long rounds, int dbl, double* out) {
   std::vector<double> t = roofline_measure(reps, rounds, dbl != 0);
-  for (int j = 0; j < 5; ++j) out[j] = t[j];
+  for (int j = 0; j < 6; ++j) out[j] = t[j];
   return 0;
 }
 double roofline_clock_hz_c(long long iterations) { return roofline_clock_hz(iterations); }
@@ -167,7 +184,8 @@ def _source() -> str:
               .replace("#include <torch/extension.h>\n", "")
               .replace("#include <ATen/Parallel.h>\n", ""))
     # the header ends inside its anonymous namespace: the micro-kernels go in it
-    return "#include <chrono>\n" + header + _MICRO + "\n}  // namespace\n" + _ENTRY_POINTS
+    return ("#include <chrono>\n" + header + small_exprel_code() + _MICRO
+            + "\n}  // namespace\n" + _ENTRY_POINTS)
 
 
 _LIBRARY = []
@@ -221,12 +239,11 @@ def measure_throughputs(dtype: str = "float32", reps: int = 2000,
         raise ValueError(f"dtype {dtype!r}: float32 or float64")
     import ctypes
 
-    out = (ctypes.c_double * 5)()
+    out = (ctypes.c_double * len(KINDS))()
     _library().roofline_measure_c(reps, rounds, int(dtype == "float64"), out)
     times = list(out)
-    fma = times[4]
-    out = {kind: max(t - fma, 0.0) for kind, t in zip(KINDS[:4], times[:4])}
-    out["div"] = max(times[3] - fma, 0.0)  # an add and a division
+    fma = times[-1]
+    out = {kind: max(t - fma, 0.0) for kind, t in zip(KINDS[:-1], times[:-1])}
     out["fma"] = fma
     return out
 
