@@ -1,0 +1,569 @@
+r"""The backward pass of the fused network kernel (:mod:`.fused`): the adjoint of the whole
+time loop, in reverse time, in generated C++.
+
+**What is differentiated.** Populations of generated HH models (exponential Euler, the
+rising-edge spike with the ReLU surrogate and no reset, a soft or a hard reset, or a
+refractory period: the spike :math:`H(y')\,[c \ge R]`), receptors of the linear synapse models (pulse, exponential,
+biexponential, alpha; current or conductance: every model whose receptor is the linear
+system :math:`x \mathrel{+}= c\,b`, :math:`y = k^\top x`, :math:`x \leftarrow Px`), and
+static projections with any delays. Gradients reach the external currents, the initial
+neuron and synaptic states, the projections' weights, the neurons' kernel parameters (where
+a parameter tensor requires grad) and the receptors' constants :math:`P, c, k, E`, which
+torch autograd chains on to the synapse definitions' parameters
+(:meth:`~.receptors.ReceptorNumerics.constants`, ``NetworkModule.synapse_parameters``:
+time constants, reversal potentials). Refused by name (:func:`gradient_refusal`; the
+``'auto'`` path then runs the step loop): voltage-dependent receptor factors (NMDA's magnesium block), graded synapses, Tsodyks-Markram and STDP plasticity, and
+a spike history (``NetworkState.history``) that requires grad (a previous call's spikes:
+``state.detach()`` them, or use the step loop). Spikes of the sources and of the history
+are constants.
+
+**Memory.** The forward pass with gradients stores, per step and neuron, the state
+variables and synaptic variables at the step's start and each receptor's ring-buffer
+value (and, with a refractory period, the steps since the last spike):
+:math:`T \cdot N \cdot (n_{states} + n_{synaptic} + n_{receptors} [+ 1])` numbers of the
+dtype (for example 8 + 4 = 12 doubles, 96 bytes, per neuron and step for the HH model with
+two biexponential receptors: 1,000 neurons over 10,000 steps take 0.96 GB). The backward
+recomputes each step's intermediates from these.
+
+**The adjoint.** With :math:`\lambda` the adjoint of a state after step :math:`k`, per
+population in reverse order (every recorded trace's gradient joins the adjoint of the
+state it recorded):
+
+.. math::
+    \begin{align*}
+    \bar x^{mid} &= P^\top \lambda_{x'}, \quad \bar P \mathrel{+}= \lambda_{x'}
+        (x^{mid})^\top && (x^{mid} = x + c\,b)\\
+    \bar z_i(k) &= g_{z,i}(k) + \sum_{j} w_{ij}\,\bar b_j(k + d_{ij})
+        && \text{(only where the surrogate is nonzero)}\\
+    \bar w_{ij} &\mathrel{+}= z_i(k)\,\bar b_j(k + d_{ij}) && \text{(only spiking } i)\\
+    \lambda_s, \bar I, \bar G, \bar J &= \text{the step's adjoint}
+        && (\text{:func:`~hh_plugin.torch.fused.codegen.step_program`})\\
+    \bar y &= \bar I \ \text{(current)}, \quad \bar G + E\bar J \ \text{(conductance)},
+        \quad \bar E \mathrel{+}= y \bar J\\
+    \bar x^{mid} &\mathrel{+}= k\,\bar y, \quad \bar k \mathrel{+}= \bar y\,x^{mid}, \quad
+    \bar b(k) = c^\top \bar x^{mid}, \quad \bar c \mathrel{+}= b\,\bar x^{mid}, \quad
+    \lambda_x = \bar x^{mid}
+    \end{align*}
+
+(sums over neurons implied for the constants). :math:`\bar b` lives in a ring buffer like
+the forward's: the slot of step :math:`k + d` is read when the spikes of step :math:`k` are
+reached. In float64 the gradients equal the step loop's autograd gradients to round-off.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Sequence
+
+import torch
+
+from ...model.definition import ModelDefinition
+from ...model.expressions import VOLTAGE_SYMBOL
+from ..fused.codegen import CPP, step_program
+
+
+def gradient_refusal(module, state) -> Optional[str]:
+    """Why the fused network path cannot give gradients for ``module`` (a
+    :class:`~.module.NetworkModule`) from ``state``, or ``None`` when it can."""
+    spec = module.spec
+    for pop, table in spec.receptors.items():
+        for syn in table.values():
+            if syn.model.is_graded:
+                return (f"the fused network path computes no gradients through graded "
+                        f"synapses ({syn.model.name!r} into {pop!r})")
+            if syn.model.factor is not None:
+                return (f"the fused network path computes no gradients through a "
+                        f"voltage-dependent synapse factor ({syn.model.name!r} into {pop!r})")
+    for proj in spec.projections:
+        if proj.short_term is not None:
+            return (f"the fused network path computes no gradients with Tsodyks-Markram "
+                    f"plasticity (projection {proj.name!r})")
+        if proj.stdp is not None:
+            return (f"the fused network path computes no gradients with a plasticity rule "
+                    f"(projection {proj.name!r})")
+    for src, past in state.history.items():
+        if any(torch.is_tensor(z) and z.requires_grad for z in past):
+            return (f"the fused network path does not differentiate through the spike "
+                    f"history of a previous call ({src!r}; detach the state)")
+    return None
+
+
+def _model_backward_function(index: int, model: ModelDefinition) -> str:
+    """C++ of one model's step adjoint for the network kernel: recomputes the step from its
+    start state and inputs (``I``, ``G``, ``J``), then runs the generated adjoint; ``GS``
+    holds the adjoint of the new state on entry and of the old one on return. The spike's
+    gradient is ``gZ`` plus ``zgrad(i)`` (the weights' share, asked only where the surrogate
+    is nonzero)."""
+    program = step_program(model, CPP, synaptic=True)
+    states, params = program.states, program.parameters
+    relu = lambda y: CPP.func("relu", f"p_width - {CPP.func('fabs', y)}")  # noqa: E731
+    Vth = f"p_{model.threshold}"
+    # with a refractory period (``ready``: 1 where the period is over, at the step's start)
+    # the spike is H(y1) ready, y1 from the new V (no reset): its surrogate derivative is
+    # f_rs, and the rising edge o_z of the step is unused (g_z = 0)
+    extra = {VOLTAGE_SYMBOL: "g_zr*f_rs*f_isc", model.threshold: "(-(g_zr*f_rs*f_isc))",
+             "V_scale": f"(-(g_zr*f_rs*(f_Vpre - {Vth})))*(f_isc*f_isc)"}
+    lines = ["template <typename T, int RESET, typename ZGrad>",
+             f"void backward_model_{index}(int64_t n, const T* const* S, const T* const* P,",
+             "    const T* I, const T* G, const T* J, T* const* GS, const T* gZ, ZGrad& zgrad,",
+             "    const T* ready, T* gI, T* gG, T* gJ, T* const* GP, T dt) {",
+             f"  // model {model.name}",
+             "  for (int64_t i = 0; i < n; ++i) {"]
+    lines += [f"    const T s_{s} = S[{k}][i];" for k, s in enumerate(states)]
+    lines += [f"    const T p_{p} = P[{k}][i];" for k, p in enumerate(params)]
+    lines += ["    const T I_in = I[i];", "    const T G_syn = G[i];", "    const T J_syn = J[i];"]
+    lines += [f"    {line}" for line in program.forward]
+    lines += [f"    const T f_rs = ready ? ready[i]*p_alpha*{relu('f_y1')} : T(0);",
+              f"    const bool active = ready ? f_rs != T(0) : ({relu('f_y1')} != T(0) || "
+              f"{relu('f_y0')} != T(0));",
+              "    const T g_all = (gZ ? gZ[i] : T(0)) + (active ? zgrad(i) : T(0));",
+              "    const T g_zr = ready ? g_all : T(0);",
+              "    const T g_z = ready ? T(0) : g_all;"]
+    lines += [f"    const T gs_{s} = GS[{k}][i]"
+              + (f" + {extra[VOLTAGE_SYMBOL]};" if s == VOLTAGE_SYMBOL else ";")
+              for k, s in enumerate(states)]
+    lines += [f"    {line}" for line in program.backward]
+    lines += [f"    GS[{k}][i] = go_{s};" for k, s in enumerate(states)]
+    lines += ["    gI[i] = g_I;", "    gG[i] = g_G;", "    gJ[i] = g_J;", "    if (GP) {"]
+    for k, p in enumerate(params):
+        terms = [program.parameter_gradients[p]] if p in program.parameter_gradients else []
+        terms += [extra[p]] if p in extra else []
+        if terms:
+            lines.append(f"      GP[{k}][i] += {' + '.join(terms)};")
+    lines += ["    }", "  }", "}", ""]
+    return "\n".join(lines)
+
+
+_BACKWARD_DRIVER = r"""
+namespace {
+template <typename T, int RESET, typename ZGrad>
+void backward_dispatch(int64_t model, int64_t n, const T* const* S, const T* const* P,
+                       const T* I, const T* G, const T* J, T* const* GS, const T* gZ,
+                       ZGrad& zgrad, const T* ready, T* gI, T* gG, T* gJ, T* const* GP, T dt) {
+  switch (model) {
+MODEL_BACKWARD_CASES
+    default: TORCH_CHECK(false, "unknown model index ", model);
+  }
+}
+}  // namespace
+
+// The adjoint of network_forward (run with a tape), in reverse time. Arguments as
+// network_forward's, and:
+//   tape: per population its states, synaptic variables, each receptor's ring-buffer
+//         value and (refractory period) the steps since the last spike at the start of
+//         every step, (steps, n) each;
+//   spikes: per population network_forward's (steps, n) uint8 raster;
+//   grad_spikes: per population (steps, n) or empty; grad_record: per population per
+//         recorded variable (steps, n) or empty; grad_final: per population, per state then
+//         synaptic variable, (n,) or empty;
+//   want: [external currents, neuron parameters, receptor constants].
+// Returns per population [d ext (steps, n) or empty, d initial states..., d initial
+// synaptic variables..., d parameters (n,) each or empty], then per projection [d weight
+// (sorted by source)], then per population [d constants of each receptor (float64:
+// E, P row-major, c, k)].
+std::vector<std::vector<torch::Tensor>> network_backward(
+    int64_t steps, double dt,
+    std::vector<int64_t> pop_meta,
+    std::vector<std::vector<torch::Tensor>> params,
+    std::vector<std::vector<int64_t>> rec_meta,
+    std::vector<std::vector<std::vector<double>>> rec_vals,
+    std::vector<torch::Tensor> ext,
+    std::vector<torch::Tensor> rasters,
+    std::vector<int64_t> proj_meta,
+    std::vector<std::vector<torch::Tensor>> proj_csr,
+    std::vector<torch::Tensor> history,
+    std::vector<std::vector<torch::Tensor>> tape,
+    std::vector<torch::Tensor> spikes,
+    std::vector<torch::Tensor> grad_spikes,
+    std::vector<std::vector<torch::Tensor>> grad_record,
+    std::vector<std::vector<int64_t>> record_index,
+    std::vector<std::vector<torch::Tensor>> grad_final,
+    std::vector<int64_t> want) {
+  const size_t npop = params.size();
+  const size_t nproj = proj_csr.size();
+  TORCH_CHECK(pop_meta.size() == 6 * npop && tape.size() == npop && spikes.size() == npop &&
+              grad_spikes.size() == npop && grad_record.size() == npop &&
+              grad_final.size() == npop && rec_meta.size() == npop && ext.size() == npop &&
+              want.size() == 3, "network_backward: one entry per population");
+  TORCH_CHECK(proj_meta.size() == 9 * nproj, "proj_meta: 9 values per projection");
+  std::vector<PopMeta> meta(npop);
+  std::vector<std::vector<RecMeta>> rmeta(npop);
+  std::vector<int64_t> nstate(npop), nsyn(npop);
+  for (size_t p = 0; p < npop; ++p) {
+    meta[p] = {pop_meta[6 * p], pop_meta[6 * p + 1], pop_meta[6 * p + 2],
+               pop_meta[6 * p + 3], pop_meta[6 * p + 4], pop_meta[6 * p + 5]};
+    for (size_t r = 0; r < rec_vals[p].size(); ++r) {
+      const int64_t* m = rec_meta[p].data() + 6 * r;
+      rmeta[p].push_back({m[0], m[1], m[2], m[3], m[4], m[5]});
+      TORCH_CHECK(m[0] == 0 && m[4] < 0, "gradients for linear receptors only");
+    }
+    int64_t nx = 0;
+    for (const RecMeta& rm : rmeta[p]) nx = std::max<int64_t>(nx, rm.first + rm.ns);
+    nsyn[p] = nx;
+    nstate[p] = (int64_t)tape[p].size() - nx - (int64_t)rmeta[p].size()
+                - (meta[p].refractory >= 0 ? 1 : 0);
+    TORCH_CHECK(nstate[p] > 0, "tape layout");
+  }
+  for (size_t q = 0; q < nproj; ++q) {
+    const int64_t* pm = proj_meta.data() + 9 * q;
+    TORCH_CHECK(!pm[4] && !pm[6] && pm[7] < 0, "gradients for static spiking projections only");
+  }
+  auto opts = tape[0][0].options();
+  std::vector<std::vector<torch::Tensor>> result(2 * npop + nproj);
+  std::vector<torch::Tensor> gw(nproj);
+  for (size_t q = 0; q < nproj; ++q) {
+    gw[q] = torch::zeros({proj_csr[q][2].numel()}, opts);
+    result[npop + q].push_back(gw[q]);
+  }
+  AT_DISPATCH_FLOATING_TYPES(tape[0][0].scalar_type(), "network_backward", [&] {
+    using T = scalar_t;
+    const T tdt = T(dt);
+    std::vector<std::vector<T*>> GS(npop), GX(npop), GP(npop);
+    std::vector<std::vector<const T*>> P(npop);
+    std::vector<std::vector<T>> I(npop), G(npop), J(npop), gI(npop), gG(npop), gJ(npop);
+    std::vector<std::vector<T>> Xm(npop), Y(npop), Rd(npop), LM(npop), LY(npop);
+    std::vector<std::vector<std::vector<T>>> gring(npop);
+    std::vector<std::vector<std::vector<double>>> gconst(npop);
+    std::vector<torch::Tensor> gext(npop);
+    std::vector<const T*> Sk;
+    for (size_t p = 0; p < npop; ++p) {
+      const int64_t n = meta[p].n;
+      for (size_t k = 0; k < params[p].size(); ++k) P[p].push_back(params[p][k].data_ptr<T>());
+      // the adjoints of the final state, then (in place) of each earlier step's
+      std::vector<torch::Tensor>& res = result[p];
+      res.push_back(want[0] && ext[p].numel() ? torch::zeros({steps, n}, opts)
+                                             : torch::empty({0}, opts));
+      gext[p] = res[0];
+      for (int64_t k = 0; k < nstate[p] + nsyn[p]; ++k) {
+        const torch::Tensor& g = grad_final[p].empty() ? torch::Tensor() : grad_final[p][k];
+        torch::Tensor a = g.defined() && g.numel() ? g.detach().to(opts).contiguous().clone()
+                                                   : torch::zeros({n}, opts);
+        res.push_back(a);
+        (k < nstate[p] ? GS[p] : GX[p]).push_back(a.data_ptr<T>());
+      }
+      if (want[1]) {
+        for (size_t k = 0; k < params[p].size(); ++k) {
+          res.push_back(torch::zeros({n}, opts));
+          GP[p].push_back(res.back().data_ptr<T>());
+        }
+      }
+      I[p].resize(n); G[p].resize(n); J[p].resize(n);
+      gI[p].resize(n); gG[p].resize(n); gJ[p].resize(n);
+      Xm[p].resize(nsyn[p] * n); Y[p].resize(rmeta[p].size() * n); Rd[p].resize(n);
+      LM[p].resize(nsyn[p] * n); LY[p].resize(n);  // adjoints of x_mid and of y
+      for (size_t r = 0; r < rmeta[p].size(); ++r) {
+        gring[p].emplace_back((size_t)(meta[p].ring * n), T(0));
+        const int64_t ns = rmeta[p][r].ns;
+        gconst[p].emplace_back((size_t)(1 + ns * ns + 2 * ns), 0.0);
+      }
+    }
+    // the adjoint of the ring slot that spikes of step t with delay d reach, or 0 past the run
+    auto slot_of = [&](int64_t tgt, int64_t r, int64_t due) -> const T* {
+      if (due < 0 || due >= steps) return nullptr;
+      return gring[tgt][r].data() + (due % meta[tgt].ring) * meta[tgt].n;
+    };
+    // weight gradients of the spikes `idx` of a source (population or spike source) at t
+    auto weight_grads = [&](bool from_pop, int64_t index, int64_t t, const uint8_t* z,
+                            int64_t nz) {
+      for (size_t q = 0; q < nproj; ++q) {
+        const int64_t* pm = proj_meta.data() + 9 * q;
+        if ((pm[0] != 0) != from_pop || pm[1] != index) continue;
+        const int64_t* rowptr = proj_csr[q][0].data_ptr<int64_t>();
+        const int64_t* post = proj_csr[q][1].data_ptr<int64_t>();
+        const int64_t* delay = proj_csr[q][3].data_ptr<int64_t>();
+        T* g = gw[q].data_ptr<T>();
+        for (int64_t i = 0; i < nz; ++i) {
+          if (!z[i]) continue;
+          for (int64_t k = rowptr[i]; k < rowptr[i + 1]; ++k) {
+            const T* lb = slot_of(pm[2], pm[3], t + delay[k]);
+            if (lb) g[k] += lb[post[k]];
+          }
+        }
+      }
+    };
+    for (int64_t t = steps - 1; t >= 0; --t) {
+      for (int64_t p = (int64_t)npop - 1; p >= 0; --p) {
+        const int64_t n = meta[p].n, ns_ = nstate[p];
+        const int64_t slot = t % meta[p].ring;
+        const size_t nr = rmeta[p].size();
+        // recorded traces: their gradients join the adjoints of the states after the step
+        for (size_t k = 0; k < grad_record[p].size(); ++k) {
+          if (!grad_record[p][k].numel()) continue;
+          const int64_t v = record_index[p][k];
+          T* dst = v < ns_ ? GS[p][v] : GX[p][v - ns_];
+          const T* src = grad_record[p][k].data_ptr<T>() + t * n;
+          for (int64_t i = 0; i < n; ++i) dst[i] += src[i];
+        }
+        // the step's inputs again, with the forward's arithmetic
+        const T* e = ext[p].numel() ? ext[p].data_ptr<T>() + t * n : nullptr;
+        T* Ip = I[p].data(); T* Gp = G[p].data(); T* Jp = J[p].data();
+        for (int64_t i = 0; i < n; ++i) { Ip[i] = e ? e[i] : T(0); Gp[i] = T(0); Jp[i] = T(0); }
+        for (size_t r = 0; r < nr; ++r) {
+          const RecMeta& rm = rmeta[p][r];
+          const std::vector<double>& rv = rec_vals[p][r];
+          const int64_t ns = rm.ns;
+          const double* inc = rv.data() + 1 + ns * ns;
+          const double* kout = inc + ns;
+          const T E = T(rv[0]);
+          const T* b = tape[p][ns_ + nsyn[p] + r].data_ptr<T>() + t * n;
+          for (int64_t s = 0; s < ns; ++s) {
+            T* xm = Xm[p].data() + (rm.first + s) * n;
+            const T* x = tape[p][ns_ + rm.first + s].data_ptr<T>() + t * n;
+            std::copy(x, x + n, xm);
+            if (inc[s] == 0.0) continue;
+            const T c = T(inc[s]);
+            for (int64_t i = 0; i < n; ++i) xm[i] += c * b[i];
+          }
+          T* y = Y[p].data() + r * n;
+          std::fill(y, y + n, T(0));
+          for (int64_t s = 0; s < ns; ++s) {
+            if (kout[s] == 0.0) continue;
+            const T k = T(kout[s]);
+            const T* xs = Xm[p].data() + (rm.first + s) * n;
+            if (kout[s] == 1.0) for (int64_t i = 0; i < n; ++i) y[i] += xs[i];
+            else for (int64_t i = 0; i < n; ++i) y[i] += xs[i] * k;
+          }
+          if (rm.cond) for (int64_t i = 0; i < n; ++i) { Gp[i] += y[i]; Jp[i] += y[i] * E; }
+          else for (int64_t i = 0; i < n; ++i) Ip[i] += y[i];
+        }
+        // the spikes' share: the weights times the adjoints of the slots they reach
+        auto zgrad = [&](int64_t i) -> T {
+          T total = T(0);
+          for (size_t q = 0; q < nproj; ++q) {
+            const int64_t* pm = proj_meta.data() + 9 * q;
+            if (!pm[0] || pm[1] != p) continue;
+            const int64_t* rowptr = proj_csr[q][0].data_ptr<int64_t>();
+            const int64_t* post = proj_csr[q][1].data_ptr<int64_t>();
+            const T* w = proj_csr[q][2].data_ptr<T>();
+            const int64_t* delay = proj_csr[q][3].data_ptr<int64_t>();
+            for (int64_t k = rowptr[i]; k < rowptr[i + 1]; ++k) {
+              const T* lb = slot_of(pm[2], pm[3], t + delay[k]);
+              if (lb) total += w[k] * lb[post[k]];
+            }
+          }
+          return total;
+        };
+        weight_grads(true, p, t, spikes[p].data_ptr<uint8_t>() + t * n, n);
+        // the receptors' propagation x' = P x_mid, backwards
+        std::fill(LM[p].begin(), LM[p].end(), T(0));
+        for (size_t r = 0; r < nr; ++r) {
+          const RecMeta& rm = rmeta[p][r];
+          const int64_t ns = rm.ns;
+          const double* Pm = rec_vals[p][r].data() + 1;
+          double* dP = gconst[p][r].data() + 1;
+          if (rm.pulse) continue;
+          for (int64_t s = 0; s < ns; ++s) {
+            const T* gx = GX[p][rm.first + s];
+            for (int64_t c = 0; c < ns; ++c) {
+              const T* xm = Xm[p].data() + (rm.first + c) * n;
+              const T m = T(Pm[s * ns + c]);
+              T* lc = LM[p].data() + (rm.first + c) * n;
+              T acc = T(0);
+              for (int64_t i = 0; i < n; ++i) { lc[i] += m * gx[i]; acc += gx[i] * xm[i]; }
+              dP[s * ns + c] += (double)acc;
+            }
+          }
+        }
+        // the neuron step, backwards
+        std::vector<T*> gs(GS[p]);
+        Sk.clear();
+        for (int64_t k = 0; k < ns_; ++k) Sk.push_back(tape[p][k].data_ptr<T>() + t * n);
+        const T* gZ = grad_spikes[p].numel() ? grad_spikes[p].data_ptr<T>() + t * n : nullptr;
+        T* const* gp = want[1] ? GP[p].data() : nullptr;
+        const T* ready = nullptr;
+        if (meta[p].refractory >= 0) {  // 1 where the refractory period is over
+          const T* c = tape[p].back().data_ptr<T>() + t * n;
+          for (int64_t i = 0; i < n; ++i) Rd[p][i] = c[i] >= T(meta[p].refractory) ? T(1) : T(0);
+          ready = Rd[p].data();
+        }
+        if (meta[p].reset == 0)
+          backward_dispatch<T, 0>(meta[p].model, n, Sk.data(), P[p].data(), Ip, Gp, Jp,
+                                  gs.data(), gZ, zgrad, ready, gI[p].data(), gG[p].data(),
+                                  gJ[p].data(), gp, tdt);
+        else if (meta[p].reset == 1)
+          backward_dispatch<T, 1>(meta[p].model, n, Sk.data(), P[p].data(), Ip, Gp, Jp,
+                                  gs.data(), gZ, zgrad, ready, gI[p].data(), gG[p].data(),
+                                  gJ[p].data(), gp, tdt);
+        else
+          backward_dispatch<T, 2>(meta[p].model, n, Sk.data(), P[p].data(), Ip, Gp, Jp,
+                                  gs.data(), gZ, zgrad, ready, gI[p].data(), gG[p].data(),
+                                  gJ[p].data(), gp, tdt);
+        if (gext[p].numel()) std::copy(gI[p].begin(), gI[p].end(), gext[p].data_ptr<T>() + t * n);
+        // the receptors' outputs and spike increments, backwards
+        for (size_t r = 0; r < nr; ++r) {
+          const RecMeta& rm = rmeta[p][r];
+          const std::vector<double>& rv = rec_vals[p][r];
+          const int64_t ns = rm.ns;
+          const double* inc = rv.data() + 1 + ns * ns;
+          const double* kout = inc + ns;
+          double* g = gconst[p][r].data();
+          const T E = T(rv[0]);
+          const T* y = Y[p].data() + r * n;
+          T* ly = LY[p].data();
+          if (rm.cond) {
+            T acc = T(0);
+            for (int64_t i = 0; i < n; ++i) { ly[i] = gG[p][i] + E * gJ[p][i]; acc += y[i] * gJ[p][i]; }
+            g[0] += (double)acc;
+          } else {
+            std::copy(gI[p].begin(), gI[p].end(), ly);
+          }
+          const T* b = tape[p][ns_ + nsyn[p] + r].data_ptr<T>() + t * n;
+          T* gb = gring[p][r].data() + slot * n;
+          std::fill(gb, gb + n, T(0));
+          for (int64_t s = 0; s < ns; ++s) {
+            T* l = LM[p].data() + (rm.first + s) * n;
+            const T* xm = Xm[p].data() + (rm.first + s) * n;
+            const T k = T(kout[s]), c = T(inc[s]);
+            T acck = T(0), accc = T(0);
+            for (int64_t i = 0; i < n; ++i) {
+              acck += ly[i] * xm[i];
+              l[i] += k * ly[i];
+              accc += b[i] * l[i];
+              gb[i] += c * l[i];
+            }
+            g[1 + ns * ns + ns + s] += (double)acck;
+            g[1 + ns * ns + s] += (double)accc;
+            std::copy(l, l + n, GX[p][rm.first + s]);
+          }
+        }
+      }
+      for (size_t s = 0; s < rasters.size(); ++s)
+        weight_grads(false, (int64_t)s, t, rasters[s].data_ptr<uint8_t>() + t * rasters[s].size(1),
+                     rasters[s].size(1));
+    }
+    // spikes of the steps before the run whose delays reach into it
+    for (size_t h = 0; h < history.size(); ++h) {
+      const bool from_pop = h < npop;
+      const int64_t index = from_pop ? (int64_t)h : (int64_t)(h - npop);
+      const int64_t len = history[h].size(0), nh = len ? history[h].size(1) : 0;
+      for (int64_t row = 0; row < len; ++row)
+        weight_grads(from_pop, index, row - len, history[h].data_ptr<uint8_t>() + row * nh, nh);
+    }
+    for (size_t p = 0; p < npop; ++p) {
+      std::vector<torch::Tensor>& out = result[npop + nproj + p];
+      for (auto& g : gconst[p])
+        out.push_back(torch::tensor(g, torch::TensorOptions().dtype(torch::kFloat64)));
+    }
+  });
+  return result;
+}
+"""
+
+
+def generate_backward_cpp(models: Sequence[ModelDefinition]) -> str:
+    """C++ of the network kernel's backward for the neuron ``models`` (appended to
+    :func:`.fused.generate_network_cpp`'s source, after ``network_forward``)."""
+    functions = "namespace {\n" + "\n".join(
+        _model_backward_function(k, m) for k, m in enumerate(models)) + "}  // namespace\n"
+    cases = "\n".join(
+        f"    case {k}: backward_model_{k}<T, RESET>(n, S, P, I, G, J, GS, gZ, zgrad, ready, gI, gG, "
+        f"gJ, GP, dt); break;" for k in range(len(models)))
+    return functions + _BACKWARD_DRIVER.replace("MODEL_BACKWARD_CASES", cases)
+
+
+def flat_constants(P, inc, out, E, dtype) -> torch.Tensor:
+    """A receptor's constants as one tensor ``[E, P (row-major), c, k]`` (``E`` 0 for a
+    current), in the layout of the kernel's receptor values; tensors among them (trainable
+    synapse parameters, :meth:`~.receptors.ReceptorNumerics.constants`) keep their graph."""
+    items = [0.0 if E is None else E] + [v for row in P for v in row] + list(inc) + list(out)
+    return torch.stack([v.to(dtype) if torch.is_tensor(v) else torch.tensor(float(v), dtype=dtype)
+                        for v in items])
+
+
+class NetworkRun:
+    """One call of the fused network kernel with gradients: the forward's arguments
+    (``args``, in :func:`network_forward`'s order), the layout of the differentiable inputs
+    and what the backward needs (the tape, the spikes)."""
+
+    def __init__(self, ext, args: list, layout: list, projections: list, weights: list):
+        self.ext, self.args = ext, args
+        self.layout = layout            # per population (has external current, ns, nx, np)
+        self.projections = projections  # per projection: the sorted-by-source order
+        self.weights = weights          # per projection: the weight's shape
+        self.rasters = None
+
+    def forward(self):
+        a = self.args
+        steps, states, syn, rec_meta = a[0], a[3], a[5], a[6]
+        dtype = states[0][0].dtype
+        refractory = a[2][3::6]
+        self.tape = [[torch.empty((steps, states[p][0].numel()), dtype=dtype)
+                      for _ in range(len(states[p]) + len(syn[p]) + len(rec_meta[p]) // 6
+                                     + (refractory[p] >= 0))]
+                     for p in range(len(states))]
+        self.rasters = self.ext.network_forward(*a, self.tape)
+        out = [z.to(dtype) for z in self.rasters]
+        for p in range(len(states)):
+            out += list(states[p]) + list(syn[p])
+        for rec in a[17]:
+            out += list(rec)
+        # the outputs' counts only: holding the outputs here would be a reference cycle
+        self.dtype = dtype
+        self.counts = [(len(states[p]), len(syn[p]), len(a[17][p])) for p in range(len(states))]
+        a[3] = a[5] = a[17] = None
+        return tuple(out)
+
+    def backward(self, grads, needs) -> tuple:
+        a = self.args
+        npop = len(self.counts)
+        dtype = self.dtype
+
+        def prepared(g):
+            return torch.empty(0, dtype=dtype) if g is None else g.contiguous().to(dtype)
+
+        k = npop
+        grad_spikes = [prepared(g) for g in grads[:npop]]
+        grad_final = []
+        for ns, nx, _ in self.counts:
+            grad_final.append([prepared(g) for g in grads[k:k + ns + nx]])
+            k += ns + nx
+        grad_record = []
+        for _, _, nrec in self.counts:
+            grad_record.append([prepared(g) for g in grads[k:k + nrec]])
+            k += nrec
+        # which inputs need gradients: per population [ext, states, syn, params], then weights,
+        # then receptor constants
+        want_ext = want_params = want_const = False
+        i = 0
+        for has_ext, ns, nx, npar in self.layout:
+            want_ext |= has_ext and needs[i]
+            i += 1 if has_ext else 0
+            i += ns + nx
+            want_params |= any(needs[i:i + npar])
+            i += npar
+        i += len(self.projections)
+        want_const = any(needs[i:])
+        result = self.ext.network_backward(
+            a[0], a[1], a[2], a[4], a[6], a[7], a[10], a[12], a[13], a[14], a[19], self.tape,
+            self.rasters, grad_spikes, grad_record, a[18], grad_final,
+            [int(want_ext), int(want_params), int(want_const)])
+        out = []
+        for p, (has_ext, ns, nx, npar) in enumerate(self.layout):
+            res = result[p]
+            if has_ext:
+                out.append(res[0] if res[0].numel() else None)
+            out += res[1:1 + ns + nx]
+            out += res[1 + ns + nx:1 + ns + nx + npar] if want_params else [None] * npar
+        for q, (order, shape) in enumerate(zip(self.projections, self.weights)):
+            g = torch.empty_like(result[npop + q][0])
+            g[torch.as_tensor(order)] = result[npop + q][0]
+            out.append(g.reshape(shape))
+        for p in range(npop):
+            out += [g.to(dtype) if want_const else None for g in result[npop + len(self.projections) + p]]
+        return tuple(out)
+
+
+class NetworkFunction(torch.autograd.Function):
+    """The fused network kernel as an autograd function: ``apply(run, *inputs)`` with
+    ``run`` a :class:`NetworkRun`; the outputs are the spikes (in the states' dtype, with
+    the surrogate gradient), the final states and synaptic variables and the recorded
+    traces."""
+
+    @staticmethod
+    def forward(ctx, run, *inputs):
+        ctx.run = run
+        return run.forward()
+
+    @staticmethod
+    def backward(ctx, *grads):
+        # the tape lives as long as the graph (a second backward with retain_graph reuses it)
+        return (None,) + ctx.run.backward(grads, ctx.needs_input_grad[1:])
