@@ -1033,10 +1033,13 @@ def run_fused(module, steps: int, currents: Dict[str, torch.Tensor], state, reco
             out = ext.network_forward(*args, [])
     if grad:
         weights = [module.projections[p.name].weight for p in spec.projections]
+        past = [list(state.history.get(name, [])) for name in pops + sources]
         run = NetworkRun(ext, [a.detach() if torch.is_tensor(a) else a for a in args], layout,
                          [stdp_order_all[p.name] for p in spec.projections],
-                         [w.shape for w in weights])
-        flat = NetworkFunction.apply(run, *inputs, *weights, *constants)
+                         [w.shape for w in weights], len(constants),
+                         [[z.shape for z in rows] for rows in past])
+        history = [z for rows in past for z in rows]  # a previous call's spikes, with graph
+        flat = NetworkFunction.apply(run, *inputs, *weights, *constants, *history)
         out, k = list(flat[:len(pops)]), len(pops)
         for p in range(len(pops)):
             states[p] = list(flat[k:k + len(states[p])])

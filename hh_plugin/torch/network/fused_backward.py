@@ -3,19 +3,21 @@ time loop, in reverse time, in generated C++.
 
 **What is differentiated.** Populations of generated HH models (exponential Euler, the
 rising-edge spike with the ReLU surrogate and no reset, a soft or a hard reset, or a
-refractory period: the spike :math:`H(y')\,[c \ge R]`), receptors of the linear synapse models (pulse, exponential,
-biexponential, alpha; current or conductance: every model whose receptor is the linear
-system :math:`x \mathrel{+}= c\,b`, :math:`y = k^\top x`, :math:`x \leftarrow Px`), and
-static projections with any delays. Gradients reach the external currents, the initial
-neuron and synaptic states, the projections' weights, the neurons' kernel parameters (where
-a parameter tensor requires grad) and the receptors' constants :math:`P, c, k, E`, which
-torch autograd chains on to the synapse definitions' parameters
+refractory period: the spike :math:`H(y')\,[c \ge R]`), receptors of the linear synapse
+models (pulse, exponential, biexponential, alpha; current or conductance: every model
+whose receptor is the linear system :math:`x \mathrel{+}= c\,b`, :math:`y = k^\top x`,
+:math:`x \leftarrow Px`), and static projections with any delays. Gradients reach the
+external currents, the initial neuron and synaptic states, the spikes of a previous call
+in the state's history (so a run in pieces, ``state=out.state``, backpropagates through
+all of them), the projections' weights, the neurons' kernel parameters (where a parameter
+tensor requires grad) and the receptors' constants :math:`P, c, k, E`, which torch
+autograd chains on to the synapse definitions' parameters
 (:meth:`~.receptors.ReceptorNumerics.constants`, ``NetworkModule.synapse_parameters``:
 time constants, reversal potentials). Refused by name (:func:`gradient_refusal`; the
-``'auto'`` path then runs the step loop): voltage-dependent receptor factors (NMDA's magnesium block), graded synapses, Tsodyks-Markram and STDP plasticity, and
-a spike history (``NetworkState.history``) that requires grad (a previous call's spikes:
-``state.detach()`` them, or use the step loop). Spikes of the sources and of the history
-are constants.
+``'auto'`` path then runs the step loop): voltage-dependent receptor factors (NMDA's
+magnesium block), graded synapses, Tsodyks-Markram and STDP plasticity (the plasticity
+states are updated in the forward pass and not differentiated on either path). Spike
+sources are constants, as on the step loop.
 
 **Memory.** The forward pass with gradients stores, per step and neuron, the state
 variables and synaptic variables at the step's start and each receptor's ring-buffer
@@ -80,10 +82,6 @@ def gradient_refusal(module, state) -> Optional[str]:
         if proj.stdp is not None:
             return (f"the fused network path computes no gradients with a plasticity rule "
                     f"(projection {proj.name!r})")
-    for src, past in state.history.items():
-        if any(torch.is_tensor(z) and z.requires_grad for z in past):
-            return (f"the fused network path does not differentiate through the spike "
-                    f"history of a previous call ({src!r}; detach the state)")
     return None
 
 
@@ -155,11 +153,11 @@ MODEL_BACKWARD_CASES
 //   grad_spikes: per population (steps, n) or empty; grad_record: per population per
 //         recorded variable (steps, n) or empty; grad_final: per population, per state then
 //         synaptic variable, (n,) or empty;
-//   want: [external currents, neuron parameters, receptor constants].
+//   want: [external currents, neuron parameters, receptor constants, history].
 // Returns per population [d ext (steps, n) or empty, d initial states..., d initial
 // synaptic variables..., d parameters (n,) each or empty], then per projection [d weight
 // (sorted by source)], then per population [d constants of each receptor (float64:
-// E, P row-major, c, k)].
+// E, P row-major, c, k)], then per history entry [d spikes (len, n) or empty].
 std::vector<std::vector<torch::Tensor>> network_backward(
     int64_t steps, double dt,
     std::vector<int64_t> pop_meta,
@@ -183,7 +181,7 @@ std::vector<std::vector<torch::Tensor>> network_backward(
   TORCH_CHECK(pop_meta.size() == 6 * npop && tape.size() == npop && spikes.size() == npop &&
               grad_spikes.size() == npop && grad_record.size() == npop &&
               grad_final.size() == npop && rec_meta.size() == npop && ext.size() == npop &&
-              want.size() == 3, "network_backward: one entry per population");
+              want.size() == 4, "network_backward: one entry per population");
   TORCH_CHECK(proj_meta.size() == 9 * nproj, "proj_meta: 9 values per projection");
   std::vector<PopMeta> meta(npop);
   std::vector<std::vector<RecMeta>> rmeta(npop);
@@ -280,6 +278,24 @@ std::vector<std::vector<torch::Tensor>> network_backward(
         }
       }
     };
+    // a spike's share of the gradient: the weights times the adjoints of the slots it
+    // reaches (neuron i of a population or spike source, spiking at step t)
+    auto spike_share = [&](bool from_pop, int64_t index, int64_t t, int64_t i) -> T {
+      T total = T(0);
+      for (size_t q = 0; q < nproj; ++q) {
+        const int64_t* pm = proj_meta.data() + 9 * q;
+        if ((pm[0] != 0) != from_pop || pm[1] != index) continue;
+        const int64_t* rowptr = proj_csr[q][0].data_ptr<int64_t>();
+        const int64_t* post = proj_csr[q][1].data_ptr<int64_t>();
+        const T* w = proj_csr[q][2].data_ptr<T>();
+        const int64_t* delay = proj_csr[q][3].data_ptr<int64_t>();
+        for (int64_t k = rowptr[i]; k < rowptr[i + 1]; ++k) {
+          const T* lb = slot_of(pm[2], pm[3], t + delay[k]);
+          if (lb) total += w[k] * lb[post[k]];
+        }
+      }
+      return total;
+    };
     for (int64_t t = steps - 1; t >= 0; --t) {
       for (int64_t p = (int64_t)npop - 1; p >= 0; --p) {
         const int64_t n = meta[p].n, ns_ = nstate[p];
@@ -325,23 +341,7 @@ std::vector<std::vector<torch::Tensor>> network_backward(
           if (rm.cond) for (int64_t i = 0; i < n; ++i) { Gp[i] += y[i]; Jp[i] += y[i] * E; }
           else for (int64_t i = 0; i < n; ++i) Ip[i] += y[i];
         }
-        // the spikes' share: the weights times the adjoints of the slots they reach
-        auto zgrad = [&](int64_t i) -> T {
-          T total = T(0);
-          for (size_t q = 0; q < nproj; ++q) {
-            const int64_t* pm = proj_meta.data() + 9 * q;
-            if (!pm[0] || pm[1] != p) continue;
-            const int64_t* rowptr = proj_csr[q][0].data_ptr<int64_t>();
-            const int64_t* post = proj_csr[q][1].data_ptr<int64_t>();
-            const T* w = proj_csr[q][2].data_ptr<T>();
-            const int64_t* delay = proj_csr[q][3].data_ptr<int64_t>();
-            for (int64_t k = rowptr[i]; k < rowptr[i + 1]; ++k) {
-              const T* lb = slot_of(pm[2], pm[3], t + delay[k]);
-              if (lb) total += w[k] * lb[post[k]];
-            }
-          }
-          return total;
-        };
+        auto zgrad = [&](int64_t i) -> T { return spike_share(true, p, t, i); };
         weight_grads(true, p, t, spikes[p].data_ptr<uint8_t>() + t * n, n);
         // the receptors' propagation x' = P x_mid, backwards
         std::fill(LM[p].begin(), LM[p].end(), T(0));
@@ -435,8 +435,16 @@ std::vector<std::vector<torch::Tensor>> network_backward(
       const bool from_pop = h < npop;
       const int64_t index = from_pop ? (int64_t)h : (int64_t)(h - npop);
       const int64_t len = history[h].size(0), nh = len ? history[h].size(1) : 0;
-      for (int64_t row = 0; row < len; ++row)
+      // the history's own gradient (spikes of a previous call): every neuron's share
+      torch::Tensor gh = want[3] && len ? torch::zeros({len, nh}, opts) : torch::empty({0}, opts);
+      for (int64_t row = 0; row < len; ++row) {
         weight_grads(from_pop, index, row - len, history[h].data_ptr<uint8_t>() + row * nh, nh);
+        if (gh.numel()) {
+          T* g = gh.data_ptr<T>() + row * nh;
+          for (int64_t i = 0; i < nh; ++i) g[i] = spike_share(from_pop, index, row - len, i);
+        }
+      }
+      result.push_back({gh});
     }
     for (size_t p = 0; p < npop; ++p) {
       std::vector<torch::Tensor>& out = result[npop + nproj + p];
@@ -474,11 +482,14 @@ class NetworkRun:
     (``args``, in :func:`network_forward`'s order), the layout of the differentiable inputs
     and what the backward needs (the tape, the spikes)."""
 
-    def __init__(self, ext, args: list, layout: list, projections: list, weights: list):
+    def __init__(self, ext, args: list, layout: list, projections: list, weights: list,
+                 n_constants: int, history: list):
         self.ext, self.args = ext, args
         self.layout = layout            # per population (has external current, ns, nx, np)
         self.projections = projections  # per projection: the sorted-by-source order
         self.weights = weights          # per projection: the weight's shape
+        self.n_constants = n_constants  # receptor constant tensors, all populations
+        self.history = history          # per history entry: the shapes of its rows
         self.rasters = None
 
     def forward(self):
@@ -531,11 +542,12 @@ class NetworkRun:
             want_params |= any(needs[i:i + npar])
             i += npar
         i += len(self.projections)
-        want_const = any(needs[i:])
+        want_const = any(needs[i:i + self.n_constants])
+        want_history = any(needs[i + self.n_constants:])
         result = self.ext.network_backward(
             a[0], a[1], a[2], a[4], a[6], a[7], a[10], a[12], a[13], a[14], a[19], self.tape,
             self.rasters, grad_spikes, grad_record, a[18], grad_final,
-            [int(want_ext), int(want_params), int(want_const)])
+            [int(want_ext), int(want_params), int(want_const), int(want_history)])
         out = []
         for p, (has_ext, ns, nx, npar) in enumerate(self.layout):
             res = result[p]
@@ -547,8 +559,13 @@ class NetworkRun:
             g = torch.empty_like(result[npop + q][0])
             g[torch.as_tensor(order)] = result[npop + q][0]
             out.append(g.reshape(shape))
+        first = npop + len(self.projections)
         for p in range(npop):
-            out += [g.to(dtype) if want_const else None for g in result[npop + len(self.projections) + p]]
+            out += [g.to(dtype) if want_const else None for g in result[first + p]]
+        for h, shapes in enumerate(self.history):
+            g = result[first + npop + h][0]
+            out += [g[row].reshape(shape) if g.numel() else None
+                    for row, shape in enumerate(shapes)]
         return tuple(out)
 
 

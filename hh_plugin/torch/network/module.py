@@ -250,8 +250,7 @@ class NetworkModule(torch.nn.Module):
       neuron parameters and the linear receptors' constants (so to
       :meth:`synapse_parameters`); for HH populations (any reset, refractory periods)
       and linear receptors (pulse, exponential, biexponential, alpha); refused by name:
-      voltage-dependent factors (NMDA), graded synapses, Tsodyks-Markram, STDP, a spike
-      history that requires grad;
+      voltage-dependent factors (NMDA), graded synapses, Tsodyks-Markram, STDP;
     - ``'auto'`` (default): ``'fused'`` when the tensors are on the CPU, a compiler is
       found and either no gradient is needed (``torch.no_grad()`` or nothing requires
       grad) or the fused backward covers the network, else ``'naive'`` (also, with a
