@@ -115,6 +115,27 @@ def test_fused_gradients_with_a_batch_equal_the_step_loops():
         _close(g_fused[name], value, name)
 
 
+@pytest.mark.parametrize("refractory", [False, True], ids=["soft_reset", "refractory"])
+def test_neuron_parameter_gradients_equal_the_step_loops(refractory):
+    """The kernel parameters of population A (a conductance, the threshold, through the
+    surrogate's default scale |V_th| as well), made trainable in the parameters both paths
+    use (the dynamics' cached tensors)."""
+    spec = _network(1, seed=3, refractory=refractory)
+    grads = {}
+    for path in ("naive", "fused"):
+        module = NetworkModule(spec, dtype=torch.float64, path=path)
+        p = module._dynamics["A"].parameters(torch.float64, torch.device("cpu"))
+        trainable = {"gNa": p.gNa.requires_grad_(), "V_th": p.V_th.requires_grad_(),
+                     "gL": p.gL.requires_grad_()}
+        out = module(steps=150, record=("V",))
+        assert out.spikes["A"].sum() >= 5
+        (out.spikes["A"].sum() + out.spikes["B"].sum() + out.traces["A"]["V"].mean()).backward()
+        grads[path] = {k: v.grad for k, v in trainable.items()}
+    for name, value in grads["naive"].items():
+        assert value is not None and value.abs().max() > 0, name
+        _close(grads["fused"][name], value, name)
+
+
 def test_auto_takes_the_fused_path_with_gradients_and_it_trains():
     module = NetworkModule(_network(1), dtype=torch.float64)
     out = module(steps=50)
