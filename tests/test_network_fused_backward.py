@@ -105,6 +105,21 @@ def test_fused_gradients_equal_the_step_loops(delays, refractory):
         _close(g_fused[name], value, name)
 
 
+def test_a_run_taped_in_segments_gives_the_step_loops_gradients(monkeypatch):
+    """A tape budget of 12 kB (segments of 2 steps: the delays of up to 3 steps cross
+    several segments), recomputed from checkpoints in the backward."""
+    from hh_plugin.torch.network import fused_backward
+
+    spec = _network("random", seed=2, refractory=True)
+    naive, _, g_naive = _run(spec, "naive", steps=120)
+    monkeypatch.setattr(fused_backward, "TAPE_BYTES", 12_000)
+    fused, _, g_fused = _run(spec, "fused", steps=120)
+    for pop in ("A", "B"):
+        assert torch.equal(naive.spikes[pop], fused.spikes[pop]), pop
+    for name, value in g_naive.items():
+        _close(g_fused[name], value, name)
+
+
 def test_fused_gradients_with_a_batch_equal_the_step_loops():
     spec = _network(1, seed=1)
     naive, _, g_naive = _run(spec, "naive", steps=120, batch=(2,))

@@ -1037,7 +1037,8 @@ def run_fused(module, steps: int, currents: Dict[str, torch.Tensor], state, reco
         run = NetworkRun(ext, [a.detach() if torch.is_tensor(a) else a for a in args], layout,
                          [stdp_order_all[p.name] for p in spec.projections],
                          [w.shape for w in weights], len(constants),
-                         [[z.shape for z in rows] for rows in past])
+                         [[z.shape for z in rows] for rows in past],
+                         [module._history_length[name] for name in pops + sources])
         history = [z for rows in past for z in rows]  # a previous call's spikes, with graph
         flat = NetworkFunction.apply(run, *inputs, *weights, *constants, *history)
         out, k = list(flat[:len(pops)]), len(pops)
