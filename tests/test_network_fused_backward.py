@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from hh_plugin import HHSpec
-from hh_plugin.network import (CurrentInput, Dense, FixedProbability, NetworkSpec, OneToOne, Population,
-                               Projection, RandomDelay, SpikeTrains)
+from hh_plugin.network import (CurrentInput, Dense, FixedProbability, NetworkSpec, OneToOne,
+                               Population, Projection, RandomDelay, SpikeTrains)
 from hh_plugin.network.synapses import (TsodyksMarkram, alpha_conductance,
                                         biexponential_conductance, biexponential_current,
                                         current_pulse, exponential_conductance,

@@ -406,7 +406,10 @@ std::vector<std::vector<torch::Tensor>> network_backward(
           T* ly = LY[p].data();
           if (rm.cond) {
             T acc = T(0);
-            for (int64_t i = 0; i < n; ++i) { ly[i] = gG[p][i] + E * gJ[p][i]; acc += y[i] * gJ[p][i]; }
+            for (int64_t i = 0; i < n; ++i) {
+              ly[i] = gG[p][i] + E * gJ[p][i];
+              acc += y[i] * gJ[p][i];
+            }
             g[0] += (double)acc;
           } else {
             std::copy(gI[p].begin(), gI[p].end(), ly);
@@ -468,8 +471,8 @@ def generate_backward_cpp(models: Sequence[ModelDefinition]) -> str:
     functions = "namespace {\n" + "\n".join(
         _model_backward_function(k, m) for k, m in enumerate(models)) + "}  // namespace\n"
     cases = "\n".join(
-        f"    case {k}: backward_model_{k}<T, RESET>(n, S, P, I, G, J, GS, gZ, zgrad, ready, gI, gG, "
-        f"gJ, GP, dt); break;" for k in range(len(models)))
+        f"    case {k}: backward_model_{k}<T, RESET>(n, S, P, I, G, J, GS, gZ, zgrad, ready, "
+        f"gI, gG, gJ, GP, dt); break;" for k in range(len(models)))
     return functions + _BACKWARD_DRIVER.replace("MODEL_BACKWARD_CASES", cases)
 
 
