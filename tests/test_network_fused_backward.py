@@ -25,7 +25,7 @@ pytestmark = pytest.mark.skipif(compiler_available() is not None,
 RTOL = 1e-9
 
 
-def _network(delays, seed=0, refractory=False):
+def _network(delays, seed=0, refractory=False, nmda=False):
     """Two populations of 28 and 36 HH neurons (A with a soft reset or, ``refractory``, a
     refractory period of 0.5 ms; B with a hard reset), exponential, biexponential and alpha
     receptors (currents and conductances), a spike source, delays ``delays`` (an int, or
@@ -43,7 +43,10 @@ def _network(delays, seed=0, refractory=False):
         Projection("A", "B", FixedProbability(0.4, 0.03, seed=1),
                    biexponential_conductance("e", 0.5, 3.0, 0.0), delay=delay(1)),
         Projection("A", "B", FixedProbability(0.4, 2.0, seed=2),
-                   biexponential_current("c", 0.4, 2.0), delay=delay(2)),
+                   biexponential_current("c", 0.4, 2.0), delay=delay(2))
+        if not nmda else
+        Projection("A", "B", FixedProbability(0.4, 0.03, seed=2),
+                   nmda_conductance("n", tau_decay=30.0), delay=delay(2)),
         Projection("B", "A", FixedProbability(0.3, 0.05, seed=3),
                    exponential_conductance("i", 5.0, -80.0), delay=max(1, delays)
                    if delays != "random" else RandomDelay(1, 3, seed=3)),
@@ -118,6 +121,28 @@ def test_a_run_taped_in_segments_gives_the_step_loops_gradients(monkeypatch):
         assert torch.equal(naive.spikes[pop], fused.spikes[pop]), pop
     for name, value in g_naive.items():
         _close(g_fused[name], value, name)
+
+
+def test_nmda_gradients_equal_the_step_loops():
+    """NMDA's magnesium block B(V) at the step's start potential: gradients to the
+    potential through it, and to its parameters (Mg) and time constants."""
+    spec = _network(1, seed=4, nmda=True)
+    grads = {}
+    for path in ("naive", "fused"):
+        module = NetworkModule(spec, dtype=torch.float64, path=path)
+        params = module.synapse_parameters("B", "n")
+        trainable = {k: params[k].requires_grad_() for k in ("Mg", "tau_decay", "E_rev")}
+        current = torch.full((150, 36), 3.0, dtype=torch.float64, requires_grad=True)
+        out = module({"B": current}, record=("V",))
+        assert out.spikes["B"].sum() >= 5
+        (out.spikes["B"].sum() + out.traces["B"]["V"].mean()).backward()
+        grads[path] = {**{k: t.grad for k, t in trainable.items()}, "current": current.grad,
+                       "weight": module.weights["A_to_B_n"].grad}
+        for t in trainable.values():
+            t.requires_grad_(False)
+    for name, value in grads["naive"].items():
+        assert value is not None and value.abs().max() > 0, name
+        _close(grads["fused"][name], value, name)
 
 
 def test_fused_gradients_with_a_batch_equal_the_step_loops():
@@ -236,10 +261,6 @@ def test_gradcheck_of_the_fused_kernel():
 
 
 REFUSED = {
-    "nmda": (lambda: NetworkSpec(
-        [Population("P", 3, HHSpec(), seed=2)],
-        [Projection("S", "P", OneToOne(0.05), nmda_conductance("n", tau_decay=30.0))],
-        [SpikeTrains("S", 3, [0], [0])], dt=0.05), "voltage-dependent synapse factor"),
     "graded": (lambda: NetworkSpec(
         [Population("P", 3, HHSpec(), seed=2)],
         [Projection("P", "P", Dense(np.full((3, 3), 0.01)), gated_conductance(), delay=1)],

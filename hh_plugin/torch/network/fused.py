@@ -766,7 +766,7 @@ def generate_network_cpp(models: Sequence[ModelDefinition],
             + _DRIVER.replace("MODEL_CASES", cases)
             .replace("std::vector<torch::Tensor> network_forward(",
                      "}  // namespace\n\nstd::vector<torch::Tensor> network_forward(", 1)
-            + generate_backward_cpp(models))
+            + generate_backward_cpp(models, synapse_models))
 
 
 def load_network_extension(models: Sequence[ModelDefinition],
@@ -912,7 +912,7 @@ def run_fused(module, steps: int, currents: Dict[str, torch.Tensor], state, reco
                 syn_model = numerics.model
                 P, inc, out, E, q = numerics.constants(dtype, cpu)
                 if grad:
-                    pop_constants.append(flat_constants(P, inc, out, E, dtype))
+                    pop_constants.append(flat_constants(P, inc, out, E, q, dtype))
                 ns = len(numerics.variables)
                 rmeta += [1 if syn_model.is_graded else 0, ns, len(names),
                           1 if syn_model.is_conductance else 0,

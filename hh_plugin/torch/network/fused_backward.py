@@ -3,19 +3,21 @@ time loop, in reverse time, in generated C++.
 
 **What is differentiated.** Populations of generated HH models (exponential Euler, the
 rising-edge spike with the ReLU surrogate and no reset, a soft or a hard reset, or a
-refractory period: the spike :math:`H(y')\,[c \ge R]`), receptors of the linear synapse
-models (pulse, exponential, biexponential, alpha; current or conductance: every model
-whose receptor is the linear system :math:`x \mathrel{+}= c\,b`, :math:`y = k^\top x`,
-:math:`x \leftarrow Px`), and static projections with any delays. Gradients reach the
+refractory period: the spike :math:`H(y')\,[c \ge R]`), the receptors of every
+spike-driven synapse model (pulse, exponential, biexponential, alpha, NMDA; current or
+conductance: the linear system :math:`x \mathrel{+}= c\,b`, :math:`y = k^\top x`,
+:math:`x \leftarrow Px`, times a voltage-dependent factor :math:`B(V)` of the step's start
+potential where the model has one, its derivatives printed from the definition:
+:func:`generate_factor_gradient_cpp`), and static projections with any delays. Gradients reach the
 external currents, the initial neuron and synaptic states, the spikes of a previous call
 in the state's history (so a run in pieces, ``state=out.state``, backpropagates through
 all of them), the projections' weights, the neurons' kernel parameters (where a parameter
-tensor requires grad) and the receptors' constants :math:`P, c, k, E`, which torch
-autograd chains on to the synapse definitions' parameters
+tensor requires grad) and the receptors' constants :math:`P, c, k, E` and parameter values
+(those of the factor), which torch autograd chains on to the synapse definitions' parameters
 (:meth:`~.receptors.ReceptorNumerics.constants`, ``NetworkModule.synapse_parameters``:
 time constants, reversal potentials). Refused by name (:func:`gradient_refusal`; the
-``'auto'`` path then runs the step loop): voltage-dependent receptor factors (NMDA's
-magnesium block), graded synapses, Tsodyks-Markram and STDP plasticity (the plasticity
+``'auto'`` path then runs the step loop): graded synapses (Wang-Buzsaki's gated
+GABA_A), Tsodyks-Markram and STDP plasticity (the plasticity
 states are updated in the forward pass and not differentiated on either path). Spike
 sources are constants, as on the step loop.
 
@@ -44,8 +46,9 @@ state it recorded):
     \bar w_{ij} &\mathrel{+}= z_i(k)\,\bar b_j(k + d_{ij}) && \text{(only spiking } i)\\
     \lambda_s, \bar I, \bar G, \bar J &= \text{the step's adjoint}
         && (\text{:func:`~hh_plugin.torch.fused.codegen.step_program`})\\
-    \bar y &= \bar I \ \text{(current)}, \quad \bar G + E\bar J \ \text{(conductance)},
-        \quad \bar E \mathrel{+}= y \bar J\\
+    \bar y &= \bar I \ \text{(current)}, \quad (\bar G + E\bar J)\,B(V_k)
+        \ \text{(conductance)}, \quad \bar E \mathrel{+}= y B \bar J, \quad
+        \lambda_{V_k} \mathrel{+}= (\bar G + E\bar J)\,y\,B'(V_k)\\
     \bar x^{mid} &\mathrel{+}= k\,\bar y, \quad \bar k \mathrel{+}= \bar y\,x^{mid}, \quad
     \bar b(k) = c^\top \bar x^{mid}, \quad \bar c \mathrel{+}= b\,\bar x^{mid}, \quad
     \lambda_x = \bar x^{mid}
@@ -64,8 +67,11 @@ from typing import Optional, Sequence
 import torch
 
 from ...model.definition import ModelDefinition
+import sympy
+
 from ...model.expressions import VOLTAGE_SYMBOL
-from ..fused.codegen import CPP, step_program
+from ...network.synapses import SynapseModel
+from ..fused.codegen import CPP, _Printer, step_program
 
 
 def gradient_refusal(module, state) -> Optional[str]:
@@ -77,9 +83,6 @@ def gradient_refusal(module, state) -> Optional[str]:
             if syn.model.is_graded:
                 return (f"the fused network path computes no gradients through graded "
                         f"synapses ({syn.model.name!r} into {pop!r})")
-            if syn.model.factor is not None:
-                return (f"the fused network path computes no gradients through a "
-                        f"voltage-dependent synapse factor ({syn.model.name!r} into {pop!r})")
     for proj in spec.projections:
         if proj.short_term is not None:
             return (f"the fused network path computes no gradients with Tsodyks-Markram "
@@ -162,7 +165,8 @@ MODEL_BACKWARD_CASES
 // Returns per population [d ext (steps, n) or empty, d initial states..., d initial
 // synaptic variables..., d parameters (n,) each or empty], then per projection [d weight
 // (sorted by source)], then per population [d constants of each receptor (float64:
-// E, P row-major, c, k)], then per history entry [d spikes (len, n) or empty].
+// E, P row-major, c, k, parameters q)], then per history entry [d spikes (len, n) or
+// empty].
 std::vector<std::vector<torch::Tensor>> network_backward(
     int64_t steps, double dt,
     std::vector<int64_t> pop_meta,
@@ -197,7 +201,7 @@ std::vector<std::vector<torch::Tensor>> network_backward(
     for (size_t r = 0; r < rec_vals[p].size(); ++r) {
       const int64_t* m = rec_meta[p].data() + 6 * r;
       rmeta[p].push_back({m[0], m[1], m[2], m[3], m[4], m[5]});
-      TORCH_CHECK(m[0] == 0 && m[4] < 0, "gradients for linear receptors only");
+      TORCH_CHECK(m[0] == 0, "gradients for spike-driven receptors only");
     }
     int64_t nx = 0;
     for (const RecMeta& rm : rmeta[p]) nx = std::max<int64_t>(nx, rm.first + rm.ns);
@@ -256,7 +260,7 @@ std::vector<std::vector<torch::Tensor>> network_backward(
       for (size_t r = 0; r < rmeta[p].size(); ++r) {
         gring[p].emplace_back((size_t)(meta[p].ring * n), T(0));
         const int64_t ns = rmeta[p][r].ns;
-        gconst[p].emplace_back((size_t)(1 + ns * ns + 2 * ns), 0.0);
+        gconst[p].emplace_back(rec_vals[p][r].size(), 0.0);
       }
     }
     // the adjoint of the ring slot that spikes of step t with delay d reach, or 0 past the run
@@ -343,8 +347,18 @@ std::vector<std::vector<torch::Tensor>> network_backward(
             if (kout[s] == 1.0) for (int64_t i = 0; i < n; ++i) y[i] += xs[i];
             else for (int64_t i = 0; i < n; ++i) y[i] += xs[i] * k;
           }
-          if (rm.cond) for (int64_t i = 0; i < n; ++i) { Gp[i] += y[i]; Jp[i] += y[i] * E; }
-          else for (int64_t i = 0; i < n; ++i) Ip[i] += y[i];
+          if (rm.cond && rm.fn >= 0) {  // y (kept linear in Y) times B(V) of the step's start
+            const T* V0 = tape[p][meta[p].vindex].data_ptr<T>() + t * n;
+            const double* qv = kout + ns;
+            for (int64_t i = 0; i < n; ++i) {
+              const T ye = y[i] * syn_factor<T>(rm.fn, V0[i], qv);
+              Gp[i] += ye; Jp[i] += ye * E;
+            }
+          } else if (rm.cond) {
+            for (int64_t i = 0; i < n; ++i) { Gp[i] += y[i]; Jp[i] += y[i] * E; }
+          } else {
+            for (int64_t i = 0; i < n; ++i) Ip[i] += y[i];
+          }
         }
         auto zgrad = [&](int64_t i) -> T { return spike_share(true, p, t, i); };
         weight_grads(true, p, t, spikes[p].data_ptr<uint8_t>() + t * n, n);
@@ -404,7 +418,26 @@ std::vector<std::vector<torch::Tensor>> network_backward(
           const T E = T(rv[0]);
           const T* y = Y[p].data() + r * n;
           T* ly = LY[p].data();
-          if (rm.cond) {
+          if (rm.cond && rm.fn >= 0) {  // y B(V): to y, to V of the step's start, to q
+            const double* qv = kout + ns;
+            const int64_t nq = (int64_t)rv.size() - (1 + ns * ns + 2 * ns);
+            double* gq = g + 1 + ns * ns + 2 * ns;
+            const T* V0 = tape[p][meta[p].vindex].data_ptr<T>() + t * n;
+            T* gV = GS[p][meta[p].vindex];
+            T dq[32];
+            TORCH_CHECK(nq <= 32, "at most 32 synapse parameters");
+            T acc = T(0);
+            for (int64_t i = 0; i < n; ++i) {
+              const T B = syn_factor<T>(rm.fn, V0[i], qv);
+              const T ly_eff = gG[p][i] + E * gJ[p][i];
+              acc += (y[i] * B) * gJ[p][i];
+              const T dB = syn_factor_grad<T>(rm.fn, V0[i], qv, dq);
+              gV[i] += ly_eff * y[i] * dB;
+              for (int64_t m = 0; m < nq; ++m) gq[m] += (double)(ly_eff * y[i] * dq[m]);
+              ly[i] = ly_eff * B;
+            }
+            g[0] += (double)acc;
+          } else if (rm.cond) {
             T acc = T(0);
             for (int64_t i = 0; i < n; ++i) {
               ly[i] = gG[p][i] + E * gJ[p][i];
@@ -465,22 +498,59 @@ std::vector<std::vector<torch::Tensor>> network_backward(
 """
 
 
-def generate_backward_cpp(models: Sequence[ModelDefinition]) -> str:
-    """C++ of the network kernel's backward for the neuron ``models`` (appended to
-    :func:`.fused.generate_network_cpp`'s source, after ``network_forward``)."""
+def generate_factor_gradient_cpp(index: int, model: SynapseModel) -> str:
+    r"""C++ of the derivatives of a synapse model's voltage-dependent factor, printed from
+    its definition's compiled expression: ``syn_factor_grad_<index>(V, q, dq)`` returns
+    :math:`\partial B/\partial V` and writes :math:`\partial B/\partial q_m` to ``dq``
+    (parameters in the model's order, as ``syn_factor_<index>`` reads them)."""
+    expr = model.compiled.factor
+    symbols = {s.name: s for s in expr.free_symbols}
+    names = {p: f"T(q[{k}])" for k, p in enumerate(model.parameter_names)}
+    names[VOLTAGE_SYMBOL] = "V"
+    pr = _Printer(CPP, names).doprint
+
+    def derivative(name):
+        return pr(sympy.diff(expr, symbols[name])) if name in symbols else "T(0)"
+
+    lines = [f"template <typename T> HH_INLINE T syn_factor_grad_{index}(T V, const double* q, "
+             f"T* dq) {{", "  (void)V; (void)q;"]
+    lines += [f"  dq[{k}] = {derivative(p)};" for k, p in enumerate(model.parameter_names)]
+    lines += [f"  return {derivative(VOLTAGE_SYMBOL)};", "}"]
+    return "\n".join(lines) + "\n"
+
+
+def _factor_gradient_dispatch(synapse_models: Sequence[SynapseModel]) -> str:
+    cases = [f"    case {k}: return syn_factor_grad_{k}<T>(V, q, dq);"
+             for k, m in enumerate(synapse_models) if m.compiled.factor is not None]
+    return "\n".join([
+        "template <typename T> T syn_factor_grad(int64_t fn, T V, const double* q, T* dq) {",
+        "  switch (fn) {", *cases,
+        '    default: TORCH_CHECK(false, "no factor function ", fn);', "  }", "  return T(0);",
+        "}", ""])
+
+
+def generate_backward_cpp(models: Sequence[ModelDefinition],
+                          synapse_models: Sequence[SynapseModel] = ()) -> str:
+    """C++ of the network kernel's backward for the neuron ``models`` and the nonlinear
+    ``synapse_models`` (indices as :func:`.fused.generate_network_cpp`'s; appended to its
+    source, after ``network_forward``)."""
     functions = "namespace {\n" + "\n".join(
-        _model_backward_function(k, m) for k, m in enumerate(models)) + "}  // namespace\n"
+        _model_backward_function(k, m) for k, m in enumerate(models))
+    functions += "".join(generate_factor_gradient_cpp(k, m)
+                         for k, m in enumerate(synapse_models) if m.compiled.factor is not None)
+    functions += _factor_gradient_dispatch(synapse_models) + "}  // namespace\n"
     cases = "\n".join(
         f"    case {k}: backward_model_{k}<T, RESET>(n, S, P, I, G, J, GS, gZ, zgrad, ready, "
         f"gI, gG, gJ, GP, dt); break;" for k in range(len(models)))
     return functions + _BACKWARD_DRIVER.replace("MODEL_BACKWARD_CASES", cases)
 
 
-def flat_constants(P, inc, out, E, dtype) -> torch.Tensor:
-    """A receptor's constants as one tensor ``[E, P (row-major), c, k]`` (``E`` 0 for a
+def flat_constants(P, inc, out, E, q, dtype) -> torch.Tensor:
+    """A receptor's constants as one tensor ``[E, P (row-major), c, k, q]`` (``E`` 0 for a
     current), in the layout of the kernel's receptor values; tensors among them (trainable
     synapse parameters, :meth:`~.receptors.ReceptorNumerics.constants`) keep their graph."""
-    items = [0.0 if E is None else E] + [v for row in P for v in row] + list(inc) + list(out)
+    items = ([0.0 if E is None else E] + [v for row in P for v in row] + list(inc) + list(out)
+             + list(q))
     return torch.stack([v.to(dtype) if torch.is_tensor(v) else torch.tensor(float(v), dtype=dtype)
                         for v in items])
 

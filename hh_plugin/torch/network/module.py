@@ -247,10 +247,10 @@ class NetworkModule(torch.nn.Module):
       network runs on ``'naive'`` (``'auto'`` chooses it, ``'fused'`` raises
       ``PathUnavailable`` naming the reason). With gradients (:mod:`.fused_backward`): the
       backward in generated C++, to the currents, initial states, weights, trainable
-      neuron parameters and the linear receptors' constants (so to
+      neuron parameters and the receptors' constants and parameters (so to
       :meth:`synapse_parameters`); for HH populations (any reset, refractory periods)
-      and linear receptors (pulse, exponential, biexponential, alpha); refused by name:
-      voltage-dependent factors (NMDA), graded synapses, Tsodyks-Markram, STDP;
+      and spike-driven receptors (pulse, exponential, biexponential, alpha, NMDA);
+      refused by name: graded synapses, Tsodyks-Markram, STDP;
     - ``'auto'`` (default): ``'fused'`` when the tensors are on the CPU, a compiler is
       found and either no gradient is needed (``torch.no_grad()`` or nothing requires
       grad) or the fused backward covers the network, else ``'naive'`` (also, with a
