@@ -9,7 +9,7 @@ import torch
 from hh_plugin import HHSpec
 from hh_plugin.network import (CurrentInput, Dense, FixedProbability, NetworkSpec, OneToOne,
                                Population, Projection, RandomDelay, SpikeTrains)
-from hh_plugin.network.synapses import (TsodyksMarkram, alpha_conductance,
+from hh_plugin.network.synapses import (STDP, TsodyksMarkram, alpha_conductance,
                                         biexponential_conductance, biexponential_current,
                                         current_pulse, exponential_conductance,
                                         exponential_current, gated_conductance,
@@ -145,6 +145,41 @@ def test_nmda_gradients_equal_the_step_loops():
         _close(grads["fused"][name], value, name)
 
 
+@pytest.mark.parametrize("tape_bytes", [None, 12_000], ids=["one_tape", "segments"])
+def test_tsodyks_markram_gradients_equal_the_step_loops(tape_bytes, monkeypatch):
+    """A depressing and a facilitating Tsodyks-Markram projection: the spikes transmit
+    W (z u x) with the release u x held fixed (the state is not differentiated), whole or
+    taped in segments (the release state is part of each checkpoint)."""
+    from hh_plugin.torch.network import fused_backward
+
+    rng = np.random.default_rng(5)
+    spec = NetworkSpec(
+        [Population("A", 20, initial={"V": rng.uniform(-70, -60, 20)}),
+         Population("B", 24, HHSpec(V_reset=-70.0, spk_reset="soft"), initial={"V": -65.0})],
+        [Projection("A", "B", FixedProbability(0.5, 4.0, seed=1), exponential_current("c", 2.0),
+                    delay=2, short_term=TsodyksMarkram(0.5, 100.0, 1.0)),
+         Projection("S", "B", FixedProbability(0.5, 0.05, seed=2),
+                    exponential_conductance("e", 3.0, 0.0), delay=1,
+                    short_term=TsodyksMarkram(0.1, 1.0, 50.0)),
+         Projection("B", "A", FixedProbability(0.3, 0.05, seed=3),
+                    exponential_conductance("i", 5.0, -80.0), delay=1)],
+        [CurrentInput("A", rng.uniform(8, 15, 20)),
+         SpikeTrains("S", 4, [2, 20, 21, 22, 60, 61], [0, 1, 2, 3, 0, 1])], dt=0.025)
+    grads = {}
+    for path in ("naive", "fused"):
+        if path == "fused" and tape_bytes is not None:
+            monkeypatch.setattr(fused_backward, "TAPE_BYTES", tape_bytes)
+        module = NetworkModule(spec, dtype=torch.float64, path=path)
+        current = torch.full((160, 24), 1.0, dtype=torch.float64, requires_grad=True)
+        out = module({"B": current}, record=("V",))
+        assert out.spikes["A"].sum() >= 5 and out.spikes["B"].sum() >= 5
+        (out.spikes["A"].sum() + out.spikes["B"].sum() + out.traces["B"]["V"].mean()).backward()
+        grads[path] = {"current": current.grad, **{k: w.grad for k, w in module.weights.items()}}
+    for name, value in grads["naive"].items():
+        assert value.abs().max() > 0, name
+        _close(grads["fused"][name], value, name)
+
+
 def test_fused_gradients_with_a_batch_equal_the_step_loops():
     spec = _network(1, seed=1)
     naive, _, g_naive = _run(spec, "naive", steps=120, batch=(2,))
@@ -265,11 +300,11 @@ REFUSED = {
         [Population("P", 3, HHSpec(), seed=2)],
         [Projection("P", "P", Dense(np.full((3, 3), 0.01)), gated_conductance(), delay=1)],
         [CurrentInput("P", 1.0)], dt=0.05), "graded synapses"),
-    "tsodyks_markram": (lambda: NetworkSpec(
+    "stdp": (lambda: NetworkSpec(
         [Population("P", 3, HHSpec(), seed=2)],
-        [Projection("S", "P", OneToOne(1.0), exponential_current("c", 2.0), delay=1,
-                    short_term=TsodyksMarkram(0.5, 100.0, 1.0))],
-        [SpikeTrains("S", 3, [0], [0])], dt=0.05), "Tsodyks-Markram"),
+        [Projection("S", "P", OneToOne(0.01), exponential_conductance("e", 3.0, 0.0),
+                    delay=1, stdp=STDP.brian2_example(w_max=0.05))],
+        [SpikeTrains("S", 3, [0], [0])], dt=0.05), "plasticity rule"),
 }
 
 
@@ -280,6 +315,5 @@ def test_what_the_backward_does_not_cover_is_refused_by_name_and_auto_falls_back
     with pytest.raises(PathUnavailable, match=reason):
         module(steps=10)
     module.path = "auto"
-    out = module(steps=10)
-    assert out.spikes["P"].requires_grad
+    out = module(steps=10)  # the step loop
     assert type(out.spikes["P"].grad_fn).__name__ != "NetworkFunctionBackward"

@@ -312,7 +312,9 @@ void step_population(int64_t model, int64_t reset, int64_t n, T* const* S, const
 //   tape: empty, or per population (for the backward, network_backward) its states, its
 //             synaptic variables, each receptor's ring-buffer value (0 for a graded one)
 //             and (refractory period) its steps since the last spike at the start of
-//             every step, (steps, n) each, filled.
+//             every step, (steps, n) each, filled; then per projection, for one with
+//             Tsodyks-Markram plasticity, every neuron's release u x at each step where
+//             spikes arrive ((steps, n_pre)), else nothing.
 // Returns one (steps, n) uint8 spike raster per population.
 std::vector<torch::Tensor> network_forward(
     int64_t steps, double dt,
@@ -476,6 +478,15 @@ std::vector<torch::Tensor> network_forward(
     auto arrive = [&](size_t q, int64_t t) {
       const int64_t* pm = proj_meta.data() + 9 * q;
       auto& list = pending[q][t % (pm[8] + 1)];
+      if (pm[6] && tape.size() > npop + q && !tape[npop + q].empty()) {
+        // for the backward: every neuron's release u x now (a spike's, or the factor of a
+        // surrogate gradient where none arrives)
+        const int64_t n_pre = proj_csr[q][0].numel() - 1;
+        const T* u = proj_state[q][0].data_ptr<T>();
+        const T* x = proj_state[q][1].data_ptr<T>();
+        T* rt = tape[npop + q][0].data_ptr<T>() + t * n_pre;
+        for (int64_t i = 0; i < n_pre; ++i) rt[i] = u[i] * x[i];
+      }
       if (list.empty()) return;
       const bool stp = pm[6] != 0, stdp = pm[7] >= 0;
       const int64_t tgt = pm[2], r = pm[3];

@@ -8,7 +8,9 @@ spike-driven synapse model (pulse, exponential, biexponential, alpha, NMDA; curr
 conductance: the linear system :math:`x \mathrel{+}= c\,b`, :math:`y = k^\top x`,
 :math:`x \leftarrow Px`, times a voltage-dependent factor :math:`B(V)` of the step's start
 potential where the model has one, its derivatives printed from the definition:
-:func:`generate_factor_gradient_cpp`), and static projections with any delays. Gradients reach the
+:func:`generate_factor_gradient_cpp`), and projections with any delays, static or with
+Tsodyks-Markram plasticity (the spikes transmit :math:`W (z \odot u x)` with the release
+:math:`u x` held fixed, as on the step loop: the state is not differentiated). Gradients reach the
 external currents, the initial neuron and synaptic states, the spikes of a previous call
 in the state's history (so a run in pieces, ``state=out.state``, backpropagates through
 all of them), the projections' weights, the neurons' kernel parameters (where a parameter
@@ -17,13 +19,15 @@ tensor requires grad) and the receptors' constants :math:`P, c, k, E` and parame
 (:meth:`~.receptors.ReceptorNumerics.constants`, ``NetworkModule.synapse_parameters``:
 time constants, reversal potentials). Refused by name (:func:`gradient_refusal`; the
 ``'auto'`` path then runs the step loop): graded synapses (Wang-Buzsaki's gated
-GABA_A), Tsodyks-Markram and STDP plasticity (the plasticity
-states are updated in the forward pass and not differentiated on either path). Spike
+GABA_A) and STDP (a plasticity rule: the weights it transmits change in the forward
+pass). Plasticity states are updated in the forward pass and not differentiated on
+either path. Spike
 sources are constants, as on the step loop.
 
 **Memory.** The forward pass with gradients stores, per step and neuron, the state
 variables and synaptic variables at the step's start and each receptor's ring-buffer
-value (and, with a refractory period, the steps since the last spike):
+value (and, with a refractory period, the steps since the last spike; per
+Tsodyks-Markram projection, each presynaptic neuron's release :math:`u x`):
 :math:`T \cdot N \cdot (n_{states} + n_{synaptic} + n_{receptors} [+ 1])` numbers of the
 dtype (for example 4 + 4 + 2 = 10 doubles, 80 bytes, per neuron and step for the HH model
 with two biexponential receptors: 1,000 neurons over 10,000 steps take 0.8 GB). The
@@ -84,9 +88,6 @@ def gradient_refusal(module, state) -> Optional[str]:
                 return (f"the fused network path computes no gradients through graded "
                         f"synapses ({syn.model.name!r} into {pop!r})")
     for proj in spec.projections:
-        if proj.short_term is not None:
-            return (f"the fused network path computes no gradients with Tsodyks-Markram "
-                    f"plasticity (projection {proj.name!r})")
         if proj.stdp is not None:
             return (f"the fused network path computes no gradients with a plasticity rule "
                     f"(projection {proj.name!r})")
@@ -156,7 +157,8 @@ MODEL_BACKWARD_CASES
 // network_forward's, and:
 //   tape: per population its states, synaptic variables, each receptor's ring-buffer
 //         value and (refractory period) the steps since the last spike at the start of
-//         every step, (steps, n) each;
+//         every step, (steps, n) each; then per projection the releases of a
+//         Tsodyks-Markram one (network_forward's), else nothing;
 //   spikes: per population network_forward's (steps, n) uint8 raster;
 //   grad_spikes: per population (steps, n) or empty; grad_record: per population per
 //         recorded variable (steps, n) or empty; grad_final: per population, per state then
@@ -187,7 +189,7 @@ std::vector<std::vector<torch::Tensor>> network_backward(
     std::vector<int64_t> want) {
   const size_t npop = params.size();
   const size_t nproj = proj_csr.size();
-  TORCH_CHECK(pop_meta.size() == 6 * npop && tape.size() == npop && spikes.size() == npop &&
+  TORCH_CHECK(pop_meta.size() == 6 * npop && tape.size() >= npop && spikes.size() == npop &&
               grad_spikes.size() == npop && grad_record.size() == npop &&
               grad_final.size() == npop && rec_meta.size() == npop && ext.size() == npop &&
               want.size() == 4, "network_backward: one entry per population");
@@ -212,7 +214,9 @@ std::vector<std::vector<torch::Tensor>> network_backward(
   }
   for (size_t q = 0; q < nproj; ++q) {
     const int64_t* pm = proj_meta.data() + 9 * q;
-    TORCH_CHECK(!pm[4] && !pm[6] && pm[7] < 0, "gradients for static spiking projections only");
+    TORCH_CHECK(!pm[4] && pm[7] < 0, "gradients for spiking projections without STDP only");
+    TORCH_CHECK(!pm[6] || (tape.size() > npop + q && !tape[npop + q].empty()),
+                "a Tsodyks-Markram projection needs its releases on the tape");
   }
   auto opts = tape[0][0].options();
   std::vector<std::vector<torch::Tensor>> result(2 * npop + nproj);
@@ -268,6 +272,14 @@ std::vector<std::vector<torch::Tensor>> network_backward(
       if (due < 0 || due >= steps) return nullptr;
       return gring[tgt][r].data() + (due % meta[tgt].ring) * meta[tgt].n;
     };
+    // the factor a spike of neuron i arriving at step `due` is transmitted with: its
+    // Tsodyks-Markram release u x (a constant: the state is not differentiated; also the
+    // factor of the surrogate gradient of a neuron that did not spike), else 1
+    auto release = [&](size_t q, int64_t due, int64_t i) -> T {
+      if (!proj_meta[9 * q + 6]) return T(1);
+      const int64_t n_pre = proj_csr[q][0].numel() - 1;
+      return tape[npop + q][0].data_ptr<T>()[due * n_pre + i];
+    };
     // weight gradients of the spikes `idx` of a source (population or spike source) at t
     auto weight_grads = [&](bool from_pop, int64_t index, int64_t t, const uint8_t* z,
                             int64_t nz) {
@@ -282,7 +294,7 @@ std::vector<std::vector<torch::Tensor>> network_backward(
           if (!z[i]) continue;
           for (int64_t k = rowptr[i]; k < rowptr[i + 1]; ++k) {
             const T* lb = slot_of(pm[2], pm[3], t + delay[k]);
-            if (lb) g[k] += lb[post[k]];
+            if (lb) g[k] += release(q, t + delay[k], i) * lb[post[k]];
           }
         }
       }
@@ -300,7 +312,7 @@ std::vector<std::vector<torch::Tensor>> network_backward(
         const int64_t* delay = proj_csr[q][3].data_ptr<int64_t>();
         for (int64_t k = rowptr[i]; k < rowptr[i + 1]; ++k) {
           const T* lb = slot_of(pm[2], pm[3], t + delay[k]);
-          if (lb) total += w[k] * lb[post[k]];
+          if (lb) total += w[k] * release(q, t + delay[k], i) * lb[post[k]];
         }
       }
       return total;
@@ -590,8 +602,11 @@ class NetworkRun:
     # ------------------------------------------------------------------ segments
     def _tape(self, steps: int):
         a = self.args
-        return [[torch.empty((steps, a[2][6 * p + 1]), dtype=self.dtype)
+        tape = [[torch.empty((steps, a[2][6 * p + 1]), dtype=self.dtype)
                  for _ in range(self.widths[p])] for p in range(len(self.widths))]
+        # a Tsodyks-Markram projection's releases, by arrival step and source neuron
+        return tape + [[torch.zeros((steps, csr[0].numel() - 1), dtype=self.dtype)]
+                       if a[13][9 * q + 6] else [] for q, csr in enumerate(a[14])]
 
     def _history_at(self, k0: int, rasters: list):
         """The history a segment starting at step ``k0`` takes (per population, then
@@ -612,10 +627,11 @@ class NetworkRun:
             first.append(k0 - rows.shape[0] if length else k0)
         return out, first
 
-    def _run_segment(self, k0, k1, states, syn, since, record, record_index, history, tape):
+    def _run_segment(self, k0, k1, states, syn, since, proj_state, record, record_index,
+                     history, tape):
         a = list(self.args)
         a[0] = k1 - k0
-        a[3], a[5], a[11] = states, syn, since
+        a[3], a[5], a[11], a[16] = states, syn, since, proj_state
         a[10] = [e[k0:k1] if e.numel() else e for e in a[10]]
         a[12] = [r[k0:k1] for r in a[12]]
         a[17], a[18], a[19] = record, record_index, history
@@ -637,11 +653,13 @@ class NetworkRun:
             if len(self.segments) > 1:
                 self.checkpoints.append(([[t.clone() for t in x] for x in states],
                                          [[t.clone() for t in x] for x in syn],
-                                         [t.clone() for t in since]))
+                                         [t.clone() for t in since],
+                                         [[t.clone() for t in x] for x in a[16]]))
             history, _ = self._history_at(k0, [torch.cat(r) if r else None for r in rasters])
             record = [[t[k0:k1] for t in rec] for rec in a[17]]
             tape = self._tape(k1 - k0) if len(self.segments) == 1 else []
-            out, _ = self._run_segment(k0, k1, states, syn, since, record, a[18], history, tape)
+            out, _ = self._run_segment(k0, k1, states, syn, since, a[16], record, a[18],
+                                       history, tape)
             for p in range(npop):
                 rasters[p].append(out[p])
             self.tape = tape
@@ -702,12 +720,13 @@ class NetworkRun:
             if len(self.segments) == 1:
                 tape, spikes = self.tape, self.rasters
             else:  # recompute the segment's tape from its checkpoint
-                states, syn, since = self.checkpoints[index]
+                states, syn, since, proj_state = self.checkpoints[index]
                 states = [[t.clone() for t in x] for x in states]
                 syn = [[t.clone() for t in x] for x in syn]
                 since = [t.clone() for t in since]
+                proj_state = [[t.clone() for t in x] for x in proj_state]
                 tape = self._tape(k1 - k0)
-                spikes, _ = self._run_segment(k0, k1, states, syn, since,
+                spikes, _ = self._run_segment(k0, k1, states, syn, since, proj_state,
                                               [[] for _ in range(npop)],
                                               [[] for _ in range(npop)], history, tape)
             gz = []

@@ -249,8 +249,8 @@ class NetworkModule(torch.nn.Module):
       backward in generated C++, to the currents, initial states, weights, trainable
       neuron parameters and the receptors' constants and parameters (so to
       :meth:`synapse_parameters`); for HH populations (any reset, refractory periods)
-      and spike-driven receptors (pulse, exponential, biexponential, alpha, NMDA);
-      refused by name: graded synapses, Tsodyks-Markram, STDP;
+      and spike-driven receptors (pulse, exponential, biexponential, alpha, NMDA),
+      static or Tsodyks-Markram projections; refused by name: graded synapses, STDP;
     - ``'auto'`` (default): ``'fused'`` when the tensors are on the CPU, a compiler is
       found and either no gradient is needed (``torch.no_grad()`` or nothing requires
       grad) or the fused backward covers the network, else ``'naive'`` (also, with a
