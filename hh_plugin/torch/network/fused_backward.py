@@ -10,19 +10,22 @@ conductance: the linear system :math:`x \mathrel{+}= c\,b`, :math:`y = k^\top x`
 potential where the model has one, its derivatives printed from the definition:
 :func:`generate_factor_gradient_cpp`), and projections with any delays, static or with
 Tsodyks-Markram plasticity (the spikes transmit :math:`W (z \odot u x)` with the release
-:math:`u x` held fixed, as on the step loop: the state is not differentiated). Gradients reach the
-external currents, the initial neuron and synaptic states, the spikes of a previous call
-in the state's history (so a run in pieces, ``state=out.state``, backpropagates through
-all of them), the projections' weights, the neurons' kernel parameters (where a parameter
-tensor requires grad) and the receptors' constants :math:`P, c, k, E` and parameter values
-(those of the factor), which torch autograd chains on to the synapse definitions' parameters
+:math:`u x` held fixed, as on the step loop: the state is not differentiated).
+
+Gradients reach the external currents, the initial neuron and synaptic states, the
+spikes of a previous call in the state's history (so a run in pieces,
+``state=out.state``, backpropagates through all of them), the projections' weights, the
+neurons' kernel parameters (where a parameter tensor requires grad) and the receptors'
+constants :math:`P, c, k, E` and parameter values (those of the factor), which torch
+autograd chains on to the synapse definitions' parameters
 (:meth:`~.receptors.ReceptorNumerics.constants`, ``NetworkModule.synapse_parameters``:
-time constants, reversal potentials). Refused by name (:func:`gradient_refusal`; the
-``'auto'`` path then runs the step loop): graded synapses (Wang-Buzsaki's gated
-GABA_A) and STDP (a plasticity rule: the weights it transmits change in the forward
-pass). Plasticity states are updated in the forward pass and not differentiated on
-either path. Spike
-sources are constants, as on the step loop.
+time constants, reversal potentials, NMDA's Mg). Spike sources are constants, as on the
+step loop.
+
+Refused by name (:func:`gradient_refusal`; the ``'auto'`` path then runs the step loop):
+graded synapses (Wang-Buzsaki's gated GABA_A) and STDP (a plasticity rule: the weights it
+transmits change in the forward pass). Plasticity states are updated in the forward pass
+and not differentiated, on either path.
 
 **Memory.** The forward pass with gradients stores, per step and neuron, the state
 variables and synaptic variables at the step's start and each receptor's ring-buffer
@@ -45,9 +48,9 @@ state it recorded):
     \begin{align*}
     \bar x^{mid} &= P^\top \lambda_{x'}, \quad \bar P \mathrel{+}= \lambda_{x'}
         (x^{mid})^\top && (x^{mid} = x + c\,b)\\
-    \bar z_i(k) &= g_{z,i}(k) + \sum_{j} w_{ij}\,\bar b_j(k + d_{ij})
+    \bar z_i(k) &= g_{z,i}(k) + \sum_{j} w_{ij}\,r_i\,\bar b_j(k + d_{ij})
         && \text{(only where the surrogate is nonzero)}\\
-    \bar w_{ij} &\mathrel{+}= z_i(k)\,\bar b_j(k + d_{ij}) && \text{(only spiking } i)\\
+    \bar w_{ij} &\mathrel{+}= z_i(k)\,r_i\,\bar b_j(k + d_{ij}) && \text{(only spiking } i)\\
     \lambda_s, \bar I, \bar G, \bar J &= \text{the step's adjoint}
         && (\text{:func:`~hh_plugin.torch.fused.codegen.step_program`})\\
     \bar y &= \bar I \ \text{(current)}, \quad (\bar G + E\bar J)\,B(V_k)
@@ -58,9 +61,11 @@ state it recorded):
     \lambda_x = \bar x^{mid}
     \end{align*}
 
-(sums over neurons implied for the constants). :math:`\bar b` lives in a ring buffer like
-the forward's: the slot of step :math:`k + d` is read when the spikes of step :math:`k` are
-reached. In float64 the gradients equal the step loop's autograd gradients to round-off.
+(sums over neurons implied for the constants; :math:`r_i` the Tsodyks-Markram release
+:math:`u_i x_i` at the arrival step :math:`k + d`, else 1). :math:`\bar b` lives in a ring
+buffer like the forward's: the slot of step :math:`k + d` is read when the spikes of step
+:math:`k` are reached. In float64 the gradients equal the step loop's autograd gradients
+to round-off.
 """
 
 from __future__ import annotations
