@@ -111,11 +111,11 @@ def test_fused_gradients_equal_the_step_loops(delays, refractory):
 def test_a_run_taped_in_segments_gives_the_step_loops_gradients(monkeypatch):
     """A tape budget of 12 kB (segments of 2 steps: the delays of up to 3 steps cross
     several segments), recomputed from checkpoints in the backward."""
-    from hh_plugin.torch.network import fused_backward
+    from hh_plugin.torch.network import fused_autograd
 
     spec = _network("random", seed=2, refractory=True)
     naive, _, g_naive = _run(spec, "naive", steps=120)
-    monkeypatch.setattr(fused_backward, "TAPE_BYTES", 12_000)
+    monkeypatch.setattr(fused_autograd, "TAPE_BYTES", 12_000)
     fused, _, g_fused = _run(spec, "fused", steps=120)
     for pop in ("A", "B"):
         assert torch.equal(naive.spikes[pop], fused.spikes[pop]), pop
@@ -150,7 +150,7 @@ def test_tsodyks_markram_gradients_equal_the_step_loops(tape_bytes, monkeypatch)
     """A depressing and a facilitating Tsodyks-Markram projection: the spikes transmit
     W (z u x) with the release u x held fixed (the state is not differentiated), whole or
     taped in segments (the release state is part of each checkpoint)."""
-    from hh_plugin.torch.network import fused_backward
+    from hh_plugin.torch.network import fused_autograd
 
     rng = np.random.default_rng(5)
     spec = NetworkSpec(
@@ -168,7 +168,7 @@ def test_tsodyks_markram_gradients_equal_the_step_loops(tape_bytes, monkeypatch)
     grads = {}
     for path in ("naive", "fused"):
         if path == "fused" and tape_bytes is not None:
-            monkeypatch.setattr(fused_backward, "TAPE_BYTES", tape_bytes)
+            monkeypatch.setattr(fused_autograd, "TAPE_BYTES", tape_bytes)
         module = NetworkModule(spec, dtype=torch.float64, path=path)
         current = torch.full((160, 24), 1.0, dtype=torch.float64, requires_grad=True)
         out = module({"B": current}, record=("V",))

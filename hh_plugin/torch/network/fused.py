@@ -53,8 +53,9 @@ So the cost per step is the neuron update plus the synapses of the neurons that 
 (plus every synapse of a graded projection), not the number of synapses. Plasticity
 states (``NetworkState.short_term``, ``NetworkState.plasticity``) are updated in the forward
 pass, as on the step loop, and not differentiated. With ``grad`` (:func:`run_fused`) the
-forward also fills a tape of each step's start (:class:`.fused_backward.NetworkRun`). In float64 the results equal the step loop's to round-off
-(sums are taken in another order), so the spike steps are the same.
+forward also fills a tape of each step's start (:class:`.fused_autograd.NetworkRun`). In
+float64 the results equal the step loop's to round-off (sums are taken in another order),
+so the spike steps are the same.
 
 The extension is compiled at first use for the set of neuron models and nonlinear synapse
 models of a network (parameter values are arguments, not compiled in) and cached like the
@@ -83,7 +84,8 @@ from ..fused.codegen import CPP, RESET_CODES, _Printer, exprel_constants, kernel
 from ..fused.cpp import PathUnavailable, cached_build, compile_flags, compiler_available
 from ..fused.cpp_source import _CPP_HEADER
 from ..functional.hh import _cast
-from .fused_backward import NetworkFunction, NetworkRun, flat_constants, generate_backward_cpp
+from .fused_autograd import NetworkFunction, NetworkRun, flat_constants
+from .fused_backward import generate_backward_cpp
 
 _LOCK = threading.Lock()
 _EXTENSIONS: Dict[str, object] = {}
@@ -863,7 +865,7 @@ def run_fused(module, steps: int, currents: Dict[str, torch.Tensor], state, reco
     """Run ``module`` (a :class:`~.module.NetworkModule`) on the fused path for one batch
     element: ``currents`` of shape ``(steps, N)``, ``state`` without batch dimensions.
     Returns ``(spikes, final_state, traces)`` as the naive loop's. ``grad``: through
-    :class:`.fused_backward.NetworkFunction`, so that the outputs carry gradients (what is
+    :class:`.fused_autograd.NetworkFunction`, so that the outputs carry gradients (what is
     covered: :mod:`.fused_backward`)."""
     from .module import NetworkState
 
