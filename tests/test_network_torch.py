@@ -254,13 +254,22 @@ def test_batches_run_independently_on_both_paths():
 
 
 @needs_compiler
-def test_fused_path_refuses_gradients_and_auto_falls_back():
-    module = NetworkModule(_mixed_net(False), dtype=torch.float64, path="fused")
-    with pytest.raises(PathUnavailable, match="no gradients"):
-        module(steps=10)
-    module.path = "auto"
-    out = module(steps=10)  # falls back to the naive path
-    assert out.spikes["A"].requires_grad
+def test_fused_path_gives_the_step_loops_gradients_and_auto_takes_it():
+    # two models, a refractory period, random delays, a spike source (the refused cases:
+    # tests/test_network_fused_backward.py)
+    grads = {}
+    for path in ("naive", "fused", "auto"):
+        module = NetworkModule(_mixed_net(False), dtype=torch.float64, path=path)
+        out = module(steps=400, record=("V",))
+        loss = out.spikes["A"].sum() + out.spikes["B"].sum() + out.traces["B"]["V"].mean()
+        loss.backward()
+        fused = type(out.spikes["A"].grad_fn).__name__ == "NetworkFunctionBackward"
+        assert fused == (path != "naive"), path
+        grads[path] = {k: w.grad for k, w in module.weights.items()}
+    for name, g in grads["naive"].items():
+        assert g.abs().max() > 0, name
+        for path in ("fused", "auto"):
+            assert (grads[path][name] - g).abs().max() <= 1e-9 * g.abs().max(), (path, name)
     with torch.no_grad():
         out = module(steps=10, spike_dtype=torch.uint8)
     assert out.spikes["A"].dtype == torch.uint8

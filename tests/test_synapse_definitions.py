@@ -283,9 +283,12 @@ def test_the_fused_kernel_refuses_what_it_cannot_run_naming_it():
     module.path = "auto"
     with torch.no_grad():
         module(steps=10)  # falls back silently: the step loop
-    with pytest.raises(PathUnavailable, match="no gradients"):
-        NetworkModule(_network(alpha_conductance("a", 1.0, 0.0), 0.02), dtype=torch.float64)(
-            steps=10, path="fused")
+    graded = NetworkModule(_wang_buzsaki(), dtype=torch.float64, path="fused")
+    with pytest.raises(PathUnavailable, match="no gradients through graded synapses"):
+        graded(steps=10)  # with gradients: graded synapses are not covered
+    out = NetworkModule(_network(alpha_conductance("a", 1.0, 0.0), 0.02), dtype=torch.float64)(
+        steps=10, path="fused")  # a linear receptor is: the fused path gives gradients
+    assert type(out.spikes["E"].grad_fn).__name__ == "NetworkFunctionBackward"
 
 
 # ------------------------------------------------------------- graded (gated) synapse

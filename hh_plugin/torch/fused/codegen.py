@@ -266,8 +266,11 @@ def step_program(model: ModelDefinition, dialect: Dialect,
 
     ``synaptic=True``: the step also reads a synaptic conductance ``G_syn`` and
     :math:`\sum_s g_s E_s` ``J_syn`` (the ``conductance``, ``conductance_current`` of
-    :func:`~hh_plugin.torch.functional.hh.hh_step`, added in the same order); that
-    program is forward only (no adjoint)."""
+    :func:`~hh_plugin.torch.functional.hh.hh_step`, added in the same order); its adjoint
+    also gives ``g_G`` and ``g_J``, the gradients of ``G_syn`` and ``J_syn``
+    (:math:`\partial I_{ion}/\partial G_{syn} = V`, :math:`\partial I_{ion}/\partial
+    J_{syn} = -1`; the fused network kernel's backward, :mod:`hh_plugin.torch.network.
+    fused_backward`)."""
     if check_method(method) != DEFAULT_METHOD:
         if synaptic:
             raise ValueError(f"the synaptic step is generated for exponential Euler only, "
@@ -441,7 +444,8 @@ def step_program(model: ModelDefinition, dialect: Dialect,
     pgrads = {p: " + ".join(t) for p, t in pterms.items() if t}
     factor_arguments = ("f_uV",) + tuple(f"f_w_{g}" for g in gates)
     if synaptic:
-        return StepProgram(tuple(states), params, tuple(fwd), (), {}, factor_arguments)
+        b(d.assign("g_G", "b_gG + b_gIion*s_V"))
+        b(d.assign("g_J", "(-b_gIion)"))
     return StepProgram(tuple(states), params, tuple(fwd), tuple(bwd), pgrads, factor_arguments)
 
 

@@ -241,15 +241,21 @@ class NetworkModule(torch.nn.Module):
     - ``'naive'``: the Python loop over populations and steps with
       :func:`~hh_plugin.torch.functional.hh.hh_step` (any device, autograd);
     - ``'fused'``: the whole loop in one generated C++ function with event-driven spike
-      delivery (:mod:`.fused`): CPU, float32/float64, no gradients; every synapse model
-      (generated from its definition), Tsodyks-Markram plasticity and STDP (updated in the
-      forward pass); not leaky-integrator populations or methods other than exponential
-      Euler: such a network runs on ``'naive'`` (``'auto'`` chooses it, ``'fused'``
-      raises ``PathUnavailable`` naming the reason);
-    - ``'auto'`` (default): ``'fused'`` when no gradient is needed (``torch.no_grad()``
-      or nothing requires grad), the tensors are on the CPU and a compiler is found,
-      else ``'naive'`` (also, with a warning, when the kernel cannot be built, or another
-      process's build of it takes longer than ``$HH_PLUGIN_BUILD_TIMEOUT`` seconds).
+      delivery (:mod:`.fused`): CPU, float32/float64; every synapse model (generated from
+      its definition), Tsodyks-Markram plasticity and STDP (updated in the forward pass);
+      not leaky-integrator populations or methods other than exponential Euler: such a
+      network runs on ``'naive'`` (``'auto'`` chooses it, ``'fused'`` raises
+      ``PathUnavailable`` naming the reason). With gradients (:mod:`.fused_backward`): the
+      backward in generated C++, to the currents, initial states, weights, trainable
+      neuron parameters and the receptors' constants and parameters (so to
+      :meth:`synapse_parameters`); for HH populations (any reset, refractory periods)
+      and spike-driven receptors (pulse, exponential, biexponential, alpha, NMDA),
+      static or Tsodyks-Markram projections; refused by name: graded synapses, STDP;
+    - ``'auto'`` (default): ``'fused'`` when the tensors are on the CPU, a compiler is
+      found and either no gradient is needed (``torch.no_grad()`` or nothing requires
+      grad) or the fused backward covers the network, else ``'naive'`` (also, with a
+      warning, when the kernel cannot be built, or another process's build of it takes
+      longer than ``$HH_PLUGIN_BUILD_TIMEOUT`` seconds).
     """
 
     def __init__(self, spec: NetworkSpec, dtype: torch.dtype = torch.float32, device=None,
@@ -434,7 +440,8 @@ class NetworkModule(torch.nn.Module):
         out = None
         if path == "fused":
             try:
-                out = self._run_fused(steps, currents, state, record, batch)
+                out = self._run_fused(steps, currents, state, record, batch,
+                                      self._needs_grad(currents, state))
             except PathUnavailable as exc:  # the kernel could not be built or loaded
                 if requested == "fused":
                     raise
@@ -472,6 +479,9 @@ class NetworkModule(torch.nn.Module):
         for receptors in self._receptors.values():
             for numerics in receptors.values():
                 tensors += list(numerics.parameters.values())
+        for dyn in self._dynamics.values():  # neuron parameters a user made trainable
+            for p in dyn._cache.values():
+                tensors += [v for v in p if isinstance(v, torch.Tensor)]
         return any(t.requires_grad for t in tensors)
 
     def _resolve_path(self, path, currents, state, device) -> str:
@@ -481,11 +491,10 @@ class NetworkModule(torch.nn.Module):
             raise ValueError(f"unknown path {path!r}; choose one of {PATHS}")
         if path == "naive":
             return path
+        from .fused_backward import gradient_refusal
+
         reason = None
-        if self._needs_grad(currents, state):
-            reason = ("the fused network path computes no gradients (use torch.no_grad() or "
-                      "path='naive')")
-        elif torch.device(device).type != "cpu":
+        if torch.device(device).type != "cpu":
             reason = f"the fused network path runs on the CPU, the module is on {device}"
         elif any(not pop.spikes for pop in self.spec.populations.values()):
             reason = "the fused network path has no leaky-integrator populations"
@@ -494,7 +503,9 @@ class NetworkModule(torch.nn.Module):
                              - {DEFAULT_METHOD})
             reason = (f"the fused network kernel integrates with exponential Euler only; "
                       f"populations with method {methods} run on path='naive'")
-        else:
+        elif self._needs_grad(currents, state):
+            reason = gradient_refusal(self, state)
+        if reason is None:
             reason = compiler_available()
         if reason is None:
             return "fused"
@@ -502,7 +513,7 @@ class NetworkModule(torch.nn.Module):
             raise PathUnavailable(reason)
         return "naive"
 
-    def _run_fused(self, steps, currents, state: NetworkState, record, batch):
+    def _run_fused(self, steps, currents, state: NetworkState, record, batch, grad=False):
         from .fused import run_fused
 
         size = int(np.prod(batch)) if batch else 1
@@ -528,7 +539,7 @@ class NetworkModule(torch.nn.Module):
                     state.plasticity)
             else:
                 sub = state
-            results.append(run_fused(self, steps, sub_currents, sub, record))
+            results.append(run_fused(self, steps, sub_currents, sub, record, grad))
         if not batch:
             spikes, final, traces = results[0]
             return NetworkOutput(spikes, final, traces)
