@@ -37,9 +37,12 @@ def test_recording_some_variables_gives_their_trajectories_and_none_for_the_rest
         value = getattr(part, field)
         if field in chosen:
             assert value.shape == I.shape
-            if path == "compiled":  # inductor fuses each output set on its own
+            if path == "compiled":
+                # inductor fuses each output set on its own, so the two graphs round
+                # differently: 1.3e-12 mV apart after 1,500 steps with spikes was seen
+                # (float64), round-off compounded by the spikes' sensitivity
                 torch.testing.assert_close(value, getattr(everything, field),
-                                           rtol=0, atol=1e-12)
+                                           rtol=1e-12, atol=1e-10)
             else:
                 assert torch.equal(value, getattr(everything, field))  # same path
         else:
