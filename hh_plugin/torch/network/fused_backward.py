@@ -10,7 +10,11 @@ conductance: the linear system :math:`x \mathrel{+}= c\,b`, :math:`y = k^\top x`
 potential where the model has one, its derivatives printed from the definition:
 :func:`generate_factor_gradient_cpp`), and projections with any delays, static or with
 Tsodyks-Markram plasticity (the spikes transmit :math:`W (z \odot u x)` with the release
-:math:`u x` held fixed, as on the step loop: the state is not differentiated).
+:math:`u x` held fixed, as on the step loop: the state is not differentiated) or with STDP
+or another plasticity rule (a spike arriving at step :math:`k` transmits the plastic
+weight :math:`w_{ij}(k)` of that moment, before the step's ``on_pre``, taped in the
+forward; the rule's updates are not differentiated and the weight parameter, whose
+detached copy the initial state holds, gets no gradient, as on the step loop).
 
 Gradients reach the external currents, the initial neuron and synaptic states, the
 spikes of a previous call in the state's history (so a run in pieces,
@@ -23,14 +27,16 @@ time constants, reversal potentials, NMDA's Mg). Spike sources are constants, as
 step loop.
 
 Refused by name (:func:`gradient_refusal`; the ``'auto'`` path then runs the step loop):
-graded synapses (Wang-Buzsaki's gated GABA_A) and STDP (a plasticity rule: the weights it
-transmits change in the forward pass). Plasticity states are updated in the forward pass
-and not differentiated, on either path.
+graded synapses (Wang-Buzsaki's gated GABA_A), and a state whose plastic weights or
+traces (``NetworkState.plasticity``) require grad (the step loop differentiates through
+the rule's clipped updates, this backward does not). Plasticity states are updated in the
+forward pass and not differentiated otherwise, on either path.
 
 **Memory.** The forward pass with gradients stores, per step and neuron, the state
 variables and synaptic variables at the step's start and each receptor's ring-buffer
 value (and, with a refractory period, the steps since the last spike; per
-Tsodyks-Markram projection, each presynaptic neuron's release :math:`u x`):
+Tsodyks-Markram projection, each presynaptic neuron's release :math:`u x`; per projection
+with a plasticity rule, each synapse's transmitted weight, :math:`T n_{synapses}`):
 :math:`T \cdot N \cdot (n_{states} + n_{synaptic} + n_{receptors} [+ 1])` numbers of the
 dtype (for example 4 + 4 + 2 = 10 doubles, 80 bytes, per neuron and step for the HH model
 with two biexponential receptors: 1,000 neurons over 10,000 steps take 0.8 GB). The
@@ -65,7 +71,9 @@ state it recorded):
     \end{align*}
 
 (sums over neurons implied for the constants; :math:`r_i` the Tsodyks-Markram release
-:math:`u_i x_i` at the arrival step :math:`k + d`, else 1). :math:`\bar b` lives in a ring
+:math:`u_i x_i` at the arrival step :math:`k + d`, else 1; :math:`w_{ij}` the plastic
+weight at step :math:`k + d` on a projection with a plasticity rule, whose :math:`\bar w`
+is not formed). :math:`\bar b` lives in a ring
 buffer like the forward's: the slot of step :math:`k + d` is read when the spikes of step
 :math:`k` are reached. In float64 the gradients equal the step loop's autograd gradients
 to round-off.
@@ -76,6 +84,7 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import sympy
+import torch
 
 from ...model.definition import ModelDefinition
 from ...model.expressions import VOLTAGE_SYMBOL
@@ -93,9 +102,12 @@ def gradient_refusal(module, state) -> Optional[str]:
                 return (f"the fused network path computes no gradients through graded "
                         f"synapses ({syn.model.name!r} into {pop!r})")
     for proj in spec.projections:
-        if proj.stdp is not None:
-            return (f"the fused network path computes no gradients with a plasticity rule "
-                    f"(projection {proj.name!r})")
+        table = state.plasticity.get(proj.name, {}) if state is not None else {}
+        for name, value in table.items():
+            if torch.is_tensor(value) and value.requires_grad:
+                return (f"the fused network path computes no gradients through a plasticity "
+                        f"rule's updates: the state of projection {proj.name!r} ({name!r}) "
+                        f"requires grad")
     return None
 
 
@@ -163,7 +175,8 @@ MODEL_BACKWARD_CASES
 //   tape: per population its states, synaptic variables, each receptor's ring-buffer
 //         value and (refractory period) the steps since the last spike at the start of
 //         every step, (steps, n) each; then per projection the releases of a
-//         Tsodyks-Markram one (network_forward's), else nothing;
+//         Tsodyks-Markram one and the transmitted weights of one with a plasticity rule
+//         (network_forward's), else nothing;
 //   spikes: per population network_forward's (steps, n) uint8 raster;
 //   grad_spikes: per population (steps, n) or empty; grad_record: per population per
 //         recorded variable (steps, n) or empty; grad_final: per population, per state then
@@ -219,7 +232,9 @@ std::vector<std::vector<torch::Tensor>> network_backward(
   }
   for (size_t q = 0; q < nproj; ++q) {
     const int64_t* pm = proj_meta.data() + 9 * q;
-    TORCH_CHECK(!pm[4] && pm[7] < 0, "gradients for spiking projections without STDP only");
+    TORCH_CHECK(!pm[4], "gradients for spike-driven projections only");
+    TORCH_CHECK(pm[7] < 0 || (tape.size() > npop + q && tape[npop + q].size() == (pm[6] ? 2u : 1u)),
+                "a projection with a plasticity rule needs its weights on the tape");
     TORCH_CHECK(!pm[6] || (tape.size() > npop + q && !tape[npop + q].empty()),
                 "a Tsodyks-Markram projection needs its releases on the tape");
   }
@@ -285,12 +300,21 @@ std::vector<std::vector<torch::Tensor>> network_backward(
       const int64_t n_pre = proj_csr[q][0].numel() - 1;
       return tape[npop + q][0].data_ptr<T>()[due * n_pre + i];
     };
+    // the weight of synapse k that a spike arriving at step `due` is transmitted with: the
+    // plastic weight then, from the tape (a projection with a plasticity rule: its weights
+    // are state, not differentiated), else the projection's weight
+    auto weight_at = [&](size_t q, int64_t due, int64_t k) -> T {
+      if (proj_meta[9 * q + 7] < 0) return proj_csr[q][2].data_ptr<T>()[k];
+      const int64_t nnz = proj_csr[q][1].numel();
+      return tape[npop + q][proj_meta[9 * q + 6] ? 1 : 0].data_ptr<T>()[due * nnz + k];
+    };
     // weight gradients of the spikes `idx` of a source (population or spike source) at t
     auto weight_grads = [&](bool from_pop, int64_t index, int64_t t, const uint8_t* z,
                             int64_t nz) {
       for (size_t q = 0; q < nproj; ++q) {
         const int64_t* pm = proj_meta.data() + 9 * q;
-        if ((pm[0] != 0) != from_pop || pm[1] != index) continue;
+        // a plastic projection's weight parameter is not used (the step loop's neither)
+        if ((pm[0] != 0) != from_pop || pm[1] != index || pm[7] >= 0) continue;
         const int64_t* rowptr = proj_csr[q][0].data_ptr<int64_t>();
         const int64_t* post = proj_csr[q][1].data_ptr<int64_t>();
         const int64_t* delay = proj_csr[q][3].data_ptr<int64_t>();
@@ -313,11 +337,10 @@ std::vector<std::vector<torch::Tensor>> network_backward(
         if ((pm[0] != 0) != from_pop || pm[1] != index) continue;
         const int64_t* rowptr = proj_csr[q][0].data_ptr<int64_t>();
         const int64_t* post = proj_csr[q][1].data_ptr<int64_t>();
-        const T* w = proj_csr[q][2].data_ptr<T>();
         const int64_t* delay = proj_csr[q][3].data_ptr<int64_t>();
         for (int64_t k = rowptr[i]; k < rowptr[i + 1]; ++k) {
           const T* lb = slot_of(pm[2], pm[3], t + delay[k]);
-          if (lb) total += w[k] * release(q, t + delay[k], i) * lb[post[k]];
+          if (lb) total += weight_at(q, t + delay[k], k) * release(q, t + delay[k], i) * lb[post[k]];
         }
       }
       return total;
