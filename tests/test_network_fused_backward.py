@@ -232,6 +232,46 @@ def test_stdp_gradients_equal_the_step_loops(tape_bytes, monkeypatch):
         _close(grads["fused"][name], value, name)
 
 
+def test_graded_synapse_gradients_equal_the_step_loops():
+    """Wang-Buzsaki's gated GABA_A synapse from A to B (graded: every step transmits
+    :math:`W s` of the presynaptic states of the step's start, which take an exponential
+    Euler step driven by A's potential), B back to A with spikes: gradients to the currents,
+    A's initial potential and presynaptic state, and the graded projection's weights."""
+    rng = np.random.default_rng(9)
+    spec = NetworkSpec(
+        [Population("A", 12, initial={"V": rng.uniform(-70, -60, 12)}),
+         Population("B", 10, HHSpec(V_reset=-70.0, spk_reset="soft"), initial={"V": -65.0})],
+        [Projection("A", "B", FixedProbability(0.6, 0.05, seed=1), gated_conductance(),
+                    delay=1),
+         Projection("B", "A", FixedProbability(0.4, 0.05, seed=3),
+                    exponential_conductance("e", 3.0, 0.0), delay=1)],
+        [CurrentInput("A", rng.uniform(8, 15, 12)), CurrentInput("B", 6.0)], dt=0.025)
+    grads = {}
+    for path in ("naive", "fused"):
+        module = NetworkModule(spec, dtype=torch.float64, path=path)
+        state = module.initial_state()
+        V0 = state.neurons["A"].V.clone().requires_grad_()
+        state.neurons["A"] = state.neurons["A"]._replace(V=V0)
+        pre_name = "s_gaba"
+        s0 = (state.synapses["A"][pre_name] + 0.1).requires_grad_()
+        state.synapses["A"][pre_name] = s0
+        current = torch.full((160, 10), 1.0, dtype=torch.float64, requires_grad=True)
+        out = module({"B": current}, state=state, record=("V", pre_name))
+        assert (type(out.spikes["B"].grad_fn).__name__ == "NetworkFunctionBackward") == (
+            path == "fused")
+        assert out.spikes["A"].sum() >= 5 and out.spikes["B"].sum() >= 3
+        (out.spikes["A"].sum() + out.spikes["B"].sum() + out.traces["B"]["V"].mean()
+         + out.traces["A"][pre_name].sum()).backward()
+        grads[path] = {"current": current.grad, "V0": V0.grad, "s0": s0.grad,
+                       **{k: w.grad for k, w in module.weights.items()}}
+        grads[path + "_spikes"] = out.spikes
+    for pop in ("A", "B"):
+        assert torch.equal(grads["naive_spikes"][pop], grads["fused_spikes"][pop]), pop
+    for name, value in grads["naive"].items():
+        assert value.abs().max() > 0, name
+        _close(grads["fused"][name], value, name)
+
+
 def test_fused_gradients_with_a_batch_equal_the_step_loops():
     spec = _network(1, seed=1)
     naive, _, g_naive = _run(spec, "naive", steps=120, batch=(2,))
@@ -351,7 +391,7 @@ REFUSED = {
     "graded": (lambda: NetworkSpec(
         [Population("P", 3, HHSpec(), seed=2)],
         [Projection("P", "P", Dense(np.full((3, 3), 0.01)), gated_conductance(), delay=1)],
-        [CurrentInput("P", 1.0)], dt=0.05), "graded synapses"),
+        [CurrentInput("P", 1.0)], dt=0.05), "graded synapse's parameters"),
 }
 
 
@@ -359,6 +399,8 @@ REFUSED = {
 def test_what_the_backward_does_not_cover_is_refused_by_name_and_auto_falls_back(case):
     make, reason = REFUSED[case]
     module = NetworkModule(make(), dtype=torch.float64, path="fused")
+    if case == "graded":
+        module.synapse_parameters("P", "gaba")["beta"].requires_grad_()
     with pytest.raises(PathUnavailable, match=reason):
         module(steps=10)
     module.path = "auto"

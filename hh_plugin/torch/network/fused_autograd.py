@@ -199,7 +199,7 @@ class NetworkRun:
             grec = [[empty if g is None else g[k0:k1].contiguous() for g in rec]
                     for rec in grad_record]
             result = self.ext.network_backward(
-                k1 - k0, a[1], a[2], a[4], a[6], a[7],
+                k1 - k0, a[1], a[2], a[4], a[6], a[7], a[8], a[9],
                 [e[k0:k1] if e.numel() else e for e in a[10]], [r[k0:k1] for r in a[12]],
                 a[13], a[14], history, tape, spikes, gz, grec, a[18], lam,
                 [int(want_ext), int(want_params), int(want_const), 1])

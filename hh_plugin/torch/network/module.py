@@ -252,9 +252,10 @@ class NetworkModule(torch.nn.Module):
       and spike-driven receptors (pulse, exponential, biexponential, alpha, NMDA),
       static, Tsodyks-Markram or STDP/plasticity-rule projections (a spike transmits the
       plastic weight of its arrival step; the rule's updates are not differentiated and
-      the weight parameter of such a projection gets no gradient, as on ``'naive'``);
-      refused by name: graded synapses, and a state whose ``plasticity`` tensors require
-      grad;
+      the weight parameter of such a projection gets no gradient, as on ``'naive'``),
+      graded synapses without a voltage-dependent factor (Wang-Buzsaki); refused by
+      name: gradients to a graded synapse's parameters, graded synapses with a factor,
+      and a state whose ``plasticity`` tensors require grad;
     - ``'auto'`` (default): ``'fused'`` when the tensors are on the CPU, a compiler is
       found and either no gradient is needed (``torch.no_grad()`` or nothing requires
       grad) or the fused backward covers the network, else ``'naive'`` (also, with a
