@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from hh_plugin import HHSpec
+from hh_plugin.model import WANG_BUZSAKI
 from hh_plugin.network import (CurrentInput, Dense, FixedProbability, NetworkSpec, OneToOne,
                                Population, Projection, RandomDelay, SpikeTrains)
 from hh_plugin.network.synapses import (STDP, TsodyksMarkram, alpha_conductance,
@@ -185,27 +186,33 @@ def test_stdp_and_graded_gradients_equal_the_step_loops(tape_bytes, monkeypatch)
     """STDP on a projection from a spike source, and on one between populations that also
     has Tsodyks-Markram plasticity: each spike transmits the plastic weight of its arrival
     step (the rule's updates are not differentiated, the weight parameter is not used: no
-    gradient, as on the step loop); Wang-Buzsaki's graded GABA_A synapse from A to B (every
-    step transmits :math:`W s` of the presynaptic states of the step's start, which take an
-    exponential Euler step driven by A's potential): gradients to its weights and to A's
-    initial presynaptic state. Whole or taped in segments (one network: one kernel build)."""
+    gradient, as on the step loop); Wang-Buzsaki's graded GABA_A synapse from W (a
+    Wang-Buzsaki population) to B: every step transmits :math:`W s` of the presynaptic
+    states of the step's start, which take an exponential Euler step driven by W's
+    potential; gradients to its weights and to W's initial presynaptic state; NMDA beside
+    them. Whole or taped in segments. The kernel (HH and WB, NMDA and the gated synapse,
+    STDP) is the one test_synapse_definitions builds: no build of its own."""
     from hh_plugin.torch.network import fused_autograd
 
     rng = np.random.default_rng(7)
     rule = STDP(20.0, 20.0, 0.01, -0.0105, 0.05)
     spec = NetworkSpec(
         [Population("A", 20, initial={"V": rng.uniform(-70, -60, 20)}),
-         Population("B", 24, HHSpec(V_reset=-70.0, spk_reset="soft"), initial={"V": -65.0})],
-        [Projection("A", "B", FixedProbability(0.5, 0.03, seed=1),
+         Population("B", 24, HHSpec(V_reset=-70.0, spk_reset="soft"), initial={"V": -65.0}),
+         Population("W", 12, HHSpec(model=WANG_BUZSAKI),
+                    initial={"V": rng.uniform(-70, -50, 12)})],
+        [Projection("A", "B", FixedProbability(0.3, 0.01, seed=5),
+                    nmda_conductance("n", tau_decay=30.0), delay=1),
+         Projection("A", "B", FixedProbability(0.5, 0.03, seed=1),
                     exponential_conductance("e", 3.0, 0.0), delay=2, stdp=rule,
                     short_term=TsodyksMarkram(0.5, 100.0, 1.0)),
          Projection("S", "B", FixedProbability(0.5, 0.03, seed=2),
                     exponential_conductance("e2", 2.0, 0.0), delay=1, stdp=rule),
-         Projection("A", "B", FixedProbability(0.6, 0.02, seed=4), gated_conductance(),
+         Projection("W", "B", FixedProbability(0.6, 0.02, seed=4), gated_conductance(),
                     delay=1),
          Projection("B", "A", FixedProbability(0.3, 0.05, seed=3),
                     exponential_conductance("i", 5.0, -80.0), delay=1)],
-        [CurrentInput("A", rng.uniform(8, 15, 20)),
+        [CurrentInput("A", rng.uniform(8, 15, 20)), CurrentInput("W", rng.uniform(0.8, 1.6, 12)),
          SpikeTrains("S", 4, [2, 20, 21, 22, 60, 61, 100], [0, 1, 2, 3, 0, 1, 2])], dt=0.025)
     grads = {}
     for path in ("naive", "fused"):
@@ -215,8 +222,8 @@ def test_stdp_and_graded_gradients_equal_the_step_loops(tape_bytes, monkeypatch)
         state = module.initial_state()
         V0 = state.neurons["B"].V.clone().requires_grad_()
         state.neurons["B"] = state.neurons["B"]._replace(V=V0)
-        s0 = (state.synapses["A"]["s_gaba"] + 0.1).requires_grad_()
-        state.synapses["A"]["s_gaba"] = s0
+        s0 = (state.synapses["W"]["s_gaba"] + 0.1).requires_grad_()
+        state.synapses["W"]["s_gaba"] = s0
         current = torch.full((160, 24), 1.0, dtype=torch.float64, requires_grad=True)
         out = module({"B": current}, state=state, record=("V", "s_gaba"))
         assert (type(out.spikes["B"].grad_fn).__name__ == "NetworkFunctionBackward") == (
@@ -226,7 +233,7 @@ def test_stdp_and_graded_gradients_equal_the_step_loops(tape_bytes, monkeypatch)
             w0 = module.weights[name].detach()
             assert (out.state.plasticity[name]["w"] - w0).abs().max() > 1e-4, name
         (out.spikes["A"].sum() + out.spikes["B"].sum() + out.traces["B"]["V"].mean()
-         + out.traces["A"]["s_gaba"].sum()).backward()
+         + out.traces["W"]["s_gaba"].sum()).backward()
         grads[path] = {"current": current.grad, "V0": V0.grad, "s0": s0.grad,
                        **{k: w.grad for k, w in module.weights.items()}}
         grads[path + "_spikes"] = out.spikes
