@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from hh_plugin import HHSpec
+from hh_plugin.model import WANG_BUZSAKI
 from hh_plugin.network import (CurrentInput, Dense, FixedProbability, NetworkSpec, OneToOne,
                                Population, Projection, RandomDelay, SpikeTrains)
 from hh_plugin.network.synapses import (STDP, TsodyksMarkram, alpha_conductance,
@@ -180,6 +181,72 @@ def test_tsodyks_markram_gradients_equal_the_step_loops(tape_bytes, monkeypatch)
         _close(grads["fused"][name], value, name)
 
 
+@pytest.mark.parametrize("tape_bytes", [None, 12_000], ids=["one_tape", "segments"])
+def test_stdp_and_graded_gradients_equal_the_step_loops(tape_bytes, monkeypatch):
+    """STDP on a projection from a spike source, and on one between populations that also
+    has Tsodyks-Markram plasticity: each spike transmits the plastic weight of its arrival
+    step (the rule's updates are not differentiated, the weight parameter is not used: no
+    gradient, as on the step loop); Wang-Buzsaki's graded GABA_A synapse from W (a
+    Wang-Buzsaki population) to B: every step transmits :math:`W s` of the presynaptic
+    states of the step's start, which take an exponential Euler step driven by W's
+    potential; gradients to its weights and to W's initial presynaptic state; NMDA beside
+    them. Whole or taped in segments. The kernel (HH and WB, NMDA and the gated synapse,
+    STDP) is the one test_synapse_definitions builds: no build of its own."""
+    from hh_plugin.torch.network import fused_autograd
+
+    rng = np.random.default_rng(7)
+    rule = STDP(20.0, 20.0, 0.01, -0.0105, 0.05)
+    spec = NetworkSpec(
+        [Population("A", 20, initial={"V": rng.uniform(-70, -60, 20)}),
+         Population("B", 24, HHSpec(V_reset=-70.0, spk_reset="soft"), initial={"V": -65.0}),
+         Population("W", 12, HHSpec(model=WANG_BUZSAKI),
+                    initial={"V": rng.uniform(-70, -50, 12)})],
+        [Projection("A", "B", FixedProbability(0.3, 0.01, seed=5),
+                    nmda_conductance("n", tau_decay=30.0), delay=1),
+         Projection("A", "B", FixedProbability(0.5, 0.03, seed=1),
+                    exponential_conductance("e", 3.0, 0.0), delay=2, stdp=rule,
+                    short_term=TsodyksMarkram(0.5, 100.0, 1.0)),
+         Projection("S", "B", FixedProbability(0.5, 0.03, seed=2),
+                    exponential_conductance("e2", 2.0, 0.0), delay=1, stdp=rule),
+         Projection("W", "B", FixedProbability(0.6, 0.02, seed=4), gated_conductance(),
+                    delay=1),
+         Projection("B", "A", FixedProbability(0.3, 0.05, seed=3),
+                    exponential_conductance("i", 5.0, -80.0), delay=1)],
+        [CurrentInput("A", rng.uniform(8, 15, 20)), CurrentInput("W", rng.uniform(0.8, 1.6, 12)),
+         SpikeTrains("S", 4, [2, 20, 21, 22, 60, 61, 100], [0, 1, 2, 3, 0, 1, 2])], dt=0.025)
+    grads = {}
+    for path in ("naive", "fused"):
+        if path == "fused" and tape_bytes is not None:
+            monkeypatch.setattr(fused_autograd, "TAPE_BYTES", tape_bytes)
+        module = NetworkModule(spec, dtype=torch.float64, path=path)
+        state = module.initial_state()
+        V0 = state.neurons["B"].V.clone().requires_grad_()
+        state.neurons["B"] = state.neurons["B"]._replace(V=V0)
+        s0 = (state.synapses["W"]["s_gaba"] + 0.1).requires_grad_()
+        state.synapses["W"]["s_gaba"] = s0
+        current = torch.full((160, 24), 1.0, dtype=torch.float64, requires_grad=True)
+        out = module({"B": current}, state=state, record=("V", "s_gaba"))
+        assert (type(out.spikes["B"].grad_fn).__name__ == "NetworkFunctionBackward") == (
+            path == "fused")
+        assert out.spikes["A"].sum() >= 5 and out.spikes["B"].sum() >= 5
+        for name in ("A_to_B_e", "S_to_B_e2"):
+            w0 = module.weights[name].detach()
+            assert (out.state.plasticity[name]["w"] - w0).abs().max() > 1e-4, name
+        (out.spikes["A"].sum() + out.spikes["B"].sum() + out.traces["B"]["V"].mean()
+         + out.traces["W"]["s_gaba"].sum()).backward()
+        grads[path] = {"current": current.grad, "V0": V0.grad, "s0": s0.grad,
+                       **{k: w.grad for k, w in module.weights.items()}}
+        grads[path + "_spikes"] = out.spikes
+    for pop in ("A", "B"):
+        assert torch.equal(grads["naive_spikes"][pop], grads["fused_spikes"][pop]), pop
+    for name, value in grads["naive"].items():
+        if name in ("A_to_B_e", "S_to_B_e2"):  # the plastic projections' parameters
+            assert value is None and grads["fused"][name] is None, name
+            continue
+        assert value.abs().max() > 0, name
+        _close(grads["fused"][name], value, name)
+
+
 def test_fused_gradients_with_a_batch_equal_the_step_loops():
     spec = _network(1, seed=1)
     naive, _, g_naive = _run(spec, "naive", steps=120, batch=(2,))
@@ -299,12 +366,7 @@ REFUSED = {
     "graded": (lambda: NetworkSpec(
         [Population("P", 3, HHSpec(), seed=2)],
         [Projection("P", "P", Dense(np.full((3, 3), 0.01)), gated_conductance(), delay=1)],
-        [CurrentInput("P", 1.0)], dt=0.05), "graded synapses"),
-    "stdp": (lambda: NetworkSpec(
-        [Population("P", 3, HHSpec(), seed=2)],
-        [Projection("S", "P", OneToOne(0.01), exponential_conductance("e", 3.0, 0.0),
-                    delay=1, stdp=STDP.brian2_example(w_max=0.05))],
-        [SpikeTrains("S", 3, [0], [0])], dt=0.05), "plasticity rule"),
+        [CurrentInput("P", 1.0)], dt=0.05), "graded synapse's parameters"),
 }
 
 
@@ -312,8 +374,28 @@ REFUSED = {
 def test_what_the_backward_does_not_cover_is_refused_by_name_and_auto_falls_back(case):
     make, reason = REFUSED[case]
     module = NetworkModule(make(), dtype=torch.float64, path="fused")
+    if case == "graded":
+        module.synapse_parameters("P", "gaba")["beta"].requires_grad_()
     with pytest.raises(PathUnavailable, match=reason):
         module(steps=10)
     module.path = "auto"
     out = module(steps=10)  # the step loop
+    assert type(out.spikes["P"].grad_fn).__name__ != "NetworkFunctionBackward"
+
+
+def test_a_plastic_state_that_requires_grad_is_refused_by_name_and_auto_falls_back():
+    """Gradients through the plasticity rule's weight updates (to a state's plastic weights
+    or traces) are the step loop's only."""
+    spec = NetworkSpec(
+        [Population("P", 3, HHSpec(), seed=2)],
+        [Projection("S", "P", OneToOne(0.01), exponential_conductance("e", 3.0, 0.0),
+                    delay=1, stdp=STDP.brian2_example(w_max=0.05))],
+        [SpikeTrains("S", 3, [0], [0])], dt=0.05)
+    module = NetworkModule(spec, dtype=torch.float64, path="fused")
+    state = module.initial_state()
+    state.plasticity["S_to_P_e"]["w"].requires_grad_()
+    with pytest.raises(PathUnavailable, match="plasticity rule's updates"):
+        module(steps=10, state=state)
+    module.path = "auto"
+    out = module(steps=10, state=state)  # the step loop
     assert type(out.spikes["P"].grad_fn).__name__ != "NetworkFunctionBackward"

@@ -284,8 +284,9 @@ def test_the_fused_kernel_refuses_what_it_cannot_run_naming_it():
     with torch.no_grad():
         module(steps=10)  # falls back silently: the step loop
     graded = NetworkModule(_wang_buzsaki(), dtype=torch.float64, path="fused")
-    with pytest.raises(PathUnavailable, match="no gradients through graded synapses"):
-        graded(steps=10)  # with gradients: graded synapses are not covered
+    graded.synapse_parameters("I", "gaba")["beta"].requires_grad_()
+    with pytest.raises(PathUnavailable, match="no gradients to a graded synapse's parameters"):
+        graded(steps=10)  # gradients to a graded synapse's parameters are not covered
     out = NetworkModule(_network(alpha_conductance("a", 1.0, 0.0), 0.02), dtype=torch.float64)(
         steps=10, path="fused")  # a linear receptor is: the fused path gives gradients
     assert type(out.spikes["E"].grad_fn).__name__ == "NetworkFunctionBackward"

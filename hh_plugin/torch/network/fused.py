@@ -316,7 +316,9 @@ void step_population(int64_t model, int64_t reset, int64_t n, T* const* S, const
 //             and (refractory period) its steps since the last spike at the start of
 //             every step, (steps, n) each, filled; then per projection, for one with
 //             Tsodyks-Markram plasticity, every neuron's release u x at each step where
-//             spikes arrive ((steps, n_pre)), else nothing.
+//             spikes arrive ((steps, n_pre)), then, for one with a plasticity rule, the
+//             weights its synapses transmit with at each step ((steps, nnz), sorted by
+//             source), else nothing.
 // Returns one (steps, n) uint8 spike raster per population.
 std::vector<torch::Tensor> network_forward(
     int64_t steps, double dt,
@@ -488,6 +490,13 @@ std::vector<torch::Tensor> network_forward(
         const T* x = proj_state[q][1].data_ptr<T>();
         T* rt = tape[npop + q][0].data_ptr<T>() + t * n_pre;
         for (int64_t i = 0; i < n_pre; ++i) rt[i] = u[i] * x[i];
+      }
+      if (pm[7] >= 0 && tape.size() > npop + q && !tape[npop + q].empty()) {
+        // for the backward: the plastic weights every synapse transmits with now (before
+        // this step's on_pre, as on the step loop)
+        const int64_t nnz = proj_csr[q][1].numel();
+        const T* wq = proj_state[q][pm[6] ? 2 : 0].data_ptr<T>();
+        std::copy(wq, wq + nnz, tape[npop + q][pm[6] ? 1 : 0].data_ptr<T>() + t * nnz);
       }
       if (list.empty()) return;
       const bool stp = pm[6] != 0, stdp = pm[7] >= 0;

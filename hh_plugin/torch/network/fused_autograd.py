@@ -31,7 +31,8 @@ class NetworkRun:
     and what the backward needs.
 
     When the whole tape (:math:`T N (n_{states} + n_{synaptic} + n_{receptors} [+1])`
-    numbers) fits in :data:`TAPE_BYTES`, the forward keeps it. Else the run is cut into
+    numbers, plus :math:`T n_{pre}` per Tsodyks-Markram projection and
+    :math:`T n_{synapses}` per projection with a plasticity rule) fits in :data:`TAPE_BYTES`, the forward keeps it. Else the run is cut into
     segments of :math:`K` steps whose tape fits: the forward runs them one after another
     (each continuing from the last, the spikes of the previous steps reaching it through
     the history as in a run in pieces) and keeps a checkpoint of the states at each
@@ -57,9 +58,13 @@ class NetworkRun:
         a = self.args
         tape = [[torch.empty((steps, a[2][6 * p + 1]), dtype=self.dtype)
                  for _ in range(self.widths[p])] for p in range(len(self.widths))]
-        # a Tsodyks-Markram projection's releases, by arrival step and source neuron
-        return tape + [[torch.zeros((steps, csr[0].numel() - 1), dtype=self.dtype)]
-                       if a[13][9 * q + 6] else [] for q, csr in enumerate(a[14])]
+        # a Tsodyks-Markram projection's releases, by arrival step and source neuron; a
+        # plastic projection's transmitted weights, by arrival step and synapse
+        return tape + [([torch.zeros((steps, csr[0].numel() - 1), dtype=self.dtype)]
+                        if a[13][9 * q + 6] else [])
+                       + ([torch.zeros((steps, csr[1].numel()), dtype=self.dtype)]
+                          if a[13][9 * q + 7] >= 0 else [])
+                       for q, csr in enumerate(a[14])]
 
     def _history_at(self, k0: int, rasters: list):
         """The history a segment starting at step ``k0`` takes (per population, then
@@ -97,7 +102,10 @@ class NetworkRun:
         self.dtype = dtype = states[0][0].dtype
         self.widths = [len(states[p]) + len(syn[p]) + len(rec_meta[p]) // 6
                        + (a[2][6 * p + 3] >= 0) for p in range(npop)]
-        row = sum(self.widths[p] * a[2][6 * p + 1] for p in range(npop)) * dtype.itemsize
+        row = (sum(self.widths[p] * a[2][6 * p + 1] for p in range(npop))
+               + sum((csr[0].numel() - 1 if a[13][9 * q + 6] else 0)
+                     + (csr[1].numel() if a[13][9 * q + 7] >= 0 else 0)
+                     for q, csr in enumerate(a[14]))) * dtype.itemsize
         K = max(1, min(steps, TAPE_BYTES // max(row, 1)))
         self.segments = [(k0, min(steps, k0 + K)) for k0 in range(0, steps, K)]
         self.checkpoints = []
@@ -191,7 +199,7 @@ class NetworkRun:
             grec = [[empty if g is None else g[k0:k1].contiguous() for g in rec]
                     for rec in grad_record]
             result = self.ext.network_backward(
-                k1 - k0, a[1], a[2], a[4], a[6], a[7],
+                k1 - k0, a[1], a[2], a[4], a[6], a[7], a[8], a[9],
                 [e[k0:k1] if e.numel() else e for e in a[10]], [r[k0:k1] for r in a[12]],
                 a[13], a[14], history, tape, spikes, gz, grec, a[18], lam,
                 [int(want_ext), int(want_params), int(want_const), 1])
@@ -231,6 +239,9 @@ class NetworkRun:
             out += lam[p]
             out += param_grads[p] if want_params else [None] * npar
         for q, (order, shape) in enumerate(zip(self.projections, self.weights)):
+            if a[13][9 * q + 7] >= 0:  # plastic: transmits its state's weights, not these
+                out.append(None)
+                continue
             g = torch.empty_like(weight_grads[q])
             g[torch.as_tensor(order)] = weight_grads[q]
             out.append(g.reshape(shape))

@@ -10,7 +10,15 @@ conductance: the linear system :math:`x \mathrel{+}= c\,b`, :math:`y = k^\top x`
 potential where the model has one, its derivatives printed from the definition:
 :func:`generate_factor_gradient_cpp`), and projections with any delays, static or with
 Tsodyks-Markram plasticity (the spikes transmit :math:`W (z \odot u x)` with the release
-:math:`u x` held fixed, as on the step loop: the state is not differentiated).
+:math:`u x` held fixed, as on the step loop: the state is not differentiated) or with STDP
+or another plasticity rule (a spike arriving at step :math:`k` transmits the plastic
+weight :math:`w_{ij}(k)` of that moment, before the step's ``on_pre``, taped in the
+forward; the rule's updates are not differentiated and the weight parameter, whose
+detached copy the initial state holds, gets no gradient, as on the step loop), and graded
+synapses without a voltage-dependent factor (Wang-Buzsaki's gated GABA_A: the target's
+input :math:`y_j = \sum_i w_{ij}\,\mathrm{transmit}(s_i)` of the presynaptic states of the
+step's start, which take an exponential Euler step driven by the source's potential; the
+derivatives of both printed from the definition: :func:`generate_graded_gradient_cpp`).
 
 Gradients reach the external currents, the initial neuron and synaptic states, the
 spikes of a previous call in the state's history (so a run in pieces,
@@ -23,14 +31,18 @@ time constants, reversal potentials, NMDA's Mg). Spike sources are constants, as
 step loop.
 
 Refused by name (:func:`gradient_refusal`; the ``'auto'`` path then runs the step loop):
-graded synapses (Wang-Buzsaki's gated GABA_A) and STDP (a plasticity rule: the weights it
-transmits change in the forward pass). Plasticity states are updated in the forward pass
-and not differentiated, on either path.
+gradients to a graded synapse's parameters (a parameter tensor of
+``NetworkModule.synapse_parameters`` that requires grad), graded synapses with a
+voltage-dependent factor, and a state whose plastic weights or
+traces (``NetworkState.plasticity``) require grad (the step loop differentiates through
+the rule's clipped updates, this backward does not). Plasticity states are updated in the
+forward pass and not differentiated otherwise, on either path.
 
 **Memory.** The forward pass with gradients stores, per step and neuron, the state
 variables and synaptic variables at the step's start and each receptor's ring-buffer
 value (and, with a refractory period, the steps since the last spike; per
-Tsodyks-Markram projection, each presynaptic neuron's release :math:`u x`):
+Tsodyks-Markram projection, each presynaptic neuron's release :math:`u x`; per projection
+with a plasticity rule, each synapse's transmitted weight, :math:`T n_{synapses}`):
 :math:`T \cdot N \cdot (n_{states} + n_{synaptic} + n_{receptors} [+ 1])` numbers of the
 dtype (for example 4 + 4 + 2 = 10 doubles, 80 bytes, per neuron and step for the HH model
 with two biexponential receptors: 1,000 neurons over 10,000 steps take 0.8 GB). The
@@ -65,7 +77,13 @@ state it recorded):
     \end{align*}
 
 (sums over neurons implied for the constants; :math:`r_i` the Tsodyks-Markram release
-:math:`u_i x_i` at the arrival step :math:`k + d`, else 1). :math:`\bar b` lives in a ring
+:math:`u_i x_i` at the arrival step :math:`k + d`, else 1; :math:`w_{ij}` the plastic
+weight at step :math:`k + d` on a projection with a plasticity rule, whose :math:`\bar w`
+is not formed). A graded receptor's :math:`\bar y` gives
+:math:`\bar w_{ij} \mathrel{+}= \mathrm{transmit}(s_i)\,\bar y_j` and
+:math:`\bar s_i \mathrel{+}= \partial_s \mathrm{transmit}(s_i) \sum_j w_{ij} \bar y_j`,
+joined to the adjoint of the step's start states once every population's step is undone;
+the presynaptic step maps :math:`\bar s'` to :math:`\bar s` and :math:`\bar V_k`. :math:`\bar b` lives in a ring
 buffer like the forward's: the slot of step :math:`k + d` is read when the spikes of step
 :math:`k` are reached. In float64 the gradients equal the step loop's autograd gradients
 to round-off.
@@ -76,11 +94,12 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import sympy
+import torch
 
 from ...model.definition import ModelDefinition
-from ...model.expressions import VOLTAGE_SYMBOL
+from ...model.expressions import VOLTAGE_SYMBOL, exprel
 from ...network.synapses import SynapseModel
-from ..fused.codegen import CPP, _Printer, step_program
+from ..fused.codegen import CPP, _Printer, _kernel_expr, step_program
 
 
 def gradient_refusal(module, state) -> Optional[str]:
@@ -89,13 +108,24 @@ def gradient_refusal(module, state) -> Optional[str]:
     spec = module.spec
     for pop, table in spec.receptors.items():
         for syn in table.values():
-            if syn.model.is_graded:
+            if not syn.model.is_graded:
+                continue
+            if syn.model.factor is not None:
                 return (f"the fused network path computes no gradients through graded "
-                        f"synapses ({syn.model.name!r} into {pop!r})")
+                        f"synapses with a voltage-dependent factor ({syn.model.name!r} into "
+                        f"{pop!r})")
+            params = module._receptors[pop][syn.receptor].parameters
+            trainable = [k for k, v in params.items() if torch.is_tensor(v) and v.requires_grad]
+            if trainable:
+                return (f"the fused network path computes no gradients to a graded synapse's "
+                        f"parameters ({syn.model.name!r} into {pop!r}: {trainable})")
     for proj in spec.projections:
-        if proj.stdp is not None:
-            return (f"the fused network path computes no gradients with a plasticity rule "
-                    f"(projection {proj.name!r})")
+        table = state.plasticity.get(proj.name, {}) if state is not None else {}
+        for name, value in table.items():
+            if torch.is_tensor(value) and value.requires_grad:
+                return (f"the fused network path computes no gradients through a plasticity "
+                        f"rule's updates: the state of projection {proj.name!r} ({name!r}) "
+                        f"requires grad")
     return None
 
 
@@ -163,7 +193,8 @@ MODEL_BACKWARD_CASES
 //   tape: per population its states, synaptic variables, each receptor's ring-buffer
 //         value and (refractory period) the steps since the last spike at the start of
 //         every step, (steps, n) each; then per projection the releases of a
-//         Tsodyks-Markram one (network_forward's), else nothing;
+//         Tsodyks-Markram one and the transmitted weights of one with a plasticity rule
+//         (network_forward's), else nothing;
 //   spikes: per population network_forward's (steps, n) uint8 raster;
 //   grad_spikes: per population (steps, n) or empty; grad_record: per population per
 //         recorded variable (steps, n) or empty; grad_final: per population, per state then
@@ -180,6 +211,8 @@ std::vector<std::vector<torch::Tensor>> network_backward(
     std::vector<std::vector<torch::Tensor>> params,
     std::vector<std::vector<int64_t>> rec_meta,
     std::vector<std::vector<std::vector<double>>> rec_vals,
+    std::vector<std::vector<int64_t>> pre_meta,
+    std::vector<std::vector<std::vector<double>>> pre_vals,
     std::vector<torch::Tensor> ext,
     std::vector<torch::Tensor> rasters,
     std::vector<int64_t> proj_meta,
@@ -208,10 +241,13 @@ std::vector<std::vector<torch::Tensor>> network_backward(
     for (size_t r = 0; r < rec_vals[p].size(); ++r) {
       const int64_t* m = rec_meta[p].data() + 6 * r;
       rmeta[p].push_back({m[0], m[1], m[2], m[3], m[4], m[5]});
-      TORCH_CHECK(m[0] == 0, "gradients for spike-driven receptors only");
     }
     int64_t nx = 0;
     for (const RecMeta& rm : rmeta[p]) nx = std::max<int64_t>(nx, rm.first + rm.ns);
+    TORCH_CHECK(pre_meta.size() == npop && pre_vals.size() == npop &&
+                pre_meta[p].size() == 3 * pre_vals[p].size(), "pre_meta: 3 per entry");
+    for (size_t e = 0; e < pre_vals[p].size(); ++e)  // presynaptic states of graded synapses
+      nx = std::max<int64_t>(nx, pre_meta[p][3 * e + 1] + pre_meta[p][3 * e + 2]);
     nsyn[p] = nx;
     nstate[p] = (int64_t)tape[p].size() - nx - (int64_t)rmeta[p].size()
                 - (meta[p].refractory >= 0 ? 1 : 0);
@@ -219,10 +255,18 @@ std::vector<std::vector<torch::Tensor>> network_backward(
   }
   for (size_t q = 0; q < nproj; ++q) {
     const int64_t* pm = proj_meta.data() + 9 * q;
-    TORCH_CHECK(!pm[4] && pm[7] < 0, "gradients for spiking projections without STDP only");
+    TORCH_CHECK(!pm[4] || rmeta[pm[2]][pm[3]].fn < 0,
+                "gradients for graded synapses without a voltage-dependent factor only");
+    TORCH_CHECK(pm[7] < 0 || (tape.size() > npop + q && tape[npop + q].size() == (pm[6] ? 2u : 1u)),
+                "a projection with a plasticity rule needs its weights on the tape");
     TORCH_CHECK(!pm[6] || (tape.size() > npop + q && !tape[npop + q].empty()),
                 "a Tsodyks-Markram projection needs its releases on the tape");
   }
+  // the graded projection into each receptor, or -1
+  std::vector<std::vector<int64_t>> gproj(npop);
+  for (size_t p = 0; p < npop; ++p) gproj[p].assign(rmeta[p].size(), -1);
+  for (size_t q = 0; q < nproj; ++q)
+    if (proj_meta[9 * q + 4]) gproj[proj_meta[9 * q + 2]][proj_meta[9 * q + 3]] = (int64_t)q;
   auto opts = tape[0][0].options();
   std::vector<std::vector<torch::Tensor>> result(2 * npop + nproj);
   std::vector<torch::Tensor> gw(nproj);
@@ -273,6 +317,42 @@ std::vector<std::vector<torch::Tensor>> network_backward(
       }
     }
     // the adjoint of the ring slot that spikes of step t with delay d reach, or 0 past the run
+    // a graded projection q at step t: without ly, adds y_j = sum_i w_ij transmit(s_i) to
+    // y, s the source's presynaptic states of the step's start (from its tape, as the
+    // forward's arithmetic); with ly (the adjoint of y), adds the weights' gradients
+    // transmit(s_i) ly_j and the adjoints of s_i (to gpre: joined at the step's start)
+    std::vector<std::vector<T>> gpre(npop);
+    for (size_t p = 0; p < npop; ++p) gpre[p].assign((size_t)(nsyn[p] * meta[p].n), T(0));
+    auto graded_input = [&](int64_t q, int64_t t, T* y, const T* ly) {
+      const int64_t* pm = proj_meta.data() + 9 * q;
+      const int64_t src = pm[1], e = pm[5];
+      const int64_t fn = pre_meta[src][3 * e], first = pre_meta[src][3 * e + 1],
+                    nx = pre_meta[src][3 * e + 2];
+      TORCH_CHECK(nx >= 1 && nx <= 16, "presynaptic layout");
+      const double* qv = pre_vals[src][e].data();
+      const int64_t* rowptr = proj_csr[q][0].data_ptr<int64_t>();
+      const int64_t* post = proj_csr[q][1].data_ptr<int64_t>();
+      const T* w = proj_csr[q][2].data_ptr<T>();
+      T* g = gw[q].data_ptr<T>();
+      const int64_t ns_src = nstate[src], n_src = meta[src].n;
+      T sv[16], ds[16];
+      for (int64_t i = 0; i < n_src; ++i) {
+        for (int64_t k = 0; k < nx; ++k)
+          sv[k] = tape[src][ns_src + first + k].data_ptr<T>()[t * n_src + i];
+        const T tr = syn_transmit<T>(fn, sv, qv);
+        if (!ly) {
+          for (int64_t k = rowptr[i]; k < rowptr[i + 1]; ++k) y[post[k]] += w[k] * tr;
+          continue;
+        }
+        T acc = T(0);
+        for (int64_t k = rowptr[i]; k < rowptr[i + 1]; ++k) {
+          g[k] += tr * ly[post[k]];
+          acc += w[k] * ly[post[k]];
+        }
+        syn_transmit_grad<T>(fn, sv, qv, ds);
+        for (int64_t k = 0; k < nx; ++k) gpre[src][(first + k) * n_src + i] += acc * ds[k];
+      }
+    };
     auto slot_of = [&](int64_t tgt, int64_t r, int64_t due) -> const T* {
       if (due < 0 || due >= steps) return nullptr;
       return gring[tgt][r].data() + (due % meta[tgt].ring) * meta[tgt].n;
@@ -285,12 +365,21 @@ std::vector<std::vector<torch::Tensor>> network_backward(
       const int64_t n_pre = proj_csr[q][0].numel() - 1;
       return tape[npop + q][0].data_ptr<T>()[due * n_pre + i];
     };
+    // the weight of synapse k that a spike arriving at step `due` is transmitted with: the
+    // plastic weight then, from the tape (a projection with a plasticity rule: its weights
+    // are state, not differentiated), else the projection's weight
+    auto weight_at = [&](size_t q, int64_t due, int64_t k) -> T {
+      if (proj_meta[9 * q + 7] < 0) return proj_csr[q][2].data_ptr<T>()[k];
+      const int64_t nnz = proj_csr[q][1].numel();
+      return tape[npop + q][proj_meta[9 * q + 6] ? 1 : 0].data_ptr<T>()[due * nnz + k];
+    };
     // weight gradients of the spikes `idx` of a source (population or spike source) at t
     auto weight_grads = [&](bool from_pop, int64_t index, int64_t t, const uint8_t* z,
                             int64_t nz) {
       for (size_t q = 0; q < nproj; ++q) {
         const int64_t* pm = proj_meta.data() + 9 * q;
-        if ((pm[0] != 0) != from_pop || pm[1] != index) continue;
+        // a plastic projection's weight parameter is not used (the step loop's neither)
+        if ((pm[0] != 0) != from_pop || pm[1] != index || pm[7] >= 0 || pm[4]) continue;
         const int64_t* rowptr = proj_csr[q][0].data_ptr<int64_t>();
         const int64_t* post = proj_csr[q][1].data_ptr<int64_t>();
         const int64_t* delay = proj_csr[q][3].data_ptr<int64_t>();
@@ -310,14 +399,13 @@ std::vector<std::vector<torch::Tensor>> network_backward(
       T total = T(0);
       for (size_t q = 0; q < nproj; ++q) {
         const int64_t* pm = proj_meta.data() + 9 * q;
-        if ((pm[0] != 0) != from_pop || pm[1] != index) continue;
+        if ((pm[0] != 0) != from_pop || pm[1] != index || pm[4]) continue;
         const int64_t* rowptr = proj_csr[q][0].data_ptr<int64_t>();
         const int64_t* post = proj_csr[q][1].data_ptr<int64_t>();
-        const T* w = proj_csr[q][2].data_ptr<T>();
         const int64_t* delay = proj_csr[q][3].data_ptr<int64_t>();
         for (int64_t k = rowptr[i]; k < rowptr[i + 1]; ++k) {
           const T* lb = slot_of(pm[2], pm[3], t + delay[k]);
-          if (lb) total += w[k] * release(q, t + delay[k], i) * lb[post[k]];
+          if (lb) total += weight_at(q, t + delay[k], k) * release(q, t + delay[k], i) * lb[post[k]];
         }
       }
       return total;
@@ -357,6 +445,7 @@ std::vector<std::vector<torch::Tensor>> network_backward(
           }
           T* y = Y[p].data() + r * n;
           std::fill(y, y + n, T(0));
+          if (gproj[p][r] >= 0) graded_input(gproj[p][r], t, y, nullptr);
           for (int64_t s = 0; s < ns; ++s) {
             if (kout[s] == 0.0) continue;
             const T k = T(kout[s]);
@@ -464,6 +553,7 @@ std::vector<std::vector<torch::Tensor>> network_backward(
           } else {
             std::copy(gI[p].begin(), gI[p].end(), ly);
           }
+          if (gproj[p][r] >= 0) graded_input(gproj[p][r], t, nullptr, ly);
           const T* b = tape[p][ns_ + nsyn[p] + r].data_ptr<T>() + t * n;
           T* gb = gring[p][r].data() + slot * n;
           std::fill(gb, gb + n, T(0));
@@ -483,10 +573,37 @@ std::vector<std::vector<torch::Tensor>> network_backward(
             std::copy(l, l + n, GX[p][rm.first + s]);
           }
         }
+        // the presynaptic states of graded synapses leaving p: their exponential Euler
+        // step from the step's start, backwards (to the states and to V of the start)
+        for (size_t e = 0; e < pre_vals[p].size(); ++e) {
+          const int64_t fn = pre_meta[p][3 * e], first = pre_meta[p][3 * e + 1],
+                        nx = pre_meta[p][3 * e + 2];
+          const double* qv = pre_vals[p][e].data();
+          const T* V0 = tape[p][meta[p].vindex].data_ptr<T>() + t * n;
+          T* gV = GS[p][meta[p].vindex];
+          T sv[16], lo[16], gsv[16];
+          for (int64_t i = 0; i < n; ++i) {
+            for (int64_t k = 0; k < nx; ++k) {
+              sv[k] = tape[p][ns_ + first + k].data_ptr<T>()[t * n + i];
+              lo[k] = GX[p][first + k][i];
+            }
+            syn_pre_grad<T>(fn, V0[i], sv, qv, tdt, lo, gsv, gV[i]);
+            for (int64_t k = 0; k < nx; ++k) GX[p][first + k][i] = gsv[k];
+          }
+        }
       }
       for (size_t s = 0; s < rasters.size(); ++s)
         weight_grads(false, (int64_t)s, t, rasters[s].data_ptr<uint8_t>() + t * rasters[s].size(1),
                      rasters[s].size(1));
+      // the graded projections' share of the adjoints of the step's start presynaptic states
+      for (size_t p = 0; p < npop; ++p) {
+        const int64_t n = meta[p].n;
+        for (int64_t v = 0; v < nsyn[p]; ++v) {
+          T* gx = GX[p][v];
+          T* add = gpre[p].data() + v * n;
+          for (int64_t i = 0; i < n; ++i) { gx[i] += add[i]; add[i] = T(0); }
+        }
+      }
     }
     // spikes of the steps before the run whose delays reach into it
     for (size_t h = 0; h < history.size(); ++h) {
@@ -536,6 +653,66 @@ def generate_factor_gradient_cpp(index: int, model: SynapseModel) -> str:
     return "\n".join(lines) + "\n"
 
 
+def generate_graded_gradient_cpp(index: int, model: SynapseModel) -> str:
+    r"""C++ of the derivatives of a graded synapse model's presynaptic step and transmitted
+    signal, printed from its definition's compiled expressions (the step
+    :math:`s_m' = s_m + \Delta t\,\operatorname{exprel}(-\lambda_m\Delta t)\,f_m(V, s)` of
+    ``syn_pre_<index>`` differentiated symbolically):
+
+    - ``syn_pre_grad_<index>(V, s, q, dt, lo, gs, gV)``: with ``lo`` the adjoint of
+      :math:`s'`, writes :math:`\bar s_k = \sum_m \bar s'_m\,\partial s'_m/\partial s_k`
+      to ``gs`` and adds :math:`\sum_m \bar s'_m\,\partial s'_m/\partial V` to ``gV``;
+    - ``syn_transmit_grad_<index>(s, q, ds)``: :math:`\partial\,\mathrm{transmit}/
+      \partial s_k` to ``ds``."""
+    compiled = model.compiled
+    exprs = [_kernel_expr(e) for e in list(compiled.pre_drift) + list(compiled.pre_rate)
+             + [compiled.transmit]]
+    found = {x.name: x for e in exprs for x in sympy.sympify(e).free_symbols}
+    sym = lambda name: found.get(name, sympy.Symbol(name))  # noqa: E731
+    dt = sympy.Symbol("dt_step__")
+    names = {p: f"T(q[{k}])" for k, p in enumerate(model.parameter_names)}
+    names[VOLTAGE_SYMBOL] = "V"
+    names.update({x: f"s[{k}]" for k, x in enumerate(model.presynaptic_names)})
+    names[dt.name] = "dt"
+    pr = _Printer(CPP, names).doprint
+    states = [sym(x) for x in model.presynaptic_names]
+    nx = len(states)
+    drift, rate = exprs[:nx], exprs[nx:2 * nx]
+    new = [x + dt * _kernel_expr(exprel(-lam * dt)) * f
+           for x, f, lam in zip(states, drift, rate)]
+
+    def total(var):
+        terms = [f"lo[{m}]*({pr(d)})" for m, e in enumerate(new)
+                 for d in [sympy.diff(e, var)] if d != 0]
+        return " + ".join(terms) if terms else "T(0)"
+
+    lines = [f"template <typename T> HH_INLINE void syn_pre_grad_{index}(T V, const T* s, "
+             f"const double* q, T dt, const T* lo, T* gs, T& gV) {{",
+             "  (void)V; (void)s; (void)q; (void)dt; (void)lo;"]
+    lines += [f"  gs[{k}] = {total(x)};" for k, x in enumerate(states)]
+    lines += [f"  gV += {total(sym(VOLTAGE_SYMBOL))};", "}",
+              f"template <typename T> HH_INLINE void syn_transmit_grad_{index}(const T* s, "
+              f"const double* q, T* ds) {{", "  (void)s; (void)q;"]
+    lines += [f"  ds[{k}] = {pr(sympy.diff(exprs[-1], x))};" for k, x in enumerate(states)]
+    return "\n".join(lines + ["}"]) + "\n"
+
+
+def _graded_gradient_dispatch(synapse_models: Sequence[SynapseModel]) -> str:
+    pre = [f"    case {k}: syn_pre_grad_{k}<T>(V, s, q, dt, lo, gs, gV); return;"
+           for k, m in enumerate(synapse_models) if m.is_graded]
+    transmit = [f"    case {k}: syn_transmit_grad_{k}<T>(s, q, ds); return;"
+                for k, m in enumerate(synapse_models) if m.is_graded]
+    return "\n".join([
+        "template <typename T> void syn_pre_grad(int64_t fn, T V, const T* s, const double* q,"
+        " T dt, const T* lo, T* gs, T& gV) {",
+        "  switch (fn) {", *pre,
+        '    default: TORCH_CHECK(false, "no presynaptic function ", fn);', "  }", "}",
+        "template <typename T> void syn_transmit_grad(int64_t fn, const T* s, const double* q,"
+        " T* ds) {",
+        "  switch (fn) {", *transmit,
+        '    default: TORCH_CHECK(false, "no transmit function ", fn);', "  }", "}", ""])
+
+
 def _factor_gradient_dispatch(synapse_models: Sequence[SynapseModel]) -> str:
     cases = [f"    case {k}: return syn_factor_grad_{k}<T>(V, q, dq);"
              for k, m in enumerate(synapse_models) if m.compiled.factor is not None]
@@ -555,7 +732,10 @@ def generate_backward_cpp(models: Sequence[ModelDefinition],
         _model_backward_function(k, m) for k, m in enumerate(models))
     functions += "".join(generate_factor_gradient_cpp(k, m)
                          for k, m in enumerate(synapse_models) if m.compiled.factor is not None)
-    functions += _factor_gradient_dispatch(synapse_models) + "}  // namespace\n"
+    functions += "".join(generate_graded_gradient_cpp(k, m)
+                         for k, m in enumerate(synapse_models) if m.is_graded)
+    functions += _factor_gradient_dispatch(synapse_models)
+    functions += _graded_gradient_dispatch(synapse_models) + "}  // namespace\n"
     cases = "\n".join(
         f"    case {k}: backward_model_{k}<T, RESET>(n, S, P, I, G, J, GS, gZ, zgrad, ready, "
         f"gI, gG, gJ, GP, dt); break;" for k in range(len(models)))

@@ -250,7 +250,12 @@ class NetworkModule(torch.nn.Module):
       neuron parameters and the receptors' constants and parameters (so to
       :meth:`synapse_parameters`); for HH populations (any reset, refractory periods)
       and spike-driven receptors (pulse, exponential, biexponential, alpha, NMDA),
-      static or Tsodyks-Markram projections; refused by name: graded synapses, STDP;
+      static, Tsodyks-Markram or STDP/plasticity-rule projections (a spike transmits the
+      plastic weight of its arrival step; the rule's updates are not differentiated and
+      the weight parameter of such a projection gets no gradient, as on ``'naive'``),
+      graded synapses without a voltage-dependent factor (Wang-Buzsaki); refused by
+      name: gradients to a graded synapse's parameters, graded synapses with a factor,
+      and a state whose ``plasticity`` tensors require grad;
     - ``'auto'`` (default): ``'fused'`` when the tensors are on the CPU, a compiler is
       found and either no gradient is needed (``torch.no_grad()`` or nothing requires
       grad) or the fused backward covers the network, else ``'naive'`` (also, with a
@@ -474,7 +479,7 @@ class NetworkModule(torch.nn.Module):
         tensors = list(self.parameters()) + list(currents.values())
         for neuron in state.neurons.values():
             tensors += list(neuron)
-        for table in state.synapses.values():
+        for table in list(state.synapses.values()) + list(state.plasticity.values()):
             tensors += list(table.values())
         for receptors in self._receptors.values():
             for numerics in receptors.values():
