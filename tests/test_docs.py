@@ -148,3 +148,18 @@ def test_help_of_the_package_shows_short_signatures():
     assert len(signature) < 300 and "'hodgkin_huxley'" in signature
     assert repr(hh_plugin.HODGKIN_HUXLEY) == (
         "<ModelDefinition 'hodgkin_huxley': gates m, h, n; channels Na, K, L>")
+
+
+def test_documentation_sources_hold_no_control_characters():
+    """A formula written from a Python string without ``r''`` loses its backslash to an
+    escape (``"\\bar"`` becomes a backspace and ``ar``); such bytes render as nothing or
+    garbage, so no Markdown or Python source of the docs, README or package has them."""
+    files = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")),
+             *sorted((ROOT / "hh_plugin").rglob("*.py"))]
+    bad = {}
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        found = sorted({hex(ord(c)) for c in text if ord(c) < 32 and c not in "\n\t\r"})
+        if found:
+            bad[str(path.relative_to(ROOT))] = found
+    assert not bad, f"control characters in: {bad}"
