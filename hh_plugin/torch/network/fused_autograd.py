@@ -20,6 +20,14 @@ def flat_constants(P, inc, out, E, q, dtype) -> torch.Tensor:
                         for v in items])
 
 
+def _cloned(tensors):
+    """A copy of nested lists and tuples of tensors (a checkpoint the kernel may not
+    overwrite in place)."""
+    if torch.is_tensor(tensors):
+        return tensors.clone()
+    return type(tensors)(_cloned(t) for t in tensors)
+
+
 #: Most bytes the tape of one call may take (``$HH_PLUGIN_NETWORK_TAPE_BYTES``, default
 #: 1 GiB); a longer run is taped in segments that fit, from checkpoints (:class:`NetworkRun`).
 TAPE_BYTES = int(os.environ.get("HH_PLUGIN_NETWORK_TAPE_BYTES", 2 ** 30))
@@ -112,10 +120,7 @@ class NetworkRun:
         rasters = [[] for _ in range(npop)]
         for k0, k1 in self.segments:
             if len(self.segments) > 1:
-                self.checkpoints.append(([[t.clone() for t in x] for x in states],
-                                         [[t.clone() for t in x] for x in syn],
-                                         [t.clone() for t in since],
-                                         [[t.clone() for t in x] for x in a[16]]))
+                self.checkpoints.append(_cloned((states, syn, since, a[16])))
             history, _ = self._history_at(k0, [torch.cat(r) if r else None for r in rasters])
             record = [[t[k0:k1] for t in rec] for rec in a[17]]
             tape = self._tape(k1 - k0) if len(self.segments) == 1 else []
@@ -181,11 +186,7 @@ class NetworkRun:
             if len(self.segments) == 1:
                 tape, spikes = self.tape, self.rasters
             else:  # recompute the segment's tape from its checkpoint
-                states, syn, since, proj_state = self.checkpoints[index]
-                states = [[t.clone() for t in x] for x in states]
-                syn = [[t.clone() for t in x] for x in syn]
-                since = [t.clone() for t in since]
-                proj_state = [[t.clone() for t in x] for x in proj_state]
+                states, syn, since, proj_state = _cloned(self.checkpoints[index])
                 tape = self._tape(k1 - k0)
                 spikes, _ = self._run_segment(k0, k1, states, syn, since, proj_state,
                                               [[] for _ in range(npop)],
