@@ -300,3 +300,17 @@ def test_cuda_equals_cpu():
         torch.testing.assert_close(gpu.spikes[pop].cpu(), cpu.spikes[pop], rtol=0, atol=0)
         torch.testing.assert_close(gpu.traces[pop]["V"].cpu(), cpu.traces[pop]["V"],
                                    rtol=0, atol=1e-8)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+@pytest.mark.parametrize("path", ["naive", "fused"])
+def test_a_nan_or_infinite_current_is_refused_naming_the_population(bad, path):
+    """As the neuron modules do: a NaN or infinite external current would make the states
+    NaN without a word, so it is refused before the run, on either path."""
+    spec = NetworkSpec([Population("A", 3, HHSpec())], [], [], dt=0.025)
+    current = torch.zeros((10, 3), dtype=torch.float64)
+    current[4, 2] = bad
+    module = NetworkModule(spec, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"current of 'A' contains NaN or infinite values "
+                                         r"\(first at index \(4, 2\)\)"):
+        module(steps=10, currents={"A": current}, path=path)

@@ -83,6 +83,19 @@ def _tracing() -> bool:
                 or torch.jit.is_tracing() or torch.jit.is_scripting())
 
 
+def finite_peak(current: torch.Tensor, name: str = "input current") -> float:
+    r""":math:`\max_i |I_i|` of ``current`` (one pass, ``aminmax``); ``ValueError`` naming
+    the first NaN or infinite element, which would silently make the state NaN."""
+    values = current.detach()
+    low, high = torch.aminmax(values)  # one pass; NaN if any element is NaN
+    peak = max(-float(low), float(high))
+    if not math.isfinite(peak):
+        index = tuple(int(i) for i in (~torch.isfinite(values)).nonzero()[0])
+        raise ValueError(f"{name} contains NaN or infinite values (first at index {index}); "
+                         f"they would make the state NaN")
+    return peak
+
+
 def check_input_current(current: torch.Tensor, p, name: str = "input current") -> None:
     """Refuse NaN/inf currents (``ValueError``; they would silently make the state NaN) and
     warn about implausible ones (:class:`~hh_plugin.model.limits.ImplausibleInputWarning`).
@@ -94,13 +107,7 @@ def check_input_current(current: torch.Tensor, p, name: str = "input current") -
     if current.numel() == 0 or current.ndim == 0 or current.device.type == "meta" \
             or _tracing():
         return
-    values = current.detach()
-    low, high = torch.aminmax(values)  # one pass; NaN if any element is NaN
-    peak = max(-float(low), float(high))
-    if not math.isfinite(peak):
-        index = tuple(int(i) for i in (~torch.isfinite(values)).nonzero()[0])
-        raise ValueError(f"{name} contains NaN or infinite values (first at index {index}); "
-                         f"they would make the state NaN")
+    peak = finite_peak(current, name)
     model = type(p).model
     capacitance = getattr(p, model.capacitance)
     if isinstance(capacitance, torch.Tensor):
@@ -109,6 +116,7 @@ def check_input_current(current: torch.Tensor, p, name: str = "input current") -
         capacitance = capacitance.detach().cpu().double().numpy()
     elif peak <= MAX_PLAUSIBLE_RATE * float(capacitance):
         return
+    values = current.detach()
     per_neuron = values.abs().reshape(-1, values.shape[-1]).amax(0).cpu().double().numpy()
     warn_if_implausible(per_neuron, capacitance, model, stacklevel=4)
 

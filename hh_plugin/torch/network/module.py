@@ -49,7 +49,7 @@ from ...model.spec import HHSpec
 from ...network.leaky_integrator import LISpec
 from ...network.spec import NetworkSpec
 from ...model.integrators import DEFAULT_METHOD
-from ..functional.hh import hh_step
+from ..functional.hh import _tracing, finite_peak, hh_step
 from ..fused.cpp import PathUnavailable
 from ..functional.parameters import parameters_type, state_type
 from ..functional.surrogate import heaviside_relu, surrogate_scale
@@ -404,6 +404,8 @@ class NetworkModule(torch.nn.Module):
             if tensor.ndim < 2 or tensor.shape[-1] != n:
                 raise ValueError(f"current of {name!r} of shape {tuple(tensor.shape)}: "
                                  f"expected (T, *batch, {n})")
+            if tensor.numel() and not _tracing():
+                finite_peak(tensor, f"current of {name!r}")
             if steps is not None and tensor.shape[0] != steps:
                 raise ValueError(f"current of {name!r} has {tensor.shape[0]} steps, "
                                  f"expected {steps}")
